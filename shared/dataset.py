@@ -1,0 +1,322 @@
+"""Load and validate a dataset directory into the table of usable listings.
+
+Every model in both deliverables trains on the rows this module returns, so the rules live here
+once:
+
+* required columns must be present (the error lists every missing one);
+* ``ID`` must be a positive integer (it names the photo file, so it is never used as a path
+  before it has been parsed as an integer), and unique;
+* the nightly price is parsed from forms such as ``50``, ``50.0``, ``"$1,200.00"`` or ``"€45"``;
+  unparseable or non-positive prices drop the row for training (never imputed);
+* only listings in Madrid, Spain are kept (city spellings such as "Madrid, Comunidad de Madrid"
+  or "MADRID" are normalised);
+* every photo is opened and fully decoded: missing, truncated or non-image files drop the listing;
+  grayscale, CMYK, palette or PNG-in-.jpg photos are accepted when decodable (CMYK and other
+  modes TensorFlow cannot decode are converted to an RGB JPEG in the derived-data cache, never in
+  the dataset directory, which is treated as read-only).
+
+Each dropped row is counted with its reason and listing ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from shared import config, schema
+from shared.io import atomic_path, sha256_file
+
+#: Columns the feature engineering reads (see :mod:`shared.features`); all must be present.
+FEATURE_SOURCE_COLUMNS: tuple[str, ...] = (
+    "Last Scraped", "Host Since", "Host Response Time", "Host Response Rate",
+    "Host Listings Count", "Host Verifications", "Neighbourhood Cleansed",
+    "Neighbourhood Group Cleansed", "Zipcode", "Latitude", "Longitude", "Property Type",
+    "Room Type", "Accommodates", "Bathrooms", "Bedrooms", "Beds", "Bed Type", "Amenities",
+    "Security Deposit", "Cleaning Fee", "Guests Included", "Extra People", "Minimum Nights",
+    "Maximum Nights", "Availability 30", "Availability 60", "Availability 90",
+    "Availability 365", "Number of Reviews", "First Review", "Last Review",
+    "Review Scores Rating", "Review Scores Accuracy", "Review Scores Cleanliness",
+    "Review Scores Checkin", "Review Scores Communication", "Review Scores Location",
+    "Review Scores Value", "Cancellation Policy", "Calculated host listings count",
+    "Reviews per Month", "Features", "Description", "License",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, "City", *FEATURE_SOURCE_COLUMNS)
+
+# Photo modes TensorFlow's decoder reads directly (after conversion to 3 channels).
+_TF_DECODABLE = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"),
+                 ("PNG", "P"), ("PNG", "LA"), ("GIF", "P"), ("GIF", "L"), ("BMP", "RGB")}
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used as a whole (missing file or columns); the message says why."""
+
+
+@dataclass
+class Dataset:
+    """The usable listings of one dataset directory.
+
+    Attributes:
+        frame: one row per usable listing, indexed 0..n-1, sorted by ``ID``, holding the raw
+            OpenDataSoft columns (as strings) plus ``price`` (float euros, NaN when the
+            dataset has no price), ``image_path`` (str, the file to decode) and
+            ``image_width`` / ``image_height`` (pixels).
+        drops: reason -> list of listing IDs (or row numbers for rows without a valid ID).
+        rows_read: number of data rows in listings.csv.
+        data_dir: the directory read.
+        csv_sha256: sha256 of listings.csv, recorded in every metrics file.
+    """
+
+    frame: pd.DataFrame
+    drops: dict[str, list] = field(default_factory=dict)
+    rows_read: int = 0
+    data_dir: Path | None = None
+    csv_sha256: str = ""
+    has_prices: bool = True
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Listing IDs, shape (n,), int64."""
+        return self.frame[schema.ID_COLUMN].to_numpy(dtype=np.int64)
+
+    @property
+    def prices(self) -> np.ndarray:
+        """Nightly prices in euros, shape (n,), float64."""
+        return self.frame["price"].to_numpy(dtype=np.float64)
+
+    @property
+    def image_paths(self) -> np.ndarray:
+        """Photo file per listing, shape (n,), str."""
+        return self.frame["image_path"].to_numpy(dtype=object)
+
+    def subset(self, ids) -> "Dataset":
+        """A Dataset holding only ``ids`` (in the given order)."""
+        position = pd.Series(np.arange(len(self.frame)), index=self.frame[schema.ID_COLUMN])
+        rows = position.loc[list(ids)].to_numpy()
+        return Dataset(self.frame.iloc[rows].reset_index(drop=True), dict(self.drops),
+                       self.rows_read, self.data_dir, self.csv_sha256, self.has_prices)
+
+    def summary(self) -> dict:
+        """Plain-dict summary used by ``airbnb-dl data check`` and the metrics files."""
+        out = {
+            "data_dir": str(self.data_dir),
+            "listings_sha256": self.csv_sha256,
+            "rows_read": self.rows_read,
+            "rows_usable": int(len(self.frame)),
+            "drops": {reason: len(ids) for reason, ids in sorted(self.drops.items())},
+        }
+        if self.has_prices and len(self.frame):
+            prices = self.prices
+            out["price_eur"] = {"min": float(prices.min()), "median": float(np.median(prices)),
+                                "max": float(prices.max())}
+        if len(self.frame):
+            w, h = self.frame["image_width"], self.frame["image_height"]
+            out["image_size_px"] = {
+                "width": {"min": int(w.min()), "median": float(w.median()), "max": int(w.max())},
+                "height": {"min": int(h.min()), "median": float(h.median()), "max": int(h.max())},
+            }
+            out["room_types"] = self.frame["Room Type"].value_counts().to_dict()
+        return out
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+_CURRENCY = re.compile(r"[\s$€£]|EUR|USD", flags=re.IGNORECASE)
+
+
+def parse_price(value) -> float:
+    """Parse a price string into euros; NaN when unparseable.
+
+    >>> parse_price("$1,200.00"), parse_price("€45"), parse_price("50"), parse_price("1.200,50")
+    (1200.0, 45.0, 50.0, 1200.5)
+    """
+    if value is None:
+        return math.nan
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value) if np.isfinite(value) else math.nan
+    text = _CURRENCY.sub("", str(value))
+    if not text:
+        return math.nan
+    if "," in text and "." in text:
+        # the last separator is the decimal one: "1,200.50" or "1.200,50"
+        if text.rfind(",") > text.rfind("."):
+            text = text.replace(".", "").replace(",", ".")
+        else:
+            text = text.replace(",", "")
+    elif "," in text:
+        head, _, tail = text.rpartition(",")
+        text = text.replace(",", "") if len(tail) == 3 and head else text.replace(",", ".")
+    try:
+        number = float(text)
+    except ValueError:
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def parse_listing_id(value) -> int | None:
+    """Return the listing ID as a positive int, or None if it is not one (never a path)."""
+    text = str(value).strip()
+    if re.fullmatch(r"\d{1,18}(\.0+)?", text) is None:
+        return None
+    number = int(text.split(".")[0])
+    return number if number > 0 else None
+
+
+def normalise_city(value) -> str:
+    """'Madrid, Comunidad de Madrid' / ' MADRID ' / 'Madrid ' -> 'madrid' (accents stripped)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
+    return text.split(",")[0].strip().lower()
+
+
+# --------------------------------------------------------------------------- photos
+
+@dataclass(frozen=True)
+class PhotoCheck:
+    """Result of opening one photo: usable path (maybe a converted copy) or a drop reason."""
+
+    path: str | None
+    width: int = 0
+    height: int = 0
+    reason: str | None = None
+
+
+def check_photo(path: Path, converted_dir: Path | None = None) -> PhotoCheck:
+    """Fully decode ``path``; return where the pipeline should read it from, or why it cannot.
+
+    Photos TensorFlow decodes directly (RGB/grayscale JPEG, PNG, GIF, BMP) are used in place.
+    Others that Pillow decodes (CMYK JPEG, TIFF, WebP, ...) are converted once to an RGB JPEG in
+    ``converted_dir`` (the derived-data cache), keyed by the file's sha256.
+    """
+    if not path.is_file():
+        return PhotoCheck(None, reason="photo missing")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                fmt, mode = image.format, image.mode
+                image.load()  # full decode: raises on truncated data
+                width, height = image.size
+                if (fmt, mode) in _TF_DECODABLE:
+                    return PhotoCheck(str(path), width, height)
+                target_dir = converted_dir or (config.cache_dir() / "converted_photos")
+                target = target_dir / f"{sha256_file(path)}.jpg"
+                if not target.exists():
+                    with atomic_path(target, suffix=".jpg") as tmp:
+                        image.convert("RGB").save(tmp, format="JPEG", quality=95)
+                return PhotoCheck(str(target), width, height)
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        return PhotoCheck(None, reason="photo is not an image")
+    except (OSError, SyntaxError, ValueError):
+        return PhotoCheck(None, reason="photo truncated or corrupt")
+
+
+# --------------------------------------------------------------------------- loading
+
+def read_listings_csv(data_dir: Path) -> pd.DataFrame:
+    """Read ``listings.csv`` with every column as text (parsing happens explicitly later)."""
+    csv_path = data_dir / schema.LISTINGS_FILE
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path} not found. {config.DATA_HELP}")
+    try:
+        frame = pd.read_csv(csv_path, sep=schema.CSV_SEPARATOR, dtype=str, keep_default_na=True,
+                            encoding="utf-8")
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{csv_path} is not a ';'-separated UTF-8 CSV: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool = True,
+                 converted_dir: Path | None = None) -> Dataset:
+    """Load ``listings.csv`` + ``images/`` from a dataset directory and keep the usable rows.
+
+    Args:
+        data_dir: the dataset directory (resolved with :func:`shared.config.resolve_data_dir`).
+        require_price: True for training (the Price column must exist; rows without a valid
+            price are dropped). False for prediction (Price optional; rows kept regardless).
+        check_photos: decode every photo (True everywhere except tests of the table logic).
+
+    Raises:
+        DatasetError: listings.csv missing/unreadable, or required columns missing.
+    """
+    data_dir = config.resolve_data_dir(data_dir)
+    frame = read_listings_csv(data_dir)
+    csv_sha = sha256_file(data_dir / schema.LISTINGS_FILE)
+    required = list(REQUIRED_COLUMNS) + ([schema.TARGET_COLUMN] if require_price else [])
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"{data_dir / schema.LISTINGS_FILE} is missing required column(s): {', '.join(missing)}")
+
+    drops: dict[str, list] = defaultdict(list)
+    rows_read = len(frame)
+
+    ids = frame[schema.ID_COLUMN].map(parse_listing_id)
+    bad_id = ids.isna()
+    for row_number in np.flatnonzero(bad_id.to_numpy()):
+        drops["invalid ID (not a positive integer)"].append(f"row {row_number + 2}")
+    frame = frame.loc[~bad_id].copy()
+    frame[schema.ID_COLUMN] = ids[~bad_id].astype(np.int64)
+
+    duplicated = frame[schema.ID_COLUMN].duplicated(keep="first")
+    drops["duplicate ID"].extend(frame.loc[duplicated, schema.ID_COLUMN].tolist())
+    frame = frame.loc[~duplicated]
+
+    has_prices = schema.TARGET_COLUMN in frame.columns
+    frame["price"] = frame[schema.TARGET_COLUMN].map(parse_price) if has_prices else np.nan
+    if require_price:
+        unparseable = frame["price"].isna()
+        drops["price missing or unparseable"].extend(frame.loc[unparseable, schema.ID_COLUMN].tolist())
+        non_positive = ~unparseable & (frame["price"] <= 0)
+        drops["price not positive"].extend(frame.loc[non_positive, schema.ID_COLUMN].tolist())
+        frame = frame.loc[~unparseable & ~non_positive]
+    else:
+        frame.loc[frame["price"] <= 0, "price"] = np.nan
+
+    in_madrid = frame["City"].map(normalise_city).eq("madrid")
+    if "Country" in frame.columns:
+        country = frame["Country"].fillna("Spain").map(normalise_city)
+        in_madrid &= country.isin({"spain", "espana"})
+    drops["outside Madrid, Spain"].extend(frame.loc[~in_madrid, schema.ID_COLUMN].tolist())
+    frame = frame.loc[in_madrid]
+
+    frame = frame.sort_values(schema.ID_COLUMN).reset_index(drop=True)
+    frame = _attach_photos(frame, data_dir, drops, check_photos, converted_dir)
+    drops = {reason: ids for reason, ids in drops.items() if ids}
+    return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices)
+
+
+def _attach_photos(frame: pd.DataFrame, data_dir: Path, drops: dict, check_photos: bool,
+                   converted_dir: Path | None) -> pd.DataFrame:
+    images_dir = data_dir / schema.IMAGES_DIR
+    checks = []
+    for listing_id in frame[schema.ID_COLUMN].tolist():
+        # the path is built from the parsed integer, never from the raw text
+        photo = images_dir / f"{int(listing_id)}.jpg"
+        checks.append(check_photo(photo, converted_dir) if check_photos
+                      else PhotoCheck(str(photo) if photo.is_file() else None, 0, 0,
+                                      None if photo.is_file() else "photo missing"))
+    keep = np.array([c.reason is None for c in checks], dtype=bool)
+    for listing_id, check in zip(frame[schema.ID_COLUMN].tolist(), checks):
+        if check.reason:
+            drops[check.reason].append(listing_id)
+    frame = frame.assign(image_path=[c.path for c in checks],
+                         image_width=[c.width for c in checks],
+                         image_height=[c.height for c in checks])
+    return frame.loc[keep].reset_index(drop=True)
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """sha256 over the sorted usable IDs: identifies "the same rows" across machines."""
+    return hashlib.sha256(",".join(map(str, sorted(dataset.ids.tolist()))).encode()).hexdigest()

@@ -1,0 +1,116 @@
+"""Dataset schema: the canonical layout and the OpenDataSoft column names.
+
+The canonical dataset directory is::
+
+    <data-dir>/
+      listings.csv      ';'-separated, UTF-8, the 89 OpenDataSoft "airbnb-listings" columns
+      images/<ID>.jpg   one photo per listing
+
+Every data source (the shared sample, ``airbnb-dl data fetch``) produces this layout, and every
+model reads it through :mod:`shared.dataset`.
+"""
+
+from __future__ import annotations
+
+LISTINGS_FILE = "listings.csv"
+IMAGES_DIR = "images"
+CSV_SEPARATOR = ";"
+
+#: The 89 columns of the OpenDataSoft "airbnb-listings" export, in export order.
+OPENDATASOFT_COLUMNS: tuple[str, ...] = (
+    'ID',
+    'Listing Url',
+    'Scrape ID',
+    'Last Scraped',
+    'Name',
+    'Summary',
+    'Space',
+    'Description',
+    'Experiences Offered',
+    'Neighborhood Overview',
+    'Notes',
+    'Transit',
+    'Access',
+    'Interaction',
+    'House Rules',
+    'Thumbnail Url',
+    'Medium Url',
+    'Picture Url',
+    'XL Picture Url',
+    'Host ID',
+    'Host URL',
+    'Host Name',
+    'Host Since',
+    'Host Location',
+    'Host About',
+    'Host Response Time',
+    'Host Response Rate',
+    'Host Acceptance Rate',
+    'Host Thumbnail Url',
+    'Host Picture Url',
+    'Host Neighbourhood',
+    'Host Listings Count',
+    'Host Total Listings Count',
+    'Host Verifications',
+    'Street',
+    'Neighbourhood',
+    'Neighbourhood Cleansed',
+    'Neighbourhood Group Cleansed',
+    'City',
+    'State',
+    'Zipcode',
+    'Market',
+    'Smart Location',
+    'Country Code',
+    'Country',
+    'Latitude',
+    'Longitude',
+    'Property Type',
+    'Room Type',
+    'Accommodates',
+    'Bathrooms',
+    'Bedrooms',
+    'Beds',
+    'Bed Type',
+    'Amenities',
+    'Square Feet',
+    'Price',
+    'Weekly Price',
+    'Monthly Price',
+    'Security Deposit',
+    'Cleaning Fee',
+    'Guests Included',
+    'Extra People',
+    'Minimum Nights',
+    'Maximum Nights',
+    'Calendar Updated',
+    'Has Availability',
+    'Availability 30',
+    'Availability 60',
+    'Availability 90',
+    'Availability 365',
+    'Calendar last Scraped',
+    'Number of Reviews',
+    'First Review',
+    'Last Review',
+    'Review Scores Rating',
+    'Review Scores Accuracy',
+    'Review Scores Cleanliness',
+    'Review Scores Checkin',
+    'Review Scores Communication',
+    'Review Scores Location',
+    'Review Scores Value',
+    'License',
+    'Jurisdiction Names',
+    'Cancellation Policy',
+    'Calculated host listings count',
+    'Reviews per Month',
+    'Geolocation',
+    'Features',
+)
+
+#: Columns derived from the target (nightly price): never model inputs.
+PRICE_DERIVED_COLUMNS: tuple[str, ...] = ("Price", "Weekly Price", "Monthly Price")
+
+TARGET_COLUMN = "Price"
+ID_COLUMN = "ID"
