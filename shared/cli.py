@@ -1,0 +1,166 @@
+"""``airbnb-dl``: the project's command line.
+
+    airbnb-dl data check   [--data-dir D]                  summary of the usable listings
+    airbnb-dl data fetch   [--source drive|opendatasoft] [--dest D] ...
+    airbnb-dl report       deliverable1|deliverable2 [--smoke] [--data-dir D] [--out DIR]
+    airbnb-dl predict      --model models/<name> --data-dir D --out predictions.csv
+
+Errors in the input (missing directory, missing columns, a model saved with another feature set)
+are reported in one clear line and a non-zero exit status, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from shared import config
+
+EXIT_OK, EXIT_PARTIAL, EXIT_INPUT_ERROR = 0, 1, 2
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# --------------------------------------------------------------------------- data check
+
+def cmd_data_check(args) -> int:
+    from shared.dataset import load_dataset
+
+    dataset = load_dataset(args.data_dir)
+    summary = dataset.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    print(f"dataset directory : {summary['data_dir']}")
+    print(f"listings.csv      : sha256 {summary['listings_sha256']}")
+    print(f"rows read         : {summary['rows_read']}")
+    print(f"rows usable       : {summary['rows_usable']}")
+    if summary["drops"]:
+        print("rows dropped      :")
+        for reason, ids in sorted(dataset.drops.items()):
+            shown = ", ".join(map(str, ids[:8])) + (" ..." if len(ids) > 8 else "")
+            print(f"  {len(ids):5d}  {reason}  (IDs: {shown})")
+    else:
+        print("rows dropped      : none")
+    if "price_eur" in summary:
+        p = summary["price_eur"]
+        print(f"price (EUR/night) : min {p['min']:.2f}, median {p['median']:.2f}, max {p['max']:.2f}")
+    if "image_size_px" in summary:
+        w, h = summary["image_size_px"]["width"], summary["image_size_px"]["height"]
+        print(f"photo width (px)  : min {w['min']}, median {w['median']:.0f}, max {w['max']}")
+        print(f"photo height (px) : min {h['min']}, median {h['median']:.0f}, max {h['max']}")
+    if "room_types" in summary:
+        print("room types        : " + ", ".join(f"{k} {v}" for k, v in summary["room_types"].items()))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- report
+
+REPORTS = ("deliverable1", "deliverable2")
+
+
+def ensure_data(data_dir) -> Path:
+    """Return the dataset directory, fetching the dataset first when it is absent or empty."""
+    path = config.resolve_data_dir(data_dir, must_exist=False)
+    if (path / "listings.csv").is_file():
+        return path
+    from shared.acquisition import DEFAULT_SOURCE_URLS, fetch_dataset
+
+    print(f"No dataset in {path} (listings.csv missing): fetching it now with the default source "
+          f"'drive':", flush=True)
+    for what, url in DEFAULT_SOURCE_URLS["drive"].items():
+        print(f"  {what}: {url}", flush=True)
+    summary = fetch_dataset(path, source="drive")
+    if not (path / "listings.csv").is_file():
+        raise config.DataDirError(f"fetching the dataset into {path} failed: {summary}")
+    return path
+
+
+def cmd_report(args) -> int:
+    from shared.reporting import render_report
+
+    data_dir = ensure_data(args.data_dir)
+    if args.smoke:
+        scratch = Path(tempfile.mkdtemp(prefix=f"airbnb-dl-smoke-{args.deliverable}-"))
+        out_dir = Path(args.out) if args.out else scratch / "docs"
+        models_dir = Path(args.models_dir) if args.models_dir else scratch / "models"
+    else:
+        out_dir = Path(args.out) if args.out else config.DOCS_DIR / args.deliverable
+        models_dir = config.resolve_models_dir(args.models_dir)
+    script = config.PROJECT_ROOT / args.deliverable / "report.py"
+    parameters = {"data_dir": str(data_dir), "models_dir": str(models_dir), "smoke": args.smoke}
+    print(f"rendering {script.relative_to(config.PROJECT_ROOT)} -> {out_dir} "
+          f"(models in {models_dir}, data {data_dir}, smoke={args.smoke})", flush=True)
+    result = render_report(script, out_dir, parameters)
+    print(f"done in {result['seconds']:.0f} s:")
+    for path in result["written"]:
+        print(f"  {path}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- predict
+
+def cmd_predict(args) -> int:
+    from shared.predict import predict_command
+
+    return predict_command(Path(args.model), args.data_dir, Path(args.out))
+
+
+# --------------------------------------------------------------------------- wiring
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airbnb-dl", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="check or fetch the dataset")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    check = data_commands.add_parser("check", help="validate a dataset directory and summarise it")
+    check.add_argument("--data-dir", help="dataset directory (default: $AIRBNB_DATA_DIR or data/airbnb-madrid)")
+    check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    check.set_defaults(func=cmd_data_check)
+    try:
+        from shared.acquisition.cli import register
+    except ImportError:  # pragma: no cover - only while the acquisition package is absent
+        register = None
+    if register is not None:
+        register(data_commands)
+
+    report = commands.add_parser("report", help="train a deliverable's models and render its report")
+    report.add_argument("deliverable", choices=REPORTS)
+    report.add_argument("--smoke", action="store_true",
+                        help="tiny settings, output to a temporary folder (never over docs/)")
+    report.add_argument("--data-dir")
+    report.add_argument("--models-dir", help="where models are saved (default: models/)")
+    report.add_argument("--out", help="output folder (default: docs/<deliverable>/)")
+    report.set_defaults(func=cmd_report)
+
+    predict = commands.add_parser("predict", help="score a dataset directory with a saved model")
+    predict.add_argument("--model", required=True, help="a saved model directory, models/<name>")
+    predict.add_argument("--data-dir", help="dataset directory to score (never written to)")
+    predict.add_argument("--out", required=True, help="CSV to write: ID,predicted_price")
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    from shared.dataset import DatasetError
+    from shared.modeling import ModelLoadError
+    from shared.reporting import ReportError
+
+    try:
+        return args.func(args)
+    except (config.DataDirError, DatasetError, ModelLoadError, ReportError) as exc:
+        print(f"airbnb-dl: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Metrics in euros with bootstrap intervals, paired comparisons, plots and ``metrics.json``.
+
+Every model predicts log price; :func:`regression_metrics` takes prices in euros (after the
+inverse transform) and reports:
+
+* ``mae``, ``rmse`` (EUR), ``mape``, ``medape`` (%, mean / median absolute percentage error),
+* ``r2_log``: R² of the prediction on log price (0 = no better than predicting the mean),
+* ``mae_ci95``: 95% percentile-bootstrap interval of the MAE (and the same for the others).
+
+``metrics.json`` schema (one file per deliverable)::
+
+    {"dataset": {"source", "listings_sha256", "rows_read", "rows_usable", "split": {"train", "val",
+                 "test"}, "seed", ...},
+     "run": {"device", "smoke", "started", "seconds"},
+     "models": {NAME: {"val": {metrics}, "test": {metrics + *_ci95}, "train_seconds": float,
+                       "params": {...}}}}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared import config
+from shared.io import write_json_atomic
+
+METRIC_NAMES = ("mae", "rmse", "mape", "medape", "r2_log")
+N_BOOTSTRAP = 1000
+
+
+def _point_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    error = y_pred - y_true
+    ape = np.abs(error) / y_true * 100.0
+    log_true, log_pred = np.log(y_true), np.log(np.clip(y_pred, 1e-6, None))
+    ss_res = float(np.sum((log_true - log_pred) ** 2))
+    ss_tot = float(np.sum((log_true - log_true.mean()) ** 2))
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error ** 2))),
+        "mape": float(np.mean(ape)),
+        "medape": float(np.median(ape)),
+        "r2_log": float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float("nan"),
+    }
+
+
+def bootstrap_indices(n: int, n_boot: int = N_BOOTSTRAP, seed: int = config.SEED) -> np.ndarray:
+    """(n_boot, n) resampling indices; the same seed gives the same resamples for every model,
+    which is what makes the paired comparison paired."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def regression_metrics(y_true_eur, y_pred_eur, bootstrap: bool = True,
+                       n_boot: int = N_BOOTSTRAP, seed: int = config.SEED) -> dict[str, float]:
+    """Metrics of price predictions (euros, shape (n,)), with 95% bootstrap intervals if asked."""
+    y_true = np.asarray(y_true_eur, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred_eur, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")
+    metrics = _point_metrics(y_true, y_pred)
+    if bootstrap and len(y_true) >= 5:
+        samples = [_point_metrics(y_true[idx], y_pred[idx])
+                   for idx in bootstrap_indices(len(y_true), n_boot, seed)]
+        for name in METRIC_NAMES:
+            values = np.array([s[name] for s in samples])
+            metrics[f"{name}_ci95"] = [float(np.nanpercentile(values, 2.5)),
+                                       float(np.nanpercentile(values, 97.5))]
+    return metrics
+
+
+def paired_bootstrap_mae(y_true_eur, pred_a, pred_b, n_boot: int = N_BOOTSTRAP,
+                         seed: int = config.SEED) -> dict[str, float]:
+    """Compare model A with model B on the same rows: MAE(A) - MAE(B) over shared resamples.
+
+    Returns the observed difference (EUR; negative = A better), its 95% interval and
+    ``p_a_better``: the share of resamples in which A's MAE is lower.
+    """
+    y = np.asarray(y_true_eur, dtype=np.float64)
+    err_a = np.abs(np.asarray(pred_a, dtype=np.float64) - y)
+    err_b = np.abs(np.asarray(pred_b, dtype=np.float64) - y)
+    idx = bootstrap_indices(len(y), n_boot, seed)
+    diffs = err_a[idx].mean(axis=1) - err_b[idx].mean(axis=1)
+    return {"mae_diff": float(err_a.mean() - err_b.mean()),
+            "mae_diff_ci95": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))],
+            "relative_diff": float(err_a.mean() / err_b.mean() - 1.0),
+            "p_a_better": float(np.mean(diffs < 0))}
+
+
+def metrics_table(models: dict, split: str = "test"):
+    """pandas DataFrame: one row per model, the metrics of ``split`` with formatted intervals."""
+    import pandas as pd
+
+    rows = {}
+    for name, record in models.items():
+        m = record.get(split, {})
+        row = {}
+        for key in METRIC_NAMES:
+            if key not in m:
+                continue
+            value = m[key]
+            ci = m.get(f"{key}_ci95")
+            row[key] = f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if key == "r2_log" and ci else (
+                f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else round(value, 3))
+        if "train_seconds" in record:
+            row["train_s"] = round(record["train_seconds"], 1)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def write_metrics(path, dataset_info: dict, models: dict, run: dict | None = None) -> None:
+    """Write ``metrics.json`` (schema in the module docstring), atomically."""
+    write_json_atomic(path, {"dataset": dataset_info, "run": run or {}, "models": models})
+
+
+# --------------------------------------------------------------------------- plots
+
+def plot_predicted_vs_actual(predictions: dict[str, np.ndarray], y_true_eur, ncols: int = 3):
+    """Scatter of predicted vs actual price (EUR), one panel per model; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    names = list(predictions)
+    nrows = int(np.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False)
+    y = np.asarray(y_true_eur)
+    lim = (0, float(max(y.max(), max(np.max(p) for p in predictions.values()))) * 1.05)
+    for ax, name in zip(axes.flat, names):
+        ax.scatter(y, predictions[name], s=8, alpha=0.5)
+        ax.plot(lim, lim, color="grey", lw=1, ls="--")
+        ax.set(xlim=lim, ylim=lim, title=name, xlabel="actual price (EUR)",
+               ylabel="predicted price (EUR)")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_residuals_by_group(predictions: dict[str, np.ndarray], y_true_eur, groups, title: str):
+    """Box plot of absolute error (EUR) per group (e.g. room type or price band) and model."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    y = np.asarray(y_true_eur)
+    frames = [pd.DataFrame({"model": name, "group": np.asarray(groups),
+                            "abs_error": np.abs(np.asarray(p) - y)})
+              for name, p in predictions.items()]
+    data = pd.concat(frames)
+    levels = sorted(data["group"].unique(), key=str)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(levels) * len(predictions) / 2), 4))
+    width = 0.8 / len(predictions)
+    for k, name in enumerate(predictions):
+        sub = data[data["model"] == name]
+        values = [sub.loc[sub["group"] == g, "abs_error"].to_numpy() for g in levels]
+        positions = np.arange(len(levels)) + (k - (len(predictions) - 1) / 2) * width
+        box = ax.boxplot(values, positions=positions, widths=width * 0.9, patch_artist=True,
+                         showfliers=False)
+        for patch in box["boxes"]:
+            patch.set_facecolor(plt.cm.tab10(k % 10))
+        ax.plot([], [], color=plt.cm.tab10(k % 10), lw=8, label=name)
+    counts = data[data["model"] == names_first(predictions)]["group"].value_counts()
+    ax.set_xticks(np.arange(len(levels)), [f"{g}\n(n={counts.get(g, 0)})" for g in levels])
+    ax.set(ylabel="absolute error (EUR)", title=title)
+    ax.legend(fontsize=8, ncols=2)
+    fig.tight_layout()
+    return fig
+
+
+def names_first(predictions: dict) -> str:
+    return next(iter(predictions))
+
+
+def plot_mae_with_intervals(models: dict, split: str = "test", title: str = "Test MAE (EUR)"):
+    """Horizontal bars of MAE with their 95% bootstrap intervals, best model at the top."""
+    import matplotlib.pyplot as plt
+
+    items = [(n, r[split]["mae"], r[split].get("mae_ci95")) for n, r in models.items()
+             if split in r and "mae" in r[split]]
+    items.sort(key=lambda t: -t[1])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(items) + 1.2))
+    for i, (name, mae, ci) in enumerate(items):
+        err = [[mae - ci[0]], [ci[1] - mae]] if ci else None
+        ax.barh(i, mae, xerr=err, color=plt.cm.tab10(i % 10), alpha=0.8, capsize=3)
+        ax.text(mae, i, f" {mae:.1f}", va="center", fontsize=8)
+    ax.set_yticks(range(len(items)), [t[0] for t in items])
+    ax.set(xlabel="MAE (EUR), 95% bootstrap interval", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curves(histories: dict[str, dict], metric: str = "loss"):
+    """Training vs validation curves (one panel per model) from Keras ``History.history`` dicts."""
+    import matplotlib.pyplot as plt
+
+    names = [n for n, h in histories.items() if h and metric in h]
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.4),
+                             squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        history = histories[name]
+        ax.plot(history[metric], label="train")
+        if f"val_{metric}" in history:
+            ax.plot(history[f"val_{metric}"], label="validation")
+        ax.set(title=name, xlabel="epoch", ylabel=metric)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def price_band(prices_eur) -> np.ndarray:
+    """Price band labels used in error breakdowns (EUR per night)."""
+    bins = [0, 30, 50, 80, 120, np.inf]
+    labels = ["<30", "30-50", "50-80", "80-120", ">=120"]
+    idx = np.digitize(np.asarray(prices_eur), bins[1:-1], right=False)
+    return np.asarray(labels, dtype=object)[idx]

@@ -1,0 +1,103 @@
+"""One experiment run: the data, the shared split, and the bookkeeping every report needs.
+
+:func:`prepare` loads the usable listings, reuses (or makes) the persisted split, fits the tabular
+preprocessor on the training rows only, and returns an :class:`Experiment` that
+
+* hands each model its inputs (tabular matrices, log-price targets, photo paths) per part;
+* evaluates a trained :class:`~shared.modeling.ModelBundle` on validation and test in euros,
+  keeps its predictions for plots and paired comparisons, and saves it under
+  ``models/<name>/``;
+* writes ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared import config
+from shared import features as feats
+from shared.dataset import Dataset, load_dataset
+from shared.evaluation import regression_metrics, write_metrics
+from shared.modeling import ModelBundle
+from shared.split import Split, load_or_make_split
+
+PARTS = ("train", "val", "test")
+
+
+@dataclass
+class Experiment:
+    dataset: Dataset
+    split: Split
+    models_dir: Path
+    smoke: bool
+    parts: dict[str, Dataset]
+    preprocessor: object
+    tabular: dict[str, np.ndarray]
+    seed: int = config.SEED
+    device: str = ""
+    results: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)
+    histories: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def y_log(self, part: str) -> np.ndarray:
+        """Log-price target of a part, shape (n,), float32."""
+        return feats.log_target(self.parts[part].prices)
+
+    def y_eur(self, part: str) -> np.ndarray:
+        return self.parts[part].prices
+
+    def paths(self, part: str) -> list[str]:
+        return list(self.parts[part].image_paths)
+
+    def evaluate(self, bundle: ModelBundle, train_seconds: float, history: dict | None = None,
+                 save: bool = True, predictions: dict | None = None) -> dict:
+        """Score ``bundle`` on validation and test (EUR), record it, save it; return its record.
+
+        ``predictions`` may pass precomputed {"val": eur, "test": eur} to avoid recomputation.
+        """
+        record = {"train_seconds": float(train_seconds), "params": bundle.params}
+        self.predictions[bundle.name] = {}
+        for part in ("val", "test"):
+            pred = (predictions or {}).get(part)
+            if pred is None:
+                pred = bundle.predict_eur(self.parts[part])
+            self.predictions[bundle.name][part] = np.asarray(pred, dtype=np.float64)
+            record[part] = regression_metrics(self.y_eur(part), pred, bootstrap=(part == "test"))
+        self.results[bundle.name] = record
+        if history:
+            self.histories[bundle.name] = history
+        if save:
+            bundle.save(self.models_dir / bundle.name)
+        return record
+
+    def dataset_info(self) -> dict:
+        info = self.dataset.summary()
+        info.update({"source": str(self.dataset.data_dir), "seed": self.seed,
+                     "split": {p: int(len(self.parts[p].frame)) for p in PARTS},
+                     "split_fingerprint": self.split.fingerprint,
+                     "n_tabular_features": int(self.tabular["train"].shape[1])})
+        return info
+
+    def write_metrics(self, path: Path, extra_run: dict | None = None) -> None:
+        run = {"device": self.device, "smoke": self.smoke,
+               "seconds": round(time.time() - self.started, 1), **(extra_run or {})}
+        write_metrics(path, self.dataset_info(), self.results, run)
+
+
+def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) -> Experiment:
+    """Load data, split, fit the tabular preprocessor on the training rows only."""
+    dataset = load_dataset(data_dir)
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    split = load_or_make_split(dataset, models_dir, seed)
+    parts = {name: dataset.subset(ids) for name, ids in split.parts().items()}
+    preprocessor = feats.make_preprocessor()
+    preprocessor.fit(parts["train"].frame)  # training rows only
+    tabular = {name: np.asarray(preprocessor.transform(part.frame), dtype=np.float32)
+               for name, part in parts.items()}
+    return Experiment(dataset, split, models_dir, smoke, parts, preprocessor, tabular, seed)

@@ -1,0 +1,70 @@
+"""Backbone feature vectors, computed once per photo and cached on disk.
+
+A frozen ImageNet backbone maps every photo to the same vector on every run, so it is computed
+once: the cache key is the photo's *content* (sha256 of its bytes), the backbone's fingerprint
+(name + hash of its weights) and the input size. A renamed or re-downloaded photo with the same
+bytes hits the cache; a changed photo or another backbone misses it.
+
+Layout: ``<cache>/features/<backbone>-<fingerprint[:12]>-<size>px/<sha[:2]>/<sha>.npy``, each a
+float32 vector of shape (D,), written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from shared import config
+from shared.images import make_image_dataset
+from shared.io import atomic_path, sha256_file
+
+
+def feature_cache_dir(backbone: str, image_size: int, root: Path | None = None) -> Path:
+    """Folder holding the cached vectors of one backbone at one input size."""
+    from shared.backbones import backbone_fingerprint
+
+    root = Path(root) if root is not None else config.cache_dir() / "features"
+    return root / f"{backbone}-{backbone_fingerprint(backbone)[:12]}-{image_size}px"
+
+
+def extract_features(paths, backbone: str, image_size: int = 224, batch_size: int = 32,
+                     cache_root: Path | None = None, progress: bool = True,
+                     model=None) -> tuple[np.ndarray, dict]:
+    """Return backbone features for ``paths``, shape (n, D) float32, computing only cache misses.
+
+    Returns:
+        (features, stats) with stats = {"cached": hits, "computed": misses, "seconds": ...}.
+    """
+    import time
+
+    start = time.perf_counter()
+    folder = feature_cache_dir(backbone, image_size, cache_root)
+    keys = [sha256_file(p) for p in paths]
+    files = [folder / key[:2] / f"{key}.npy" for key in keys]
+    missing = sorted({i for i, f in enumerate(files) if not f.is_file()})
+    if missing:
+        if model is None:
+            from shared.backbones import build_backbone
+            model = build_backbone(backbone, image_size=image_size)
+        todo = [paths[i] for i in missing]
+        data = make_image_dataset(todo, image_size=image_size, batch_size=batch_size)
+        bar = tqdm(total=len(todo), desc=f"{backbone} features", unit="photo", disable=not progress)
+        done = 0
+        for batch in data:
+            vectors = model(batch, training=False).numpy().astype(np.float32)
+            for vector in vectors:
+                index = missing[done]
+                files[index].parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(files[index], suffix=".npy") as tmp:
+                    with open(tmp, "wb") as handle:
+                        np.save(handle, vector)
+                done += 1
+            bar.update(len(vectors))
+        bar.close()
+    features = np.stack([np.load(f) for f in files]).astype(np.float32)
+    stats = {"cached": len(files) - len(missing), "computed": len(missing),
+             "seconds": time.perf_counter() - start, "cache_dir": os.fspath(folder)}
+    return features, stats
