@@ -1,0 +1,343 @@
+"""Tests of shared.backbones: legacy .pth reader, EfficientNet-Lite0 conversion, registry."""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import struct
+import sys
+import types
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pytest
+
+from shared import backbones
+from shared.backbones import efficientnet_lite0 as lite0
+from shared.backbones import torch_legacy
+
+ESPRESSO = 967
+CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+SMALL = 64  # image size (px) for random-init shape tests
+
+
+# --------------------------------------------------------------------------- legacy .pth writer
+
+def _header() -> bytes:
+    """The three leading pickles of a legacy torch file."""
+    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    return b"".join(pickle.dumps(obj, protocol=2) for obj in
+                    (torch_legacy.MAGIC_NUMBER, torch_legacy.PROTOCOL_VERSION, sys_info))
+
+
+@dataclass
+class _FakeStorage:
+    key: str
+    data: np.ndarray  # 1-D
+
+
+@dataclass
+class _FakeTensor:
+    storage: _FakeStorage
+    offset: int
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    rebuild = None  # set to the fake torch._utils._rebuild_tensor_v2 while writing
+
+    def __reduce__(self):
+        return (type(self).rebuild, (self.storage, self.offset, self.size, self.stride, False, collections.OrderedDict()))
+
+
+def _fake_torch(monkeypatch) -> types.ModuleType:
+    """Install stand-in ``torch`` modules so pickle can name torch globals without torch."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("only used as a pickled name")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    for name in ("FloatStorage", "LongStorage"):
+        setattr(torch, name, type(name, (), {"__module__": "torch"}))
+    torch._utils = utils
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    monkeypatch.setattr(_FakeTensor, "rebuild", _rebuild_tensor_v2)
+    return torch
+
+
+def _legacy_bytes(torch: types.ModuleType, tensors: dict[str, _FakeTensor]) -> bytes:
+    """Serialise ``tensors`` like torch.save did before 1.6 (storages after the pickles)."""
+    storages = list({id(t.storage): t.storage for t in tensors.values()}.values())
+    storage_types = {np.dtype(np.float32): torch.FloatStorage, np.dtype(np.int64): torch.LongStorage}
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, _FakeStorage):
+                return ("storage", storage_types[obj.data.dtype], obj.key, "cpu", obj.data.size, None)
+            return None
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump(collections.OrderedDict(tensors))
+    parts = [_header(), buffer.getvalue(), pickle.dumps([s.key for s in storages], protocol=2)]
+    for storage in storages:
+        parts += [struct.pack("<q", storage.data.size), storage.data.astype(storage.data.dtype.newbyteorder("<")).tobytes()]
+    return b"".join(parts)
+
+
+# --------------------------------------------------------------------------- torch_legacy
+
+def test_legacy_reader_rebuilds_offsets_and_strides(tmp_path, monkeypatch):
+    torch = _fake_torch(monkeypatch)
+    shared = _FakeStorage("1", np.arange(20, dtype=np.float32))
+    tensors = {
+        "contiguous": _FakeTensor(shared, 2, (2, 3), (3, 1)),
+        "transposed": _FakeTensor(shared, 0, (3, 2), (1, 3)),  # channels-last style strides
+        "counter": _FakeTensor(_FakeStorage("2", np.array([7], dtype=np.int64)), 0, (), ()),
+    }
+    path = tmp_path / "tiny.pth"
+    path.write_bytes(_legacy_bytes(torch, tensors))
+    monkeypatch.undo()  # the reader must not need the fake torch
+
+    state = torch_legacy.load_legacy_state_dict(path)
+
+    base = np.arange(20, dtype=np.float32)
+    np.testing.assert_array_equal(state["contiguous"], base[2:8].reshape(2, 3))
+    np.testing.assert_array_equal(state["transposed"], base[:6].reshape(2, 3).T)
+    assert state["transposed"].flags.c_contiguous
+    assert state["counter"].dtype == np.int64 and state["counter"] == 7
+
+
+def test_legacy_reader_rejects_out_of_bounds_tensor(tmp_path, monkeypatch):
+    torch = _fake_torch(monkeypatch)
+    storage = _FakeStorage("1", np.zeros(4, dtype=np.float32))
+    path = tmp_path / "overrun.pth"
+    path.write_bytes(_legacy_bytes(torch, {"w": _FakeTensor(storage, 1, (4,), (1,))}))
+    with pytest.raises(torch_legacy.LegacyFormatError, match="overruns"):
+        torch_legacy.load_legacy_state_dict(path)
+
+
+def test_legacy_reader_rejects_zip_format(tmp_path):
+    path = tmp_path / "new.pth"
+    path.write_bytes(b"PK\x03\x04" + b"\0" * 32)
+    with pytest.raises(torch_legacy.LegacyFormatError, match="zip"):
+        torch_legacy.load_legacy_state_dict(path)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("position", ["header", "object"])
+def test_malicious_pickle_is_refused_without_running(tmp_path, position):
+    marker = tmp_path / "pwned"
+    exploit = pickle.dumps(_Exploit(marker), protocol=2)
+    path = tmp_path / "evil.pth"
+    path.write_bytes(exploit + _header() if position == "header" else _header() + exploit)
+    with pytest.raises(torch_legacy.UnsafePickleError, match=r"(posix|os)\.system"):
+        torch_legacy.load_legacy_state_dict(path)
+    assert not marker.exists()
+
+
+def test_handwritten_os_system_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(_header() + f"cos\nsystem\n(S'touch {marker}'\ntR.".encode())
+    with pytest.raises(torch_legacy.UnsafePickleError, match=r"os\.system"):
+        torch_legacy.load_legacy_state_dict(path)
+    assert not marker.exists()
+
+
+def test_real_pth_loads_as_numpy():
+    state = torch_legacy.load_legacy_state_dict(lite0.pth_path())
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_blocks.15._project_conv.weight"].shape == (320, 1152, 1, 1)
+    assert state["_fc.weight"].shape == (1000, 1280)
+    assert all(v.flags.c_contiguous for v in state.values())
+    weights = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in weights)
+    # Every key is consumed by the Keras conversion (num_batches_tracked ignored).
+    # stem conv+bn, block 0 (no expand) 4 layers, blocks 1-15 6 layers each, head conv+bn, fc
+    assert len(lite0.keras_weights_from_state_dict(state)) == 2 + 4 + 15 * 6 + 2 + 1
+
+
+# --------------------------------------------------------------------------- registry, random init
+
+@pytest.fixture(scope="module")
+def random_models():
+    return {name: backbones.build_backbone(name, image_size=SMALL, weights=None) for name in backbones.BACKBONES}
+
+
+@pytest.mark.parametrize("name", backbones.BACKBONES)
+def test_random_init_feature_shapes(random_models, name):
+    model = random_models[name]
+    images = np.random.default_rng(0).uniform(0, 255, (2, SMALL, SMALL, 3)).astype("float32")
+    features = model.predict(images, verbose=0)
+    assert model.name == name
+    assert features.shape == (2, backbones.feature_dim(name))
+    assert np.isfinite(features).all()
+
+
+@pytest.mark.parametrize("name, module", [("mobilenet_v2", "mobilenet_v2"), ("vgg16", "vgg16")])
+def test_preprocessing_layer_matches_keras(random_models, name, module):
+    images = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = getattr(keras.applications, module).preprocess_input(images.copy())
+    got = keras.ops.convert_to_numpy(random_models[name].get_layer("preprocess")(images))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-4)
+
+
+def test_caffe_preprocessing_survives_save_and_load(tmp_path):
+    model = keras.Sequential([keras.Input((4, 4, 3)), backbones.CaffePreprocessing()])
+    model.save(tmp_path / "m.keras")
+    images = np.random.default_rng(2).uniform(0, 255, (1, 4, 4, 3)).astype("float32")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+@pytest.mark.parametrize("name, n_total, head", [
+    ("efficientnet_lite0", 16, ["top_conv", "top_bn", "top_relu"]),
+    ("mobilenet_v2", 17, ["Conv_1", "Conv_1_bn", "out_relu"]),
+    ("efficientnet_b0", 16, ["top_conv", "top_bn", "top_activation"]),
+    ("vgg16", 5, []),
+])
+def test_top_block_layers(random_models, name, n_total, head):
+    model = random_models[name]
+    assert [layer.name for layer in backbones.top_block_layers(model, name, 0)] == head
+    everything = backbones.top_block_layers(model, name, n_total)
+    two = backbones.top_block_layers(model, name, 2)
+    assert set(map(id, two)) < set(map(id, everything))
+    assert len(two) > len(head) and [layer.name for layer in two][len(two) - len(head):] == head
+    with pytest.raises(ValueError, match="n_blocks"):
+        backbones.top_block_layers(model, name, n_total + 1)
+
+
+def test_top_block_layers_of_lite0_are_blocks_14_15_and_head(random_models):
+    names = [layer.name for layer in backbones.top_block_layers(random_models["efficientnet_lite0"],
+                                                                "efficientnet_lite0", 2)]
+    assert names[0] == "block14_expand_conv" and "block15_project_bn" in names and names[-1] == "top_relu"
+    assert all(n.startswith(("block14_", "block15_", "top_")) for n in names)
+
+
+def test_top_block_layers_rejects_foreign_model(random_models):
+    with pytest.raises(ValueError, match="no layers named like"):
+        backbones.top_block_layers(random_models["vgg16"], "mobilenet_v2", 1)
+
+
+def test_unknown_backbone_lists_valid_names():
+    for call in (backbones.build_backbone, backbones.feature_dim, backbones.backbone_fingerprint):
+        with pytest.raises(ValueError, match="efficientnet_lite0, mobilenet_v2, efficientnet_b0, vgg16"):
+            call("resnet9000")
+
+
+def test_fingerprints_are_stable_and_distinct():
+    prints = [backbones.backbone_fingerprint(name) for name in backbones.BACKBONES]
+    assert prints == [backbones.backbone_fingerprint(name) for name in backbones.BACKBONES]
+    assert len(set(prints)) == len(prints)
+    assert all(p.startswith(f"{name}-") for p, name in zip(prints, backbones.BACKBONES))
+
+
+def test_offline_keras_weights_raise_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(backbones.BackboneUnavailableError, match="efficientnet_lite0"):
+        backbones.build_backbone("mobilenet_v2", image_size=SMALL)
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("AIRBNB_DL_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert lite0.cache_dir() == tmp_path / ".cache" / "airbnb-dl"
+    monkeypatch.setenv("AIRBNB_DL_CACHE", str(tmp_path / "elsewhere"))
+    assert lite0.cache_dir() == tmp_path / "elsewhere"
+
+
+# --------------------------------------------------------------------------- Lite0 ImageNet weights
+
+@pytest.fixture(scope="module")
+def lite0_cache(tmp_path_factory):
+    """A fresh cache dir for the module, so the first build really converts the .pth."""
+    directory = tmp_path_factory.mktemp("airbnb-dl-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRBNB_DL_CACHE", str(directory))
+        yield directory
+
+
+@pytest.fixture(scope="module")
+def lite0_classifier(lite0_cache):
+    return lite0.build_efficientnet_lite0(224, weights="imagenet", include_top=True)
+
+
+def _square(image: np.ndarray, crop: bool) -> np.ndarray:
+    """Resize an RGB uint8 image to 224x224 float32 in [0, 255] (optionally center-crop first)."""
+    from skimage.transform import resize
+
+    if crop:
+        h, w = image.shape[:2]
+        side = min(h, w)
+        image = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    return resize(image, (224, 224), anti_aliasing=True, preserve_range=True).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def skimage_probabilities(lite0_classifier):
+    """Class probabilities (4, 1000) for coffee/chelsea, plain resize then center crop."""
+    from skimage import data
+
+    images = [_square(img, crop) for crop in (False, True) for img in (data.coffee(), data.chelsea())]
+    return lite0_classifier.predict(np.stack(images), verbose=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", [0, 2], ids=["resize", "center_crop"])
+def test_lite0_classifies_espresso(skimage_probabilities, row):
+    probs = skimage_probabilities[row]
+    assert probs.argmax() == ESPRESSO
+    assert probs[ESPRESSO] >= 0.8  # measured 0.906 (resize) / 0.941 (center crop)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", [1, 3], ids=["resize", "center_crop"])
+def test_lite0_classifies_cat(skimage_probabilities, row):
+    probs = skimage_probabilities[row]
+    assert probs.argmax() in CAT_CLASSES
+    assert probs[list(CAT_CLASSES)].sum() >= 0.8  # measured 0.96 (resize) / 0.89 (center crop)
+
+
+@pytest.mark.slow
+def test_lite0_converted_layouts(lite0_classifier):
+    state = torch_legacy.load_legacy_state_dict(lite0.pth_path())
+    np.testing.assert_array_equal(lite0_classifier.get_layer("block03_dw_conv").get_weights()[0],
+                                  state["_blocks.3._depthwise_conv.weight"].transpose(2, 3, 0, 1))
+    np.testing.assert_array_equal(lite0_classifier.get_layer("block03_expand_conv").get_weights()[0],
+                                  state["_blocks.3._expand_conv.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(lite0_classifier.get_layer("top_bn").get_weights()[3], state["_bn1.running_var"])
+    np.testing.assert_array_equal(lite0_classifier.get_layer("predictions").get_weights()[0], state["_fc.weight"].T)
+
+
+@pytest.mark.slow
+def test_lite0_cache_file_is_reused(lite0_classifier, lite0_cache, monkeypatch):
+    cached = lite0.cached_weights_path()
+    assert cached.parent == lite0_cache and cached.name.endswith(".weights.h5")
+    assert sorted(p.name for p in lite0_cache.iterdir()) == [cached.name]  # no temp files left
+    mtime = cached.stat().st_mtime_ns
+
+    def must_not_reconvert(path):
+        raise AssertionError("the .pth was read again although the cache exists")
+
+    monkeypatch.setattr(lite0, "load_legacy_state_dict", must_not_reconvert)
+    features = backbones.build_backbone("efficientnet_lite0", image_size=96)
+    assert cached.stat().st_mtime_ns == mtime
+    out = features.predict(np.full((1, 96, 96, 3), 128.0, dtype="float32"), verbose=0)
+    assert features.name == "efficientnet_lite0"
+    assert out.shape == (1, 1280) == (1, backbones.feature_dim("efficientnet_lite0"))
+    assert 0.0 <= out.min() and out.max() <= 6.0  # pooled ReLU6 activations
