@@ -1,0 +1,99 @@
+"""``airbnb-dl data fetch``: the command-line face of :func:`shared.acquisition.fetch_dataset`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DEFAULT_SOURCE_URLS, SOURCES,
+               DestinationError, fetch_dataset)
+
+EPILOG = """\
+exit status: 0 when the dataset is complete (dead photo URLs are expected and only counted),
+1 when something failed that a rerun may fix (rerunning resumes and skips complete files),
+2 when a source is unusable or the destination must not be overwritten.
+The summary is written to <dest>/fetch_report.json."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``fetch`` sub-command to the ``data`` command group."""
+    parser = subparsers.add_parser(
+        "fetch", help="download the real dataset into the canonical layout",
+        description="Download the Airbnb Madrid dataset from its public sources into "
+                    "<dest>/listings.csv + <dest>/images/<ID>.jpg.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=SOURCES, default="drive",
+                        help="drive: the student's final_data.npy + images.npy (default); "
+                             "opendatasoft: the CSV export plus each listing's photo URL")
+    parser.add_argument("--dest", type=Path, default=None,
+                        help="destination folder (default: the project's data directory)")
+    parser.add_argument("--url", default=None,
+                        help="override final_data.npy (drive) or the CSV export (opendatasoft); "
+                             "an http(s) URL, file:// URL or local path "
+                             f"(defaults: {DEFAULT_SOURCE_URLS['drive']['final_data.npy']} / "
+                             "the OpenDataSoft export)")
+    parser.add_argument("--images-url", default=None,
+                        help="drive only: fetch images.npy from this URL or path with the "
+                             "built-in downloader instead of Google Drive via gdown")
+    parser.add_argument("--workers", type=_positive_int, default=4,
+                        help="parallel photo downloads (default 4, be polite)")
+    parser.add_argument("--timeout", type=_positive_float, default=30.0,
+                        help="seconds to wait for a connection or for data (default 30)")
+    parser.add_argument("--retries", type=_non_negative_int, default=4,
+                        help="retries on timeouts, connection errors, 5xx and 429 (default 4)")
+    parser.add_argument("--max-photo-mb", type=_positive_float,
+                        default=DEFAULT_MAX_PHOTO_BYTES / 2**20,
+                        help="abort a photo larger than this (default 20)")
+    parser.add_argument("--max-file-mb", type=_positive_float,
+                        default=DEFAULT_MAX_FILE_BYTES / 2**20,
+                        help="abort a .npy or CSV download larger than this (default 1024)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a folder holding a dataset from elsewhere")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_fetch)
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    """Handle ``data fetch``; return the exit status."""
+    try:
+        dest = args.dest if args.dest is not None else _default_dest()
+        summary = fetch_dataset(
+            dest, source=args.source, url=args.url, images_url=args.images_url,
+            workers=args.workers, timeout=args.timeout, retries=args.retries,
+            progress=not args.no_progress,
+            max_photo_bytes=int(args.max_photo_mb * 2**20),
+            max_file_bytes=int(args.max_file_mb * 2**20), force=args.force)
+    except (DestinationError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return int(summary["exit_code"])
+
+
+def _default_dest() -> Path:
+    try:
+        from shared.config import resolve_data_dir
+    except ImportError as error:  # pragma: no cover - shared.config is written separately
+        raise ValueError(f"no --dest given and the data directory is unknown ({error})") from error
+    return resolve_data_dir(None, must_exist=False)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
