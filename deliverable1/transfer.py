@@ -1,0 +1,133 @@
+"""Transfer learning from an ImageNet backbone: ``transfer_frozen`` and ``transfer_finetuned``.
+
+``transfer_frozen``
+    The backbone (default EfficientNet-Lite0, see :mod:`shared.backbones`) is frozen, so each
+    photo's 1280-d pooled feature vector never changes: it is computed once and cached on disk
+    (:mod:`shared.feature_cache`). A small regression head (standardised features -> optional
+    hidden layer -> log price) is then searched on validation and trains in seconds.
+
+``transfer_finetuned``
+    The frozen model is assembled end to end (photo -> backbone -> the same standardisation as a
+    fixed Normalization layer -> the trained head), then the top blocks of the backbone are
+    unfrozen and trained together with the head at a low learning rate on augmented photos.
+    Batch-norm layers stay frozen and run in inference mode: with batches of 32 their statistics
+    would be noisier than ImageNet's and would wreck the pretrained features.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+
+from deliverable1.mlp import fit_mlp
+from shared import features as feats
+from shared.backbones import DEFAULT_BACKBONE, build_backbone, top_block_layers
+from shared.feature_cache import extract_features
+from shared.images import make_image_dataset
+from shared.modeling import ModelBundle, compile_regressor, fit_regressor, tune_on_validation
+
+HEAD_GRID = [
+    # A linear head needs strong L2 on 1280 correlated features (ridge alpha ~ l2 x n_train).
+    {"hidden": (), "dropout": 0.0, "l2": 1.0, "learning_rate": 1e-3},
+    {"hidden": (), "dropout": 0.0, "l2": 5.0, "learning_rate": 1e-3},
+    {"hidden": (256,), "dropout": 0.5, "l2": 1e-2, "learning_rate": 3e-4},
+    {"hidden": (256,), "dropout": 0.3, "l2": 1e-2, "learning_rate": 3e-4},
+]
+
+
+def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
+    """Cached backbone features per part: ({"train": (n, D), ...}, extraction stats)."""
+    all_paths = [p for part in ("train", "val", "test") for p in exp.paths(part)]
+    vectors, stats = extract_features(all_paths, backbone, image_size)
+    sizes = np.cumsum([0] + [len(exp.paths(p)) for p in ("train", "val", "test")])
+    parts = {p: vectors[sizes[i]:sizes[i + 1]] for i, p in enumerate(("train", "val", "test"))}
+    return parts, stats
+
+
+def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
+                          epochs: int | None = None) -> tuple[ModelBundle, dict]:
+    """Head on cached features. Returns (bundle, extraction stats)."""
+    image_size = image_size or (96 if exp.smoke else 224)
+    epochs = epochs or (5 if exp.smoke else 300)
+    start = time.perf_counter()
+    raw, stats = backbone_features(exp, backbone, image_size)
+    scaler = StandardScaler().fit(raw["train"])  # training rows only
+    X = {part: scaler.transform(v).astype(np.float32) for part, v in raw.items()}
+    y_train, y_val = exp.y_log("train"), exp.y_log("val")
+    histories = {}
+
+    def build_and_fit(params):
+        model, history = fit_mlp(X["train"], y_train, X["val"], y_val, params, exp.seed, epochs,
+                                 patience=15, name="transfer_head")
+        histories[id(model)] = history
+        return model
+
+    grid = HEAD_GRID[:1] if exp.smoke else HEAD_GRID
+    model, params, trials = tune_on_validation(
+        build_and_fit, grid, lambda m: feats.price_from_log(m(X["val"], training=False).numpy()),
+        exp.y_eur("val"))
+    bundle = ModelBundle("transfer_frozen", ("image_features",), model, image_reducer=scaler,
+                         backbone=backbone, image_size=image_size, deliverable="deliverable1",
+                         params={**{k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in params.items()}, "trials": trials,
+                                 "backbone": backbone, "features_cached": stats["cached"],
+                                 "features_computed": stats["computed"]})
+    predictions = {p: feats.price_from_log(model(X[p], training=False).numpy()) for p in ("val", "test")}
+    exp.evaluate(bundle, time.perf_counter() - start, history=histories[id(model)],
+                 predictions=predictions)
+    return bundle, stats
+
+
+def assemble_end_to_end(frozen: ModelBundle, weights: str | None = "imagenet") -> keras.Model:
+    """photo (size, size, 3) [0, 255] -> backbone -> fixed standardisation -> head -> log price."""
+    size = frozen.image_size
+    backbone = build_backbone(frozen.backbone, image_size=size, weights=weights)
+    scaler = frozen.image_reducer
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    x = backbone(inputs, training=False)  # BN (and dropout) in inference mode, always
+    x = keras.layers.Normalization(mean=scaler.mean_, variance=scaler.var_,
+                                   name="feature_standardisation")(x)
+    outputs = frozen.estimator(x)
+    return keras.Model(inputs, outputs, name=f"{frozen.backbone}_regressor")
+
+
+def unfreeze_top(model: keras.Model, backbone_name: str, n_blocks: int) -> int:
+    """Make the top ``n_blocks`` of the backbone trainable (batch norm excluded); returns the
+    number of trainable weights tensors in the backbone."""
+    backbone = model.get_layer(backbone_name)
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = False
+    for layer in top_block_layers(backbone, backbone_name, n_blocks):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = True
+    return len(backbone.trainable_weights)
+
+
+def train_transfer_finetuned(exp, frozen: ModelBundle, n_blocks: int | None = None,
+                             epochs: int | None = None, learning_rate: float = 3e-5,
+                             batch_size: int = 32) -> ModelBundle:
+    n_blocks = n_blocks if n_blocks is not None else (1 if exp.smoke else 2)
+    epochs = epochs or (1 if exp.smoke else 6)
+    start = time.perf_counter()
+    keras.utils.set_random_seed(exp.seed)
+    model = assemble_end_to_end(frozen)
+    n_trainable = unfreeze_top(model, frozen.backbone, n_blocks)
+    compile_regressor(model, learning_rate)
+    size = frozen.image_size
+    train = make_image_dataset(exp.paths("train"), exp.y_log("train"), image_size=size,
+                               batch_size=batch_size, shuffle=True, augment=True, seed=exp.seed)
+    val = make_image_dataset(exp.paths("val"), exp.y_log("val"), image_size=size,
+                             batch_size=batch_size)
+    history = fit_regressor(model, train, val, epochs=epochs, patience=3)
+    params = {"backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
+              "trainable_backbone_tensors": n_trainable, "learning_rate": learning_rate,
+              "epochs_run": len(history["loss"]), "batchnorm": "frozen, inference mode",
+              "augmentation": "flip, brightness, contrast, zoom"}
+    bundle = ModelBundle("transfer_finetuned", ("image",), model, backbone=frozen.backbone,
+                         image_size=size, params=params, deliverable="deliverable1")
+    exp.evaluate(bundle, time.perf_counter() - start, history=history)
+    return bundle
