@@ -70,15 +70,15 @@ def ensure_data(data_dir) -> Path:
     path = config.resolve_data_dir(data_dir, must_exist=False)
     if (path / "listings.csv").is_file():
         return path
-    from shared.acquisition import DEFAULT_SOURCE_URLS, fetch_dataset
+    from shared.acquisition import fetch_dataset
 
     print(f"No dataset in {path} (listings.csv missing): fetching it now with the default source "
-          f"'drive':", flush=True)
-    for what, url in DEFAULT_SOURCE_URLS["drive"].items():
-        print(f"  {what}: {url}", flush=True)
+          "'drive' (what is fetched, and from where, follows).", flush=True)
     summary = fetch_dataset(path, source="drive")
     if not (path / "listings.csv").is_file():
-        raise config.DataDirError(f"fetching the dataset into {path} failed: {summary}")
+        raise config.DataDirError(
+            f"fetching the dataset into {path} failed ({summary.get('error', summary.get('status'))}); "
+            f"details in {path / 'fetch_report.json'}. {config.DATA_HELP}")
     return path
 
 
