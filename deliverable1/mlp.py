@@ -45,7 +45,7 @@ def fit_mlp(X_train, y_train, X_val, y_val, config: dict, seed: int, epochs: int
                       target_mean=float(np.mean(y_train)), name=name)
     compile_regressor(model, config["learning_rate"])
     history = fit_regressor(model, (X_train, y_train), (X_val, y_val), epochs=epochs,
-                            patience=patience, batch_size=32)
+                            patience=patience, batch_size=64)
     return model, history
 
 
@@ -71,7 +71,7 @@ def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, ep
 
 
 def train_mlp(exp, n_configs: int | None = None, epochs: int | None = None) -> ModelBundle:
-    n_configs = n_configs or (2 if exp.smoke else 16)
+    n_configs = n_configs or (2 if exp.smoke else 12)
     epochs = epochs or (5 if exp.smoke else 300)
     start = time.perf_counter()
     model, config, history, trials = search_mlp(

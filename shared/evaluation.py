@@ -73,9 +73,12 @@ def paired_bootstrap_mae(y_true_eur, pred_a, pred_b, n_boot: int = N_BOOTSTRAP,
     Returns the observed difference (EUR; negative = A better), its 95% interval and
     ``p_a_better``: the share of resamples in which A's MAE is lower.
     """
-    y = np.asarray(y_true_eur, dtype=np.float64)
-    err_a = np.abs(np.asarray(pred_a, dtype=np.float64) - y)
-    err_b = np.abs(np.asarray(pred_b, dtype=np.float64) - y)
+    y = np.asarray(y_true_eur, dtype=np.float64).reshape(-1)
+    pred_a = np.asarray(pred_a, dtype=np.float64).reshape(-1)
+    pred_b = np.asarray(pred_b, dtype=np.float64).reshape(-1)
+    if not len(y) == len(pred_a) == len(pred_b):
+        raise ValueError(f"length mismatch: y {len(y)}, A {len(pred_a)}, B {len(pred_b)}")
+    err_a, err_b = np.abs(pred_a - y), np.abs(pred_b - y)
     idx = bootstrap_indices(len(y), n_boot, seed)
     diffs = err_a[idx].mean(axis=1) - err_b[idx].mean(axis=1)
     return {"mae_diff": float(err_a.mean() - err_b.mean()),

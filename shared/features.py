@@ -143,7 +143,8 @@ def make_preprocessor(n_neighbors: int = 5, min_frequency: int = 5) -> Pipeline:
     * numeric: standardised (mean/std of training rows), then missing values filled by a
       KNN imputer over the training rows (missing-value indicators kept as extra columns);
     * categorical: missing -> "missing", one-hot with levels seen fewer than ``min_frequency``
-      times in training grouped as "infrequent"; unseen levels at predict time -> all zeros.
+      times in training grouped as "infrequent"; unseen levels at predict time go to that
+      "infrequent" column (all zeros when training had no infrequent level).
     """
     numeric = Pipeline([
         ("scale", StandardScaler()),

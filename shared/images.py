@@ -12,6 +12,7 @@ of a room is lost. Pixel values stay in [0, 255]: each model normalises inside i
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,9 @@ def make_image_dataset(paths, targets=None, extra_inputs=None, image_size: int =
         lambda p: decode_photo(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        images = images.cache(str(Path(cache_dir) / f"photos_{image_size}px"))
+        # the cache file is named after the exact photo list: another list never reads it
+        key = hashlib.sha256("\n".join(paths.tolist()).encode()).hexdigest()[:16]
+        images = images.cache(str(Path(cache_dir) / f"photos_{image_size}px_{key}"))
     parts = [images]
     if extra_inputs is not None:
         parts.append(tf.data.Dataset.from_tensor_slices(np.asarray(extra_inputs, dtype=np.float32)))

@@ -46,6 +46,20 @@ def build_notebook(script: Path, parameters: dict):
     return notebook
 
 
+def _progress_hook(notebook, start: float):
+    """Print one line per code cell as it starts: long reports show where they are."""
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+
+    def hook(cell, cell_index):
+        number = next((i for i, c in enumerate(code_cells, 1) if c is cell), 0)
+        first = next((line for line in cell.source.splitlines()
+                      if line.strip() and not line.startswith("#")), "")
+        print(f"[{time.perf_counter() - start:6.0f} s] cell {number}/{len(code_cells)}: {first[:70]}",
+              flush=True)
+
+    return hook
+
+
 def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 3600) -> dict:
     """Execute ``script`` and write ``<stem>.ipynb``, ``<stem>.html`` (+ whatever the report wrote
     into its ``output_dir`` parameter, e.g. ``metrics.json``) into ``out_dir``.
@@ -63,9 +77,11 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
     staging = Path(tempfile.mkdtemp(prefix=f"report-{script.parent.name}-"))
     notebook = build_notebook(script, {**parameters, "output_dir": str(staging)})
     env_python = os.path.dirname(sys.executable)
-    os.environ["PATH"] = env_python + os.pathsep + os.environ.get("PATH", "")
+    if env_python not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = env_python + os.pathsep + os.environ.get("PATH", "")
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(config.PROJECT_ROOT)}})
+                            resources={"metadata": {"path": str(config.PROJECT_ROOT)}},
+                            on_cell_start=_progress_hook(notebook, start))
     try:
         client.execute()
     except CellExecutionError as exc:

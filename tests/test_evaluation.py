@@ -1,0 +1,169 @@
+"""shared.evaluation: metric values, bootstrap intervals, paired comparisons, metrics.json, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from shared.evaluation import (METRIC_NAMES, bootstrap_indices, metrics_table,
+                               paired_bootstrap_mae, price_band, regression_metrics,
+                               write_metrics)
+
+
+def test_point_metrics_match_hand_computed_values():
+    y = np.array([100.0, 200.0, 50.0, 80.0])
+    pred = np.array([110.0, 180.0, 50.0, 100.0])
+    m = regression_metrics(y, pred, bootstrap=False)
+
+    # errors 10, -20, 0, 20; APE 10%, 10%, 0%, 25%
+    assert m["mae"] == pytest.approx(12.5)
+    assert m["rmse"] == pytest.approx(15.0)  # sqrt((100 + 400 + 0 + 400) / 4)
+    assert m["mape"] == pytest.approx(11.25)
+    assert m["medape"] == pytest.approx(10.0)
+    log_y, log_p = np.log(y), np.log(pred)
+    r2 = 1 - np.sum((log_y - log_p) ** 2) / np.sum((log_y - log_y.mean()) ** 2)
+    assert m["r2_log"] == pytest.approx(r2)
+    assert set(m) == set(METRIC_NAMES)  # no intervals when not asked
+
+
+def test_perfect_and_mean_predictions():
+    y = np.array([40.0, 60.0, 90.0, 120.0, 55.0])
+    perfect = regression_metrics(y, y, bootstrap=False)
+    assert perfect["mae"] == 0 and perfect["rmse"] == 0 and perfect["r2_log"] == pytest.approx(1.0)
+    mean_log = np.full_like(y, np.exp(np.log(y).mean()))
+    assert regression_metrics(y, mean_log, bootstrap=False)["r2_log"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_inputs_are_flattened_and_shapes_checked():
+    y = np.array([10.0, 20.0, 30.0])
+    assert regression_metrics(y.reshape(-1, 1), y.reshape(1, -1), bootstrap=False)["mae"] == 0
+    with pytest.raises(ValueError, match="shape mismatch"):
+        regression_metrics(y, y[:2], bootstrap=False)
+
+
+def test_bootstrap_intervals_contain_the_point_estimate_and_are_seeded():
+    rng = np.random.default_rng(0)
+    y = np.exp(rng.normal(4.0, 0.5, 300))
+    pred = y * np.exp(rng.normal(0.0, 0.3, 300))
+    m = regression_metrics(y, pred, n_boot=300)
+
+    for name in METRIC_NAMES:
+        low, high = m[f"{name}_ci95"]
+        assert low <= m[name] <= high, name
+        assert low < high, name
+    assert regression_metrics(y, pred, n_boot=300) == m  # same seed, same intervals
+    assert regression_metrics(y, pred, n_boot=300, seed=1)["mae_ci95"] != m["mae_ci95"]
+
+
+def test_no_bootstrap_below_five_rows():
+    m = regression_metrics([10.0, 20.0, 30.0, 40.0], [12.0, 18.0, 33.0, 41.0])
+    assert not any(k.endswith("_ci95") for k in m)
+
+
+def test_bootstrap_indices_shape_and_determinism():
+    idx = bootstrap_indices(7, n_boot=11, seed=3)
+    assert idx.shape == (11, 7) and idx.min() >= 0 and idx.max() < 7
+    assert np.array_equal(idx, bootstrap_indices(7, n_boot=11, seed=3))
+
+
+def test_paired_bootstrap_detects_the_better_model():
+    rng = np.random.default_rng(1)
+    y = np.exp(rng.normal(4.0, 0.5, 200))
+    good = y + rng.normal(0, 5, 200)
+    bad = y + rng.normal(0, 30, 200)
+
+    a_better = paired_bootstrap_mae(y, good, bad, n_boot=500)
+    assert a_better["p_a_better"] > 0.99
+    assert a_better["mae_diff"] < 0 and a_better["mae_diff_ci95"][1] < 0
+    mae_good, mae_bad = np.mean(np.abs(good - y)), np.mean(np.abs(bad - y))
+    assert a_better["mae_diff"] == pytest.approx(mae_good - mae_bad)
+    assert a_better["relative_diff"] == pytest.approx(mae_good / mae_bad - 1)
+    lo, hi = a_better["mae_diff_ci95"]
+    assert lo <= a_better["mae_diff"] <= hi
+
+    a_worse = paired_bootstrap_mae(y, bad, good, n_boot=500)
+    assert a_worse["p_a_better"] < 0.01 and a_worse["mae_diff"] > 0
+
+    same = paired_bootstrap_mae(y, good, good, n_boot=200)
+    assert same["mae_diff"] == 0 and same["p_a_better"] == 0.0
+
+
+def test_write_metrics_schema(tmp_path):
+    y = np.array([50.0, 60.0, 70.0, 80.0, 90.0, 100.0])
+    models = {
+        "mlp": {"val": regression_metrics(y, y * 1.1, bootstrap=False),
+                "test": regression_metrics(y, y * 0.9), "train_seconds": np.float64(1.5),
+                "params": {"hidden": (8, 4), "lr": np.float32(1e-3)}},
+    }
+    dataset = {"source": "fixture", "listings_sha256": "ab" * 32, "rows_read": np.int64(6),
+               "rows_usable": 6, "split": {"train": 4, "val": 1, "test": 1}, "seed": 42}
+    path = tmp_path / "out" / "metrics.json"
+
+    write_metrics(path, dataset, models, run={"device": "CPU", "smoke": True})
+
+    data = json.loads(path.read_text())
+    assert list(data) == ["dataset", "run", "models"]
+    assert data["dataset"]["rows_read"] == 6 and data["dataset"]["split"]["train"] == 4
+    assert data["run"] == {"device": "CPU", "smoke": True}
+    record = data["models"]["mlp"]
+    assert set(record) == {"val", "test", "train_seconds", "params"}
+    assert set(METRIC_NAMES) <= set(record["test"]) and "mae_ci95" in record["test"]
+    assert len(record["test"]["mae_ci95"]) == 2
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]  # atomic: no temp left
+
+    write_metrics(path, dataset, models)
+    assert json.loads(path.read_text())["run"] == {}
+
+
+def test_metrics_table_formats_intervals():
+    y = np.linspace(40, 140, 20)
+    models = {"a": {"test": regression_metrics(y, y * 1.05), "train_seconds": 2.345},
+              "b": {"test": regression_metrics(y, y * 1.2, bootstrap=False)}}
+    table = metrics_table(models)
+
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "mae"].startswith(f"{models['a']['test']['mae']:.2f} [")
+    assert table.loc["a", "train_s"] == 2.3
+    assert table.loc["b", "mae"] == round(models["b"]["test"]["mae"], 3)
+    assert math.isnan(table.loc["b", "train_s"])
+
+
+def test_price_band_edges():
+    bands = price_band([10, 29.99, 30, 49.9, 50, 80, 119, 120, 500])
+    assert bands.tolist() == ["<30", "<30", "30-50", "30-50", "50-80", "80-120", "80-120",
+                              ">=120", ">=120"]
+
+
+def test_plots_return_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared import evaluation
+
+    y = np.linspace(20, 200, 30)
+    predictions = {"a": y * 1.1, "b": y * 0.8}
+    models = {name: {"test": regression_metrics(y, p, n_boot=50)} for name, p in predictions.items()}
+    figures = [
+        evaluation.plot_predicted_vs_actual(predictions, y),
+        evaluation.plot_residuals_by_group(predictions, y, price_band(y), "by price band"),
+        evaluation.plot_mae_with_intervals(models),
+        evaluation.plot_learning_curves({"a": {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]},
+                                         "b": {}}),
+    ]
+    for figure in figures:
+        assert figure.axes
+        plt.close(figure)
+
+
+def test_paired_bootstrap_accepts_keras_shaped_predictions():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(20, 200, 50)
+    good, bad = y + rng.normal(0, 5, 50), y + rng.normal(0, 30, 50)
+    flat = paired_bootstrap_mae(y, good, bad, n_boot=200)
+    column = paired_bootstrap_mae(y, good.reshape(-1, 1), bad.reshape(-1, 1), n_boot=200)
+    assert column == flat

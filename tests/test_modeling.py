@@ -1,0 +1,164 @@
+"""shared.modeling: ModelBundle save/load round trips, load errors, Keras building blocks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+
+from shared import features as feats
+from shared.modeling import (ModelBundle, ModelLoadError, build_mlp, compile_regressor,
+                             fit_regressor, tune_on_validation)
+from shared.split import make_split
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def fitted(small_dataset):
+    """(train Dataset, test Dataset, preprocessor fitted on train, X_train, y_train)."""
+    split = make_split(small_dataset)
+    train, test = small_dataset.subset(split.train), small_dataset.subset(split.test)
+    preprocessor = feats.make_preprocessor().fit(train.frame)
+    x_train = preprocessor.transform(train.frame)
+    return train, test, preprocessor, x_train, feats.log_target(train.prices)
+
+
+def sklearn_bundle(fitted, name="ridge") -> ModelBundle:
+    train, _, preprocessor, x_train, y_train = fitted
+    estimator = Ridge(alpha=1.0).fit(x_train, y_train)
+    return ModelBundle(name, ("tabular",), estimator, preprocessor=preprocessor,
+                       params={"alpha": 1.0}, deliverable="deliverable1")
+
+
+def test_sklearn_bundle_round_trip_gives_identical_predictions(fitted, tmp_path):
+    _, test, *_ = fitted
+    bundle = sklearn_bundle(fitted)
+    before = bundle.predict_log(test)
+
+    directory = bundle.save(tmp_path / "models" / "ridge")
+    loaded = ModelBundle.load(directory)
+
+    assert sorted(p.name for p in directory.iterdir()) == \
+        ["estimator.joblib", "metadata.json", "preprocessor.joblib"]
+    np.testing.assert_array_equal(loaded.predict_log(test), before)
+    np.testing.assert_array_equal(loaded.predict_eur(test), np.exp(before))
+    assert before.shape == (len(test.frame),) and before.dtype == np.float64
+    assert (loaded.name, loaded.inputs, loaded.params, loaded.deliverable) == \
+        ("ridge", ("tabular",), {"alpha": 1.0}, "deliverable1")
+    meta = json.loads((directory / "metadata.json").read_text())
+    assert meta["feature_set_version"] == feats.FEATURE_SET_VERSION
+    assert meta["estimator"] == "sklearn" and meta["target"] == "log(price EUR)"
+    assert meta["feature_names"] == list(map(str, bundle.preprocessor.get_feature_names_out()))
+
+
+def test_keras_mlp_bundle_round_trip_gives_identical_predictions(fitted, tmp_path):
+    train, test, preprocessor, x_train, y_train = fitted
+    keras.utils.set_random_seed(0)
+    model = compile_regressor(build_mlp(x_train.shape[1], (8, 4), dropout=0.1, l2=1e-4,
+                                        target_mean=float(y_train.mean())), 1e-3)
+    history = fit_regressor(model, (x_train, y_train), (x_train[:5], y_train[:5]), epochs=2,
+                            batch_size=8)
+    assert set(history) >= {"loss", "val_loss", "mae_log", "val_mae_log"}
+    assert all(isinstance(v, float) for v in history["loss"]) and len(history["loss"]) == 2
+
+    bundle = ModelBundle("mlp", ("tabular",), model, preprocessor=preprocessor)
+    before = bundle.predict_log(test)
+    loaded = ModelBundle.load(bundle.save(tmp_path / "mlp"))
+
+    assert loaded.is_keras and (tmp_path / "mlp" / "model.keras").is_file()
+    np.testing.assert_array_equal(loaded.predict_log(test), before)
+
+
+def test_keras_image_and_tabular_bundle_round_trip(fitted, tmp_path):
+    train, test, preprocessor, x_train, y_train = fitted
+    keras.utils.set_random_seed(0)
+    image = keras.Input((16, 16, 3), name="image")
+    tabular = keras.Input((x_train.shape[1],), name="tabular")
+    x = keras.layers.Rescaling(1.0 / 255.0)(image)
+    x = keras.layers.Conv2D(2, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Concatenate()([x, tabular])
+    model = keras.Model({"image": image, "tabular": tabular}, keras.layers.Dense(1)(x))
+
+    bundle = ModelBundle("fusion", ("tabular", "image"), model, preprocessor=preprocessor,
+                         image_size=16)
+    before = bundle.predict_log(test, batch_size=4)
+    loaded = ModelBundle.load(bundle.save(tmp_path / "fusion"))
+
+    assert loaded.image_size == 16 and loaded.inputs == ("tabular", "image")
+    assert before.shape == (len(test.frame),) and np.isfinite(before).all()
+    np.testing.assert_array_equal(loaded.predict_log(test, batch_size=4), before)
+
+
+def test_loading_a_bundle_of_another_feature_set_fails_clearly(fitted, tmp_path):
+    directory = sklearn_bundle(fitted).save(tmp_path / "old")
+    meta = json.loads((directory / "metadata.json").read_text())
+    meta["feature_set_version"] = "features-v0"
+    (directory / "metadata.json").write_text(json.dumps(meta))
+
+    with pytest.raises(ModelLoadError) as info:
+        ModelBundle.load(directory)
+    message = str(info.value)
+    assert str(directory) in message and "features-v0" in message
+    assert feats.FEATURE_SET_VERSION in message and "Retrain" in message
+
+
+def test_loading_a_directory_without_metadata_fails_clearly(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no metadata.json"):
+        ModelBundle.load(tmp_path / "empty")
+    with pytest.raises(ModelLoadError, match="no metadata.json"):
+        ModelBundle.load(tmp_path / "does-not-exist")
+
+
+def test_loading_another_format_or_inconsistent_feature_names_fails(fitted, tmp_path):
+    directory = sklearn_bundle(fitted).save(tmp_path / "m")
+    meta_path = directory / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+
+    meta_path.write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(ModelLoadError, match="format 99"):
+        ModelBundle.load(directory)
+
+    meta_path.write_text(json.dumps({**meta, "feature_names": meta["feature_names"][:-1]}))
+    with pytest.raises(ModelLoadError, match="feature names"):
+        ModelBundle.load(directory)
+
+
+def test_save_replaces_the_directory_as_a_whole(fitted, tmp_path):
+    target = tmp_path / "models" / "ridge"
+    target.mkdir(parents=True)
+    (target / "image_reducer.joblib").write_text("stale file of an older model")
+
+    sklearn_bundle(fitted).save(target)
+
+    assert not (target / "image_reducer.joblib").exists()
+    assert ModelBundle.load(target).image_reducer is None
+    assert sorted(p.name for p in target.parent.iterdir()) == ["ridge"]  # no staging/backup left
+
+
+def test_build_mlp_shapes_and_output_bias():
+    model = build_mlp(6, (5, 3), dropout=0.2, l2=0.0, target_mean=4.2)
+    assert model.input_shape == (None, 6) and model.output_shape == (None, 1)
+    np.testing.assert_allclose(model.get_layer("log_price").bias.numpy(), [4.2], rtol=1e-6)
+    assert model.get_layer("log_price").dtype == "float32"
+    assert [layer.name for layer in model.layers if layer.name.endswith("_dense")] == \
+        ["hidden1_dense", "hidden2_dense"]
+
+
+def test_tune_on_validation_keeps_the_lowest_validation_mae():
+    y_val = np.array([50.0, 60.0, 70.0])
+    grid = [{"offset": 10.0}, {"offset": 1.0}, {"offset": -5.0}]
+    built = []
+
+    def build_and_fit(params):
+        built.append(params)
+        return params["offset"]
+
+    best, params, trials = tune_on_validation(build_and_fit, grid, lambda off: y_val + off, y_val)
+
+    assert built == grid and best == 1.0 and params == {"offset": 1.0}
+    assert [t["val_mae"] for t in trials] == [10.0, 1.0, 5.0]

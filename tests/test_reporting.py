@@ -1,0 +1,106 @@
+"""shared.reporting.render_report: jupytext script -> executed ipynb + html + report outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fixtures import tree_state
+from shared.reporting import ReportError, build_notebook, render_report
+
+GOOD_SCRIPT = '''\
+# %% [markdown]
+# # Tiny report
+
+# %% tags=["parameters"]
+greeting = "default"
+repeat = 1
+output_dir = "."
+
+# %%
+import json
+import pathlib
+
+message = " ".join([greeting] * repeat)
+pathlib.Path(output_dir, "metrics.json").write_text(json.dumps({"message": message}))
+print("MESSAGE:", message)
+'''
+
+FAILING_SCRIPT = '''\
+# %% tags=["parameters"]
+output_dir = "."
+
+# %%
+import pathlib
+pathlib.Path(output_dir, "metrics.json").write_text("{}")
+
+# %%
+raise RuntimeError("boom from the report")
+'''
+
+
+@pytest.fixture
+def keep_path(monkeypatch):
+    """render_report prepends the interpreter's folder to PATH; restore PATH afterwards."""
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))
+
+
+def write_script(folder, text, name="report.py"):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_parameters_are_injected_after_the_parameters_cell(tmp_path):
+    notebook = build_notebook(write_script(tmp_path / "src", GOOD_SCRIPT), {"greeting": "hi"})
+    sources = [cell.source for cell in notebook.cells]
+    index = next(i for i, s in enumerate(sources) if s.startswith('greeting = "default"'))
+    assert sources[index + 1].splitlines()[1:] == ["greeting = 'hi'"]
+    assert "injected-parameters" in notebook.cells[index + 1].metadata["tags"]
+
+
+def test_render_report_writes_notebook_html_and_the_report_outputs(tmp_path, keep_path):
+    script = write_script(tmp_path / "src", GOOD_SCRIPT)
+    out = tmp_path / "docs"
+
+    result = render_report(script, out, {"greeting": "hello", "repeat": 2}, timeout=120)
+
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.html", "report.ipynb"]
+    assert sorted(result["written"]) == sorted(str(p) for p in out.iterdir())
+    assert json.loads((out / "metrics.json").read_text()) == {"message": "hello hello"}
+    notebook = nbformat.read(out / "report.ipynb", as_version=4)
+    outputs = [o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+               for o in c.get("outputs", [])]
+    assert any("MESSAGE: hello hello" in text for text in outputs)  # executed, with parameters
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Tiny report" in html and "MESSAGE: hello hello" in html
+    assert result["seconds"] > 0
+
+
+def test_a_failing_cell_raises_and_leaves_the_previous_report_untouched(tmp_path, keep_path):
+    out = tmp_path / "docs"
+    out.mkdir()
+    for name, text in {"report.ipynb": "old nb", "report.html": "old html",
+                       "metrics.json": '{"old": true}'}.items():
+        (out / name).write_text(text)
+    before = tree_state(out)
+    script = write_script(tmp_path / "src", FAILING_SCRIPT)
+
+    with pytest.raises(ReportError) as info:
+        render_report(script, out, {}, timeout=120)
+
+    message = str(info.value)
+    assert str(script) in message and "boom from the report" in message
+    failed = Path(re.search(r"Executed notebook: (\S+)", message).group(1))
+    assert failed.is_file() and failed.name == "report.failed.ipynb"  # kept for inspection
+    shutil.rmtree(failed.parent)
+    assert tree_state(out) == before
+    assert (out / "metrics.json").read_text() == '{"old": true}'

@@ -1,0 +1,151 @@
+"""shared.split: 70/10/20 sizes, disjoint and complete, deterministic, stratified, persisted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.dataset import Dataset, dataset_fingerprint
+from shared.split import SPLIT_FILE, SplitError, load_or_make_split, make_split
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def priced_dataset(n: int, seed: int = 0) -> Dataset:
+    """A Dataset of ``n`` listings with unique random IDs and log-normal prices (EUR)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(np.arange(1, 50 * n), size=n, replace=False)
+    prices = np.round(np.exp(rng.normal(4.0, 0.6, size=n)), 0)
+    return Dataset(pd.DataFrame({"ID": ids.astype(np.int64), "price": prices}))
+
+
+def expected_sizes(n: int) -> tuple[int, int, int]:
+    """Sizes from the 70/10/20 fractions (test rounded up, then val rounded up of the rest)."""
+    test = int(np.ceil(0.2 * n))
+    val = int(np.ceil(0.125 * (n - test)))
+    return n - test - val, val, test
+
+
+@pytest.mark.parametrize("n", [10, 15, 25, 57, 200, 814])
+def test_sizes_disjoint_and_complete(n):
+    dataset = priced_dataset(n, seed=n)
+    split = make_split(dataset)
+
+    parts = split.parts()
+    assert tuple(len(ids) for ids in parts.values()) == expected_sizes(n)
+    for name, ids in parts.items():
+        assert ids.dtype == np.int64 and np.all(np.diff(ids) > 0), f"{name} not sorted/unique"
+    union = np.concatenate(list(parts.values()))
+    assert len(np.unique(union)) == len(union) == n  # disjoint
+    assert set(union.tolist()) == set(dataset.ids.tolist())  # covers all IDs
+    assert split.fingerprint == dataset_fingerprint(dataset)
+
+
+def test_real_size_numbers():
+    assert expected_sizes(814) == (569, 82, 163)
+    split = make_split(priced_dataset(814))
+    assert (len(split.train), len(split.val), len(split.test)) == (569, 82, 163)
+
+
+def test_same_split_twice_and_independent_of_row_order():
+    dataset = priced_dataset(300, seed=3)
+    first, second = make_split(dataset), make_split(dataset)
+    shuffled = Dataset(dataset.frame.sample(frac=1.0, random_state=7).reset_index(drop=True))
+    third = make_split(shuffled)
+
+    for a, b, c in zip(first.parts().values(), second.parts().values(), third.parts().values()):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_another_seed_gives_another_split():
+    dataset = priced_dataset(300, seed=3)
+    assert not np.array_equal(make_split(dataset, seed=1).test, make_split(dataset, seed=2).test)
+
+
+def test_same_split_in_fresh_interpreters_with_other_hash_seeds(small_dir, small_dataset):
+    code = textwrap.dedent(f"""
+        import json
+        from shared.dataset import load_dataset
+        from shared.split import make_split
+        split = make_split(load_dataset({str(small_dir)!r}, check_photos=False))
+        print(json.dumps({{k: v.tolist() for k, v in split.parts().items()}}))
+    """)
+    here = {k: v.tolist() for k, v in make_split(small_dataset).parts().items()}
+    hash_seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == here
+
+
+def test_split_is_stratified_on_price():
+    dataset = priced_dataset(1000, seed=11)
+    split = make_split(dataset)
+    prices = pd.Series(dataset.prices, index=dataset.ids)
+    deciles = pd.qcut(prices.rank(method="first"), 10, labels=False)
+
+    for name, ids in split.parts().items():
+        counts = deciles.loc[ids].value_counts().reindex(range(10), fill_value=0).to_numpy()
+        expected = len(ids) / 10
+        assert np.abs(counts - expected).max() <= 2, f"{name}: per-decile counts {counts}"
+        part_prices = prices.loc[ids]
+        assert abs(part_prices.median() - prices.median()) / prices.median() < 0.08, name
+
+
+def test_too_few_or_unpriced_listings_raise_split_error():
+    with pytest.raises(SplitError, match="at least 10"):
+        make_split(priced_dataset(9))
+    unpriced = priced_dataset(30)
+    unpriced.frame.loc[3, "price"] = np.nan
+    with pytest.raises(SplitError):
+        make_split(unpriced)
+
+
+# --------------------------------------------------------------------------- persistence
+
+def test_load_or_make_split_persists_and_reuses(tmp_path):
+    dataset = priced_dataset(120, seed=5)
+    split = load_or_make_split(dataset, tmp_path)
+
+    path = tmp_path / SPLIT_FILE
+    stored = json.loads(path.read_text())
+    assert stored["dataset_fingerprint"] == dataset_fingerprint(dataset) and stored["seed"] == 42
+    assert {k: stored[k] for k in ("train", "val", "test")} == \
+        {k: v.tolist() for k, v in split.parts().items()}
+
+    # the stored file is what is reused (proved by editing it), and it is not rewritten
+    stored["train"], stored["val"] = stored["train"][1:], stored["val"] + stored["train"][:1]
+    path.write_text(json.dumps(stored))
+    mtime = path.stat().st_mtime_ns
+    reused = load_or_make_split(dataset, tmp_path)
+    assert reused.val.tolist() == stored["val"] and reused.train.tolist() == stored["train"]
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_load_or_make_split_replaces_the_file_of_another_dataset_or_seed(tmp_path):
+    first = priced_dataset(120, seed=5)
+    load_or_make_split(first, tmp_path)
+
+    other = first.subset(first.ids[:100])
+    split = load_or_make_split(other, tmp_path)
+    stored = json.loads((tmp_path / SPLIT_FILE).read_text())
+    assert stored["dataset_fingerprint"] == dataset_fingerprint(other)
+    assert set(np.concatenate(list(split.parts().values())).tolist()) == set(other.ids.tolist())
+    assert split.parts().keys() == make_split(other).parts().keys()
+    for a, b in zip(split.parts().values(), make_split(other).parts().values()):
+        assert np.array_equal(a, b)
+
+    reseeded = load_or_make_split(other, tmp_path, seed=7)
+    assert json.loads((tmp_path / SPLIT_FILE).read_text())["seed"] == 7
+    assert np.array_equal(reseeded.test, make_split(other, seed=7).test)
+    assert not [p.name for p in tmp_path.iterdir() if p.name != SPLIT_FILE]  # no temp files left
