@@ -51,6 +51,8 @@ def _progress_hook(notebook, start: float):
     code_cells = [c for c in notebook.cells if c.cell_type == "code"]
 
     def hook(cell, cell_index):
+        if cell.cell_type != "code":
+            return
         number = next((i for i, c in enumerate(code_cells, 1) if c is cell), 0)
         first = next((line for line in cell.source.splitlines()
                       if line.strip() and not line.startswith("#")), "")
