@@ -40,9 +40,6 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
