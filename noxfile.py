@@ -128,25 +128,28 @@ def lint(session: nox.Session) -> None:
     session.run(_ops_tool(python, "hadolint"), str(ROOT / "Dockerfile"), external=True)
     for script in sorted((ROOT / "docker").glob("*.sh")):
         session.run("bash", "-n", str(script), external=True)
-    session.run(python, "-m", "py_compile", *map(str, sorted((ROOT / "docker").glob("*.py"))),
-                external=True)
+    session.run(python, "-c", "import ast, sys; [ast.parse(open(p).read(), p) for p in sys.argv[1:]]",
+                *map(str, sorted((ROOT / "docker").glob("*.py"))), external=True)
 
 
 @nox.session(venv_backend="none")
 def docs(session: nox.Session) -> None:
-    """Documentation site (MkDocs Material, strict) into site/; ``-- --check`` also opens it in
-    headless Chromium (tests/test_docs_site.py). Needs both rendered reports."""
+    """Documentation site (MkDocs Material, strict) into site/ (``-- --check``: browser test too).
+
+    Needs both rendered reports; ``--check`` runs tests/test_docs_site.py on the built site.
+    """
     missing = [f"docs/{name}/report.html" for name in ("deliverable1", "deliverable2")
                if not (ROOT / "docs" / name / "report.html").is_file()]
     if missing:
         session.error(f"missing rendered report(s): {', '.join(missing)}. Run "
                       + " and ".join(f"`nox -s {m.split('/')[1]}`" for m in missing)
-                      + " first, then `nox -s docs` again.")
+                      + " first, then `nox -s docs` again")
     python = _python(session)
     _ops_ensure(session, python, "mkdocs-material", module="material")
     site = ROOT / "site"
     session.run(python, "-m", "mkdocs", "build", "--strict", "--clean",
-                "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(site), external=True)
+                "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(site),
+                env={"NO_MKDOCS_2_WARNING": "1"}, external=True)
     session.log(f"site: {site / 'index.html'}")
     if "--check" in session.posargs:
         session.run(python, "-m", "pytest", "-q", str(ROOT / "tests" / "test_docs_site.py"),
@@ -157,7 +160,15 @@ def docs(session: nox.Session) -> None:
 def docker_smoke(session: nox.Session) -> None:
     """Build the image on a local debootstrap base and run a command in it (not in CI).
 
-    Default command: ``nox -s deliverable1 -- --smoke``; give another after ``--``, e.g.
+    Default command: ``nox -s deliverable1 -- --smoke`` (report written to
+    test-artifacts/docker-smoke/); give another after ``--``, e.g.
     ``nox -s docker-smoke -- nox -s tests -- -q -x tests/test_devices.py``. See docker/smoke.sh.
     """
     session.run("bash", str(ROOT / "docker" / "smoke.sh"), *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks -> docs/benchmarks.md + docs/benchmarks.json (``-- --quick``: tiny sizes, one
+    repetition, output to a temporary folder; see ``python -m shared.benchmarks --help``)."""
+    _run(session, "-m", "shared.benchmarks", *session.posargs)
