@@ -185,12 +185,14 @@ def dense_block(x, units: int, dropout: float, l2: float, name: str):
     return keras.layers.Dropout(dropout, name=f"{name}_dropout")(x) if dropout else x
 
 
-def regression_output(x, target_mean: float, name: str = "log_price"):
+def regression_output(x, target_mean: float, name: str = "log_price", l2: float = 0.0):
     """Final Dense(1) in float32 (safe under mixed precision), bias initialised at the mean log
-    price so training starts from the mean predictor instead of from zero."""
+    price so training starts from the mean predictor instead of from zero; optional L2 on its
+    kernel (for a linear model this is what makes it ridge regression)."""
     import keras
 
     return keras.layers.Dense(1, dtype="float32", name=name,
+                              kernel_regularizer=keras.regularizers.l2(l2) if l2 else None,
                               bias_initializer=keras.initializers.Constant(target_mean))(x)
 
 
@@ -203,7 +205,7 @@ def build_mlp(input_dim: int, hidden: tuple[int, ...], dropout: float, l2: float
     x = inputs
     for i, units in enumerate(hidden):
         x = dense_block(x, units, dropout, l2, name=f"hidden{i + 1}")
-    return keras.Model(inputs, regression_output(x, target_mean), name=name)
+    return keras.Model(inputs, regression_output(x, target_mean, l2=l2), name=name)
 
 
 def compile_regressor(model, learning_rate: float):
