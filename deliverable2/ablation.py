@@ -1,0 +1,242 @@
+"""The ablation: tabular only vs photo only vs fusion, on the same test rows, and why.
+
+* :func:`paired_comparisons` - every fusion model against the best tabular-only model, paired
+  bootstrap of the MAE difference over the same resampled test listings
+  (:func:`shared.evaluation.paired_bootstrap_mae`): the difference (EUR, negative = fusion
+  better), its 95% interval and the share of resamples in which fusion is better.
+* :func:`ablation_table` - one table: role, test MAE and R² (log) with 95% intervals, validation
+  MAE, and the paired comparison.
+* :func:`goal_check` - the deliverable's goal (>= 3% lower test MAE than the best tabular-only
+  model, better in more than half of the resamples), for the fusion model validation would pick.
+* :func:`photo_redundancy` - how much of what the photo model predicts is already predictable
+  from the tabular features, and whether it correlates with what the tabular model gets wrong.
+* :func:`photo_permutation` - how much worse a fusion model gets when each listing is given
+  another listing's photo: the share of its accuracy that comes from the photo.
+* plots: paired differences; mean absolute error by group (room type, price band).
+
+Nothing here trains or selects a model: the models are fixed before their test predictions are
+read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import RidgeCV
+
+from shared import features as feats
+from shared.evaluation import paired_bootstrap_mae
+
+TABULAR = ("mlp", "hgb")
+FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
+GOAL_RELATIVE = -0.03   # fusion test MAE at least 3% below the best tabular-only model
+GOAL_P_BETTER = 0.5     # ... and better in more than half of the paired resamples
+
+
+def roles(image_reference: str) -> dict[str, str]:
+    """Model name -> its role in the ablation."""
+    return {"mlp": "tabular only", "hgb": "tabular only", image_reference: "photo only",
+            **{name: "fusion" for name in FUSION}}
+
+
+def best_tabular(exp, names=TABULAR) -> str:
+    """The tabular-only model with the lowest *test* MAE: the strictest yardstick for fusion
+    (choosing it on test can only make the comparison harder for the fusion models)."""
+    return min(names, key=lambda n: exp.results[n]["test"]["mae"])
+
+
+def chosen_fusion(exp, names=FUSION) -> str:
+    """The fusion model validation picks (lowest validation MAE): the one the goal is judged on."""
+    return min((n for n in names if n in exp.results), key=lambda n: exp.results[n]["val"]["mae"])
+
+
+def paired_comparisons(exp, reference: str, names=FUSION, part: str = "test") -> dict[str, dict]:
+    """{fusion name: paired_bootstrap_mae(y, pred_fusion, pred_reference)} on ``part``."""
+    y = exp.y_eur(part)
+    ref = exp.predictions[reference][part]
+    return {n: paired_bootstrap_mae(y, exp.predictions[n][part], ref)
+            for n in names if n in exp.predictions}
+
+
+def ablation_table(exp, model_roles: dict[str, str], comparisons: dict[str, dict],
+                   reference: str) -> pd.DataFrame:
+    """One row per model: role, test MAE / R² log with 95% intervals, validation MAE, and for
+    fusion models the paired difference to ``reference``."""
+    rows = []
+    for name, role in model_roles.items():
+        if name not in exp.results:
+            continue
+        test, val = exp.results[name]["test"], exp.results[name]["val"]
+        row = {"model": name, "role": role,
+               "test MAE (EUR)": f"{test['mae']:.2f} [{test['mae_ci95'][0]:.2f}, {test['mae_ci95'][1]:.2f}]",
+               "test R² log": f"{test['r2_log']:.3f} [{test['r2_log_ci95'][0]:.3f}, "
+                              f"{test['r2_log_ci95'][1]:.3f}]",
+               "test MAPE %": round(test["mape"], 1), "val MAE (EUR)": round(val["mae"], 2)}
+        c = comparisons.get(name)
+        if c is not None:
+            row.update({f"MAE - {reference} (EUR)": f"{c['mae_diff']:+.2f} [{c['mae_diff_ci95'][0]:+.2f}, "
+                                                   f"{c['mae_diff_ci95'][1]:+.2f}]",
+                        "relative": f"{c['relative_diff'] * 100:+.1f}%",
+                        "P(fusion better)": round(c["p_a_better"], 3)})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model").fillna("")
+
+
+def goal_check(exp, comparisons: dict[str, dict], reference: str) -> dict:
+    """The goal, judged on the fusion model validation picks (and listed for every fusion model)."""
+    chosen = chosen_fusion(exp, tuple(comparisons))
+    met = {n: bool(c["relative_diff"] <= GOAL_RELATIVE and c["p_a_better"] > GOAL_P_BETTER)
+           for n, c in comparisons.items()}
+    c = comparisons[chosen]
+    return {"reference": reference, "chosen_on_validation": chosen,
+            "relative_diff": c["relative_diff"], "p_fusion_better": c["p_a_better"],
+            "reached": met[chosen], "reached_by": [n for n, ok in met.items() if ok]}
+
+
+def group_errors(exp, names, groups, part: str = "test", ordered_by=None) -> pd.DataFrame:
+    """Mean absolute error (EUR) per group (rows) and model (columns), with the group sizes.
+
+    Groups are listed largest first, or by the mean of ``ordered_by`` (n,) when given (e.g. the
+    price, to list price bands in order).
+    """
+    y = exp.y_eur(part)
+    groups = pd.Series(np.asarray(groups), name="group")
+    table = pd.DataFrame({n: np.abs(exp.predictions[n][part] - y) for n in names})
+    out = table.groupby(groups.to_numpy()).mean().round(2)
+    counts = groups.value_counts()
+    out.insert(0, "n", counts.reindex(out.index).to_numpy())
+    if ordered_by is None:
+        return out.loc[counts.index]
+    key = pd.Series(np.asarray(ordered_by, dtype=float)).groupby(groups.to_numpy()).mean()
+    return out.loc[key.sort_values().index]
+
+
+def photo_redundancy(exp, photo_signal: dict[str, np.ndarray], tabular_name: str,
+                     part: str = "val") -> dict:
+    """Is the photo's price signal new information, given the tabular features?
+
+    Args:
+        photo_signal: {"train"/``part``: (n,) or (n, 1)} a one-number summary of what the photo
+            says about the price, *out of sample* on every part (e.g. the photo price score with
+            out-of-fold values on the training rows: in-sample values would be overfitted).
+        tabular_name: the tabular model whose errors are examined.
+
+    Returns:
+        ``r2_photo_from_tabular``: R² on ``part`` of a ridge (fitted on the training rows) that
+            predicts the photo signal from the tabular features: the share of what the photo
+            says that the tabular features already say;
+        ``corr_photo_target``: correlation of the photo signal with log price on ``part``;
+        ``corr_photo_residual``: correlation of the photo signal with the tabular model's
+            residual (log price minus its prediction): what fusion could still gain;
+        ``corr_unique_residual``: the same for the part of the photo signal the tabular
+            features do not predict.
+    """
+    train = np.asarray(photo_signal["train"], dtype=np.float64).reshape(-1)
+    photo = np.asarray(photo_signal[part], dtype=np.float64).reshape(-1)
+    ridge = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(exp.tabular["train"], train)
+    explained = ridge.predict(exp.tabular[part])
+    unique = photo - explained
+    y_log = feats.log_target(exp.y_eur(part))
+    residual = y_log - np.log(exp.predictions[tabular_name][part])
+    ss_res = float(np.sum(unique ** 2))
+    ss_tot = float(np.sum((photo - photo.mean()) ** 2))
+    return {"r2_photo_from_tabular": 1.0 - ss_res / ss_tot,
+            "corr_photo_target": float(np.corrcoef(photo, y_log)[0, 1]),
+            "corr_photo_residual": float(np.corrcoef(photo, residual)[0, 1]),
+            "corr_unique_residual": float(np.corrcoef(unique, residual)[0, 1])}
+
+
+def _photo_inputs(bundle, exp, part: str, raw_part: np.ndarray):
+    """(predict(photo) function, photo inputs of ``part``) for a fusion bundle: the photo
+    columns for early fusion (``tabular`` + ``image_features``), the photo vectors of the model's
+    own (possibly fine-tuned) backbone for two-branch networks (``tabular`` + ``image``)."""
+    import keras
+
+    tabular = exp.tabular[part]
+    if "image_features" in bundle.inputs:
+        photo = np.asarray(bundle.image_reducer.transform(raw_part), dtype=np.float32)
+
+        def predict(p):
+            x = np.hstack([tabular, p])
+            return (bundle.estimator.predict(x, verbose=0) if bundle.is_keras
+                    else bundle.estimator.predict(x))
+        return predict, photo
+    from deliverable2.late_fusion import encode_photos
+
+    model = bundle.estimator
+    encoder = model.get_layer(bundle.backbone)
+    network = next(layer for layer in model.layers
+                   if isinstance(layer, keras.Model) and layer.name != bundle.backbone)
+    photo = encode_photos(encoder, exp.paths(part), bundle.image_size)
+
+    def predict(p):
+        return network.predict({"tabular": tabular, "image": p}, verbose=0)
+    return predict, photo
+
+
+def photo_permutation(exp, bundle, raw_part: np.ndarray, part: str = "test", n_repeats: int = 20,
+                      seed: int = 0) -> dict:
+    """MAE (EUR) of ``bundle`` on ``part`` as is, and with the photos shuffled between listings.
+
+    Args:
+        raw_part: (n, D) cached ImageNet backbone features of ``part`` at the bundle's size.
+
+    Returns mae, mae_shuffled (mean over ``n_repeats`` seeded permutations), increase (EUR) and
+    its 2.5-97.5% range over the permutations. An increase near zero: the model barely uses
+    the photo.
+    """
+    predict, photo = _photo_inputs(bundle, exp, part, raw_part)
+    y = exp.y_eur(part)
+
+    def mae(p):
+        return float(np.mean(np.abs(feats.price_from_log(predict(p)) - y)))
+
+    base = mae(photo)
+    rng = np.random.default_rng(seed)
+    shuffled = np.array([mae(photo[rng.permutation(len(photo))]) for _ in range(n_repeats)])
+    return {"mae": base, "mae_shuffled": float(shuffled.mean()),
+            "increase": float(shuffled.mean() - base),
+            "increase_range95": [float(np.percentile(shuffled - base, 2.5)),
+                                 float(np.percentile(shuffled - base, 97.5))]}
+
+
+# --------------------------------------------------------------------------- plots
+
+def plot_paired_differences(comparisons: dict[str, dict], reference: str):
+    """Forest plot: MAE(fusion) - MAE(reference) with its 95% paired-bootstrap interval (EUR)."""
+    import matplotlib.pyplot as plt
+
+    names = list(comparisons)
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(names) + 1.3))
+    for i, name in enumerate(names):
+        c = comparisons[name]
+        lo, hi = c["mae_diff_ci95"]
+        ax.errorbar(c["mae_diff"], i, xerr=[[c["mae_diff"] - lo], [hi - c["mae_diff"]]], fmt="o",
+                    capsize=4, color=plt.cm.tab10(i % 10))
+        ax.text(hi, i, f"  P(better) {c['p_a_better']:.2f}", va="center", fontsize=8)
+    ax.axvline(0, color="grey", lw=1)
+    ax.margins(x=0.3)  # room for the P(better) labels
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel=f"test MAE difference vs {reference} (EUR); < 0: fusion better",
+           title="Paired bootstrap, 95% intervals")
+    fig.tight_layout()
+    return fig
+
+
+def plot_group_errors(tables: dict[str, pd.DataFrame]):
+    """One panel per grouping: mean absolute error (EUR) per group, one bar per model."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 3.8), squeeze=False)
+    for ax, (title, table) in zip(axes.flat, tables.items()):
+        models = [c for c in table.columns if c != "n"]
+        width = 0.8 / len(models)
+        x = np.arange(len(table))
+        for k, name in enumerate(models):
+            ax.bar(x + (k - (len(models) - 1) / 2) * width, table[name], width, label=name,
+                   color=plt.cm.tab10(k % 10))
+        ax.set_xticks(x, [f"{g}\n(n={n})" for g, n in zip(table.index, table["n"])], fontsize=8)
+        ax.set(ylabel="mean absolute error (EUR)", title=title)
+    axes.flat[0].legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,236 @@
+"""Early fusion: photo features joined to the tabular features *before* any learning.
+
+``early_fusion``
+    Each listing's cached 1280-d backbone vector (EfficientNet-Lite0, ImageNet weights, frozen) is
+    reduced to a few columns, fitted on the training rows only, appended to the tabular matrix,
+    and one MLP learns from the joined vector. Two kinds of reduction are candidates:
+
+    * PCA: standardised, then ``k`` whitened principal components (unsupervised);
+    * a *photo price score* (:class:`PhotoPriceScore`, supervised): one column, the prediction of
+      a ridge regression of log price on the photo vector. The training rows get out-of-fold
+      scores (the ridge never scores a row it was fitted on), so the MLP learns how far to trust
+      the score from scores as noisy as those it will see on new listings.
+
+    The reduction and the MLP configuration are chosen on validation, in two stages: the
+    reduction with the deliverable-1 MLP's configuration, then a few other configurations with
+    the chosen reduction.
+
+``hgb_with_embeddings``
+    Gradient boosting on the tabular features plus photo columns: the non-neural yardstick for
+    fusion. Its grid is deliverable 1's (``deliverable1.baselines.train_hgb``); the photo columns
+    are early fusion's chosen reduction or the photo price score, whichever validation prefers
+    (trees use a single informative column more easily than whitened components).
+
+Shapes: tabular (n, d_tab) + reduced photo features (n, k) -> (n, d_tab + k) float32 (k = 1 for
+the photo price score).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from deliverable1 import baselines
+from deliverable1.mlp import ORIGINAL, fit_mlp, sample_configs
+from shared import features as feats
+from shared.modeling import ModelBundle, tune_on_validation
+
+#: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`).
+COMPONENTS = (8, 16, 32, 64, "score")
+SMOKE_COMPONENTS = (8, "score")
+SCORE_ALPHAS = tuple(np.logspace(0, 5, 11))
+EXTRA_CONFIGS = 1  # MLP configurations tried at the chosen k, besides deliverable 1's
+
+
+def make_image_reducer(n_components: int, seed: int) -> Pipeline:
+    """Unfitted reducer: (n, D) raw backbone features -> (n, k) whitened principal components.
+
+    Standardising first stops the few high-variance backbone channels from dominating the PCA;
+    whitening gives every component unit variance, on the scale of the standardised tabular
+    columns. Fit it on the training rows only.
+    """
+    return Pipeline([("scale", StandardScaler()),
+                     ("pca", PCA(n_components=n_components, whiten=True, random_state=seed))])
+
+
+class PhotoPriceScore(BaseEstimator, TransformerMixin):
+    """Supervised reduction: (n, D) backbone features -> (n, 1) standardised photo price score.
+
+    ``fit(X, y)`` fits standardisation + ridge (alpha by efficient leave-one-out on the rows
+    given) of ``y`` (log price) on ``X``, and keeps ``oof_`` (n, 1): the *out-of-fold* scores of
+    those rows (``n_folds`` seeded folds, same alpha), to train the downstream model on.
+    ``transform`` scores new rows with the ridge fitted on all rows. Scores are centred and
+    scaled by the out-of-fold scores' mean and standard deviation.
+    """
+
+    def __init__(self, alphas=SCORE_ALPHAS, n_folds: int = 5, seed: int = 0):
+        self.alphas = alphas
+        self.n_folds = n_folds
+        self.seed = seed
+
+    def fit(self, X, y):
+        X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        self.model_ = make_pipeline(StandardScaler(), RidgeCV(alphas=self.alphas)).fit(X, y)
+        self.alpha_ = float(self.model_[-1].alpha_)
+        folds = KFold(self.n_folds, shuffle=True, random_state=self.seed)
+        oof = cross_val_predict(make_pipeline(StandardScaler(), Ridge(alpha=self.alpha_)), X, y,
+                                cv=folds)
+        self.center_, self.scale_ = float(oof.mean()), float(oof.std() or 1.0)
+        self.oof_ = ((oof - self.center_) / self.scale_).reshape(-1, 1).astype(np.float32)
+        return self
+
+    def transform(self, X):
+        score = self.model_.predict(np.asarray(X, dtype=np.float64))
+        return ((score - self.center_) / self.scale_).reshape(-1, 1).astype(np.float32)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(["photo_price_score"], dtype=object)
+
+
+def fit_image_reducer(raw: dict, n_components, seed: int, y_train=None):
+    """The reducer fitted on the training rows ``raw["train"]`` (n_train, D).
+
+    ``n_components``: an int (PCA, capped at what the rows allow) or ``"score"``
+    (:class:`PhotoPriceScore`, which needs ``y_train``, the training log prices (n_train,)).
+    """
+    if n_components == "score":
+        return PhotoPriceScore(seed=seed).fit(raw["train"], y_train)
+    k = int(min(n_components, raw["train"].shape[0] - 1, raw["train"].shape[1]))
+    return make_image_reducer(k, seed).fit(raw["train"])
+
+
+def reduced_features(raw: dict, reducer) -> dict[str, np.ndarray]:
+    """{"train"/"val"/"test": (n, k) float32} photo columns; the training rows get the reducer's
+    out-of-fold values when it has them (a supervised reducer must not score its own rows)."""
+    out = {part: np.asarray(reducer.transform(raw[part]), dtype=np.float32) for part in raw}
+    if getattr(reducer, "oof_", None) is not None:
+        out["train"] = reducer.oof_
+    return out
+
+
+def reducer_label(reducer) -> str:
+    """"pca-<k>" or "score"."""
+    if isinstance(reducer, PhotoPriceScore):
+        return "score"
+    return f"pca-{reducer.named_steps['pca'].n_components_}"
+
+
+def joined_matrices(exp, raw: dict, reducer) -> dict[str, np.ndarray]:
+    """{"train"/"val"/"test": (n, d_tab + k) float32}: tabular columns first, then photo columns."""
+    photo = reduced_features(raw, reducer)
+    return {part: np.hstack([exp.tabular[part], photo[part]]) for part in ("train", "val", "test")}
+
+
+def _config_key(config: dict) -> dict:
+    return {"hidden": list(config["hidden"]), "dropout": config["dropout"], "l2": config["l2"],
+            "learning_rate": config["learning_rate"]}
+
+
+def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_config: dict | None = None,
+                       components=None, n_extra: int | None = None, epochs: int | None = None,
+                       log=print) -> ModelBundle:
+    """Search ``k`` then the MLP on validation; evaluate and save ``models/early_fusion``.
+
+    Args:
+        raw: {"train"/"val"/"test": (n, D) float32} raw cached backbone features.
+        base_config: MLP configuration to start from (deliverable 1's chosen ``mlp``), keys
+            hidden / dropout / l2 / learning_rate.
+    """
+    components = components or (SMOKE_COMPONENTS if exp.smoke else COMPONENTS)
+    n_extra = EXTRA_CONFIGS if n_extra is None else n_extra
+    n_extra = min(n_extra, 1) if exp.smoke else n_extra
+    epochs = epochs or (5 if exp.smoke else 300)
+    base = dict(base_config or ORIGINAL)
+    base["hidden"] = tuple(base["hidden"])
+    start = time.perf_counter()
+    y_train, y_val = exp.y_log("train"), exp.y_log("val")
+    reducers, matrices, fitted = {}, {}, {}
+
+    def inputs_for(k):
+        if k not in matrices:
+            reducers[k] = fit_image_reducer(raw, k, exp.seed, y_train)
+            matrices[k] = joined_matrices(exp, raw, reducers[k])
+        return matrices[k]
+
+    def build_and_fit(params):
+        X = inputs_for(params["n_components"])
+        model, history = fit_mlp(X["train"], y_train, X["val"], y_val, params["config"], exp.seed,
+                                 epochs, name="early_fusion")
+        fitted[id(model)] = (params, history)
+        return model
+
+    def predict_val(model):
+        k = fitted[id(model)][0]["n_components"]
+        return feats.price_from_log(model.predict(matrices[k]["val"], verbose=0))
+
+    # Stage 1: the photo reduction, with deliverable 1's MLP configuration.
+    stage1 = [{"n_components": k, "config": base} for k in components]
+    best, params, trials1 = tune_on_validation(build_and_fit, stage1, predict_val, exp.y_eur("val"))
+    k = params["n_components"]
+    log(f"  early fusion: photo reduction {k} chosen on validation (validation MAE: "
+        + ", ".join(f"{t['n_components']}: {t['val_mae']}" for t in trials1) + ")")
+    # Stage 2: a few other MLP configurations at that k (seeded draws, deliverable 1's space).
+    extra = [c for c in sample_configs(n_extra + 2, exp.seed + 1000)
+             if _config_key(c) != _config_key(base)][:n_extra]
+    trials2 = []
+    if extra:
+        best2, params2, trials2 = tune_on_validation(
+            build_and_fit, [{"n_components": k, "config": c} for c in extra], predict_val,
+            exp.y_eur("val"))
+        if trials2 and min(t["val_mae"] for t in trials2) < min(t["val_mae"] for t in trials1):
+            best, params = best2, params2
+    chosen, history = fitted[id(best)]
+    trials = [{"photo": t["n_components"] if t["n_components"] == "score"
+               else f"pca-{t['n_components']}", **_config_key(t["config"]), "val_mae": t["val_mae"]}
+              for t in trials1 + trials2]
+    reducer = reducers[k]
+    if isinstance(reducer, PhotoPriceScore):
+        photo_params = {"photo_reduction": "score", "n_components": 1, "score_alpha": reducer.alpha_}
+    else:
+        photo_params = {"photo_reduction": reducer_label(reducer),
+                        "n_components": int(reducer.named_steps["pca"].n_components_),
+                        "pca_explained_variance": round(float(np.sum(
+                            reducer.named_steps["pca"].explained_variance_ratio_)), 4)}
+    bundle = ModelBundle(
+        "early_fusion", ("tabular", "image_features"), best, exp.preprocessor,
+        image_reducer=reducer, backbone=backbone, image_size=image_size, deliverable="deliverable2",
+        params={**photo_params, **_config_key(chosen["config"]),
+                "epochs_run": len(history["loss"]), "input_dim": int(matrices[k]["train"].shape[1]),
+                "backbone": backbone, "image_size": image_size, "trials": trials})
+    predictions = {p: feats.price_from_log(best.predict(matrices[k][p], verbose=0))
+                   for p in ("val", "test")}
+    exp.evaluate(bundle, time.perf_counter() - start, history=history, predictions=predictions)
+    bundle.candidate_reducers = {reducer_label(r): r for r in reducers.values()}
+    return bundle
+
+
+def train_hgb_with_embeddings(exp, raw: dict, reducers: dict, backbone: str,
+                              image_size: int) -> ModelBundle:
+    """Gradient boosting on tabular + photo columns; saved as ``models/hgb_with_embeddings``.
+
+    Args:
+        reducers: {label: fitted reducer} candidates (early fusion's chosen PCA and the photo
+            price score); the one with the lowest validation MAE is kept, with deliverable 1's
+            ``hgb`` grid searched on validation for each.
+    """
+    name = "hgb_with_embeddings"
+    candidates = {}
+    for label, reducer in reducers.items():
+        bundle = baselines.train_hgb(exp, name=name, image_features=reduced_features(raw, reducer),
+                                     image_reducer=reducer, backbone=backbone,
+                                     image_size=image_size, deliverable="deliverable2")
+        bundle.params["photo_reduction"] = label
+        candidates[label] = (bundle, exp.results[name], exp.predictions[name])
+    best = min(candidates, key=lambda label: candidates[label][1]["val"]["mae"])
+    bundle, exp.results[name], exp.predictions[name] = candidates[best]
+    bundle.params["photo_candidates_val_mae"] = {label: round(c[1]["val"]["mae"], 3)
+                                                 for label, c in candidates.items()}
+    bundle.save(exp.models_dir / name)  # the kept candidate, whichever was trained last
+    return bundle

@@ -1,0 +1,137 @@
+"""Train every deliverable-2 model in order (the report runs the same steps one by one with prose).
+
+    python -m deliverable2.train [--data-dir D] [--models-dir M] [--smoke]
+
+Order: the deliverable-1 references (loaded, or trained when missing), then ``early_fusion``,
+``hgb_with_embeddings`` (same photo reducer), ``late_fusion`` and ``late_fusion_from_branches``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+
+from deliverable1.transfer import backbone_features
+from deliverable2 import early_fusion, late_fusion
+from deliverable2.references import References, load_or_train
+from shared import config
+from shared.backbones import DEFAULT_BACKBONE
+from shared.devices import configure_determinism, setup_devices
+from shared.experiment import Experiment, prepare
+
+MODEL_NAMES = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
+
+
+def image_size_for(exp: Experiment) -> int:
+    """Photo side (px) of the fusion models: deliverable 1's transfer size (224; 96 in smoke)."""
+    return 96 if exp.smoke else 224
+
+
+@dataclass
+class FusionRun:
+    """What the fusion steps share: the references and the cached backbone features per size."""
+
+    exp: Experiment
+    backbone: str = DEFAULT_BACKBONE
+    refs: References | None = None
+    bundles: dict = field(default_factory=dict)
+    _features: dict = field(default_factory=dict)
+    extraction: dict = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return image_size_for(self.exp)
+
+    def raw_features(self, image_size: int | None = None) -> dict:
+        """{"train"/"val"/"test": (n, 1280) float32} cached ImageNet backbone features."""
+        size = image_size or self.image_size
+        if size not in self._features:
+            self._features[size], self.extraction[size] = backbone_features(self.exp, self.backbone,
+                                                                            size)
+        return self._features[size]
+
+    def mlp_config(self) -> dict:
+        params = self.refs.bundles["mlp"].params
+        return {k: params[k] for k in ("hidden", "dropout", "l2", "learning_rate")}
+
+
+def train_references(run: FusionRun, log=print) -> References:
+    run.refs = load_or_train(run.exp, run.raw_features, log=log)
+    for name, how in run.refs.origin.items():
+        log(f"  {name}: {how}")
+    return run.refs
+
+
+def train_early(run: FusionRun, log=print):
+    bundle = early_fusion.train_early_fusion(run.exp, run.raw_features(), run.backbone,
+                                             run.image_size, base_config=run.mlp_config(), log=log)
+    run.bundles[bundle.name] = bundle
+    return bundle
+
+
+def train_hgb_embeddings(run: FusionRun, log=print):
+    early = run.bundles["early_fusion"]
+    chosen = early_fusion.reducer_label(early.image_reducer)
+    candidates = {chosen: early.image_reducer}
+    score = getattr(early, "candidate_reducers", {}).get("score")
+    if score is not None and chosen != "score":
+        candidates["score"] = score
+    bundle = early_fusion.train_hgb_with_embeddings(run.exp, run.raw_features(), candidates,
+                                                    run.backbone, run.image_size)
+    run.bundles[bundle.name] = bundle
+    return bundle
+
+
+def train_late(run: FusionRun, log=print):
+    bundle = late_fusion.train_late_fusion(run.exp, run.raw_features(), run.backbone,
+                                           run.image_size, run.mlp_config(), log=log)
+    run.bundles[bundle.name] = bundle
+    return bundle
+
+
+def train_from_branches(run: FusionRun, log=print):
+    bundle = late_fusion.train_late_fusion_from_branches(run.exp, run.refs, run.raw_features,
+                                                         log=log)
+    run.bundles[bundle.name] = bundle
+    return bundle
+
+
+STEPS = {"early_fusion": train_early, "hgb_with_embeddings": train_hgb_embeddings,
+         "late_fusion": train_late, "late_fusion_from_branches": train_from_branches}
+
+
+def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> FusionRun:
+    """References, then the fusion models named in ``include`` (saved under exp.models_dir)."""
+    run = FusionRun(exp)
+    start = time.perf_counter()
+    train_references(run, log=log)
+    log(f"references ready ({time.perf_counter() - start:.0f} s)")
+    if "hgb_with_embeddings" in include and "early_fusion" not in include:
+        include = ("early_fusion", *include)  # its photo reducer is early fusion's
+    for name in MODEL_NAMES:
+        if name in include:
+            start = time.perf_counter()
+            STEPS[name](run, log=log)
+            log(f"{name}: test MAE {exp.results[name]['test']['mae']:.2f} EUR "
+                f"({time.perf_counter() - start:.0f} s)")
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--models-dir")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    info = setup_devices()
+    configure_determinism(config.SEED)
+    exp = prepare(config.resolve_data_dir(args.data_dir), config.resolve_models_dir(args.models_dir),
+                  smoke=args.smoke)
+    exp.device = info.describe()
+    train_all(exp)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

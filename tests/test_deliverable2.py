@@ -1,0 +1,327 @@
+"""Tests of deliverable 2: fusion inputs, leakage, reduction, function-preserving initialisation,
+saved models and the predict command on fusion models.
+
+The realdata tests train every deliverable-2 model (and the deliverable-1 references) with smoke
+settings on a small copy of the real dataset made in a temporary folder (80 listings), so they
+take about a minute; they need AIRBNB_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import types
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from deliverable2 import ablation, early_fusion, late_fusion
+from shared import features as feats
+from shared import schema
+from shared.modeling import ModelBundle, build_mlp
+
+DATA_DIR = os.environ.get("AIRBNB_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA_DIR, reason="AIRBNB_DATA_DIR is not set: the realdata "
+                                "tests need a real dataset directory (listings.csv + images/)")
+FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
+
+
+# --------------------------------------------------------------------------- helpers
+
+def make_subset(source: Path, dest: Path, ids=None, n: int | None = None,
+                corrupt: int | None = None) -> list[int]:
+    """Copy some rows of ``source``/listings.csv and their photos into ``dest`` (tmp only).
+
+    ``ids`` (or the first ``n`` listings with a photo) are copied; the photo of ``corrupt`` is
+    replaced by bytes that are not an image. Returns the copied IDs.
+    """
+    source, dest = Path(source), Path(dest)
+    frame = pd.read_csv(source / "listings.csv", sep=schema.CSV_SEPARATOR, dtype=str,
+                        keep_default_na=False)
+    id_col = frame[schema.ID_COLUMN]
+    has_photo = id_col.map(lambda i: (source / "images" / f"{i}.jpg").is_file())
+    if ids is None:
+        ids = [int(i) for i in id_col[has_photo].head(n)]
+    rows = frame[id_col.isin([str(i) for i in ids])]
+    (dest / "images").mkdir(parents=True)
+    rows.to_csv(dest / "listings.csv", sep=schema.CSV_SEPARATOR, index=False,
+                quoting=csv.QUOTE_MINIMAL)
+    for listing in ids:
+        target = dest / "images" / f"{listing}.jpg"
+        if listing == corrupt:
+            target.write_bytes(b"this is not a JPEG" * 10)
+        else:
+            shutil.copyfile(source / "images" / f"{listing}.jpg", target)
+    return list(ids)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Every deliverable-2 model trained with smoke settings on 80 real listings."""
+    if not DATA_DIR:
+        pytest.skip("AIRBNB_DATA_DIR is not set")
+    from deliverable2 import train as d2
+    from shared.devices import configure_determinism
+    from shared.experiment import prepare
+
+    root = tmp_path_factory.mktemp("d2")
+    make_subset(Path(DATA_DIR), root / "data", n=80)
+    configure_determinism(42)
+    exp = prepare(root / "data", root / "models", smoke=True)
+    run = d2.train_all(exp, log=lambda *_: None)
+    return types.SimpleNamespace(exp=exp, run=run, root=root)
+
+
+# --------------------------------------------------------------------------- no data needed
+
+def test_reducer_is_fitted_on_the_rows_it_is_given():
+    rng = np.random.default_rng(0)
+    raw = {"train": rng.normal(3.0, 2.0, (50, 20)).astype(np.float32),
+           "val": rng.normal(-5.0, 1.0, (10, 20)).astype(np.float32)}
+    reducer = early_fusion.fit_image_reducer(raw, 8, seed=0)
+    assert np.allclose(reducer.named_steps["scale"].mean_, raw["train"].mean(axis=0), atol=1e-5)
+    assert np.allclose(reducer.named_steps["pca"].mean_, 0.0, atol=1e-5)
+    reduced = reducer.transform(raw["train"])
+    assert reduced.shape == (50, 8)
+    assert np.allclose(reduced.std(axis=0, ddof=1), 1.0, atol=1e-3)  # whitened
+    assert early_fusion.fit_image_reducer(raw, 500, seed=0).named_steps["pca"].n_components_ == 20
+
+
+def test_photo_price_score_trains_on_out_of_fold_scores():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(120, 40))
+    y = X[:, 0] * 0.5 + rng.normal(0, 1.0, 120)
+    raw = {"train": X[:100], "val": X[100:]}
+    score = early_fusion.fit_image_reducer(raw, "score", seed=0, y_train=y[:100])
+    assert score.oof_.shape == (100, 1)
+    assert np.allclose(score.model_[0].mean_, X[:100].mean(axis=0))
+    in_sample = score.transform(X[:100])
+    # the in-sample scores fit the training prices better than the out-of-fold ones do
+    assert np.corrcoef(in_sample[:, 0], y[:100])[0, 1] > np.corrcoef(score.oof_[:, 0], y[:100])[0, 1]
+    photo = early_fusion.reduced_features(raw, score)
+    assert np.array_equal(photo["train"], score.oof_)
+    assert np.allclose(photo["val"], score.transform(X[100:]))
+    assert early_fusion.reducer_label(score) == "score"
+
+
+def _mlp(input_dim, hidden, seed):
+    keras.utils.set_random_seed(seed)
+    model = build_mlp(input_dim, hidden, dropout=0.1, l2=0.0, target_mean=4.0)
+    for layer in model.layers:  # move batch-norm statistics off their defaults
+        if isinstance(layer, keras.layers.BatchNormalization):
+            mean, var = layer.moving_mean.shape, layer.moving_variance.shape
+            layer.moving_mean.assign(np.random.default_rng(seed).normal(size=mean))
+            layer.moving_variance.assign(np.random.default_rng(seed + 1).uniform(0.5, 2, size=var))
+    return model
+
+
+@pytest.mark.parametrize("img_hidden", [(8,), ()])
+def test_from_branches_starts_as_exactly_the_tabular_model(img_hidden):
+    tab, head = _mlp(12, (16, 8), 1), _mlp(30, img_hidden, 2)
+    mean, var = np.full(30, 0.5), np.full(30, 2.0)
+    network = late_fusion.build_from_branches(tab, head, mean, var)
+    rng = np.random.default_rng(3)
+    x_tab = rng.normal(size=(7, 12)).astype(np.float32)
+    x_img = rng.normal(size=(7, 30)).astype(np.float32)
+    fused = network.predict({"tabular": x_tab, "image": x_img}, verbose=0)
+    assert np.allclose(fused, tab.predict(x_tab, verbose=0), atol=1e-5)
+    # the copies are independent of the deliverable-1 models they came from
+    before = [w.copy() for w in tab.get_weights()]
+    network.get_layer("tabular_branch").layers[1].kernel.assign(
+        np.zeros(network.get_layer("tabular_branch").layers[1].kernel.shape))
+    assert all(np.array_equal(a, b) for a, b in zip(before, tab.get_weights()))
+
+
+def test_train_if_better_restores_the_weights_when_validation_gets_worse():
+    model = _mlp(3, (4,), 0)
+    start = [w.copy() for w in model.get_weights()]
+    scores = iter([10.0, 12.0])
+
+    def fit():
+        model.get_layer("log_price").bias.assign([9.0])
+        return {"loss": [1.0]}
+
+    outcome = late_fusion.train_if_better(model, fit, lambda: next(scores))
+    assert not outcome["kept"]
+    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))
+    scores = iter([10.0, 8.0])
+    assert late_fusion.train_if_better(model, fit, lambda: next(scores))["kept"]
+    assert float(model.get_layer("log_price").bias.numpy()[0]) == 9.0
+
+
+def test_batchnorm_stays_frozen_when_a_branch_is_unfrozen():
+    model = _mlp(5, (4, 4), 0)
+    model.trainable = False
+    late_fusion._frozen_batchnorm(model, trainable=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert not layer.trainable
+        elif layer.weights:
+            assert layer.trainable
+
+
+def _fake_exp(y, predictions, val_mae):
+    results = {n: {"test": {"mae": float(np.mean(np.abs(p - y)))}, "val": {"mae": val_mae[n]}}
+               for n, p in predictions.items()}
+    return types.SimpleNamespace(results=results, y_eur=lambda part: y,
+                                 predictions={n: {"test": p} for n, p in predictions.items()})
+
+
+def test_goal_is_judged_on_the_fusion_model_validation_picks():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(20, 150, 200)
+    tab = y + rng.normal(0, 15, 200)
+    good = y + (tab - y) * 0.8        # 20% smaller errors on every listing
+    same = tab.copy()
+    preds = {"mlp": tab, "hgb": y + (tab - y) * 1.2, "early_fusion": good, "late_fusion": same}
+    exp = _fake_exp(y, preds, {"mlp": 1, "hgb": 1, "early_fusion": 5.0, "late_fusion": 3.0})
+    reference = ablation.best_tabular(exp)
+    assert reference == "mlp"
+    comparisons = ablation.paired_comparisons(exp, reference, names=("early_fusion", "late_fusion"))
+    assert comparisons["early_fusion"]["p_a_better"] == 1.0
+    goal = ablation.goal_check(exp, comparisons, reference)
+    # validation picks late_fusion (val MAE 3 < 5), which is no better: goal not reached
+    assert goal["chosen_on_validation"] == "late_fusion" and not goal["reached"]
+    assert goal["reached_by"] == ["early_fusion"]
+    exp.results["early_fusion"]["val"]["mae"] = 1.0
+    assert ablation.goal_check(exp, comparisons, reference)["reached"]
+
+
+# --------------------------------------------------------------------------- real data
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_every_fusion_model_is_trained_evaluated_and_saved(trained):
+    exp = trained.exp
+    for name in FUSION:
+        assert name in exp.results, name
+        assert (exp.models_dir / name / "metadata.json").is_file()
+        assert np.isfinite(exp.results[name]["test"]["mae"])
+        assert len(exp.predictions[name]["test"]) == len(exp.parts["test"].frame)
+    # the references are on the same rows
+    for name in ("mlp", "hgb", trained.run.refs.best_image):
+        assert len(exp.predictions[name]["test"]) == len(exp.parts["test"].frame)
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_fusion_inputs_contain_no_price_derived_column(trained):
+    exp = trained.exp
+    test = exp.parts["test"]
+    tampered = test.subset(test.ids)
+    frame = tampered.frame
+    for column in ("Price", "Weekly Price", "Monthly Price"):
+        if column in frame:
+            frame[column] = "9999"
+    frame["price"] = 9999.0
+    for name in FUSION:
+        bundle = trained.run.bundles[name]
+        names = list(map(str, bundle.preprocessor.get_feature_names_out()))
+        assert not [n for n in names if any(n.split("__", 1)[-1].startswith(bad)
+                                            for bad in feats.FORBIDDEN_INPUTS)], name
+        assert np.allclose(bundle.predict_log(test), bundle.predict_log(tampered), atol=1e-6), name
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_photo_reducer_is_fitted_on_training_rows_only(trained):
+    run = trained.run
+    raw = run.raw_features()
+    reducer = run.bundles["early_fusion"].image_reducer
+    everything = np.vstack([raw[p] for p in ("train", "val", "test")])
+    if isinstance(reducer, early_fusion.PhotoPriceScore):
+        scaler = reducer.model_[0]
+        assert len(reducer.oof_) == len(raw["train"])
+    else:
+        scaler = reducer.named_steps["scale"]
+        assert np.allclose(reducer.named_steps["pca"].mean_, 0.0, atol=1e-4)
+    assert np.allclose(scaler.mean_, raw["train"].mean(axis=0), atol=1e-5)
+    assert not np.allclose(scaler.mean_, everything.mean(axis=0), atol=1e-5)
+    # both candidates, refitted here, see the training rows only
+    pca = early_fusion.fit_image_reducer(raw, 8, seed=0)
+    assert np.allclose(pca.named_steps["scale"].mean_, raw["train"].mean(axis=0), atol=1e-5)
+    hgb = run.bundles["hgb_with_embeddings"]
+    assert hgb.params["photo_reduction"] in hgb.params["photo_candidates_val_mae"]
+    assert any(hgb.image_reducer is r for r in run.bundles["early_fusion"].candidate_reducers.values())
+    # the late-fusion standardisation too: training-row statistics
+    layer = run.bundles["late_fusion"].estimator.get_layer("late_fusion_network").get_layer(
+        "image_standardisation")
+    assert np.allclose(np.asarray(layer.mean).reshape(-1), raw["train"].mean(axis=0), rtol=1e-4,
+                       atol=1e-4)
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_late_fusion_phases_behave_as_documented(trained):
+    late = trained.run.bundles["late_fusion"].params
+    assert late["phase1_equivalence_max_abs_log_diff"] < 1e-3  # cached == end to end, frozen
+    branches = trained.run.bundles["late_fusion_from_branches"].params
+    assert branches["start_equals_mlp_max_abs_log_diff"] < 1e-5
+    exp = trained.exp
+    # never worse on validation than the mlp it started from
+    assert exp.results["late_fusion_from_branches"]["val"]["mae"] <= \
+        exp.results["mlp"]["val"]["mae"] + 1e-3
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_saved_fusion_models_predict_identically_after_reload(trained):
+    exp = trained.exp
+    for name in FUSION:
+        reloaded = ModelBundle.load(exp.models_dir / name)
+        assert reloaded.inputs == trained.run.bundles[name].inputs
+        pred = reloaded.predict_eur(exp.parts["test"])
+        assert np.allclose(pred, exp.predictions[name]["test"], rtol=1e-4), name
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
+    from deliverable2 import references
+    from shared.experiment import prepare
+
+    exp = trained.exp
+    again = references.load_or_train(exp, trained.run.raw_features,
+                                     train_missing=lambda *_: pytest.fail("nothing to train"),
+                                     log=lambda *_: None)
+    assert again.origin["mlp"] == again.origin["hgb"] == "reused"
+    assert again.origin["transfer_frozen"] == "reused"
+    # another set of rows gives another split: the saved models do not fit it
+    make_subset(Path(DATA_DIR), tmp_path / "other", ids=list(exp.dataset.ids[10:70]))
+    other = prepare(tmp_path / "other", tmp_path / "models", smoke=True)
+    assert not references._matches_tabular(again.bundles["mlp"], other)
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(trained, tmp_path, capsys):
+    from shared.cli import main
+
+    exp = trained.exp
+    ids = [int(i) for i in exp.parts["test"].ids[:5]]
+    make_subset(Path(DATA_DIR), tmp_path / "fresh", ids=ids, corrupt=ids[2])
+    for name in FUSION:
+        out = tmp_path / f"{name}.csv"
+        status = main(["predict", "--model", str(exp.models_dir / name),
+                       "--data-dir", str(tmp_path / "fresh"), "--out", str(out)])
+        captured = capsys.readouterr()
+        assert status == 1, captured.err
+        assert str(ids[2]) in captured.err
+        result = pd.read_csv(out)
+        assert list(result.columns) == ["ID", "predicted_price"]
+        assert sorted(result["ID"]) == sorted(i for i in ids if i != ids[2])
+        assert (result["predicted_price"] > 0).all()
+        expected = dict(zip(exp.parts["test"].ids, exp.predictions[name]["test"]))
+        for listing, price in zip(result["ID"], result["predicted_price"]):
+            assert price == pytest.approx(expected[listing], abs=0.02), (name, listing)
