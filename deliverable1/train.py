@@ -6,13 +6,10 @@ deliverable-1 models are missing; the report runs the same steps one by one with
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from deliverable1 import baselines, cnn_scratch, mlp, transfer
-from shared import config
-from shared.devices import configure_determinism, setup_devices
-from shared.experiment import Experiment, prepare
+from shared.experiment import Experiment, training_main
 
 MODEL_NAMES = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
 
@@ -39,18 +36,7 @@ def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> Experiment:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir")
-    parser.add_argument("--models-dir")
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args(argv)
-    info = setup_devices()
-    configure_determinism(config.SEED)
-    exp = prepare(config.resolve_data_dir(args.data_dir), config.resolve_models_dir(args.models_dir),
-                  smoke=args.smoke)
-    exp.device = info.describe()
-    train_all(exp)
-    return 0
+    return training_main(train_all, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,10 @@ def assemble_end_to_end(frozen: ModelBundle, weights: str | None = "imagenet") -
     backbone = build_backbone(frozen.backbone, image_size=size, weights=weights)
     scaler = frozen.image_reducer
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    x = backbone(inputs, training=False)  # BN (and dropout) in inference mode, always
+    # Keras 3 lets the outer training flag override this one; batch norm nevertheless stays in
+    # inference mode because unfreeze_top keeps every BatchNormalization layer frozen (a frozen
+    # BN layer always runs in inference mode), and the backbone has no dropout.
+    x = backbone(inputs, training=False)
     x = keras.layers.Normalization(mean=scaler.mean_, variance=scaler.var_,
                                    name="feature_standardisation")(x)
     outputs = frozen.estimator(x)

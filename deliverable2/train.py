@@ -8,17 +8,14 @@ Order: the deliverable-1 references (loaded, or trained when missing), then ``ea
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 
 from deliverable1.transfer import backbone_features
 from deliverable2 import early_fusion, late_fusion
 from deliverable2.references import References, load_or_train
-from shared import config
 from shared.backbones import DEFAULT_BACKBONE
-from shared.devices import configure_determinism, setup_devices
-from shared.experiment import Experiment, prepare
+from shared.experiment import Experiment, training_main
 
 MODEL_NAMES = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
 
@@ -119,18 +116,7 @@ def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> FusionRun:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir")
-    parser.add_argument("--models-dir")
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args(argv)
-    info = setup_devices()
-    configure_determinism(config.SEED)
-    exp = prepare(config.resolve_data_dir(args.data_dir), config.resolve_models_dir(args.models_dir),
-                  smoke=args.smoke)
-    exp.device = info.describe()
-    train_all(exp)
-    return 0
+    return training_main(train_all, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

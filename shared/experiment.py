@@ -101,3 +101,24 @@ def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) 
     tabular = {name: np.asarray(preprocessor.transform(part.frame), dtype=np.float32)
                for name, part in parts.items()}
     return Experiment(dataset, split, models_dir, smoke, parts, preprocessor, tabular, seed)
+
+
+def training_main(train_all, description: str, argv=None) -> int:
+    """Command-line entry of ``python -m deliverableN.train``: set up devices and determinism,
+    prepare the experiment from ``--data-dir`` / ``--models-dir`` / ``--smoke``, run ``train_all``."""
+    import argparse
+
+    from shared.devices import configure_determinism, setup_devices
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--models-dir")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    info = setup_devices()
+    configure_determinism(config.SEED)
+    exp = prepare(config.resolve_data_dir(args.data_dir), config.resolve_models_dir(args.models_dir),
+                  smoke=args.smoke)
+    exp.device = info.describe()
+    train_all(exp)
+    return 0
