@@ -9,7 +9,11 @@
 Every figure is measured in one run, next to its reference, and reported as a ratio. Speed
 figures are the median of ``--repeats`` repetitions after one warm-up; the measured code and its
 reference alternate (A B B A ...) so that load from other processes hits both alike. Nothing
-fails on a time: the goals are reported as reached or not, never asserted.
+fails on a time: the goals are reported as reached or not, never asserted. Each figure also
+records the load average and the machine's *parallel capacity* (speed-up of one thread per core
+over one thread on a GIL-free task) just before it, plus CPU time per item, from which the
+CPU-bound ceiling of a ratio follows independently of other users' load. When a goal is missed,
+the diagnosis measured in the same run is turned into a finding (``findings``).
 
 1. ``decode``: :func:`shared.images.make_image_dataset` (tf.data, parallel) vs a single-threaded
    Pillow loop doing the same work (decode, RGB, antialiased bilinear resize, float32 batches).
@@ -33,11 +37,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import inspect
 import json
-import math
 import os
-import pkgutil
 import platform
 import re
 import shutil
@@ -986,7 +987,7 @@ def render_markdown(report: dict) -> str:
               "(other users' jobs on the same cores disturb the timings) |",
               f"| parallel capacity | {_capacity(report.get('parallel_capacity', {}))} |",
               f"| started | {report['started']} |",
-              f"| duration | {_fmt(report['seconds'] / 60, 'min', 1)} |",
+              f"| duration | {_fmt((report.get('seconds') or 0) / 60, 'min', 1)} |",
               f"| settings | {_settings_line(report['settings'])} |", ""]
 
     lines += ["## Summary", "",
@@ -1336,6 +1337,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.from_json:
         report = json.loads(Path(args.from_json).read_text())
+        report.setdefault("findings", findings(report.get("results", [])))
         out = Path(args.out) if args.out else Path(args.from_json).parent
         md, _ = write_report(report, out)
         print(f"rendered {md}")
