@@ -2,10 +2,12 @@
 
 A frozen ImageNet backbone maps every photo to the same vector on every run, so it is computed
 once: the cache key is the photo's *content* (sha256 of its bytes), the backbone's fingerprint
-(name + hash of its weights) and the input size. A renamed or re-downloaded photo with the same
+(name + hash of its weights), the input size and the photo decoder's version
+(:data:`shared.images.DECODE_VERSION`). A renamed or re-downloaded photo with the same
 bytes hits the cache; a changed photo or another backbone misses it.
 
-Layout: ``<cache>/features/<backbone>-<fingerprint[:12]>-<size>px/<sha[:2]>/<sha>.npy``, each a
+Layout: ``<cache>/features/<fingerprint>-<size>px-decode<version>/<sha[:2]>/<sha>.npy``
+(the fingerprint is ``<backbone>-<16 hex>``), each a
 float32 vector of shape (D,), written atomically.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from shared import config
-from shared.images import make_image_dataset
+from shared.images import DECODE_VERSION, make_image_dataset
 from shared.io import atomic_path, sha256_file
 
 
@@ -27,7 +29,7 @@ def feature_cache_dir(backbone: str, image_size: int, root: Path | None = None) 
     from shared.backbones import backbone_fingerprint
 
     root = Path(root) if root is not None else config.cache_dir() / "features"
-    return root / f"{backbone}-{backbone_fingerprint(backbone)[:12]}-{image_size}px"
+    return root / f"{backbone_fingerprint(backbone)}-{image_size}px-decode{DECODE_VERSION}"
 
 
 def extract_features(paths, backbone: str, image_size: int = 224, batch_size: int = 32,

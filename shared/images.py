@@ -2,12 +2,19 @@
 
 Photos are decoded, converted to 3 channels and resized in parallel, batched and prefetched;
 nothing holds the whole image set in memory (the original stored every photo as one float64
-array and needed 30 GB of GPU memory). For models trained for many epochs on the same photos
-(:func:`make_image_dataset` with ``cache_dir``), the decoded, resized *uint8* images are cached
-on disk by tf.data, so later epochs skip JPEG decoding without memory growing with the dataset.
+array and needed 30 GB of GPU memory).
+
+Memory stays flat as the dataset grows because shuffling happens on *row indices* (8 bytes per
+listing), before any photo is read: a shuffle buffer of decoded photos would hold up to 2,048
+photos (300 MiB at 224 px). For models trained for many epochs on the same photos
+(:func:`make_image_dataset` with ``cache_dir``), each decoded, resized photo is stored once as
+raw *uint8* bytes in its own file (150 KiB at 224 px), so later epochs read it back in random
+order without JPEG decoding and without holding the set in memory.
 
 Resizing squashes the (mostly 3:2) photo to a square without cropping, so nothing at the edges
-of a room is lost. Pixel values stay in [0, 255]: each model normalises inside itself.
+of a room is lost. It uses area averaging: an antialiased downscale (every source pixel counts)
+at half the CPU cost of TensorFlow's antialiased bilinear kernel (1.35 vs 2.68 ms per photo on
+this project's photos). Pixel values stay in [0, 255]: each model normalises inside itself.
 """
 
 from __future__ import annotations
@@ -18,15 +25,20 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from shared.io import atomic_path
+
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_IMAGE_SIZE = 224
+#: Bump when :func:`decode_photo` changes its output: caches of decoded photos and of backbone
+#: features computed from them are keyed by it.
+DECODE_VERSION = 2
 
 
 def decode_photo(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """Read one photo file -> (image_size, image_size, 3) uint8 RGB (grayscale/PNG handled)."""
     raw = tf.io.read_file(path)
     image = tf.io.decode_image(raw, channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
+    image = tf.image.resize(image, (image_size, image_size), method="area")
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
@@ -46,6 +58,35 @@ def augment_photo(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
+def photo_store(paths, image_size: int, cache_dir: str | Path) -> Path:
+    """Decode every photo once into ``cache_dir``: one raw uint8 file per photo.
+
+    Args:
+        paths: photo files, shape (n,).
+        image_size: side in pixels; each stored file holds image_size * image_size * 3 bytes.
+
+    Returns:
+        the store folder, ``<cache_dir>/photos_<size>px_v<DECODE_VERSION>_<key>``, where the key
+        hashes the exact photo list (another list never reads it). File ``<i>.u8`` is photo i.
+        A ``complete`` marker is written last, so an interrupted build is redone, never reused;
+        each photo file is written atomically.
+    """
+    paths = [str(p) for p in paths]
+    key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+    store = Path(cache_dir) / f"photos_{image_size}px_v{DECODE_VERSION}_{key}"
+    if (store / "complete").is_file():
+        return store
+    store.mkdir(parents=True, exist_ok=True)
+    decoded = tf.data.Dataset.from_tensor_slices(np.asarray(paths)).map(
+        lambda p: decode_photo(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    for i, image in enumerate(decoded.prefetch(AUTOTUNE)):
+        with atomic_path(store / f"{i}.u8") as tmp:
+            tmp.write_bytes(image.numpy().tobytes())
+    with atomic_path(store / "complete") as tmp:
+        tmp.write_text(f"{len(paths)}\n")
+    return store
+
+
 def make_image_dataset(paths, targets=None, extra_inputs=None, image_size: int = DEFAULT_IMAGE_SIZE,
                        batch_size: int = 32, shuffle: bool = False, augment: bool = False,
                        seed: int = 0, cache_dir: str | Path | None = None) -> tf.data.Dataset:
@@ -57,29 +98,41 @@ def make_image_dataset(paths, targets=None, extra_inputs=None, image_size: int =
         extra_inputs: optional tabular matrix, shape (n, d) float32; then x is a dict
             ``{"image": ..., "tabular": ...}`` (for two-branch fusion models).
         image_size: output side in pixels.
-        shuffle / augment: training-time options (seeded).
-        cache_dir: if set, decoded uint8 images are cached in a file there (disk, not memory).
+        shuffle / augment: training-time options (seeded). Shuffling permutes row indices
+            before any photo is read (a fresh permutation every epoch).
+        cache_dir: if set, photos are decoded once into a :func:`photo_store` there (disk, not
+            memory) and read back from it; the batches are identical to those without a cache.
 
     Yields:
         batches of images (batch, image_size, image_size, 3) float32 in [0, 255]
         (+ tabular (batch, d) float32) (+ targets (batch,) float32).
     """
     paths = np.asarray([str(p) for p in paths])
-    images = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: decode_photo(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    n = len(paths)
     if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        # the cache file is named after the exact photo list: another list never reads it
-        key = hashlib.sha256("\n".join(paths.tolist()).encode()).hexdigest()[:16]
-        images = images.cache(str(Path(cache_dir) / f"photos_{image_size}px_{key}"))
-    parts = [images]
+        files = tf.constant([str(photo_store(paths, image_size, cache_dir) / f"{i}.u8")
+                             for i in range(n)])
+
+        def load(i):
+            raw = tf.io.decode_raw(tf.io.read_file(files[i]), tf.uint8)
+            return tf.reshape(raw, (image_size, image_size, 3))
+    else:
+        files = tf.constant(paths)
+
+        def load(i):
+            return decode_photo(files[i], image_size)
+
+    columns = []
     if extra_inputs is not None:
-        parts.append(tf.data.Dataset.from_tensor_slices(np.asarray(extra_inputs, dtype=np.float32)))
+        columns.append(tf.constant(np.asarray(extra_inputs, dtype=np.float32)))
     if targets is not None:
-        parts.append(tf.data.Dataset.from_tensor_slices(np.asarray(targets, dtype=np.float32)))
-    data = tf.data.Dataset.zip(tuple(parts)) if len(parts) > 1 else images.map(lambda x: (x,))
+        columns.append(tf.constant(np.asarray(targets, dtype=np.float32)))
+
+    rows = tf.data.Dataset.range(n)
     if shuffle:
-        data = data.shuffle(min(len(paths), 2048), seed=seed, reshuffle_each_iteration=True)
+        rows = rows.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+    data = rows.map(lambda i: (load(i), *[column[i] for column in columns]),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)
     if augment:
         counter = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(seed, tf.int64), i]))
         data = tf.data.Dataset.zip((data, counter)).map(

@@ -105,7 +105,7 @@ def test_augmentation_is_deterministic_for_a_seed(tmp_path):
         return collect(make_image_dataset(paths, targets=targets, image_size=16, batch_size=4,
                                           shuffle=True, augment=True, seed=seed))[0]
 
-    (a_x, a_y), (b_x, b_y), (c_x, c_y) = run(7), run(7), run(8)
+    (a_x, a_y), (b_x, b_y), (c_x, _) = run(7), run(7), run(8)
     np.testing.assert_array_equal(a_x, b_x)
     np.testing.assert_array_equal(a_y, b_y)
     assert sorted(a_y.tolist()) == targets.tolist()  # a permutation of the rows
@@ -163,3 +163,43 @@ def test_cache_dir_reused_for_other_photos_does_not_serve_stale_images(tmp_path)
     x, y = batches[0]
     assert y.tolist() == [1.0, 2.0]
     np.testing.assert_allclose(x[0].mean(axis=(0, 1)), GREEN, atol=12)
+
+
+def test_cached_and_uncached_pipelines_give_identical_shuffled_batches(tmp_path):
+    paths = [gradient_photo(tmp_path / f"{i}.jpg", seed=i) for i in range(6)]
+    targets = np.arange(6, dtype=np.float32)
+    tabular = np.arange(12, dtype=np.float32).reshape(6, 2)
+
+    def epochs(cache_dir):
+        data = make_image_dataset(paths, targets=targets, extra_inputs=tabular, image_size=12,
+                                  batch_size=4, shuffle=True, augment=True, seed=3,
+                                  cache_dir=cache_dir)
+        return [collect(data) for _ in range(2)]
+
+    plain, cached = epochs(None), epochs(tmp_path / "cache")
+    for epoch_plain, epoch_cached in zip(plain, cached):
+        for (x1, y1), (x2, y2) in zip(epoch_plain, epoch_cached):
+            np.testing.assert_array_equal(x1["image"], x2["image"])
+            np.testing.assert_array_equal(x1["tabular"], x2["tabular"])
+            np.testing.assert_array_equal(y1, y2)
+    first, second = (np.concatenate([b[1] for b in epoch]) for epoch in plain)
+    assert sorted(first.tolist()) == sorted(second.tolist()) == targets.tolist()
+    assert first.tolist() != second.tolist()  # a fresh permutation each epoch
+    rows = first.astype(int)  # tabular rows travel with their targets through the shuffle
+    np.testing.assert_array_equal(np.concatenate([b[0]["tabular"] for b in plain[0]]), tabular[rows])
+
+
+def test_interrupted_photo_store_is_rebuilt_not_reused(tmp_path, photos):
+    from shared.images import photo_store
+
+    paths, colours = photos
+    store = photo_store(paths, SIZE, tmp_path / "cache")
+    assert sorted(p.name for p in store.iterdir()) == ["0.u8", "1.u8", "2.u8", "3.u8", "4.u8",
+                                                       "complete"]
+    assert (store / "0.u8").stat().st_size == SIZE * SIZE * 3
+    (store / "complete").unlink()  # as if the build had been killed before its last step
+    (store / "2.u8").write_bytes(b"\0" * 5)
+    assert photo_store(paths, SIZE, tmp_path / "cache") == store
+    images = collect(make_image_dataset(paths, image_size=SIZE, batch_size=5,
+                                        cache_dir=tmp_path / "cache"))[0]
+    np.testing.assert_allclose(images[2].mean(axis=(0, 1)), colours[2], atol=12)
