@@ -45,7 +45,7 @@ def fit_mlp(X_train, y_train, X_val, y_val, config: dict, seed: int, epochs: int
                       target_mean=float(np.mean(y_train)), name=name)
     compile_regressor(model, config["learning_rate"])
     history = fit_regressor(model, (X_train, y_train), (X_val, y_val), epochs=epochs,
-                            patience=patience, batch_size=64)
+                            patience=patience, batch_size=64, seed=seed)
     return model, history
 
 

@@ -180,7 +180,8 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
                                  config, float(np.mean(y_train)))
         compile_regressor(model, tab_config["learning_rate"])
         histories[id(model)] = fit_regressor(model, (X["train"], y_train), (X["val"], y_val),
-                                             epochs=epochs, patience=20, batch_size=32)
+                                             epochs=epochs, patience=20, batch_size=32,
+                                             seed=exp.seed)
         return model
 
     network, params, trials = tune_on_validation(
@@ -320,13 +321,15 @@ def train_late_fusion_from_branches(exp, refs, raw_features, head_epochs: int | 
         branch.trainable = False
     compile_regressor(network, head_lr)
     phase_a = train_if_better(network, lambda: fit_regressor(
-        network, (X["train"], y_train), (X["val"], y_val), epochs=head_epochs, patience=15),
+        network, (X["train"], y_train), (X["val"], y_val), epochs=head_epochs, patience=15,
+        seed=exp.seed),
         val_mae)
     for branch in branches:        # phase B: both branches unfrozen, batch norm still frozen
         _frozen_batchnorm(branch, trainable=True)
     compile_regressor(network, joint_lr)
     phase_b = train_if_better(network, lambda: fit_regressor(
-        network, (X["train"], y_train), (X["val"], y_val), epochs=joint_epochs, patience=10),
+        network, (X["train"], y_train), (X["val"], y_val), epochs=joint_epochs, patience=10,
+        seed=exp.seed),
         val_mae)
     log(f"  from branches: validation MAE start {phase_a['val_mae_before']} -> head "
         f"{phase_a['val_mae_after']} ({'kept' if phase_a['kept'] else 'reverted'}) -> joint "

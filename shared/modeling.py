@@ -208,6 +208,36 @@ def build_mlp(input_dim: int, hidden: tuple[int, ...], dropout: float, l2: float
     return keras.Model(inputs, regression_output(x, target_mean, l2=l2), name=name)
 
 
+def ridge_path(X: np.ndarray, y: np.ndarray, alphas) -> tuple[np.ndarray, float]:
+    """Closed-form ridge regression for several penalties at once (one SVD).
+
+    Args:
+        X: (n, d) float, columns standardised on these (training) rows, so mean zero.
+        y: (n,) targets (log price).
+        alphas: penalties on ``||w||^2`` added to the *summed* squared error.
+
+    Returns:
+        (coefs, intercept): coefs (len(alphas), d), intercept = mean(y) (unpenalised).
+        With Keras's mean-squared-error loss the same model is ``l2 = alpha / n``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    intercept = float(y.mean())
+    u, s, vt = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    uty = u.T @ (y - intercept)
+    coefs = np.stack([vt.T @ (s / (s ** 2 + alpha) * uty) for alpha in alphas])
+    return coefs, intercept
+
+
+def linear_head(coef: np.ndarray, intercept: float, l2: float = 0.0, name: str = "linear_head"):
+    """A Keras linear model (batch, d) -> (batch, 1) holding given weights (e.g. from
+    :func:`ridge_path`); ``l2`` keeps the same penalty if it is trained further (fine-tuning)."""
+    model = build_mlp(len(coef), (), 0.0, l2, target_mean=intercept, name=name)
+    model.get_layer("log_price").set_weights([np.asarray(coef, dtype=np.float32).reshape(-1, 1),
+                                              np.array([intercept], dtype=np.float32)])
+    return model
+
+
 def compile_regressor(model, learning_rate: float):
     """Adam + mean squared error on log price; MAE on log price tracked too."""
     import keras
@@ -218,10 +248,14 @@ def compile_regressor(model, learning_rate: float):
 
 
 def fit_regressor(model, train, validation, epochs: int, patience: int = 10,
-                  batch_size: int | None = None, verbose: int = 0) -> dict:
+                  batch_size: int | None = None, verbose: int = 0, seed: int = 0) -> dict:
     """Fit with early stopping (best weights restored) and LR reduction on validation loss.
 
-    ``train`` / ``validation`` are (x, y) tuples of arrays or tf.data datasets.
+    ``train`` / ``validation`` are (x, y) tuples of arrays (x may be a dict of arrays) or
+    tf.data datasets. Arrays are wrapped once in a tf.data pipeline (training rows reshuffled
+    every epoch with ``seed``, batches of ``batch_size``, default 32): handing numpy arrays to
+    Keras makes it rebuild its input pipeline every epoch, which dominated the training time of
+    small heads (109 vs 42 ms per epoch, docs/benchmarks.md).
     Returns the Keras history dict (per-epoch lists).
     """
     import keras
@@ -233,14 +267,30 @@ def fit_regressor(model, train, validation, epochs: int, patience: int = 10,
                                           patience=max(2, patience // 3), min_lr=1e-6),
     ]
     if isinstance(train, tuple):
-        history = model.fit(train[0], train[1], validation_data=validation, epochs=epochs,
-                            batch_size=batch_size or 32, callbacks=callbacks, verbose=verbose,
-                            shuffle=True)
-    else:
-        history = model.fit(train, validation_data=validation, epochs=epochs,
-                            callbacks=callbacks, verbose=verbose)
+        train = arrays_dataset(train, batch_size or 32, shuffle=True, seed=seed)
+    if isinstance(validation, tuple):
+        validation = arrays_dataset(validation, max(batch_size or 32, 256))
+    history = model.fit(train, validation_data=validation, epochs=epochs, shuffle=False,
+                        callbacks=callbacks, verbose=verbose)  # the dataset shuffles itself
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
+
+def arrays_dataset(arrays: tuple, batch_size: int, shuffle: bool = False, seed: int = 0):
+    """(x, y) arrays -> a batched tf.data.Dataset, built once and reused by every epoch.
+
+    ``x`` is (n, d) or a dict of (n, ...) arrays; ``y`` is (n,). Values are cast to float32.
+    With ``shuffle`` the rows are reshuffled every epoch (seeded).
+    """
+    import tensorflow as tf
+
+    x, y = arrays
+    to32 = (lambda a: np.asarray(a, dtype=np.float32))
+    x = {k: to32(v) for k, v in x.items()} if isinstance(x, dict) else to32(x)
+    y = to32(y)
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        data = data.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 # --------------------------------------------------------------------------- validation search
@@ -262,6 +312,12 @@ def tune_on_validation(build_and_fit, grid: list[dict], predict_val_eur, y_val_e
         model = build_and_fit(params)
         mae = float(np.mean(np.abs(predict_val_eur(model) - np.asarray(y_val_eur))))
         trials.append({**params, "val_mae": round(mae, 3)})
-        if mae < best_mae:
+        if mae < best_mae:  # a diverged candidate (inf / NaN MAE) never wins
             best, best_params, best_mae = model, params, mae
+    if best is None:
+        raise TrainingDiverged(f"no candidate reached a finite validation MAE; trials: {trials}")
     return best, best_params, trials
+
+
+class TrainingDiverged(RuntimeError):
+    """Every candidate of a validation search diverged (infinite or NaN validation error)."""

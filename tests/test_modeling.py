@@ -9,8 +9,9 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from shared import features as feats
-from shared.modeling import (ModelBundle, ModelLoadError, build_mlp, compile_regressor,
-                             fit_regressor, tune_on_validation)
+from shared.modeling import (ModelBundle, ModelLoadError, TrainingDiverged, build_mlp,
+                             compile_regressor, fit_regressor, linear_head, ridge_path,
+                             tune_on_validation)
 from shared.split import make_split
 
 keras = pytest.importorskip("keras")
@@ -162,3 +163,46 @@ def test_tune_on_validation_keeps_the_lowest_validation_mae():
 
     assert built == grid and best == 1.0 and params == {"offset": 1.0}
     assert [t["val_mae"] for t in trials] == [10.0, 1.0, 5.0]
+
+
+def test_tune_on_validation_never_picks_a_diverged_candidate():
+    y_val = np.array([50.0, 60.0])
+    grid = [{"pred": np.inf}, {"pred": 55.0}, {"pred": np.nan}]
+    best, params, trials = tune_on_validation(lambda p: p["pred"], grid,
+                                              lambda pred: np.full(2, pred), y_val)
+    assert params == {"pred": 55.0} and trials[1]["val_mae"] == 5.0
+    with pytest.raises(TrainingDiverged, match="no candidate reached a finite validation MAE"):
+        tune_on_validation(lambda p: p["pred"], [grid[0], grid[2]], lambda pred: np.full(2, pred),
+                           y_val)
+
+
+def test_ridge_path_matches_scikit_learn_and_linear_head_holds_it():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 60))  # more features than rows, as for backbone features
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    y = X[:, :3] @ np.array([0.3, -0.2, 0.1]) + 4.0 + rng.normal(scale=0.05, size=40)
+    alphas = (0.5, 10.0, 300.0)
+    coefs, intercept = ridge_path(X, y, alphas)
+    for alpha, coef in zip(alphas, coefs):
+        reference = Ridge(alpha=alpha).fit(X, y)
+        np.testing.assert_allclose(coef, reference.coef_, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(intercept, reference.intercept_, rtol=1e-9)
+    head = linear_head(coefs[1], intercept, l2=10.0 / 40)
+    np.testing.assert_allclose(head(X.astype(np.float32)).numpy().reshape(-1),
+                               Ridge(alpha=10.0).fit(X, y).predict(X), rtol=1e-5)
+    assert head.get_layer("log_price").kernel_regularizer is not None
+
+
+def test_fit_regressor_on_arrays_is_seeded_and_reproducible(fitted):
+    _, _, _, x_train, y_train = fitted
+
+    def run(seed):
+        keras.utils.set_random_seed(0)
+        model = compile_regressor(build_mlp(x_train.shape[1], (8,), dropout=0.0, l2=0.0,
+                                            target_mean=float(y_train.mean())), 1e-2)
+        fit_regressor(model, (x_train, y_train), (x_train[:5], y_train[:5]), epochs=3,
+                      batch_size=4, seed=seed)
+        return model.predict(x_train, verbose=0)
+
+    np.testing.assert_array_equal(run(1), run(1))
+    assert not np.array_equal(run(1), run(2))  # the seed sets the order of the rows
