@@ -3,8 +3,12 @@
 ``transfer_frozen``
     The backbone (default EfficientNet-Lite0, see :mod:`shared.backbones`) is frozen, so each
     photo's 1280-d pooled feature vector never changes: it is computed once and cached on disk
-    (:mod:`shared.feature_cache`). A small regression head (standardised features -> optional
-    hidden layer -> log price) is then searched on validation and trains in seconds.
+    (:mod:`shared.feature_cache`). The head is a *linear probe*: standardised features -> log
+    price, ridge regression solved in closed form (one SVD gives every penalty of the grid) with
+    the penalty chosen on validation. It fits in well under a second, so a second run is as fast
+    as reading the cache. Earlier runs also searched Keras heads with a 256-unit hidden layer:
+    20.06 vs 20.99 EUR validation MAE for the best linear head, a gap well inside the noise of
+    81 validation listings, for 200 s of training on every run.
 
 ``transfer_finetuned``
     The frozen model is assembled end to end (photo -> backbone -> the same standardisation as a
@@ -22,20 +26,16 @@ import keras
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from deliverable1.mlp import fit_mlp
 from shared import features as feats
 from shared.backbones import DEFAULT_BACKBONE, build_backbone, top_block_layers
 from shared.feature_cache import extract_features
 from shared.images import make_image_dataset
-from shared.modeling import ModelBundle, compile_regressor, fit_regressor, tune_on_validation
+from shared.modeling import (ModelBundle, compile_regressor, fit_regressor, linear_head, ridge_path,
+                             tune_on_validation)
 
-HEAD_GRID = [
-    # A linear head needs strong L2 on 1280 correlated features (ridge alpha ~ l2 x n_train).
-    {"hidden": (), "dropout": 0.0, "l2": 1.0, "learning_rate": 1e-3},
-    {"hidden": (), "dropout": 0.0, "l2": 5.0, "learning_rate": 1e-3},
-    {"hidden": (256,), "dropout": 0.5, "l2": 1e-2, "learning_rate": 3e-4},
-    {"hidden": (256,), "dropout": 0.3, "l2": 1e-2, "learning_rate": 3e-4},
-]
+#: Ridge penalties tried for the linear head (on the summed squared error of the standardised
+#: 1280 correlated features; the Keras equivalent is l2 = alpha / n_train, ~570 rows here).
+HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 
 
 def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
@@ -47,37 +47,33 @@ def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
     return parts, stats
 
 
-def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE, image_size: int | None = None,
-                          epochs: int | None = None) -> tuple[ModelBundle, dict]:
-    """Head on cached features. Returns (bundle, extraction stats)."""
+def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE,
+                          image_size: int | None = None) -> tuple[ModelBundle, dict]:
+    """Linear probe on cached features. Returns (bundle, extraction stats)."""
     image_size = image_size or (96 if exp.smoke else 224)
-    epochs = epochs or (5 if exp.smoke else 300)
     start = time.perf_counter()
     raw, stats = backbone_features(exp, backbone, image_size)
     scaler = StandardScaler().fit(raw["train"])  # training rows only
     X = {part: scaler.transform(v).astype(np.float32) for part, v in raw.items()}
-    y_train, y_val = exp.y_log("train"), exp.y_log("val")
-    histories = {}
+    y_train, n_train = exp.y_log("train"), len(raw["train"])
+    coefs, intercept = ridge_path(X["train"], y_train, HEAD_ALPHAS)
+    heads = {alpha: coef for alpha, coef in zip(HEAD_ALPHAS, coefs)}
 
     def build_and_fit(params):
-        model, history = fit_mlp(X["train"], y_train, X["val"], y_val, params, exp.seed, epochs,
-                                 patience=15, name="transfer_head")
-        histories[id(model)] = history
-        return model
+        return linear_head(heads[params["alpha"]], intercept, l2=params["alpha"] / n_train,
+                           name="transfer_head")
 
-    grid = HEAD_GRID[:1] if exp.smoke else HEAD_GRID
     model, params, trials = tune_on_validation(
-        build_and_fit, grid, lambda m: feats.price_from_log(m(X["val"], training=False).numpy()),
-        exp.y_eur("val"))
+        build_and_fit, [{"alpha": alpha} for alpha in HEAD_ALPHAS],
+        lambda m: feats.price_from_log(m(X["val"], training=False).numpy()), exp.y_eur("val"))
     bundle = ModelBundle("transfer_frozen", ("image_features",), model, image_reducer=scaler,
                          backbone=backbone, image_size=image_size, deliverable="deliverable1",
-                         params={**{k: list(v) if isinstance(v, tuple) else v
-                                    for k, v in params.items()}, "trials": trials,
+                         params={"head": "linear (ridge, closed form)", **params,
+                                 "l2_keras": params["alpha"] / n_train, "trials": trials,
                                  "backbone": backbone, "features_cached": stats["cached"],
                                  "features_computed": stats["computed"]})
     predictions = {p: feats.price_from_log(model(X[p], training=False).numpy()) for p in ("val", "test")}
-    exp.evaluate(bundle, time.perf_counter() - start, history=histories[id(model)],
-                 predictions=predictions)
+    exp.evaluate(bundle, time.perf_counter() - start, predictions=predictions)
     return bundle, stats
 
 
