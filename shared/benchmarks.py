@@ -370,8 +370,8 @@ def bench_decode(paths: list[str], settings: Settings) -> dict:
     def decode_only(path):
         return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
-    def area_resize(path):  # candidate fix, for comparison only (not the project's code)
-        image = tf.image.resize(decode_only(path), (size, size), method="area")
+    def bilinear_resize(path):  # the decoder before DECODE_VERSION 2, for comparison only
+        image = tf.image.resize(decode_only(path), (size, size), method="bilinear", antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
     def pillow_decode_only() -> int:
@@ -384,9 +384,9 @@ def bench_decode(paths: list[str], settings: Settings) -> dict:
 
     stages = interleaved_runs({
         "tf: read + decode_image": tf_stage(decode_only),
-        "tf: decode_photo (decode + antialiased bilinear resize + round/cast)":
+        "tf: decode_photo (decode + area resize + round/cast)":
             tf_stage(lambda p: decode_photo(p, size)),
-        "tf: decode + area resize (candidate)": tf_stage(area_resize),
+        "tf: decode + antialiased bilinear resize (previous decoder)": tf_stage(bilinear_resize),
         "pillow: decode": pillow_decode_only,
         "pillow: decode + bilinear resize + float32": lambda: sum(
             1 for p in paths if pillow_photo(p, size) is not None),
@@ -399,18 +399,12 @@ def bench_decode(paths: list[str], settings: Settings) -> dict:
     ceiling = None
     if measured["cpu_ms_per_item"] and reference["cpu_ms_per_item"]:
         ceiling = cores * reference["cpu_ms_per_item"] / measured["cpu_ms_per_item"]
-    area_ceiling = None
-    area = breakdown["tf: decode + area resize (candidate)"]
-    tf_full = breakdown["tf: decode_photo (decode + antialiased bilinear resize + round/cast)"]
-    if ceiling and area and tf_full:
-        # the pipeline's cost scaled by how much cheaper decode_photo gets with the area resize
-        area_ceiling = ceiling * tf_full / area
     return _figure(
         "decode", "Photo decoding and resizing", measured, reference, ratio,
         "pipeline images/s / Pillow images/s",
         details={"photos": len(paths), "image_size": size, "batch_size": batch,
                  "cpu_ms_per_photo_single_thread": breakdown,
-                 "cpu_bound_ceiling": ceiling, "cpu_bound_ceiling_with_area_resize": area_ceiling,
+                 "cpu_bound_ceiling": ceiling,
                  "usable_cores": cores, "ratio_of_best_runs": best_ratio},
         notes=[f"{len(paths)} photos at {size} px, float32 batches of {batch} from both. The "
                "CPU-bound ceiling of the ratio is cores x (Pillow CPU ms/photo) / (pipeline CPU "
@@ -482,7 +476,7 @@ def bench_feature_cache(data_dir: Path, settings: Settings, workdir: Path,
     ``warm``: the process already ran the backbone (earlier figures), so the untimed warm-up
     pair is skipped (it costs minutes at full size).
     """
-    from deliverable1.transfer import backbone_features, train_transfer_frozen
+    from deliverable1.transfer import train_transfer_frozen
     from shared.backbones import DEFAULT_BACKBONE
     from shared.experiment import prepare
     from shared.feature_cache import feature_cache_dir
@@ -517,12 +511,6 @@ def bench_feature_cache(data_dir: Path, settings: Settings, workdir: Path,
     extraction_first = _median(p["first_extraction_s"] for p in pairs)
     extraction_second = _median(p["second_extraction_s"] for p in pairs)
     rest_second = _median(p["second_s"] - p["second_extraction_s"] for p in pairs)
-    raw, _ = backbone_features(exp, DEFAULT_BACKBONE, size)  # all cached by now
-    epoch_cost = head_epoch_cost(exp, raw, epochs=3 if settings.quick else 30)
-    projected = None
-    if epoch_cost["speedup"] and rest_second:
-        rest_fixed = rest_second / epoch_cost["speedup"]
-        projected = _ratio(extraction_first + rest_fixed, extraction_second + rest_fixed)
     return _figure(
         "feature_cache", "Feature cache: transfer_frozen, second run vs first run", measured,
         reference, _ratio(first_med, second_med), "first-run seconds / second-run seconds",
@@ -533,58 +521,12 @@ def bench_feature_cache(data_dir: Path, settings: Settings, workdir: Path,
                  "extraction_second_s": extraction_second,
                  "extraction_speedup": _ratio(extraction_first, extraction_second),
                  "head_search_and_evaluation_s": rest_second,
-                 "chosen_head_epochs": len(exp.histories.get("transfer_frozen", {}).get("loss", [])),
-                 "head_epoch_cost": epoch_cost,
-                 "projected_ratio_with_dataset_built_once": projected,
                  "warmup_pairs": warmup, "smoke_settings": exp.smoke, "pairs": pairs},
         notes=["Whole train_transfer_frozen call (features, head search on validation, "
                "evaluation, saving) with the project's default settings; extraction_* isolate "
                "extract_features. The cache folder is deleted before each first run."
                + ("" if warmup else " No separate warm-up pair: the process is already warm "
                   "from the previous figures (TensorFlow, backbone, photos in the page cache).")])
-
-
-def head_epoch_cost(exp, raw: dict, epochs: int) -> dict:
-    """Seconds per epoch of the transfer head's Keras fit, as ``fit_regressor`` is called (numpy
-    arrays, which Keras turns into a new tf.data pipeline every epoch) vs with a tf.data.Dataset
-    built once (a candidate fix, for comparison only). Diagnosis of the head search's cost."""
-    import keras
-    import tensorflow as tf
-    from sklearn.preprocessing import StandardScaler
-
-    from deliverable1.transfer import HEAD_GRID
-    from shared.modeling import build_mlp, compile_regressor, fit_regressor
-
-    scaler = StandardScaler().fit(raw["train"])
-    X = {p: scaler.transform(raw[p]).astype(np.float32) for p in ("train", "val")}
-    y = {p: exp.y_log(p).astype(np.float32) for p in ("train", "val")}
-    config = HEAD_GRID[0]
-
-    def model():
-        keras.utils.set_random_seed(exp.seed)
-        return compile_regressor(build_mlp(X["train"].shape[1], tuple(config["hidden"]),
-                                           config["dropout"], config["l2"],
-                                           float(np.mean(y["train"]))), config["learning_rate"])
-
-    def per_epoch(train, val, **kwargs) -> float:
-        m = model()
-        fit_regressor(m, train, val, epochs=2, patience=epochs, **kwargs)  # tracing, warm-up
-        start = time.perf_counter()
-        history = fit_regressor(m, train, val, epochs=epochs, patience=epochs, **kwargs)
-        return (time.perf_counter() - start) / max(1, len(history["loss"]))
-
-    import warnings
-
-    arrays = per_epoch((X["train"], y["train"]), (X["val"], y["val"]), batch_size=64)
-    n = len(X["train"])
-    train_ds = tf.data.Dataset.from_tensor_slices((X["train"], y["train"])).shuffle(
-        n, seed=exp.seed, reshuffle_each_iteration=True).batch(64).prefetch(2)
-    val_ds = tf.data.Dataset.from_tensor_slices((X["val"], y["val"])).batch(64)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
-        once = per_epoch(train_ds, val_ds)
-    return {"epochs": epochs, "numpy_arrays_s": arrays, "dataset_built_once_s": once,
-            "speedup": _ratio(arrays, once)}
 
 
 # =========================================================================== 4. memory
@@ -699,22 +641,12 @@ def bench_memory(data_dir: Path, settings: Settings, workdir: Path,
         reference = {"label": f"1x dataset ({listings['1x']} listings)",
                      "value": summary["1x"]["peak_process_mib"], "unit": "MiB",
                      "runs": [r["peak_process_mib"] for r in runs["1x"]]}
-        shuffle = {key: min(int(runs[key][-1]["n_train"]), 2048) for key in runs}
-        photo_bytes = runs["1x"][-1]["image_size"] ** 2 * 3
-        buffer_mib = {k: v * photo_bytes / 2**20 for k, v in shuffle.items()}
-        without_buffer = None
-        if measured["value"] and reference["value"]:
-            without_buffer = _ratio(measured["value"] - buffer_mib[keys[1]],
-                                    reference["value"] - buffer_mib["1x"])
         figures.append(_figure(
             figure_id, title, measured, reference,
             _ratio(measured["value"], reference["value"]), f"peak RSS {factor}x / peak RSS 1x",
             details={"per_size": summary, "entry_point": entry, "listings": listings,
                      "training_phase_ratio": _ratio(summary[keys[1]]["peak_training_phase_mib"],
                                                     summary["1x"]["peak_training_phase_mib"]),
-                     "shuffle_buffer_photos": shuffle,
-                     "shuffle_buffer_mib": {k: round(v, 1) for k, v in buffer_mib.items()},
-                     "projected_ratio_without_photo_shuffle_buffer": without_buffer,
                      "runs": runs},
             notes=[_memory_note(name, settings)]))
 
@@ -752,8 +684,8 @@ def bench_memory(data_dir: Path, settings: Settings, workdir: Path,
 
 def _memory_note(model: str, settings: Settings) -> str:
     if model == "transfer_finetuned":
-        before = (f"train_transfer_frozen (head limited to {settings.head_epochs} epochs; its "
-                  "features come from the cache)")
+        before = ("train_transfer_frozen (its features come from the cache; the linear probe "
+                  "is solved in closed form)")
         measured = (f"train_transfer_finetuned, {settings.finetune_epochs} epoch(s) on augmented "
                     "photos streamed by tf.data")
     else:
@@ -789,7 +721,7 @@ def child_train(args) -> dict:
     exp = prepare(args.data_dir, args.models_dir, smoke=args.smoke)
     after_prepare = _vm("VmRSS")
     if args.model == "transfer_finetuned":
-        frozen, _ = train_transfer_frozen(exp, epochs=args.head_epochs)
+        frozen, _ = train_transfer_frozen(exp)
 
         def train():
             return train_transfer_finetuned(exp, frozen, epochs=args.finetune_epochs)
@@ -1079,8 +1011,7 @@ def _figure_section(fig: dict) -> list[str]:
         lines += [f"| {k} | {_fmt(v, '', 2)} |"
                   for k, v in details["cpu_ms_per_photo_single_thread"].items()]
         lines += ["", f"CPU-bound ceiling of the ratio on {details['usable_cores']} cores: "
-                      f"**{_fmt(details['cpu_bound_ceiling'], 'x', 2)}**; with the area resize: "
-                      f"{_fmt(details['cpu_bound_ceiling_with_area_resize'], 'x', 2)}.", ""]
+                      f"**{_fmt(details['cpu_bound_ceiling'], 'x', 2)}**.", ""]
     elif fig["id"] == "backbone":
         lines += [f"CPU-bound ceiling (compute CPU / end-to-end CPU per photo): "
                   f"**{_fmt(details['cpu_bound_ceiling'], 'x', 2)}**.", ""]
@@ -1092,15 +1023,6 @@ def _figure_section(fig: dict) -> list[str]:
                   f"**{_fmt(details['extraction_speedup'], 'x', 1)}**. The rest of the second run "
                   f"(head search, evaluation, saving): {_fmt(details['head_search_and_evaluation_s'], 's')}.",
                   ""]
-        cost = details.get("head_epoch_cost")
-        if cost:
-            lines += [f"Keras fit of the head, per epoch ({cost['epochs']} epochs): "
-                      f"{_fmt(1000 * cost['numpy_arrays_s'], 'ms')} with numpy arrays (as "
-                      f"`fit_regressor` passes them) vs {_fmt(1000 * cost['dataset_built_once_s'], 'ms')} "
-                      f"with a tf.data.Dataset built once ({_fmt(cost['speedup'], 'x', 1)}); the "
-                      f"chosen head alone ran {details['chosen_head_epochs']} epochs. Projected "
-                      f"whole-call ratio with the dataset built once: "
-                      f"{_fmt(details['projected_ratio_with_dataset_built_once'], 'x', 2)}.", ""]
     elif fig["id"].startswith("memory_") and "per_size" in details:
         lines += ["| dataset | listings | RSS after prepare | peak before training | peak during "
                   "training | peak of the process | wall |", "|---|---|---|---|---|---|---|"]
@@ -1110,12 +1032,7 @@ def _figure_section(fig: dict) -> list[str]:
                          f"{_fmt(s['peak_before_training_mib'], 'MiB')} | "
                          f"{_fmt(s['peak_training_phase_mib'], 'MiB')} | "
                          f"{_fmt(s['peak_process_mib'], 'MiB')} | {_fmt(s['wall_s'], 's')} |")
-        lines += ["", f"Training-phase ratio: {_fmt(details['training_phase_ratio'], 'x', 2)}. "
-                      f"tf.data shuffle buffer (decoded uint8 photos, capped at 2048): "
-                      + ", ".join(f"{k} {details['shuffle_buffer_photos'][k]} photos = "
-                                  f"{details['shuffle_buffer_mib'][k]} MiB"
-                                  for k in details["shuffle_buffer_photos"]) + "; ratio without "
-                      f"it: {_fmt(details.get('projected_ratio_without_photo_shuffle_buffer'), 'x', 2)}.", ""]
+        lines += ["", f"Training-phase ratio: {_fmt(details['training_phase_ratio'], 'x', 2)}.", ""]
     elif fig["id"] == "memory_original_float64":
         lines += ["Array alone: " + ", ".join(f"{k} {v} GiB" for k, v in details["array_gib"].items())
                   + ".", ""]
@@ -1138,21 +1055,18 @@ def findings(results: list[dict]) -> list[str]:
     if fig and fig["met"] is False:
         d = fig["details"]
         stages = d["cpu_ms_per_photo_single_thread"]
-        resize = stages.get("tf: decode_photo (decode + antialiased bilinear resize + round/cast)")
+        full = stages.get("tf: decode_photo (decode + area resize + round/cast)")
         decode = stages.get("tf: read + decode_image")
         out.append(
             f"decode (parallel capacity of the machine during this figure: "
             f"{fig.get('parallel_capacity_before', 'n/a')}x): the pipeline costs "
-            f"{_fmt(fig['measured']['cpu_ms_per_item'], 'ms')} CPU per "
-            f"photo vs Pillow's {_fmt(fig['reference']['cpu_ms_per_item'], 'ms')}, so even with "
-            f"{d['usable_cores']} cores fully used the ratio cannot exceed "
-            f"{_fmt(d['cpu_bound_ceiling'], 'x', 2)}. The difference is the resize: TensorFlow's "
-            f"antialiased bilinear resize (ScaleAndTranslate on float32) takes "
-            f"{_fmt((resize or 0) - (decode or 0), 'ms')} per photo on top of the "
-            f"{_fmt(decode, 'ms')} JPEG decode. Proposed fix (shared/images.py, not owned here): "
-            f"resize with method='area' (also antialiased for downscaling), ceiling "
-            f"{_fmt(d['cpu_bound_ceiling_with_area_resize'], 'x', 2)}; it changes the pixels, so "
-            "the feature-cache key must change with it.")
+            f"{_fmt(fig['measured']['cpu_ms_per_item'], 'ms')} CPU per photo vs Pillow's "
+            f"{_fmt(fig['reference']['cpu_ms_per_item'], 'ms')}, so with {d['usable_cores']} cores "
+            f"fully used the ratio cannot exceed {_fmt(d['cpu_bound_ceiling'], 'x', 2)}. Of "
+            f"decode_photo's {_fmt(full, 'ms')}, {_fmt(decode, 'ms')} is the JPEG decode itself "
+            f"and {_fmt((full or 0) - (decode or 0), 'ms')} the area resize and cast. If the "
+            "ceiling is above the goal, the shortfall is other load on the machine (see its "
+            "parallel capacity).")
     fig = by_id.get("backbone")
     if fig and fig["met"] is False:
         out.append(
@@ -1164,50 +1078,30 @@ def findings(results: list[dict]) -> list[str]:
     fig = by_id.get("feature_cache")
     if fig and fig["met"] is False:
         d = fig["details"]
-        cost = d.get("head_epoch_cost") or {}
         out.append(
-            f"feature_cache: the cache itself makes extraction {_fmt(d['extraction_speedup'], 'x', 1)} "
-            f"faster ({_fmt(d['extraction_first_s'], 's')} -> {_fmt(d['extraction_second_s'], 's')}), "
-            f"but both runs spend {_fmt(d['head_search_and_evaluation_s'], 's')} in the head search "
-            "on validation (deliverable1.transfer.HEAD_GRID, early stopping; the chosen head ran "
-            f"{d.get('chosen_head_epochs')} epochs), which the cache cannot remove. "
-            f"Each head epoch costs {_fmt(1000 * cost.get('numpy_arrays_s', 0), 'ms')}, mostly "
-            "fixed overhead: fit_regressor passes numpy arrays, so Keras builds a new tf.data "
-            "pipeline (and iterator) every epoch, for training and for validation. With a "
-            f"tf.data.Dataset built once an epoch costs {_fmt(1000 * cost.get('dataset_built_once_s', 0), 'ms')} "
-            f"({_fmt(cost.get('speedup'), 'x', 1)}); projected ratio "
-            f"{_fmt(d.get('projected_ratio_with_dataset_built_once'), 'x', 2)}"
-            + (". That alone would reach the goal"
-               if (d.get("projected_ratio_with_dataset_built_once") or 0) >= GOALS["feature_cache"][1]
-               else ". Reaching 5x also needs a cheaper search (fewer epochs or candidates, larger "
-                    "batches, or a closed-form ridge for the linear heads)")
-            + ": shared/modeling.py (fit_regressor) and deliverable1/transfer.py, not owned here.")
+            f"feature_cache: the cache makes extraction {_fmt(d['extraction_speedup'], 'x', 1)} "
+            f"faster ({_fmt(d['extraction_first_s'], 's')} -> {_fmt(d['extraction_second_s'], 's')}); "
+            f"the rest of each run (linear-probe fit, evaluation with bootstrap intervals, saving) "
+            f"costs {_fmt(d['head_search_and_evaluation_s'], 's')}, which the cache cannot remove "
+            "and which bounds the ratio.")
     for fig in results:
         if fig["id"].startswith("memory_") and fig["met"] is False:
             d = fig["details"]
-            buffers = d.get("shuffle_buffer_mib") or {}
             sizes = list(d.get("per_size", {}))
             growth = before = None
             if len(sizes) == 2:
                 small, large = (d["per_size"][k] for k in sizes)
                 growth = (large["peak_process_mib"] or 0) - (small["peak_process_mib"] or 0)
                 before = (large["peak_before_training_mib"] or 0) - (small["peak_before_training_mib"] or 0)
-            buffer_growth = (max(buffers.values()) - min(buffers.values())) if buffers else None
-            rest = (growth - before - buffer_growth) if None not in (growth, before, buffer_growth) else None
+            during = (growth - before) if None not in (growth, before) else None
             out.append(
                 f"{fig['id']}: peak RSS grows {_fmt(fig['ratio'], 'x', 2)} "
-                f"(+{_fmt(growth, 'MiB')}). make_image_dataset shuffles after decoding, so its "
-                "shuffle buffer holds min(n_train, 2048) decoded photos: "
-                + ", ".join(f"{k} {_fmt(v, 'MiB')}" for k, v in buffers.items())
-                + f" (+{_fmt(buffer_growth, 'MiB')}); without it the ratio would be "
-                f"{_fmt(d.get('projected_ratio_without_photo_shuffle_buffer'), 'x', 2)}. "
-                f"+{_fmt(before, 'MiB')} is already there before training (the larger listings "
-                f"table, its parts and features); the remaining +{_fmt(rest, 'MiB')} arises during "
-                "training and is not attributed by this run (tf.data's autotuned buffers over an "
-                "8x longer epoch are a candidate, not verified). The photo buffer stops growing "
-                "at 2048 photos (about 300 MiB at 224 px). Proposed fix (shared/images.py, not "
-                "owned here): shuffle the file paths (with their targets and tabular rows) "
-                "before decoding when no cache_dir is given.")
+                f"(+{_fmt(growth, 'MiB')}): +{_fmt(before, 'MiB')} is already there before the "
+                f"measured training (the larger listings table, its parts and features) and "
+                f"+{_fmt(during, 'MiB')} arises during it. The photo pipeline holds no photo set "
+                "in memory (indices are shuffled, photos are read per batch), so the training-"
+                "phase growth is per-row state (tabular arrays, predictions, tf.data's autotuned "
+                "buffers over a longer epoch), not photos.")
     return out
 
 
