@@ -52,8 +52,8 @@ from tqdm import tqdm
 
 from shared.schema import CSV_SEPARATOR, IMAGES_DIR, LISTINGS_FILE, OPENDATASOFT_COLUMNS
 
-from .http import (ContentError, DownloadError, HttpSettings, atomic_output, remove_stale_parts,
-                   write_text_atomic)
+from .http import (ContentError, DownloadError, HttpSettings, atomic_output, download,
+                   remove_stale_parts, write_text_atomic)
 
 __all__ = [
     "DEFAULT_SOURCE_URLS", "SOURCES", "DownloadError", "UnusableSourceError",
@@ -393,6 +393,17 @@ def ensure_file(path: Path, check: Callable[[Path], Any], fetch: Callable[[Path]
             return
     fetch(path)
     report.file(path.name, "fetched")
+
+
+def ensure_source_file(path: Path, url: str, check: Callable[[Path], Any], options: FetchOptions,
+                       report: FetchReport) -> None:
+    """:func:`ensure_file` for a raw source file fetched over HTTP from ``url``: ``check`` both
+    validates a present copy and finalises the download (a failing check discards it)."""
+    ensure_file(path, check,
+                lambda target: download(url, target, settings=options.settings,
+                                        max_bytes=options.max_file_bytes, finalize=check,
+                                        progress=options.progress, durable=True),
+                options, report)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -23,8 +23,8 @@ from shared.schema import LISTINGS_FILE, OPENDATASOFT_COLUMNS
 
 from . import (DRIVE_FOLDER_URL, DRIVE_IMAGES_FILE_ID, DRIVE_IMAGES_URL, FINAL_DATA_URL,
                FetchOptions, FetchReport, PhotoOutcome, UnusableSourceError, ensure_file,
-               format_value, iter_progress, photo_is_valid, photo_path, save_jpeg,
-               select_listings, write_listings_csv)
+               ensure_source_file, format_value, iter_progress, photo_is_valid, photo_path,
+               save_jpeg, select_listings, write_listings_csv)
 from .http import ContentError, DownloadError, atomic_output, download
 from .safe_pickle import (NpyFormatError, NpyHeader, NpyTruncatedError, UnsafePickleError,
                           inspect_npy, load_npy)
@@ -40,11 +40,7 @@ def fetch_drive(options: FetchOptions, report: FetchReport) -> None:
     """Fetch ``final_data.npy`` and ``images.npy`` into ``raw/`` and convert them to the layout."""
     final_path = options.raw_dir / FINAL_DATA_FILE
     final_url = options.url or FINAL_DATA_URL
-    ensure_file(final_path, load_final_data,
-                lambda path: download(final_url, path, settings=options.settings,
-                                      max_bytes=options.max_file_bytes, finalize=load_final_data,
-                                      progress=options.progress, durable=True),
-                options, report)
+    ensure_source_file(final_path, final_url, load_final_data, options, report)
     table = load_final_data(final_path)
 
     images_path = options.raw_dir / IMAGES_FILE

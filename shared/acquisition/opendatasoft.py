@@ -23,7 +23,7 @@ from tqdm import tqdm
 from shared.schema import CSV_SEPARATOR, LISTINGS_FILE, OPENDATASOFT_COLUMNS
 
 from . import (OPENDATASOFT_EXPORT_URL, FetchOptions, FetchReport, PhotoOutcome,
-               UnusableSourceError, ensure_file, normalize_photo, photo_is_valid, photo_path,
+               UnusableSourceError, ensure_source_file, normalize_photo, photo_is_valid, photo_path,
                select_listings, write_listings_csv)
 from .http import ContentError, DownloadError, download
 
@@ -37,11 +37,7 @@ def fetch_opendatasoft(options: FetchOptions, report: FetchReport) -> None:
     """Fetch the export into ``raw/``, every photo into ``images/``, then write ``listings.csv``."""
     export_path = options.raw_dir / EXPORT_FILE
     export_url = options.url or OPENDATASOFT_EXPORT_URL
-    ensure_file(export_path, check_export,
-                lambda path: download(export_url, path, settings=options.settings,
-                                      max_bytes=options.max_file_bytes, finalize=check_export,
-                                      progress=options.progress, durable=True),
-                options, report)
+    ensure_source_file(export_path, export_url, check_export, options, report)
     rows = read_export(export_path, report, options)
     listings = select_listings(((row[0], row) for row in rows), report)
     fetch_photos(listings, options, report)
