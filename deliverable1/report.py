@@ -30,13 +30,11 @@ output_dir = "docs/deliverable1"
 smoke = False        # tiny settings for CI: numbers are then meaningless
 
 # %%
-import os
 import time
-import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", category=UserWarning)
+from shared.reporting import quiet_notebook
+
+quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
 
 from pathlib import Path
 
@@ -46,16 +44,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from deliverable1 import baselines, cnn_scratch, mlp, transfer
-from shared import config, evaluation, features
-from shared.devices import configure_determinism, setup_devices
-from shared.experiment import prepare
+from shared import evaluation, features
+from shared.experiment import start_run
 
 pd.set_option("display.width", 160)
-device = setup_devices()
-configure_determinism(config.SEED)
 started = time.time()
-exp = prepare(data_dir, models_dir, smoke=smoke)
-exp.device = device.describe()
+exp = start_run(data_dir, models_dir, smoke=smoke)  # devices, seeds, data, split, preprocessing
 print(f"device: {exp.device}")
 print(f"smoke run: {smoke}")
 
@@ -186,7 +180,7 @@ print(bundle.params)
 #   **linear probe**: standardised features -> log price, ridge regression solved in closed form
 #   for six penalties at once, the penalty chosen on validation, in well under a second. Earlier
 #   runs also searched Keras heads with a 256-unit hidden layer: 20.06 vs 20.99 EUR validation
-#   MAE for the best linear head, a gap inside the noise of 81 validation listings, for 200 s of
+#   MAE for the best linear head, a gap inside the noise of 82 validation listings, for 200 s of
 #   training on every run; the closed form also makes the feature cache pay off (a second run
 #   only reads the cache, see `docs/benchmarks.md`).
 # * `transfer_finetuned`: the frozen model assembled end to end, then the top blocks of the

@@ -8,7 +8,7 @@
     the penalty chosen on validation. It fits in well under a second, so a second run is as fast
     as reading the cache. Earlier runs also searched Keras heads with a 256-unit hidden layer:
     20.06 vs 20.99 EUR validation MAE for the best linear head, a gap well inside the noise of
-    81 validation listings, for 200 s of training on every run.
+    82 validation listings, for 200 s of training on every run.
 
 ``transfer_finetuned``
     The frozen model is assembled end to end (photo -> backbone -> the same standardisation as a

@@ -34,13 +34,11 @@ smoke = False        # tiny settings for CI: numbers are then meaningless
 
 # %%
 # %matplotlib inline
-import os
 import time
-import warnings
 
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # TensorFlow's C++ log lines are noise in a report
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", category=UserWarning)
+from shared.reporting import quiet_notebook
+
+quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
 
 from pathlib import Path
 
@@ -54,16 +52,12 @@ from sklearn.preprocessing import StandardScaler
 from deliverable2 import ablation, early_fusion
 from deliverable2 import train as d2
 from shared import config, evaluation
-from shared.devices import configure_determinism, setup_devices
-from shared.experiment import prepare
+from shared.experiment import start_run
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
-device = setup_devices()
-configure_determinism(config.SEED)
 started = time.time()
-exp = prepare(data_dir, models_dir, smoke=smoke)
-exp.device = device.describe()
+exp = start_run(data_dir, models_dir, smoke=smoke)  # devices, seeds, data, split, preprocessing
 run = d2.FusionRun(exp)
 print(f"device: {exp.device}")
 print(f"smoke run: {smoke}; photo size for fusion: {run.image_size} px; backbone: {run.backbone}")

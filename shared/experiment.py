@@ -103,22 +103,30 @@ def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) 
     return Experiment(dataset, split, models_dir, smoke, parts, preprocessor, tabular, seed)
 
 
-def training_main(train_all, description: str, argv=None) -> int:
-    """Command-line entry of ``python -m deliverableN.train``: set up devices and determinism,
-    prepare the experiment from ``--data-dir`` / ``--models-dir`` / ``--smoke``, run ``train_all``."""
-    import argparse
-
+def start_run(data_dir, models_dir, smoke: bool = False) -> Experiment:
+    """The common start of every training run (both reports, ``python -m deliverableN.train``):
+    devices set up (GPU memory growth, distribution strategy), seeds and deterministic ops
+    configured, then :func:`prepare`. ``exp.device`` describes the device used."""
     from shared.devices import configure_determinism, setup_devices
+
+    info = setup_devices()
+    configure_determinism(config.SEED)
+    exp = prepare(data_dir, models_dir, smoke=smoke)
+    exp.device = info.describe()
+    return exp
+
+
+def training_main(train_all, description: str, argv=None) -> int:
+    """Command-line entry of ``python -m deliverableN.train``: :func:`start_run` with
+    ``--data-dir`` / ``--models-dir`` / ``--smoke``, then ``train_all``."""
+    import argparse
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir")
     parser.add_argument("--models-dir")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
-    info = setup_devices()
-    configure_determinism(config.SEED)
-    exp = prepare(config.resolve_data_dir(args.data_dir), config.resolve_models_dir(args.models_dir),
-                  smoke=args.smoke)
-    exp.device = info.describe()
+    exp = start_run(config.resolve_data_dir(args.data_dir),
+                    config.resolve_models_dir(args.models_dir), smoke=args.smoke)
     train_all(exp)
     return 0

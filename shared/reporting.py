@@ -20,6 +20,34 @@ from pathlib import Path
 from shared import config
 
 
+def quiet_notebook() -> None:
+    """Keep a rendered report free of library noise; call it first in a report's setup cell.
+
+    TensorFlow's C++ logs are limited to fatal errors, and TensorFlow is imported with the
+    process's stderr (file descriptor 2) sent to /dev/null: the lines it writes *before* its log
+    settings apply (oneDNN notes, "failed call to cuInit" on a machine without a GPU) bypass
+    ``TF_CPP_MIN_LOG_LEVEL``. An import failure still raises its Python exception. Deprecation
+    and user warnings, and tqdm's note that notebook widgets are missing, are ignored.
+    """
+    import importlib
+    import warnings
+
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            for module in ("tensorflow", "tqdm.auto"):
+                importlib.import_module(module)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class ReportError(RuntimeError):
     """A report cell failed; the message names the cell and the error."""
 

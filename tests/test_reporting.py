@@ -104,3 +104,22 @@ def test_a_failing_cell_raises_and_leaves_the_previous_report_untouched(tmp_path
     shutil.rmtree(failed.parent)
     assert tree_state(out) == before
     assert (out / "metrics.json").read_text() == '{"old": true}'
+
+
+def test_quiet_notebook_hides_tensorflow_start_up_lines_and_restores_stderr():
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from shared.reporting import quiet_notebook\n"
+            "quiet_notebook()\n"
+            "import tensorflow as tf\n"
+            "tf.constant(1.0) + 1.0\n"
+            "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
+            "os.write(2, b'stderr still works\\n')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items()
+                               if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3"
+    assert proc.stderr.strip() == "stderr still works"
