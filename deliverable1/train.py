@@ -6,10 +6,8 @@ deliverable-1 models are missing; the report runs the same steps one by one with
 
 from __future__ import annotations
 
-import time
-
 from deliverable1 import baselines, cnn_scratch, mlp, transfer
-from shared.experiment import Experiment, training_main
+from shared.experiment import Experiment, timed_step, training_main
 
 MODEL_NAMES = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
 
@@ -21,17 +19,13 @@ def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> Experiment:
              ("cnn_scratch", cnn_scratch.train_cnn_scratch)]
     for name, step in steps:
         if name in include:
-            start = time.perf_counter()
-            step(exp)
-            log(f"{name}: test MAE {exp.results[name]['test']['mae']:.2f} EUR "
-                f"({time.perf_counter() - start:.0f} s)")
+            timed_step(exp, name, lambda: step(exp), log)
     if {"transfer_frozen", "transfer_finetuned"} & set(include):
-        frozen, _ = transfer.train_transfer_frozen(exp)
-        log(f"transfer_frozen: test MAE {exp.results['transfer_frozen']['test']['mae']:.2f} EUR")
+        frozen, _ = timed_step(exp, "transfer_frozen",
+                               lambda: transfer.train_transfer_frozen(exp), log)
         if "transfer_finetuned" in include:
-            transfer.train_transfer_finetuned(exp, frozen)
-            log(f"transfer_finetuned: test MAE "
-                f"{exp.results['transfer_finetuned']['test']['mae']:.2f} EUR")
+            timed_step(exp, "transfer_finetuned",
+                       lambda: transfer.train_transfer_finetuned(exp, frozen), log)
     return exp
 
 

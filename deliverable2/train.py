@@ -15,7 +15,7 @@ from deliverable1.transfer import backbone_features
 from deliverable2 import early_fusion, late_fusion
 from deliverable2.references import References, load_or_train
 from shared.backbones import DEFAULT_BACKBONE
-from shared.experiment import Experiment, training_main
+from shared.experiment import Experiment, timed_step, training_main
 
 MODEL_NAMES = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
 
@@ -108,10 +108,7 @@ def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> FusionRun:
         include = ("early_fusion", *include)  # its photo reducer is early fusion's
     for name in MODEL_NAMES:
         if name in include:
-            start = time.perf_counter()
-            STEPS[name](run, log=log)
-            log(f"{name}: test MAE {exp.results[name]['test']['mae']:.2f} EUR "
-                f"({time.perf_counter() - start:.0f} s)")
+            timed_step(exp, name, lambda: STEPS[name](run, log=log), log)
     return run
 
 

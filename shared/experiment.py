@@ -103,6 +103,16 @@ def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) 
     return Experiment(dataset, split, models_dir, smoke, parts, preprocessor, tabular, seed)
 
 
+def timed_step(exp: Experiment, name: str, train, log=print):
+    """Run ``train()`` (which trains and evaluates model ``name`` on ``exp``), log its test MAE
+    and wall time, and return what ``train`` returned."""
+    start = time.perf_counter()
+    result = train()
+    log(f"{name}: test MAE {exp.results[name]['test']['mae']:.2f} EUR "
+        f"({time.perf_counter() - start:.0f} s)")
+    return result
+
+
 def start_run(data_dir, models_dir, smoke: bool = False) -> Experiment:
     """The common start of every training run (both reports, ``python -m deliverableN.train``):
     devices set up (GPU memory growth, distribution strategy), seeds and deterministic ops
