@@ -395,14 +395,19 @@ def ensure_file(path: Path, check: Callable[[Path], Any], fetch: Callable[[Path]
     report.file(path.name, "fetched")
 
 
+def download_source(url: str, path: Path, check: Callable[[Path], Any],
+                    options: FetchOptions) -> None:
+    """Download a raw source file to ``path`` (atomically, durably, within the size limit);
+    ``check`` finalises the download (a failing check discards it)."""
+    download(url, path, settings=options.settings, max_bytes=options.max_file_bytes,
+             finalize=check, progress=options.progress, durable=True)
+
+
 def ensure_source_file(path: Path, url: str, check: Callable[[Path], Any], options: FetchOptions,
                        report: FetchReport) -> None:
-    """:func:`ensure_file` for a raw source file fetched over HTTP from ``url``: ``check`` both
-    validates a present copy and finalises the download (a failing check discards it)."""
-    ensure_file(path, check,
-                lambda target: download(url, target, settings=options.settings,
-                                        max_bytes=options.max_file_bytes, finalize=check,
-                                        progress=options.progress, durable=True),
+    """:func:`ensure_file` for a raw source file fetched with :func:`download_source`: ``check``
+    both validates a present copy and finalises the download."""
+    ensure_file(path, check, lambda target: download_source(url, target, check, options),
                 options, report)
 
 

@@ -22,10 +22,10 @@ from PIL import Image
 from shared.schema import LISTINGS_FILE, OPENDATASOFT_COLUMNS
 
 from . import (DRIVE_FOLDER_URL, DRIVE_IMAGES_FILE_ID, DRIVE_IMAGES_URL, FINAL_DATA_URL,
-               FetchOptions, FetchReport, PhotoOutcome, UnusableSourceError, ensure_file,
-               ensure_source_file, format_value, iter_progress, photo_is_valid, photo_path,
-               save_jpeg, select_listings, write_listings_csv)
-from .http import ContentError, DownloadError, atomic_output, download
+               FetchOptions, FetchReport, PhotoOutcome, UnusableSourceError, download_source,
+               ensure_file, ensure_source_file, format_value, iter_progress, photo_is_valid,
+               photo_path, save_jpeg, select_listings, write_listings_csv)
+from .http import ContentError, DownloadError, atomic_output
 from .safe_pickle import (NpyFormatError, NpyHeader, NpyTruncatedError, UnsafePickleError,
                           inspect_npy, load_npy)
 
@@ -100,9 +100,7 @@ def _fetch_images(path: Path, rows: int, options: FetchOptions) -> None:
         check_images_npy(candidate, rows)
 
     if options.images_url:
-        download(options.images_url, path, settings=options.settings,
-                 max_bytes=options.max_file_bytes, finalize=check, progress=options.progress,
-                 durable=True)
+        download_source(options.images_url, path, check, options)
     else:
         gdown_download(DRIVE_IMAGES_FILE_ID, path, check, options)
 
