@@ -234,19 +234,20 @@ def test_fusion_inputs_contain_no_price_derived_column(trained):
 def test_photo_reducer_is_fitted_on_training_rows_only(trained):
     run = trained.run
     raw = run.raw_features()
-    reducer = run.bundles["early_fusion"].image_reducer
     everything = np.vstack([raw[p] for p in ("train", "val", "test")])
-    if isinstance(reducer, early_fusion.PhotoPriceScore):
-        scaler = reducer.model_[0]
-        assert len(reducer.oof_) == len(raw["train"])
-    else:
-        scaler = reducer.named_steps["scale"]
+
+    def scaler(reducer):
+        if isinstance(reducer, early_fusion.PhotoPriceScore):
+            assert len(reducer.oof_) == len(raw["train"])
+            return reducer.model_[0]
         assert np.allclose(reducer.named_steps["pca"].mean_, 0.0, atol=1e-4)
-    assert np.allclose(scaler.mean_, raw["train"].mean(axis=0), atol=1e-5)
-    assert not np.allclose(scaler.mean_, everything.mean(axis=0), atol=1e-5)
-    # both candidates, refitted here, see the training rows only
-    pca = early_fusion.fit_image_reducer(raw, 8, seed=0)
-    assert np.allclose(pca.named_steps["scale"].mean_, raw["train"].mean(axis=0), atol=1e-5)
+        return reducer.named_steps["scale"]
+
+    # the chosen reducer and every candidate early fusion tried see the training rows only
+    candidates = run.bundles["early_fusion"].candidate_reducers
+    for reducer in (run.bundles["early_fusion"].image_reducer, *candidates.values()):
+        assert np.allclose(scaler(reducer).mean_, raw["train"].mean(axis=0), atol=1e-5)
+        assert not np.allclose(scaler(reducer).mean_, everything.mean(axis=0), atol=1e-5)
     hgb = run.bundles["hgb_with_embeddings"]
     assert hgb.params["photo_reduction"] in hgb.params["photo_candidates_val_mae"]
     assert any(hgb.image_reducer is r for r in run.bundles["early_fusion"].candidate_reducers.values())

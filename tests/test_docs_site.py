@@ -200,7 +200,7 @@ def test_site_machinery(tmp_path):
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
 
     # generated pages exist only in the build, never in docs/
-    assert not (ROOT / "docs" / "results").exists()
+    assert not (project / "docs" / "results").exists()
     for name in DELIVERABLES:
         page = (site / "results" / f"{name}.html").read_text(encoding="utf-8")
         assert "mlp" in page and "fusion_net" in page
