@@ -25,6 +25,11 @@ SEARCH_SPACE = {
 }
 
 
+def config_of(params: dict) -> dict:
+    """The architecture and optimiser settings of a trained mlp (its bundle's ``params``)."""
+    return {k: params[k] for k in ORIGINAL}
+
+
 def sample_configs(n: int, seed: int) -> list[dict]:
     """The original configuration first, then ``n - 1`` distinct random draws (seeded)."""
     rng = np.random.default_rng(seed)

@@ -38,6 +38,11 @@ from shared.modeling import (ModelBundle, compile_regressor, fit_regressor, line
 HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 
 
+def default_image_size(exp) -> int:
+    """Photo side (px) of the transfer models, reused by the fusion models: 224 (96 in smoke)."""
+    return 96 if exp.smoke else 224
+
+
 def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
     """Cached backbone features per part: ({"train": (n, D), ...}, extraction stats)."""
     all_paths = [p for part in ("train", "val", "test") for p in exp.paths(part)]
@@ -50,7 +55,7 @@ def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
 def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE,
                           image_size: int | None = None) -> tuple[ModelBundle, dict]:
     """Linear probe on cached features. Returns (bundle, extraction stats)."""
-    image_size = image_size or (96 if exp.smoke else 224)
+    image_size = image_size or default_image_size(exp)
     start = time.perf_counter()
     raw, stats = backbone_features(exp, backbone, image_size)
     scaler = StandardScaler().fit(raw["train"])  # training rows only

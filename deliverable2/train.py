@@ -11,18 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from deliverable1.transfer import backbone_features
+from deliverable1.mlp import config_of
+from deliverable1.transfer import backbone_features, default_image_size
 from deliverable2 import early_fusion, late_fusion
 from deliverable2.references import References, load_or_train
 from shared.backbones import DEFAULT_BACKBONE
 from shared.experiment import Experiment, timed_step, training_main
 
 MODEL_NAMES = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
-
-
-def image_size_for(exp: Experiment) -> int:
-    """Photo side (px) of the fusion models: deliverable 1's transfer size (224; 96 in smoke)."""
-    return 96 if exp.smoke else 224
 
 
 @dataclass
@@ -38,7 +34,7 @@ class FusionRun:
 
     @property
     def image_size(self) -> int:
-        return image_size_for(self.exp)
+        return default_image_size(self.exp)
 
     def raw_features(self, image_size: int | None = None) -> dict:
         """{"train"/"val"/"test": (n, 1280) float32} cached ImageNet backbone features."""
@@ -49,8 +45,7 @@ class FusionRun:
         return self._features[size]
 
     def mlp_config(self) -> dict:
-        params = self.refs.bundles["mlp"].params
-        return {k: params[k] for k in ("hidden", "dropout", "l2", "learning_rate")}
+        return config_of(self.refs.bundles["mlp"].params)
 
 
 def train_references(run: FusionRun, log=print) -> References:

@@ -228,7 +228,7 @@ def machine_info() -> dict:
     for module in ("tensorflow", "keras", "numpy", "PIL"):
         with contextlib.suppress(ImportError):
             versions[module] = importlib.import_module(module).__version__
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = machine_cores()
     fields = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -476,13 +476,13 @@ def bench_feature_cache(data_dir: Path, settings: Settings, workdir: Path,
     ``warm``: the process already ran the backbone (earlier figures), so the untimed warm-up
     pair is skipped (it costs minutes at full size).
     """
-    from deliverable1.transfer import train_transfer_frozen
+    from deliverable1.transfer import default_image_size, train_transfer_frozen
     from shared.backbones import DEFAULT_BACKBONE
     from shared.experiment import prepare
     from shared.feature_cache import feature_cache_dir
 
     exp = prepare(data_dir, workdir / "feature-cache-models", smoke=settings.smoke)
-    size = 96 if exp.smoke else 224  # train_transfer_frozen's default image size
+    size = default_image_size(exp)  # train_transfer_frozen's default
     folder = feature_cache_dir(DEFAULT_BACKBONE, size)
 
     def run() -> tuple[float, dict]:
@@ -531,7 +531,7 @@ def bench_feature_cache(data_dir: Path, settings: Settings, workdir: Path,
 
 # =========================================================================== 4. memory
 
-def run_child(args: list[str], env: dict | None = None, timeout: float | None = None) -> dict:
+def run_child(args: list[str]) -> dict:
     """Run ``python -m shared.benchmarks --child ...`` and return its JSON result.
 
     Adds ``wall_s``. Peak memory comes from the child's own ``VmHWM``: the kernel's
@@ -540,14 +540,8 @@ def run_child(args: list[str], env: dict | None = None, timeout: float | None = 
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "shared.benchmarks", "--child", *args],
-                                stdout=out, stderr=err, env={**os.environ, **(env or {})},
-                                cwd=config.PROJECT_ROOT)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc = subprocess.run([sys.executable, "-m", "shared.benchmarks", "--child", *args],
+                              stdout=out, stderr=err, cwd=config.PROJECT_ROOT)
         wall = time.perf_counter() - start
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -558,20 +552,6 @@ def run_child(args: list[str], env: dict | None = None, timeout: float | None = 
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
     result["wall_s"] = round(wall, 1)
     return result
-
-
-def find_late_fusion() -> str | None:
-    """``"deliverable2.late_fusion.train_late_fusion"`` when deliverable 2 defines it, else None."""
-    import importlib.util
-
-    try:
-        if importlib.util.find_spec("deliverable2.late_fusion") is None:
-            return None
-        module = importlib.import_module("deliverable2.late_fusion")
-    except ImportError:
-        return None
-    return ("deliverable2.late_fusion.train_late_fusion"
-            if callable(getattr(module, "train_late_fusion", None)) else None)
 
 
 def _original_bytes(n: int, size: int) -> int:
@@ -608,8 +588,8 @@ def bench_memory(data_dir: Path, settings: Settings, workdir: Path,
         return run_child(args + (["--smoke"] if settings.smoke else []))
 
     entries = {"transfer_finetuned": "deliverable1.transfer.train_transfer_finetuned",
-               "late_fusion": find_late_fusion()}
-    models = [name for name, entry in entries.items() if entry]
+               "late_fusion": "deliverable2.late_fusion.train_late_fusion"}
+    models = list(entries)
     keys = list(sizes)
     jobs = []  # (model, size key), alternating the size order between rounds
     for round_ in range(settings.memory_repeats):
@@ -622,17 +602,13 @@ def bench_memory(data_dir: Path, settings: Settings, workdir: Path,
         with ThreadPoolExecutor(max_workers=2) as pool:
             results = list(pool.map(lambda job: child(*job), jobs))
     else:
-        if models and not warm:
+        if not warm:
             child(models[0], "1x")  # warm-up: fills the feature cache, warms the page cache
         results = [child(*job) for job in jobs]
 
     for name, entry in entries.items():
         figure_id = f"memory_{name}"
         title = f"Memory: peak RSS training {name}, {factor}x dataset vs 1x"
-        if entry is None:
-            figures.append(_skipped(figure_id, title, "deliverable2.late_fusion.train_late_fusion "
-                                    "does not exist yet"))
-            continue
         runs = {key: [r for job, r in zip(jobs, results) if job == (name, key)] for key in keys}
         summary = {key: _memory_summary(values) for key, values in runs.items()}
         measured = {"label": f"{factor}x dataset ({listings[keys[1]]} listings)",
@@ -713,12 +689,9 @@ def child_train(args) -> dict:
     """Fresh process: prepare + frozen head + the measured training; peak RSS per phase."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from deliverable1.transfer import train_transfer_finetuned, train_transfer_frozen
-    from shared.devices import configure_determinism, setup_devices
-    from shared.experiment import prepare
+    from shared.experiment import start_run
 
-    setup_devices()
-    configure_determinism(config.SEED)
-    exp = prepare(args.data_dir, args.models_dir, smoke=args.smoke)
+    exp = start_run(args.data_dir, args.models_dir, smoke=args.smoke)
     after_prepare = _vm("VmRSS")
     if args.model == "transfer_finetuned":
         frozen, _ = train_transfer_frozen(exp)
@@ -726,7 +699,7 @@ def child_train(args) -> dict:
         def train():
             return train_transfer_finetuned(exp, frozen, epochs=args.finetune_epochs)
     elif args.model == "late_fusion":
-        from deliverable1.mlp import train_mlp
+        from deliverable1.mlp import config_of, train_mlp
         from deliverable2 import late_fusion
         from deliverable2.train import FusionRun
 
@@ -734,7 +707,7 @@ def child_train(args) -> dict:
         raw = run.raw_features()  # cached backbone features, as deliverable 2 uses them
         # the tabular branch is deliverable 1's chosen mlp: one candidate, few epochs, suffices
         mlp = train_mlp(exp, n_configs=1, epochs=args.head_epochs)
-        tab_config = {k: mlp.params[k] for k in ("hidden", "dropout", "l2", "learning_rate")}
+        tab_config = config_of(mlp.params)
 
         def train():
             return late_fusion.train_late_fusion(exp, raw, run.backbone, run.image_size, tab_config,
@@ -820,7 +793,7 @@ def training_throughput(metrics: dict) -> list[dict]:
             passes, basis = 1, "one fit"
         rows.append({"model": name, "train_seconds": round(seconds, 2), "n_train": n_train,
                      "passes": passes, "basis": basis,
-                     "samples_per_s": round(n_train * passes / seconds, 1) if seconds > 0 else None})
+                     "samples_per_s": round(n_train * passes / seconds, 1)})
     return rows
 
 
@@ -831,9 +804,6 @@ def bench_e2e(data_dir: Path, settings: Settings, workdir: Path) -> list[dict]:
     for deliverable in REPORTS:
         figure_id = f"e2e_{deliverable}"
         title = f"Wall time of nox -s {deliverable} (airbnb-dl report {deliverable})"
-        if not (config.PROJECT_ROOT / deliverable / "report.py").is_file():
-            figures.append(_skipped(figure_id, title, f"{deliverable}/report.py does not exist yet"))
-            continue
         out = workdir / f"e2e-{deliverable}" / "docs"
         out.parent.mkdir(parents=True, exist_ok=True)
         run = _run_report(deliverable, data_dir, out, models, smoke=settings.e2e_smoke)
@@ -1169,8 +1139,9 @@ def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], work
         for name, step in steps:
             if name not in selected:
                 continue
-            log(f"[bench] {name} ... (load {_load()})")
-            load_before, capacity = _load(), parallel_capacity()["speedup"]
+            load_before = _load()
+            log(f"[bench] {name} ... (load {load_before})")
+            capacity = parallel_capacity()["speedup"]
             start = time.perf_counter()
             try:
                 figures = step()

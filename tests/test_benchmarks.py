@@ -152,9 +152,7 @@ def test_quick_harness_end_to_end(real_data_dir, tmp_path):
     figures = {fig["id"]: fig for fig in report["results"]}
     assert set(figures) == EXPECTED_QUICK_FIGURES
     for fig in figures.values():
-        if fig["skipped"]:
-            assert fig["id"] == "memory_late_fusion"  # only while deliverable 2 lacks it
-            continue
+        assert not fig["skipped"], fig["id"]
         for side in ("measured", "reference"):
             assert fig[side]["value"] is not None and fig[side]["value"] > 0, fig["id"]
             assert fig[side]["unit"] and fig[side]["runs"], fig["id"]
