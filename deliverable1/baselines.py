@@ -50,14 +50,25 @@ def train_ridge(exp, alphas=RIDGE_ALPHAS) -> ModelBundle:
     return bundle
 
 
-def train_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = None,
-              image_reducer=None, backbone: str | None = None, image_size: int | None = None,
-              deliverable: str = "deliverable1") -> ModelBundle:
-    """Gradient boosting on the tabular features (+ optional reduced image features per part).
+def train_hgb(exp, **options) -> ModelBundle:
+    """Gradient boosting (:func:`fit_hgb`), evaluated and saved."""
+    bundle, predictions, seconds = fit_hgb(exp, **options)
+    exp.evaluate(bundle, seconds, predictions=predictions)
+    return bundle
+
+
+def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = None,
+            image_reducer=None, backbone: str | None = None, image_size: int | None = None,
+            deliverable: str = "deliverable1") -> tuple[ModelBundle, dict, float]:
+    """Gradient boosting on the tabular features (+ optional reduced image features per part),
+    its settings searched on validation; neither evaluated nor saved.
 
     Args:
         image_features: {"train"/"val"/"test": (n, k) float32} already reduced by
             ``image_reducer`` (fitted on training rows); None for tabular only.
+
+    Returns:
+        (bundle, {"val"/"test": predicted prices EUR (n,)}, training seconds).
     """
     grid = grid or (HGB_GRID[:2] if exp.smoke else HGB_GRID)
     start = time.perf_counter()
@@ -77,6 +88,5 @@ def train_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = N
     bundle = ModelBundle(name, inputs, model, exp.preprocessor, image_reducer=image_reducer,
                          backbone=backbone, image_size=image_size, deliverable=deliverable,
                          params={**params, "trials": trials})
-    exp.evaluate(bundle, time.perf_counter() - start,
-                 predictions={p: feats.price_from_log(model.predict(matrix(p))) for p in ("val", "test")})
-    return bundle
+    predictions = {p: feats.price_from_log(model.predict(matrix(p))) for p in ("val", "test")}
+    return bundle, predictions, time.perf_counter() - start

@@ -220,17 +220,17 @@ def train_hgb_with_embeddings(exp, raw: dict, reducers: dict, backbone: str,
             price score); the one with the lowest validation MAE is kept, with deliverable 1's
             ``hgb`` grid searched on validation for each.
     """
-    name = "hgb_with_embeddings"
-    candidates = {}
+    candidates, val_mae = {}, {}
     for label, reducer in reducers.items():
-        bundle = baselines.train_hgb(exp, name=name, image_features=reduced_features(raw, reducer),
-                                     image_reducer=reducer, backbone=backbone,
-                                     image_size=image_size, deliverable="deliverable2")
-        bundle.params["photo_reduction"] = label
-        candidates[label] = (bundle, exp.results[name], exp.predictions[name])
-    best = min(candidates, key=lambda label: candidates[label][1]["val"]["mae"])
-    bundle, exp.results[name], exp.predictions[name] = candidates[best]
-    bundle.params["photo_candidates_val_mae"] = {label: round(c[1]["val"]["mae"], 3)
-                                                 for label, c in candidates.items()}
-    bundle.save(exp.models_dir / name)  # the kept candidate, whichever was trained last
+        candidates[label] = baselines.fit_hgb(
+            exp, name="hgb_with_embeddings", image_features=reduced_features(raw, reducer),
+            image_reducer=reducer, backbone=backbone, image_size=image_size,
+            deliverable="deliverable2")
+        val_mae[label] = float(np.mean(np.abs(candidates[label][1]["val"] - exp.y_eur("val"))))
+    best = min(candidates, key=val_mae.get)
+    bundle, predictions, seconds = candidates[best]
+    bundle.params["photo_reduction"] = best
+    bundle.params["photo_candidates_val_mae"] = {label: round(mae, 3)
+                                                 for label, mae in val_mae.items()}
+    exp.evaluate(bundle, seconds, predictions=predictions)  # only the kept candidate
     return bundle

@@ -156,11 +156,12 @@ def load_or_train(exp, raw_features, train_missing=None, log=print) -> Reference
         if name not in exp.results:
             _evaluate_reused(exp, bundles[name])
     # Image references: the best on validation; the best transfer model is the fusion branch.
+    val_pred = {}
     for name in IMAGE_REFERENCES:
         if name in bundles:
-            pred = (exp.predictions[name]["val"] if name in exp.predictions
-                    else bundles[name].predict_eur(exp.parts["val"]))
-            refs.val_mae[name] = float(np.mean(np.abs(pred - exp.y_eur("val"))))
+            val_pred[name] = (exp.predictions[name]["val"] if name in exp.predictions
+                              else bundles[name].predict_eur(exp.parts["val"]))
+            refs.val_mae[name] = float(np.mean(np.abs(val_pred[name] - exp.y_eur("val"))))
     refs.best_image = min(refs.val_mae, key=refs.val_mae.get)
     refs.best_transfer = min(TRANSFER_MODELS, key=refs.val_mae.get)
     for name in IMAGE_REFERENCES:
@@ -169,14 +170,15 @@ def load_or_train(exp, raw_features, train_missing=None, log=print) -> Reference
             exp.predictions.pop(name, None)
             exp.histories.pop(name, None)
         elif name not in exp.results:
-            _evaluate_reused(exp, bundles[name])
+            _evaluate_reused(exp, bundles[name], predictions={"val": val_pred[name]})
     return refs
 
 
-def _evaluate_reused(exp, bundle: ModelBundle) -> None:
-    """Score a loaded model on this split's validation and test rows, without saving it again."""
+def _evaluate_reused(exp, bundle: ModelBundle, predictions: dict | None = None) -> None:
+    """Score a loaded model on this split's validation and test rows, without saving it again
+    (``predictions``: those already made, {"val"/"test": EUR})."""
     start = time.perf_counter()
-    exp.evaluate(bundle, train_seconds=0.0, save=False)
+    exp.evaluate(bundle, train_seconds=0.0, save=False, predictions=predictions)
     record = exp.results[bundle.name]
     record.pop("train_seconds", None)  # trained in an earlier run: its time is not known here
     record["reused"] = True
