@@ -83,7 +83,7 @@ def ensure_data(data_dir) -> Path:
 
 
 def cmd_report(args) -> int:
-    from shared.reporting import render_report
+    from shared.reporting import display_path, render_report
 
     data_dir = ensure_data(args.data_dir)
     if args.smoke:
@@ -94,7 +94,8 @@ def cmd_report(args) -> int:
         out_dir = Path(args.out) if args.out else config.DOCS_DIR / args.deliverable
         models_dir = config.resolve_models_dir(args.models_dir)
     script = config.PROJECT_ROOT / args.deliverable / "report.py"
-    parameters = {"data_dir": str(data_dir), "models_dir": str(models_dir), "smoke": args.smoke}
+    parameters = {"data_dir": display_path(data_dir), "models_dir": display_path(models_dir),
+                  "smoke": args.smoke}
     print(f"rendering {script.relative_to(config.PROJECT_ROOT)} -> {out_dir} "
           f"(models in {models_dir}, data {data_dir}, smoke={args.smoke})", flush=True)
     result = render_report(script, out_dir, parameters)

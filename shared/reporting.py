@@ -1,19 +1,22 @@
 """Render a report: jupytext percent-format ``.py`` -> executed ``.ipynb`` + ``.html`` + ``metrics.json``.
 
-The ``.py`` script is the source of truth (readable, diffable). :func:`render_report` turns it into
-a notebook, injects parameters after the cell tagged ``parameters`` (papermill convention),
-executes it with nbclient in the project's Python, and only when every cell succeeded moves the
-results into the output folder. A failing cell raises :class:`ReportError` and leaves the
-previously rendered report untouched (the failed notebook is kept in a temporary folder for
-inspection).
+The ``.py`` script is the source of truth (readable, diffable). :func:`render_report` reads it with
+jupytext and executes it with papermill, which injects the parameters in a cell after the one
+tagged ``parameters`` and shows a progress bar over the cells. Only when every cell succeeded are
+the results moved into the output folder. A failing cell raises :class:`ReportError` and leaves
+the previously rendered report untouched (the failed notebook is kept for inspection).
+
+Paths handed to a report are written project-relative when they lie inside the project (or
+relative to it, such as ``../shared/data/...``), so a committed notebook never shows the
+absolute paths of the machine that rendered it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +29,9 @@ def quiet_notebook() -> None:
     TensorFlow's C++ logs are limited to fatal errors, and TensorFlow is imported with the
     process's stderr (file descriptor 2) sent to /dev/null: the lines it writes *before* its log
     settings apply (oneDNN notes, "failed call to cuInit" on a machine without a GPU) bypass
-    ``TF_CPP_MIN_LOG_LEVEL``. An import failure still raises its Python exception. Deprecation
-    and user warnings, and tqdm's note that notebook widgets are missing, are ignored.
+    ``TF_CPP_MIN_LOG_LEVEL``. TensorFlow's Python logger is set to errors only (its retracing
+    notes are about speed, not results). An import failure still raises its Python exception.
+    Deprecation and user warnings, and tqdm's note that notebook widgets are missing, are ignored.
     """
     import importlib
     import warnings
@@ -46,79 +50,83 @@ def quiet_notebook() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 class ReportError(RuntimeError):
     """A report cell failed; the message names the cell and the error."""
 
 
-def _parameter_cell(parameters: dict):
-    import nbformat
-
-    lines = ["# Parameters injected by shared.reporting.render_report"]
-    lines += [f"{key} = {value!r}" for key, value in parameters.items()]
-    return nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["injected-parameters"]})
+def display_path(path) -> str:
+    """``path`` as a report should show it: relative to the project root when that is shorter
+    than going through ``/`` (inside the project, or beside it: ``../shared/data/...``),
+    otherwise absolute (a scratch folder of a smoke run). Never None-safe: pass a path."""
+    path = Path(path).resolve()
+    relative = os.path.relpath(path, config.PROJECT_ROOT)
+    return relative if relative.count("..") <= 2 else str(path)
 
 
 def build_notebook(script: Path, parameters: dict):
-    """Read the jupytext script and insert the parameter cell after the ``parameters`` cell."""
+    """Read the jupytext script and inject ``parameters`` after its ``parameters`` cell
+    (papermill's own injection: a cell tagged ``injected-parameters``)."""
+    import tempfile
+
     import jupytext
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
 
     notebook = jupytext.read(script, fmt="py:percent")
-    index = next((i for i, cell in enumerate(notebook.cells)
-                  if "parameters" in cell.get("metadata", {}).get("tags", [])), None)
-    position = 0 if index is None else index + 1
-    notebook.cells.insert(position, _parameter_cell(parameters))
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
-    return notebook
+    with tempfile.TemporaryDirectory() as scratch:  # papermill loads notebooks from files
+        path = Path(scratch) / f"{Path(script).stem}.ipynb"
+        jupytext.write(notebook, path, fmt="ipynb")
+        notebook = load_notebook_node(str(path))
+    return parameterize_notebook(notebook, parameters, kernel_name="python3", language="python")
 
 
-def _progress_hook(notebook, start: float):
-    """Print one line per code cell as it starts: long reports show where they are."""
-    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
-
-    def hook(cell, cell_index):
-        if cell.cell_type != "code":
-            return
-        number = next((i for i, c in enumerate(code_cells, 1) if c is cell), 0)
-        first = next((line for line in cell.source.splitlines()
-                      if line.strip() and not line.startswith("#")), "")
-        print(f"[{time.perf_counter() - start:6.0f} s] cell {number}/{len(code_cells)}: {first[:70]}",
-              flush=True)
-
-    return hook
+def _staging_dir(out_dir: Path) -> Path:
+    """A fresh folder beside ``out_dir`` (same file system, so results move into place)."""
+    staging = out_dir.parent / f".{out_dir.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
 
 
 def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 3600) -> dict:
     """Execute ``script`` and write ``<stem>.ipynb``, ``<stem>.html`` (+ whatever the report wrote
     into its ``output_dir`` parameter, e.g. ``metrics.json``) into ``out_dir``.
 
-    The report receives ``output_dir`` (a staging folder) in its parameters. Returns a summary
-    dict with the written paths and the seconds taken.
+    The report receives ``output_dir`` (a staging folder beside ``out_dir``, shown
+    project-relative) in its parameters and runs with the project root as working directory.
+    Returns a summary dict with the written paths and the seconds taken.
     """
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    import papermill
     from nbconvert import HTMLExporter
+    from papermill.exceptions import PapermillExecutionError
 
-    script, out_dir = Path(script), Path(out_dir)
+    script, out_dir = Path(script), Path(out_dir).resolve()
     start = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=f"report-{script.parent.name}-"))
-    notebook = build_notebook(script, {**parameters, "output_dir": str(staging)})
+    staging = _staging_dir(out_dir)
+    notebook = build_notebook(script, {**parameters, "output_dir": display_path(staging)})
     env_python = os.path.dirname(sys.executable)
     if env_python not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = env_python + os.pathsep + os.environ.get("PATH", "")
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(config.PROJECT_ROOT)}},
-                            on_cell_start=_progress_hook(notebook, start))
+    failed = staging / f"{script.stem}.failed.ipynb"
     try:
-        client.execute()
-    except CellExecutionError as exc:
-        failed = staging / f"{script.stem}.failed.ipynb"
-        nbformat.write(notebook, failed)
+        notebook = papermill.execute_notebook(
+            notebook, str(failed), kernel_name="python3", language="python",
+            progress_bar=True, cwd=str(config.PROJECT_ROOT), execution_timeout=timeout)
+    except PapermillExecutionError as exc:
+        import tempfile
+
+        keep = Path(tempfile.mkdtemp(prefix=f"report-{script.parent.name}-")) / failed.name
+        shutil.copyfile(failed, keep)
+        shutil.rmtree(staging, ignore_errors=True)
         raise ReportError(f"{script}: a cell failed; the previous report in {out_dir} is kept. "
-                          f"Executed notebook: {failed}\n{exc}") from None
+                          f"Executed notebook: {keep}\n{exc}") from None
+    failed.unlink()
     stem = script.stem
     nbformat.write(notebook, staging / f"{stem}.ipynb")
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
@@ -131,9 +139,7 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(item, target)
         else:
-            tmp = out_dir / f".{item.name}.tmp"
-            shutil.copyfile(item, tmp)
-            os.replace(tmp, target)
+            os.replace(item, target)
         written.append(str(target))
     shutil.rmtree(staging, ignore_errors=True)
     return {"written": written, "seconds": time.perf_counter() - start}

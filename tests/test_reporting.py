@@ -63,7 +63,7 @@ def test_parameters_are_injected_after_the_parameters_cell(tmp_path):
     notebook = build_notebook(write_script(tmp_path / "src", GOOD_SCRIPT), {"greeting": "hi"})
     sources = [cell.source for cell in notebook.cells]
     index = next(i for i, s in enumerate(sources) if s.startswith('greeting = "default"'))
-    assert sources[index + 1].splitlines()[1:] == ["greeting = 'hi'"]
+    assert sources[index + 1].splitlines()[1:] == ['greeting = "hi"']  # papermill's format
     assert "injected-parameters" in notebook.cells[index + 1].metadata["tags"]
 
 
