@@ -219,11 +219,11 @@ def finding(fig: dict) -> str:
 
 # =========================================================================== children
 
-def rss_mib() -> float:
-    """This process's resident set size now, MiB."""
+def rss_mib(process=None) -> float:
+    """Resident set size now, MiB, of ``process`` (a ``psutil.Process``; default: this one)."""
     import psutil
 
-    return round(psutil.Process().memory_info().rss / 2**20, 1)
+    return round((process or psutil.Process()).memory_info().rss / 2**20, 1)
 
 
 class RssSampler:
@@ -231,12 +231,15 @@ class RssSampler:
     ``interval`` seconds by a background thread (a lower bound of the true peak)."""
 
     def __init__(self, interval: float = 0.01):
+        import psutil
+
         self.interval, self.peak_mib = interval, 0.0
+        self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _sample(self) -> None:
-        self.peak_mib = max(self.peak_mib, rss_mib())
+        self.peak_mib = max(self.peak_mib, rss_mib(self._process))
 
     def _poll(self) -> None:
         self._sample()
