@@ -88,6 +88,20 @@ def test_training_throughput_from_metrics():
     assert rows["fusion"]["passes"] == 12
 
 
+def test_run_child_measures_the_childs_own_peak_rss_and_names_a_failed_command(tmp_path):
+    import numpy as np
+
+    ballast = np.ones(400 * 2**20 // 8)  # this process: 400 MiB more resident than its child needs
+    code = ("import numpy as np; from benchmarks.harness import print_result; "
+            "a = np.ones(100 * 2**20 // 8); print_result({'items': int(a.size)})")
+    out = harness.run_child(["-c", code], tmp_path / "ok.log")
+    assert out["result"] == {"items": 100 * 2**20 // 8} and out["wall_s"] > 0
+    # the child's 100 MiB array and interpreter, not the 400+ MiB of the process that started it
+    assert 100 <= out["peak_rss_mib"] < 300 < ballast.nbytes / 2**20
+    with pytest.raises(RuntimeError, match=r"exit 3\)[\s\S]*boom"):
+        harness.run_child(["-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "bad.log")
+
+
 def _fake_report() -> dict:
     figure = harness.figure(
         "decode", "Photo decoding", {"label": "pipeline", "value": 300.0, "unit": "images/s",
