@@ -124,5 +124,5 @@ def docker_smoke(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks -> docs/benchmarks.md + docs/benchmarks.json (``-- --quick``: tiny sizes, one
-    repetition, output to a temporary folder; see ``python -m shared.benchmarks --help``)."""
-    _run(session, "-m", "shared.benchmarks", *session.posargs)
+    repetition, output to a temporary folder; see ``python -m benchmarks --help``)."""
+    _run(session, "-m", "benchmarks", *session.posargs)

@@ -1,4 +1,4 @@
-"""The benchmark harness (shared.benchmarks): its helpers, its report, and a quick run end to end.
+"""The benchmarks package: its harness helpers, its report, and a quick run end to end.
 
 Benchmarks are not timed tests: nothing here checks a time or a ratio's value, only that the
 harness runs the real code paths and writes every figure with its reference and ratio.
@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from fixtures import tree_state
-from shared import benchmarks, config
+from benchmarks import e2e, harness
+from benchmarks.cli import main
+from benchmarks.report import SCHEMA_VERSION, findings, write_report
+from shared import config
 
 EXPECTED_QUICK_FIGURES = {"decode", "backbone", "feature_cache", "memory_transfer_finetuned",
                           "memory_late_fusion", "memory_original_float64"}
@@ -26,7 +29,7 @@ def test_replicate_dataset_gives_new_unique_ids_and_links_photos(small_dir, tmp_
 
     before = tree_state(small_dir)
     original = load_dataset(small_dir, check_photos=False)
-    info = benchmarks.replicate_dataset(small_dir, tmp_path / "big", factor=3)
+    info = harness.replicate_dataset(small_dir, tmp_path / "big", factor=3)
     big = load_dataset(info["data_dir"])  # validates every row and decodes every photo
 
     n = len(original.frame)
@@ -45,26 +48,26 @@ def test_replicate_dataset_gives_new_unique_ids_and_links_photos(small_dir, tmp_
 
 
 def test_replicate_dataset_rows_and_bad_factor(small_dir, tmp_path):
-    info = benchmarks.replicate_dataset(small_dir, tmp_path / "few", factor=2, rows=5)
+    info = harness.replicate_dataset(small_dir, tmp_path / "few", factor=2, rows=5)
     assert info["rows"] == 10
     with pytest.raises(ValueError, match="factor"):
-        benchmarks.replicate_dataset(small_dir, tmp_path / "none", factor=0)
+        harness.replicate_dataset(small_dir, tmp_path / "none", factor=0)
 
 
 def test_goals_and_ratios():
-    assert benchmarks.goal_met("decode", 1.7) is True
-    assert benchmarks.goal_met("decode", 1.5) is False
-    assert benchmarks.goal_met("memory_transfer_finetuned", 1.2) is True
-    assert benchmarks.goal_met("memory_transfer_finetuned", 1.3) is False
-    assert benchmarks.goal_met("e2e_deliverable1", 3.0) is None
-    assert benchmarks.goal_met("decode", None) is None
-    assert benchmarks._ratio(3.0, 0) is None and benchmarks._ratio(3.0, 2.0) == 1.5
+    assert harness.goal_met("decode", 1.7) is True
+    assert harness.goal_met("decode", 1.5) is False
+    assert harness.goal_met("memory_transfer_finetuned", 1.2) is True
+    assert harness.goal_met("memory_transfer_finetuned", 1.3) is False
+    assert harness.goal_met("e2e_deliverable1", 3.0) is None
+    assert harness.goal_met("decode", None) is None
+    assert harness.ratio_of(3.0, 0) is None and harness.ratio_of(3.0, 2.0) == 1.5
 
 
 def test_interleaved_runs_counts_items_and_repeats():
     calls = []
-    runs = benchmarks.interleaved_runs({"a": lambda: calls.append("a") or 4,
-                                        "b": lambda: calls.append("b") or 2}, repeats=3, warmup=1)
+    runs = harness.interleaved_runs({"a": lambda: calls.append("a") or 4,
+                                     "b": lambda: calls.append("b") or 2}, repeats=3, warmup=1)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then A B, B A, A B
     assert len(runs["a"]["wall_s"]) == 3 and runs["a"]["items"] == 4 and runs["b"]["items"] == 2
 
@@ -77,7 +80,7 @@ def test_training_throughput_from_metrics():
         "mean": {"train_seconds": 0.0, "params": {}},
         "fusion": {"train_seconds": 20.0, "params": {"phase1_epochs": 10, "phase2_epochs_run": 2}},
     }}
-    rows = {r["model"]: r for r in benchmarks.training_throughput(metrics)}
+    rows = {r["model"]: r for r in e2e.training_throughput(metrics)}
     assert rows["cnn"]["samples_per_s"] == 50.0
     assert rows["mlp"]["passes"] == 8 and rows["mlp"]["samples_per_s"] == 200.0
     assert rows["ridge"]["passes"] == 2 and "fits" in rows["ridge"]["basis"]
@@ -85,8 +88,22 @@ def test_training_throughput_from_metrics():
     assert rows["fusion"]["passes"] == 12
 
 
+def test_run_child_measures_the_childs_own_peak_rss_and_names_a_failed_command(tmp_path):
+    import numpy as np
+
+    ballast = np.ones(400 * 2**20 // 8)  # this process: 400 MiB more resident than its child needs
+    code = ("import numpy as np; from benchmarks.harness import print_result; "
+            "a = np.ones(100 * 2**20 // 8); print_result({'items': int(a.size)})")
+    out = harness.run_child(["-c", code], tmp_path / "ok.log")
+    assert out["result"] == {"items": 100 * 2**20 // 8} and out["wall_s"] > 0
+    # the child's 100 MiB array and interpreter, not the 400+ MiB of the process that started it
+    assert 100 <= out["peak_rss_mib"] < 300 < ballast.nbytes / 2**20
+    with pytest.raises(RuntimeError, match=r"exit 3\)[\s\S]*boom"):
+        harness.run_child(["-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "bad.log")
+
+
 def _fake_report() -> dict:
-    figure = benchmarks._figure(
+    figure = harness.figure(
         "decode", "Photo decoding", {"label": "pipeline", "value": 300.0, "unit": "images/s",
                                      "runs": [300.0], "cpu_ms_per_item": 5.0},
         {"label": "Pillow", "value": 200.0, "unit": "images/s", "runs": [200.0],
@@ -95,18 +112,18 @@ def _fake_report() -> dict:
                  "tf: decode_photo (decode + area resize + round/cast)": 4.0,
                  "tf: decode + antialiased bilinear resize (previous decoder)": 5.0},
                  "cpu_bound_ceiling": 1.2, "usable_cores": 2})
-    return {"schema_version": 1, "started": "now", "machine": benchmarks.machine_info(),
-            "settings": benchmarks.Settings(quick=True).to_json(), "benchmarks": ["decode"],
+    return {"schema_version": 1, "started": "now", "machine": harness.machine_info(),
+            "settings": harness.Settings(quick=True).to_json(), "benchmarks": ["decode"],
             "partial": True, "load_average": {"start": [1.0], "end": [1.0]}, "seconds": 60.0,
-            "results": [figure, benchmarks._skipped("memory_late_fusion", "Memory: late fusion",
-                                                    "not there")],
-            "findings": benchmarks.findings([figure])}
+            "results": [figure, harness.skipped("memory_late_fusion", "Memory: late fusion",
+                                                 "not there")],
+            "findings": findings([figure])}
 
 
 def test_report_markdown_lists_every_figure_and_the_findings(tmp_path):
     report = _fake_report()
     assert report["results"][0]["met"] is False and report["findings"]
-    md, js = benchmarks.write_report(report, tmp_path)
+    md, js = write_report(report, tmp_path)
     text = md.read_text()
     assert "| Photo decoding | pipeline: **300 images/s** | Pillow: 200 images/s | **1.50 x**" in text
     assert "skipped: not there" in text and "Not a full run" in text
@@ -115,38 +132,38 @@ def test_report_markdown_lists_every_figure_and_the_findings(tmp_path):
     assert "is the JPEG decode itself and 2.50 ms the area resize" in text
     assert json.loads(js.read_text())["results"][0]["ratio"] == 1.5
     # re-rendering from the JSON gives the same page
-    assert benchmarks.main(["--from-json", str(js), "--out", str(tmp_path / "again")]) == 0
+    assert main(["--from-json", str(js), "--out", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "benchmarks.md").read_text() == text
 
 
 def test_machine_info_records_cpu_and_cores():
-    info = benchmarks.machine_info()
+    info = harness.machine_info()
     assert info["cpu_model"] and info["cpu_count"] >= 1 and 1 <= info["usable_cores"] <= info["cpu_count"]
     assert "tensorflow" in info["versions"]
 
 
 def test_quick_or_partial_runs_never_write_over_docs(capsys):
-    assert benchmarks.main(["--quick", "--out", str(config.DOCS_DIR)]) == 2
-    assert benchmarks.main(["--skip-e2e", "--out", str(config.DOCS_DIR)]) == 2
+    assert main(["--quick", "--out", str(config.DOCS_DIR)]) == 2
+    assert main(["--skip-e2e", "--out", str(config.DOCS_DIR)]) == 2
     assert "never writes over docs" in capsys.readouterr().err
-    assert benchmarks.main(["--only", "nonsense"]) == 2
+    assert main(["--only", "nonsense"]) == 2
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.timeout(1200)
 def test_quick_harness_end_to_end(real_data_dir, tmp_path):
-    """``python -m shared.benchmarks --quick`` on the real data: every figure, with its reference
+    """``python -m benchmarks --quick`` on the real data: every figure, with its reference
     and ratio, in the JSON and the Markdown; docs/benchmarks.* untouched."""
     docs = {name: (config.DOCS_DIR / name).stat().st_mtime_ns
             for name in ("benchmarks.md", "benchmarks.json") if (config.DOCS_DIR / name).exists()}
     out = tmp_path / "out"
     env = {**os.environ, "AIRBNB_DATA_DIR": str(real_data_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-m", "shared.benchmarks", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
                           cwd=config.PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "benchmarks.json").read_text())
-    assert report["schema_version"] == benchmarks.SCHEMA_VERSION and report["settings"]["quick"]
+    assert report["schema_version"] == SCHEMA_VERSION and report["settings"]["quick"]
     assert report["machine"]["cpu_model"] and report["machine"]["usable_cores"] >= 1
     assert report["load_average"]["start"] and report["load_average"]["end"]
     figures = {fig["id"]: fig for fig in report["results"]}
@@ -158,7 +175,7 @@ def test_quick_harness_end_to_end(real_data_dir, tmp_path):
             assert fig[side]["unit"] and fig[side]["runs"], fig["id"]
         assert fig["ratio"] is not None and fig["ratio"] > 0, fig["id"]
         assert fig["ratio_definition"]
-        assert (fig["goal"] is None) == (fig["id"] not in benchmarks.GOALS)
+        assert (fig["goal"] is None) == (fig["id"] not in harness.GOALS)
         assert fig["met"] in (True, False, None)
     assert figures["feature_cache"]["details"]["features_cached_second_run"] > 0
     text = (out / "benchmarks.md").read_text()
