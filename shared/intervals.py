@@ -65,7 +65,7 @@ Public interface (what training code and the reports call)
     coverage in (0, 1); :func:`interval_metrics` / :func:`interval_report` (coverage with its
     bootstrap interval, median width, per-group coverage); :func:`evaluation_groups`;
     :func:`plot_coverage_by_group`; :func:`interval_table`; :func:`model_kind`;
-    :func:`coverage_sentence`.
+    :func:`coverage_sentence`; :func:`calibrate_bundle` (the same from a bundle and the parts).
 """
 
 from __future__ import annotations
@@ -363,6 +363,31 @@ def fit_calibration(pred_log, y_log, frame: pd.DataFrame, train_pred_log=None, t
     return IntervalCalibration(tuple(map(float, scores)), difficulty, id_tuple)
 
 
+def calibrate_bundle(bundle, calibration_part, train_part=None, pred_log=None,
+                     train_pred_log=None) -> IntervalCalibration:
+    """:func:`fit_calibration` for a trained bundle from the parts of the split (Datasets).
+
+    Args:
+        bundle: anything with ``predict_log(dataset) -> (n,)`` (a ``ModelBundle``).
+        calibration_part: the validation part (``.frame``, ``.prices`` in EUR).
+        train_part: the training part, for the difficulty model; None gives plain split
+            conformal (e.g. when predicting every training photo would take too long).
+        pred_log, train_pred_log: the bundle's log-price predictions of those parts when they
+            are already computed (shape (n_cal,) / (n_train,)); computed here otherwise.
+    """
+    from shared.features import log_target
+
+    if pred_log is None:
+        pred_log = bundle.predict_log(calibration_part)
+    train = {}
+    if train_part is not None:
+        train = {"train_pred_log": (bundle.predict_log(train_part) if train_pred_log is None
+                                    else train_pred_log),
+                 "train_y_log": log_target(train_part.prices), "train_frame": train_part.frame}
+    return fit_calibration(pred_log, log_target(calibration_part.prices), calibration_part.frame,
+                           **train)
+
+
 def save_calibration(calibration: IntervalCalibration, directory: Path) -> Path:
     """Write ``directory/intervals.json`` atomically."""
     from shared.io import write_json_atomic
@@ -532,17 +557,24 @@ def plot_coverage_by_group(metrics_by_model: dict[str, dict], group_names=("room
         if nominal is not None:
             ax.axhline(nominal, color="black", ls="--", lw=1, label=f"nominal {nominal:.0%}")
         ax.set(ylim=(0, 1.05), ylabel="test coverage", title=group.replace("_", " "))
-    axes.flat[0].legend(fontsize=8, ncols=2, loc="lower left")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=min(6, len(labels)), fontsize=8,
+               frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07 * int(np.ceil(len(labels) / 6)), 1, 1))
     return fig
 
 
-def _narrowest(metrics_by_model: dict[str, dict], kinds: dict[str, str], kind: str):
+def _pick(metrics_by_model: dict[str, dict], kinds: dict[str, str], kind: str,
+          chosen: dict[str, str]):
+    """(median width, model name, "the narrowest " or "the ") of ``kind``, or None."""
+    if kind in chosen:
+        name = chosen[kind]
+        return metrics_by_model[name]["median_width_eur"], name, "the "
     candidates = [(m["median_width_eur"], name) for name, m in metrics_by_model.items()
                   if kinds.get(name) == kind]
-    return min(candidates) if candidates else None
+    return (*min(candidates), "the narrowest ") if candidates else None
 
 
 def _compare(a: float, b: float, tolerance: float = 0.05) -> str:
@@ -554,43 +586,48 @@ def _compare(a: float, b: float, tolerance: float = 0.05) -> str:
     return "about as wide as"
 
 
-def coverage_sentence(metrics_by_model: dict[str, dict], kinds: dict[str, str]) -> str:
+def coverage_sentence(metrics_by_model: dict[str, dict], kinds: dict[str, str],
+                      chosen: dict[str, str] | None = None) -> str:
     """One sentence, computed from the numbers, on what the interval widths say about the photo
     models vs the tabular ones (and the fusion models when present).
 
     Args:
         metrics_by_model: ``{model: interval_metrics(...)}`` at one nominal coverage.
         kinds: ``{model: "tabular" | "photo" | "fusion"}`` (see :func:`model_kind`).
+        chosen: optional ``{kind: model}`` naming the model to speak for a kind (e.g. the best
+            tabular model by validation MAE, the chosen fusion model); by default the model of
+            that kind with the narrowest median width.
     """
-    tab = _narrowest(metrics_by_model, kinds, "tabular")
+    chosen = chosen or {}
+    tab = _pick(metrics_by_model, kinds, "tabular", chosen)
     if tab is None:
         return "No tabular model has intervals, so there is nothing to compare the widths with."
     nominal = next((m["nominal"] for m in metrics_by_model.values() if m.get("nominal")), None)
-    t_width, t_name = tab
+    t_width, t_name, t_article = tab
     t_cov = metrics_by_model[t_name]["coverage"]
     lead = f"At {nominal:.0%} nominal coverage" if nominal else "At equal nominal coverage"
     parts = []
-    photo = _narrowest(metrics_by_model, kinds, "photo")
+    photo = _pick(metrics_by_model, kinds, "photo", chosen)
     if photo is not None:
-        p_width, p_name = photo
+        p_width, p_name, p_article = photo
         verdict = ("so a photo alone pins the price down less than the listing's description"
                    if p_width > t_width * 1.05 else
                    "so a photo alone pins the price down more tightly than the description"
                    if p_width < t_width * 0.95 else
                    "so a photo alone pins the price down about as well as the description")
-        parts.append(f"the narrowest photo-only interval ({p_name}: median "
-                     f"{p_width:.1f} EUR, test coverage {metrics_by_model[p_name]['coverage']:.0%})"
-                     f" is {_compare(p_width, t_width)} the narrowest tabular one ({t_name}: "
+        parts.append(f"{p_article}photo-only interval ({p_name}: median {p_width:.1f} EUR, "
+                     f"test coverage {metrics_by_model[p_name]['coverage']:.0%}) is "
+                     f"{_compare(p_width, t_width)} {t_article}tabular one ({t_name}: "
                      f"{t_width:.1f} EUR, coverage {t_cov:.0%}), {verdict}")
-    fusion = _narrowest(metrics_by_model, kinds, "fusion")
+    fusion = _pick(metrics_by_model, kinds, "fusion", chosen)
     if fusion is not None:
-        f_width, f_name = fusion
-        parts.append(f"the narrowest fusion interval ({f_name}: {f_width:.1f} EUR, coverage "
+        f_width, f_name, f_article = fusion
+        parts.append(f"{f_article}fusion interval ({f_name}: {f_width:.1f} EUR, coverage "
                      f"{metrics_by_model[f_name]['coverage']:.0%}) is "
                      f"{_compare(f_width, t_width)} the tabular one"
                      + (", so the photo narrows the range" if f_width < t_width * 0.95 else
                         ", so adding the photo does not narrow the range"))
     if not parts:
-        return (f"{lead}, the narrowest tabular interval ({t_name}) has a median width of "
+        return (f"{lead}, {t_article}tabular interval ({t_name}) has a median width of "
                 f"{t_width:.1f} EUR (test coverage {t_cov:.0%}); no photo model to compare with.")
     return f"{lead}, " + "; ".join(parts) + "."

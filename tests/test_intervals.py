@@ -25,7 +25,7 @@ from fixtures import make_dataset_dir, synthetic_rows, tree_state
 from shared import features as feats
 from shared.cli import EXIT_INPUT_ERROR, main
 from shared.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalError,
-                              check_coverage, conformal_rank, coverage_sentence,
+                              calibrate_bundle, check_coverage, conformal_rank, coverage_sentence,
                               evaluation_groups, fit_calibration, interval_metrics,
                               interval_report, interval_table, model_kind,
                               plot_coverage_by_group)
@@ -274,6 +274,12 @@ def test_interval_report_table_plot_and_sentence():
     # the words follow the numbers: swap the roles and the sentence says the opposite
     swapped = coverage_sentence(at80, {"ridge": "photo", "cnn": "tabular", "fusion": "fusion"})
     assert "pins the price down more tightly than" in swapped
+    # a named model speaks for its kind instead of the narrowest one
+    with_hgb = {**at80, "hgb": at80["fusion"]}  # a narrower tabular model
+    kinds_hgb = {**kinds, "hgb": "tabular"}
+    assert "narrowest tabular one (hgb:" in coverage_sentence(with_hgb, kinds_hgb)
+    named = coverage_sentence(with_hgb, kinds_hgb, chosen={"tabular": "ridge"})
+    assert "the tabular one (ridge:" in named and "narrowest tabular" not in named
     assert sentence.count(".") >= 1 and "\n" not in sentence
 
 
@@ -296,10 +302,21 @@ def calibrated(small_dataset):
                                      feats.log_target(train.prices))
     bundle = ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor,
                          deliverable="deliverable1")
-    bundle.intervals = fit_calibration(
-        bundle.predict_log(val), feats.log_target(val.prices), val.frame,
-        bundle.predict_log(train), feats.log_target(train.prices), train.frame)
+    bundle.intervals = calibrate_bundle(bundle, val, train)
     return bundle, split
+
+
+def test_calibrate_bundle_is_fit_calibration_on_the_validation_and_training_parts(
+        calibrated, small_dataset):
+    bundle, split = calibrated
+    train, val = small_dataset.subset(split.train), small_dataset.subset(split.val)
+    direct = fit_calibration(bundle.predict_log(val), feats.log_target(val.prices), val.frame,
+                             bundle.predict_log(train), feats.log_target(train.prices),
+                             train.frame)
+    assert bundle.intervals.to_dict() == direct.to_dict()
+    assert bundle.intervals.difficulty is not None
+    plain = calibrate_bundle(bundle, val, pred_log=bundle.predict_log(val))
+    assert plain.difficulty is None and plain.n == len(split.val)
 
 
 def test_bundle_round_trip_keeps_the_calibration(calibrated, small_dataset, tmp_path):
