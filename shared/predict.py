@@ -102,6 +102,12 @@ def predict_command(model_dir: Path, data_dir, out: Path, coverage=None) -> int:
     priced = dataset.frame["price"].notna().to_numpy()
     if priced.any():
         _print_metrics(dataset.prices[priced], result[priced], coverage)
+        if coverage is not None:
+            seen = np.isin(dataset.ids[priced], bundle.intervals.calibration_ids).sum()
+            if seen:
+                print(f"note: {seen} of these listings calibrated the intervals and the "
+                      "model's training rows may be among the others: coverage on listings the "
+                      "model has seen is optimistic")
     return 1 if skipped else 0
 
 

@@ -374,6 +374,7 @@ def test_predict_writes_interval_columns(saved_calibrated, priced_dir, tmp_path,
     y = np.array([float(r["Price"]) for r in synthetic_rows(25, seed=9, first_id=5000)])
     share = np.mean((y >= table["price_low"]) & (y <= table["price_high"]))
     assert f"80% intervals: coverage {share:.1%}" in text and "median width" in text
+    assert "calibrated the intervals" not in text  # new listings only
     assert tree_state(priced_dir) == before
 
     # the tiny fixture has 4 calibration rows: 0.6 uses the 3rd score, 0.8 the 4th
@@ -385,6 +386,15 @@ def test_predict_writes_interval_columns(saved_calibrated, priced_dir, tmp_path,
     assert (table60["price_high"] <= table["price_high"]).all()
     assert (table60["price_high"] - table60["price_low"]).sum() < \
         (table["price_high"] - table["price_low"]).sum()
+
+
+def test_predict_says_when_coverage_is_measured_on_calibration_rows(saved_calibrated, calibrated,
+                                                                   small_dir, tmp_path,
+                                                                   isolated_cache, capsys):
+    assert main(["predict", "--model", str(saved_calibrated), "--data-dir", str(small_dir),
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    n_val = len(calibrated[1].val)
+    assert f"note: {n_val} of these listings calibrated the intervals" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad", ["1.5", "0", "1", "-0.1", "abc", "nan"])
