@@ -119,7 +119,7 @@ def conformal_rank(n: int, coverage: float) -> int:
         raise IntervalError(
             f"a {coverage:g} interval needs at least {k} calibration rows "
             f"(ceil((n + 1) * coverage) <= n), this calibration has {n}: the largest coverage it "
-            f"supports is {n / (n + 1):.3f}")
+            f"supports is {n}/{n + 1} = {math.floor(n / (n + 1) * 1000) / 1000:.3f}")
     return max(k, 1)
 
 
