@@ -4,6 +4,7 @@
     airbnb-dl data fetch   [--source drive|opendatasoft] [--dest D] ...
     airbnb-dl report       deliverable1|deliverable2 [--smoke] [--data-dir D] [--out DIR]
     airbnb-dl predict      --model models/<name> --data-dir D --out predictions.csv
+                           [--coverage 0.8]
 
 Errors in the input (missing directory, missing columns, a model saved with another feature set)
 are reported in one clear line and a non-zero exit status, never as a traceback.
@@ -110,7 +111,7 @@ def cmd_report(args) -> int:
 def cmd_predict(args) -> int:
     from shared.predict import predict_command
 
-    return predict_command(Path(args.model), args.data_dir, Path(args.out))
+    return predict_command(Path(args.model), args.data_dir, Path(args.out), args.coverage)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -144,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="score a dataset directory with a saved model")
     predict.add_argument("--model", required=True, help="a saved model directory, models/<name>")
     predict.add_argument("--data-dir", help="dataset directory to score (never written to)")
-    predict.add_argument("--out", required=True, help="CSV to write: ID,predicted_price")
+    predict.add_argument("--out", required=True,
+                         help="CSV to write: ID,predicted_price,price_low,price_high (EUR)")
+    predict.add_argument("--coverage", metavar="C",
+                         help="coverage of the price range, a number in (0, 1) (default 0.8)")
     predict.set_defaults(func=cmd_predict)
     return parser
 
@@ -153,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     args = build_parser().parse_args(argv)
     from shared.dataset import DatasetError
+    from shared.intervals import IntervalError
     from shared.modeling import ModelLoadError
     from shared.reporting import ReportError
 
     try:
         return args.func(args)
-    except (config.DataDirError, DatasetError, ModelLoadError, ReportError) as exc:
+    except (config.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError) as exc:
         print(f"airbnb-dl: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
 

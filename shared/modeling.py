@@ -12,8 +12,10 @@ Models consuming several matrix inputs get them concatenated (tabular first); a 
 ``tabular`` and ``image`` gets a dict ``{"tabular", "image"}`` (two-branch networks).
 
 Saved layout (``models/<name>/``): ``metadata.json``, ``model.keras`` or ``estimator.joblib``,
-``preprocessor.joblib`` and ``image_reducer.joblib`` when used. The metadata records the feature
-set version and feature names, so loading a model saved with another feature set fails clearly.
+``preprocessor.joblib`` and ``image_reducer.joblib`` when used, ``intervals.json`` (the
+prediction-interval calibration, :mod:`shared.intervals`) when fitted. The metadata records the
+feature set version and feature names, so loading a model saved with another feature set fails
+clearly.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import joblib
 import numpy as np
 
 from shared import features as feats
+from shared.intervals import IntervalCalibration, IntervalError, load_calibration, save_calibration
 from shared.io import write_json_atomic
 
 BUNDLE_FORMAT = 1
@@ -52,6 +55,7 @@ class ModelBundle:
     image_size: int | None = None
     params: dict = field(default_factory=dict)
     deliverable: str = ""
+    intervals: IntervalCalibration | None = None  # None: saved without interval calibration
 
     @property
     def is_keras(self) -> bool:
@@ -123,6 +127,8 @@ class ModelBundle:
             joblib.dump(self.preprocessor, staging / "preprocessor.joblib")
         if self.image_reducer is not None:
             joblib.dump(self.image_reducer, staging / "image_reducer.joblib")
+        if self.intervals is not None:
+            save_calibration(self.intervals, staging)
         write_json_atomic(staging / "metadata.json", self.metadata())
         backup = directory.with_name(f".{directory.name}.old")
         shutil.rmtree(backup, ignore_errors=True)
@@ -161,11 +167,15 @@ class ModelBundle:
             estimator = keras.models.load_model(directory / "model.keras", compile=False)
         else:
             estimator = _load_joblib(directory / "estimator.joblib")
+        try:
+            intervals = load_calibration(directory)
+        except IntervalError as exc:
+            raise ModelLoadError(f"{exc}; retrain the model") from None
         return cls(name=meta["name"], inputs=tuple(meta["inputs"]), estimator=estimator,
                    preprocessor=preprocessor, image_reducer=_load_joblib(
                        directory / "image_reducer.joblib"), backbone=meta.get("backbone"),
                    image_size=meta.get("image_size"), params=meta.get("params", {}),
-                   deliverable=meta.get("deliverable", ""))
+                   deliverable=meta.get("deliverable", ""), intervals=intervals)
 
 
 def _load_joblib(path: Path):
