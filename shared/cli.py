@@ -1,7 +1,7 @@
 """``airbnb-dl``: the project's command line.
 
     airbnb-dl data check   [--data-dir D]                  summary of the usable listings
-    airbnb-dl data fetch   [--source drive|opendatasoft] [--dest D] ...
+    airbnb-dl data fetch   [--source github|drive|opendatasoft] [--dest D] ...
     airbnb-dl report       deliverable1|deliverable2 [--smoke] [--data-dir D] [--out DIR]
     airbnb-dl predict      --model models/<name> --data-dir D --out predictions.csv
 
@@ -70,15 +70,17 @@ def ensure_data(data_dir) -> Path:
     path = config.resolve_data_dir(data_dir, must_exist=False)
     if (path / "listings.csv").is_file():
         return path
-    from shared.acquisition import fetch_dataset
+    from shared.acquisition import DEFAULT_SOURCE, REPORT_FILE, fetch_dataset
 
     print(f"No dataset in {path} (listings.csv missing): fetching it now with the default source "
-          "'drive' (what is fetched, and from where, follows).", flush=True)
-    summary = fetch_dataset(path, source="drive")
+          f"'{DEFAULT_SOURCE}' (what is fetched, and from where, follows).", flush=True)
+    summary = fetch_dataset(path, source=DEFAULT_SOURCE)
     if not (path / "listings.csv").is_file():
+        details = (f"details in {path / REPORT_FILE}" if summary.get("written", True)
+                   else "nothing was written")
         raise config.DataDirError(
-            f"fetching the dataset into {path} failed ({summary.get('error', summary.get('status'))}); "
-            f"details in {path / 'fetch_report.json'}. {config.DATA_HELP}")
+            f"fetching the dataset into {path} failed ({summary.get('error') or summary.get('status')}); "
+            f"{details}. {config.DATA_HELP}")
     return path
 
 

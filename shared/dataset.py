@@ -34,6 +34,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from shared import config, schema
+from shared.schema import parse_listing_id  # noqa: F401 - one rule for IDs, re-exported here
 from shared.io import atomic_path, sha256_file
 
 #: Columns the feature engineering reads (see :mod:`shared.features`); all must be present.
@@ -162,15 +163,6 @@ def parse_price(value) -> float:
     return number if math.isfinite(number) else math.nan
 
 
-def parse_listing_id(value) -> int | None:
-    """Return the listing ID as a positive int, or None if it is not one (never a path)."""
-    text = str(value).strip()
-    if re.fullmatch(r"\d{1,18}(\.0+)?", text) is None:
-        return None
-    number = int(text.split(".")[0])
-    return number if number > 0 else None
-
-
 def normalise_city(value) -> str:
     """'Madrid, Comunidad de Madrid' / ' MADRID ' / 'Madrid ' -> 'madrid' (accents stripped)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -183,20 +175,29 @@ def normalise_city(value) -> str:
 
 @dataclass(frozen=True)
 class PhotoCheck:
-    """Result of opening one photo: usable path (maybe a converted copy) or a drop reason."""
+    """Result of opening one photo: usable path (maybe a converted copy) or a drop reason.
+
+    ``format`` is Pillow's name of the file's format (``"JPEG"``, ``"PNG"`` ...), empty when the
+    file could not be opened.
+    """
 
     path: str | None
     width: int = 0
     height: int = 0
     reason: str | None = None
+    format: str = ""
 
 
-def check_photo(path: Path, converted_dir: Path | None = None) -> PhotoCheck:
+def check_photo(path: Path, converted_dir: Path | None = None, *, convert: bool = True) -> PhotoCheck:
     """Fully decode ``path``; return where the pipeline should read it from, or why it cannot.
+
+    The one photo check of the project: the loader drops listings whose photo fails it, and
+    ``data fetch`` keeps a downloaded photo only when it passes it.
 
     Photos TensorFlow decodes directly (RGB/grayscale JPEG, PNG, GIF, BMP) are used in place.
     Others that Pillow decodes (CMYK JPEG, TIFF, WebP, ...) are converted once to an RGB JPEG in
-    ``converted_dir`` (the derived-data cache), keyed by the file's sha256.
+    ``converted_dir`` (the derived-data cache), keyed by the file's sha256; with
+    ``convert=False`` nothing is written and the photo's own path is returned.
     """
     if not path.is_file():
         return PhotoCheck(None, reason="photo missing")
@@ -207,17 +208,19 @@ def check_photo(path: Path, converted_dir: Path | None = None) -> PhotoCheck:
                 fmt, mode = image.format, image.mode
                 image.load()  # full decode: raises on truncated data
                 width, height = image.size
-                if (fmt, mode) in _TF_DECODABLE:
-                    return PhotoCheck(str(path), width, height)
+                if min(width, height) < 1:
+                    return PhotoCheck(None, reason="photo is empty", format=str(fmt))
+                if (fmt, mode) in _TF_DECODABLE or not convert:
+                    return PhotoCheck(str(path), width, height, format=str(fmt))
                 target_dir = converted_dir or (config.cache_dir() / "converted_photos")
                 target = target_dir / f"{sha256_file(path)}.jpg"
                 if not target.exists():
                     with atomic_path(target, suffix=".jpg") as tmp:
                         image.convert("RGB").save(tmp, format="JPEG", quality=95)
-                return PhotoCheck(str(target), width, height)
+                return PhotoCheck(str(target), width, height, format=str(fmt))
     except (UnidentifiedImageError, Image.DecompressionBombError):
         return PhotoCheck(None, reason="photo is not an image")
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, EOFError):
         return PhotoCheck(None, reason="photo truncated or corrupt")
 
 
