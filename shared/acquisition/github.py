@@ -320,7 +320,7 @@ def fetch_github(options: FetchOptions, report: FetchReport, tables: dict[str, P
     columns, rows = join_tables(tables, sources, report)
     manifest = load_manifest(sources.photos.manifest)
     listings = []
-    for listing_id, row in select_listings(rows, report):
+    for listing_id, row in select_listings(rows, report, count_rows=False):
         if listing_id in manifest:
             listings.append((listing_id, row))
         else:

@@ -27,12 +27,14 @@ from .report import FetchReport
 JPEG_QUALITY = 95
 
 
-def select_listings(rows: Iterable[tuple[Any, Any]], report: FetchReport) -> list[tuple[int, Any]]:
-    """Keep ``(raw_id, payload)`` rows with a valid, first-seen ID as ``(id, payload)``."""
+def select_listings(rows: Iterable[tuple[Any, Any]], report: FetchReport,
+                    count_rows: bool = True) -> list[tuple[int, Any]]:
+    """Keep ``(raw_id, payload)`` rows with a valid, first-seen ID as ``(id, payload)``
+    (``count_rows``: add the rows to the report's source rows, unless the caller did)."""
     kept: list[tuple[int, Any]] = []
     seen: set[int] = set()
     for raw_id, payload in rows:
-        report.source_rows += 1
+        report.source_rows += count_rows
         listing_id = parse_listing_id(raw_id)
         if listing_id is None:
             report.drop_listing(raw_id, "invalid_id",
