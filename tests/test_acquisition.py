@@ -736,3 +736,32 @@ def test_parse_retry_after():
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_one_implementation_per_fact_is_shared_with_the_rest_of_the_project():
+    from shared import dataset, io as shared_io, restricted_pickle
+    from shared.acquisition import github, layout, safe_pickle
+    from shared.backbones import torch_legacy
+
+    assert layout.check_photo is github.check_photo is dataset.check_photo
+    assert layout.parse_listing_id is dataset.parse_listing_id
+    assert safe_pickle.UnsafePickleError is torch_legacy.UnsafePickleError \
+        is restricted_pickle.UnsafePickleError
+    assert issubclass(safe_pickle.NumpyArrayUnpickler, restricted_pickle.RestrictedUnpickler)
+    assert issubclass(torch_legacy.StateDictUnpickler, restricted_pickle.RestrictedUnpickler)
+    assert safe_pickle.NumpyArrayUnpickler.allowed is not torch_legacy.StateDictUnpickler.allowed
+    from shared.acquisition import http
+    assert http.atomic_path is shared_io.atomic_path
+
+
+def test_photo_checks_of_fetch_and_loader_agree(tmp_path):
+    from shared.acquisition.layout import photo_is_valid
+    from shared.dataset import check_photo
+
+    good, html, cut = tmp_path / "good.jpg", tmp_path / "html.jpg", tmp_path / "cut.jpg"
+    good.write_bytes(jpeg_bytes())
+    html.write_bytes(b"<html>quota exceeded</html>")
+    cut.write_bytes(jpeg_bytes()[:300])
+    for path, usable in ((good, True), (html, False), (cut, False)):
+        assert photo_is_valid(path) is usable
+        assert (check_photo(path, convert=False).reason is None) is usable
