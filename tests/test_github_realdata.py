@@ -135,5 +135,6 @@ def test_real_tables_that_are_not_the_pinned_ones_write_nothing(reference, tmp_p
 
         assert _fetch(base, pins_file, dest) == 2
         assert not dest.exists()
-        assert "sha256 mismatch" in capsys.readouterr().out
+        output = capsys.readouterr().out
+        assert "sha256 mismatch" in output and f"nothing was written into {dest}" in output
         assert not any(key.endswith(".jpg") for key in server.hits)

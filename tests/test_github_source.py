@@ -276,6 +276,7 @@ def test_tables_without_the_join_columns_are_unusable(tmp_path, server):
     pins = gs.pins_for(setup.tables, setup.pins.photos.manifest)
     gs.serve(server, pins, setup.tables, {})
     summary = setup.fetch(tmp_path / "data", github_sources=pins)
+    assert not (tmp_path / "data").exists()
     assert summary["exit_code"] == 2 and "airbnb_train.csv: missing column(s) Longitude" in \
         summary["error"]
 

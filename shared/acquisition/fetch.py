@@ -13,7 +13,8 @@ from shared.schema import LISTINGS_FILE
 from .base import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DestinationError,
                    FetchOptions, UnusableSourceError)
 from .drive import DRIVE_IMAGES_URL, FINAL_DATA_URL
-from .github import DEFAULT_GITHUB_SOURCES, GithubSources, fetch_github, fetch_github_tables
+from .github import (DEFAULT_GITHUB_SOURCES, GithubSources, StagedSource, fetch_github,
+                     stage_github)
 from .http import DownloadError, HttpSettings, remove_stale_parts
 from .opendatasoft import OPENDATASOFT_EXPORT_URL
 from .report import REPORT_FILE, FetchReport, format_summary
@@ -114,8 +115,6 @@ def fetch_dataset(dest: Path, source: str = DEFAULT_SOURCE, url: str | None = No
     summary["written"] = written
     if written:
         report.write(summary)
-    else:
-        options.log(f"nothing was written into {dest}")
     options.log(format_summary(summary))
     return summary
 
@@ -158,15 +157,13 @@ def _run_guarded(step: Callable[[], Any], report: FetchReport,
 
 
 def _run_github(options: FetchOptions, report: FetchReport) -> bool:
-    """Verify the tables outside ``dest``, then fetch into it; False if nothing was written."""
+    """Verify and join the tables outside ``dest``, then fetch into it; False if nothing was
+    written (a table missing, not the pinned one, or without the columns the join needs)."""
     with tempfile.TemporaryDirectory(prefix="airbnb-dl-tables-") as staging:
-        tables: dict[str, Path] = {}
-
-        def stage() -> None:
-            tables.update(fetch_github_tables(options, report, Path(staging)))
-
-        if not _run_guarded(stage, report, missing_is_unusable=True):
+        staged: list[StagedSource] = []
+        if not _run_guarded(lambda: staged.append(stage_github(options, report, Path(staging))),
+                            report, missing_is_unusable=True):
             return False
         _prepare(options, report)
-        _run_guarded(lambda: fetch_github(options, report, tables), report)
+        _run_guarded(lambda: fetch_github(options, report, staged[0]), report)
     return True

@@ -9,8 +9,9 @@ Three public repositories, each read at a pinned commit from the raw-file host
   the listings table's value winning on the columns both hold,
 * one photo per listing (``imagenes/<ID>.jpg``).
 
-Each table must match its pinned sha256, else nothing is written into the destination and the
-source is unusable (exit 2). Tables are read as text and written back as text: no value is
+Each table must match its pinned sha256 and hold the columns the join needs, else nothing is
+written into the destination and the source is unusable (exit 2): the tables are downloaded,
+verified and joined in a temporary folder first. Tables are read as text and written back as text: no value is
 parsed except the price (to keep listings with a price > 0) and the ID. Listings in Madrid with
 a price and a photo in the photo repository are kept; each photo must have the git blob id the
 photo manifest pins for it (``data/mcpade-photos-e41318f.csv.gz``, vendored: ``ID,
@@ -192,16 +193,13 @@ def check_sha256(table: PinnedTable, path: Path) -> None:
             f"{table.sha256}, got {actual}); this is not the pinned file, nothing was written")
 
 
-def install_tables(tables: dict[str, Path], options: FetchOptions) -> dict[str, Path]:
+def install_tables(tables: dict[str, Path], options: FetchOptions) -> None:
     """Copy staged tables into ``<dest>/raw/`` (atomically) so a rerun need not fetch them."""
-    installed = {}
     for name, path in tables.items():
         target = options.raw_dir / name
         if path != target:
             with atomic_output(target, fsync=True) as tmp:
                 shutil.copyfile(path, tmp)
-        installed[name] = target
-    return installed
 
 
 def read_table(path: Path, delimiter: str, required: Sequence[str],
@@ -313,28 +311,51 @@ def load_manifest(path: Path) -> dict[int, PinnedPhoto]:
         raise UnusableSourceError(f"photo manifest {path}: unreadable ({error})") from error
 
 
-def fetch_github(options: FetchOptions, report: FetchReport, tables: dict[str, Path]) -> None:
-    """Install the verified tables, join them, fetch and check every photo, write listings.csv."""
+@dataclass(frozen=True)
+class StagedSource:
+    """The verified tables, joined, and the photo manifest: all checked before ``dest`` is touched.
+
+    ``rows`` are ``(raw ID, {column: text})`` of the kept listings; ``columns`` the output header.
+    """
+
+    tables: dict[str, Path]
+    columns: list[str]
+    rows: list[tuple[str, dict[str, str]]]
+    manifest: dict[int, PinnedPhoto]
+
+
+def stage_github(options: FetchOptions, report: FetchReport, staging: Path) -> StagedSource:
+    """Fetch and verify the tables (into ``staging``), join them and read the manifest.
+
+    Raises :class:`UnusableSourceError` or :class:`DownloadError`; writes nothing into ``dest``.
+    """
     sources = sources_of(options)
-    tables = install_tables(tables, options)
+    tables = fetch_github_tables(options, report, staging)
     columns, rows = join_tables(tables, sources, report)
-    manifest = load_manifest(sources.photos.manifest)
+    return StagedSource(tables, columns, rows, load_manifest(sources.photos.manifest))
+
+
+def fetch_github(options: FetchOptions, report: FetchReport, staged: StagedSource) -> None:
+    """Keep the verified tables in ``raw/``, fetch and check every photo, write listings.csv."""
+    install_tables(staged.tables, options)
+    manifest = staged.manifest
     listings = []
-    for listing_id, row in select_listings(rows, report, count_rows=False):
+    for listing_id, row in select_listings(staged.rows, report, count_rows=False):
         if listing_id in manifest:
             listings.append((listing_id, row))
         else:
             report.exclude("no_photo_in_repository")
     owners = {photo.blob: listing_id for listing_id, photo in manifest.items()}
-    jobs = [functools.partial(fetch_photo, listing_id, manifest[listing_id], sources.photos,
-                              options, owners) for listing_id, _ in listings]
+    photos = sources_of(options).photos
+    jobs = [functools.partial(fetch_photo, listing_id, manifest[listing_id], photos, options,
+                              owners) for listing_id, _ in listings]
     outcomes = run_photo_jobs(jobs, options, report)
     with_photo = {outcome.listing_id for outcome in outcomes if outcome.status != "failed"}
     kept = sorted((item for item in listings if item[0] in with_photo), key=lambda item: item[0])
     report.written = write_listings_csv(
         options.dest / LISTINGS_FILE,
-        ([str(listing_id)] + [row.get(name, "") for name in columns[1:]]
-         for listing_id, row in kept), columns)
+        ([str(listing_id)] + [row.get(name, "") for name in staged.columns[1:]]
+         for listing_id, row in kept), staged.columns)
 
 
 def fetch_photo(listing_id: int, pinned: PinnedPhoto, photos: PinnedPhotos,

@@ -149,7 +149,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     if photos["transient_failures"]:
         lines.append(f"  {photos['transient_failures']} photo failures may be transient: "
                      "rerun the same command to retry them")
-    lines.append(f"  report: {Path(summary['dest']) / REPORT_FILE}")
+    if summary.get("written", True):
+        lines.append(f"  report: {Path(summary['dest']) / REPORT_FILE}")
+    else:
+        lines.append(f"  nothing was written into {summary['dest']}")
     return "\n".join(lines)
 
 
