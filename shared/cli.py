@@ -82,9 +82,9 @@ def ensure_data(data_dir) -> Path:
     if not (path / "listings.csv").is_file():
         details = (f"details in {path / REPORT_FILE}" if summary.get("written", True)
                    else "nothing was written")
+        problem = summary.get("error") or summary.get("status")
         raise config.DataDirError(
-            f"fetching the dataset into {path} failed ({summary.get('error') or summary.get('status')}); "
-            f"{details}. {config.DATA_HELP}")
+            f"fetching the dataset into {path} failed ({problem}); {details}. {config.DATA_HELP}")
     return path
 
 

@@ -51,7 +51,7 @@ def write_text_atomic(target: str | os.PathLike, text: str, fsync: bool = False)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, suffix: str = TEMP_SUFFIX) -> int:
-    """Delete temporary files (``.*<suffix>``) left in ``folder`` by a killed run; return how many."""
+    """Delete temporary files ``.*<suffix>`` left in ``folder`` by a killed run; return how many."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0

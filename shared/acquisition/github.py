@@ -11,8 +11,8 @@ Three public repositories, each read at a pinned commit from the raw-file host
 
 Each table must match its pinned sha256 and hold the columns the join needs, else nothing is
 written into the destination and the source is unusable (exit 2): the tables are downloaded,
-verified and joined in a temporary folder first. Tables are read as text and written back as text: no value is
-parsed except the price (to keep listings with a price > 0) and the ID. Listings in Madrid with
+verified and joined in a temporary folder first. Tables are read as text and written back as
+text: no value is parsed except the price (to keep listings with a price > 0) and the ID. Listings in Madrid with
 a price and a photo in the photo repository are kept; each photo must have the git blob id the
 photo manifest pins for it (``data/mcpade-photos-e41318f.csv.gz``, vendored: ``ID,
 git_blob_sha1, bytes`` of every photo of the pinned commit) and decode as an image. A listing
@@ -360,7 +360,7 @@ def fetch_github(options: FetchOptions, report: FetchReport, staged: StagedSourc
 
 def fetch_photo(listing_id: int, pinned: PinnedPhoto, photos: PinnedPhotos,
                 options: FetchOptions, owners: dict[str, int]) -> PhotoOutcome:
-    """Make sure ``images/<ID>.jpg`` holds exactly the pinned photo (resume: keep a verified one)."""
+    """Make sure ``images/<ID>.jpg`` holds exactly the pinned photo (a verified one is kept)."""
     path = photo_path(options.images_dir, listing_id)
     if path.is_file() and git_blob_id(path.read_bytes()) == pinned.blob:
         return PhotoOutcome(listing_id, "already_present")

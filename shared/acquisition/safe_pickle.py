@@ -3,9 +3,9 @@
 ``np.load(path, allow_pickle=True)`` on a downloaded file can run arbitrary code: a pickle may name
 any importable callable (``os.system``, ``builtins.exec`` ...) and call it while loading. Here the
 ``.npy`` header is parsed with :mod:`numpy.lib.format`, and the pickled payload of an object array
-is read by :class:`NumpyArrayUnpickler` (a :mod:`shared.restricted_pickle` allow-list), which resolves only the few globals a numpy object array
-of plain values needs (array and dtype reconstruction, numpy scalars, builtin value types) and
-refuses every other one with :class:`UnsafePickleError` *before* anything is called.
+is read by :class:`NumpyArrayUnpickler` (a :mod:`shared.restricted_pickle` allow-list), which
+resolves only the few globals a numpy object array of plain values needs (array and dtype
+reconstruction, numpy scalars, builtin value types) and refuses every other one with :class:`UnsafePickleError` *before* anything is called.
 Arrays of plain dtypes never need pickle and are read with ``allow_pickle=False``.
 """
 
