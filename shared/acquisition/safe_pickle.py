@@ -5,7 +5,8 @@ any importable callable (``os.system``, ``builtins.exec`` ...) and call it while
 ``.npy`` header is parsed with :mod:`numpy.lib.format`, and the pickled payload of an object array
 is read by :class:`NumpyArrayUnpickler` (a :mod:`shared.restricted_pickle` allow-list), which
 resolves only the few globals a numpy object array of plain values needs (array and dtype
-reconstruction, numpy scalars, builtin value types) and refuses every other one with :class:`UnsafePickleError` *before* anything is called.
+reconstruction, numpy scalars, builtin value types) and refuses every other one with
+:class:`UnsafePickleError` *before* anything is called.
 Arrays of plain dtypes never need pickle and are read with ``allow_pickle=False``.
 """
 
