@@ -70,7 +70,7 @@ def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = Non
     Returns:
         (bundle, {"val"/"test": predicted prices EUR (n,)}, training seconds).
     """
-    grid = grid or (HGB_GRID[:2] if exp.smoke else HGB_GRID)
+    grid = grid or HGB_GRID[:exp.budget.hgb_candidates]
     start = time.perf_counter()
 
     def matrix(part):
@@ -80,7 +80,7 @@ def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = Non
 
     X, y = matrix("train"), exp.y_log("train")
     model, params, trials = tune_on_validation(
-        lambda p: HistGradientBoostingRegressor(max_iter=400 if not exp.smoke else 50,
+        lambda p: HistGradientBoostingRegressor(max_iter=exp.budget.hgb_max_iter,
                                                 early_stopping=False, random_state=exp.seed,
                                                 **p).fit(X, y),
         grid, lambda m: feats.price_from_log(m.predict(matrix("val"))), exp.y_eur("val"))

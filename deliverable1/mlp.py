@@ -76,8 +76,8 @@ def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, ep
 
 
 def train_mlp(exp, n_configs: int | None = None, epochs: int | None = None) -> ModelBundle:
-    n_configs = n_configs or (2 if exp.smoke else 12)
-    epochs = epochs or (5 if exp.smoke else 300)
+    n_configs = n_configs or exp.budget.mlp_configs
+    epochs = epochs or exp.budget.mlp_epochs
     start = time.perf_counter()
     model, config, history, trials = search_mlp(
         exp.tabular["train"], exp.y_log("train"), exp.tabular["val"], exp.y_eur("val"),

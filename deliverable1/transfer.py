@@ -36,11 +36,13 @@ from shared.modeling import (ModelBundle, compile_regressor, fit_regressor, line
 #: Ridge penalties tried for the linear head (on the summed squared error of the standardised
 #: 1280 correlated features; the Keras equivalent is l2 = alpha / n_train, ~570 rows here).
 HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
+FINETUNE_LR = 3e-5  # learning rate of fine-tuning: low, the pretrained weights move little
 
 
 def default_image_size(exp) -> int:
-    """Photo side (px) of the transfer models, reused by the fusion models: 224 (96 in smoke)."""
-    return 96 if exp.smoke else 224
+    """Photo side (px) of the transfer models, reused by the fusion models
+    (``exp.budget.transfer_image_size``)."""
+    return exp.budget.transfer_image_size
 
 
 def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
@@ -111,11 +113,12 @@ def unfreeze_top(model: keras.Model, backbone_name: str, n_blocks: int) -> int:
     return len(backbone.trainable_weights)
 
 
-def train_transfer_finetuned(exp, frozen: ModelBundle, n_blocks: int | None = None,
-                             epochs: int | None = None, learning_rate: float = 3e-5,
-                             batch_size: int = 32) -> ModelBundle:
-    n_blocks = n_blocks if n_blocks is not None else (1 if exp.smoke else 2)
-    epochs = epochs or (1 if exp.smoke else 6)
+def train_transfer_finetuned(exp, frozen: ModelBundle, epochs: int | None = None,
+                             learning_rate: float = FINETUNE_LR) -> ModelBundle:
+    """Fine-tune ``frozen`` end to end (``epochs``: default ``exp.budget.finetune_epochs``)."""
+    n_blocks = exp.budget.finetune_blocks
+    epochs = epochs or exp.budget.finetune_epochs
+    batch_size = exp.budget.photo_batch_size
     start = time.perf_counter()
     keras.utils.set_random_seed(exp.seed)
     model = assemble_end_to_end(frozen)

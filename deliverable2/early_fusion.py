@@ -42,11 +42,10 @@ from deliverable1.mlp import ORIGINAL, fit_mlp, sample_configs
 from shared import features as feats
 from shared.modeling import ModelBundle, tune_on_validation
 
-#: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`).
-COMPONENTS = (8, 16, 32, 64, "score")
-SMOKE_COMPONENTS = (8, "score")
+#: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`)
+#: (``exp.budget.fusion_components``; the MLP configurations tried at the chosen reduction,
+#: besides deliverable 1's: ``exp.budget.early_extra_configs``.)
 SCORE_ALPHAS = tuple(np.logspace(0, 5, 11))
-EXTRA_CONFIGS = 1  # MLP configurations tried at the chosen k, besides deliverable 1's
 
 
 def make_image_reducer(n_components: int, seed: int) -> Pipeline:
@@ -134,19 +133,19 @@ def _config_key(config: dict) -> dict:
 
 
 def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_config: dict | None = None,
-                       components=None, n_extra: int | None = None, epochs: int | None = None,
                        log=print) -> ModelBundle:
     """Search ``k`` then the MLP on validation; evaluate and save ``models/early_fusion``.
+
+    Photo reductions tried, extra MLP configurations and epochs come from ``exp.budget``.
 
     Args:
         raw: {"train"/"val"/"test": (n, D) float32} raw cached backbone features.
         base_config: MLP configuration to start from (deliverable 1's chosen ``mlp``), keys
             hidden / dropout / l2 / learning_rate.
     """
-    components = components or (SMOKE_COMPONENTS if exp.smoke else COMPONENTS)
-    n_extra = EXTRA_CONFIGS if n_extra is None else n_extra
-    n_extra = min(n_extra, 1) if exp.smoke else n_extra
-    epochs = epochs or (5 if exp.smoke else 300)
+    components = exp.budget.fusion_components
+    n_extra = exp.budget.early_extra_configs
+    epochs = exp.budget.mlp_epochs
     base = dict(base_config or ORIGINAL)
     base["hidden"] = tuple(base["hidden"])
     start = time.perf_counter()

@@ -57,6 +57,8 @@ PHOTO_GRID = [
     {"img_hidden": (64,), "head_hidden": (32,)},
 ]
 IMG_DROPOUT, IMG_L2 = 0.5, 1e-2  # 1280 inputs, ~570 rows: the photo branch needs strong limits
+FINETUNE_LR = 3e-5               # late_fusion phase 2 (end to end)
+BRANCHES_HEAD_LR, BRANCHES_JOINT_LR = 1e-3, 1e-4   # late_fusion_from_branches phases A and B
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -152,8 +154,7 @@ def _all_layers(model):
 # --------------------------------------------------------------------------- late_fusion
 
 def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config: dict,
-                      grid=None, epochs: int | None = None, finetune_epochs: int | None = None,
-                      n_blocks: int | None = None, finetune_lr: float = 3e-5,
+                      epochs: int | None = None, finetune_epochs: int | None = None,
                       log=print) -> ModelBundle:
     """Phase 1 on cached features (grid on validation), phase 2 end to end; save the bundle.
 
@@ -161,11 +162,13 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         raw: {"train"/"val"/"test": (n, D)} cached backbone features at ``image_size``.
         tab_config: tabular branch = deliverable 1's chosen ``mlp`` (hidden, dropout, l2,
             learning_rate).
+        epochs / finetune_epochs: phase 1 / phase 2 epochs (default ``exp.budget.mlp_epochs`` /
+            ``exp.budget.late_finetune_epochs``).
     """
-    grid = grid or (PHOTO_GRID[:1] if exp.smoke else PHOTO_GRID)
-    epochs = epochs or (5 if exp.smoke else 300)
-    finetune_epochs = finetune_epochs or (1 if exp.smoke else 3)
-    n_blocks = n_blocks if n_blocks is not None else (1 if exp.smoke else 2)
+    grid = PHOTO_GRID[:exp.budget.late_grid_size]
+    epochs = epochs or exp.budget.mlp_epochs
+    finetune_epochs = finetune_epochs or exp.budget.late_finetune_epochs
+    n_blocks, finetune_lr = exp.budget.finetune_blocks, FINETUNE_LR
     start = time.perf_counter()
     y_train, y_val = exp.y_log("train"), exp.y_log("val")
     X = {p: {"tabular": exp.tabular[p], "image": raw[p]} for p in ("train", "val", "test")}
@@ -286,17 +289,15 @@ def build_from_branches(tab_model: keras.Model, img_head: keras.Model, img_mean,
     return keras.Model({"tabular": tabular, "image": image}, output, name=name)
 
 
-def train_late_fusion_from_branches(exp, refs, raw_features, head_epochs: int | None = None,
-                                    joint_epochs: int | None = None, head_lr: float = 1e-3,
-                                    joint_lr: float = 1e-4, log=print) -> ModelBundle:
+def train_late_fusion_from_branches(exp, refs, raw_features, log=print) -> ModelBundle:
     """Initialise from ``mlp`` + the best transfer model, train the head, then both branches.
 
     Args:
         refs: :class:`deliverable2.references.References` (bundles "mlp" and ``best_transfer``).
         raw_features: ``image_size -> {"train"/"val"/"test": (n, D)}`` cached ImageNet features.
     """
-    head_epochs = head_epochs or (3 if exp.smoke else 200)
-    joint_epochs = joint_epochs or (2 if exp.smoke else 100)
+    head_epochs, joint_epochs = exp.budget.branches_head_epochs, exp.budget.branches_joint_epochs
+    head_lr, joint_lr = BRANCHES_HEAD_LR, BRANCHES_JOINT_LR
     start = time.perf_counter()
     transfer = refs.bundles[refs.best_transfer]
     size = transfer.image_size

@@ -23,6 +23,7 @@ from shared import features as feats
 from shared.dataset import Dataset, load_dataset
 from shared.evaluation import regression_metrics, write_metrics
 from shared.modeling import ModelBundle
+from shared.settings import Budget, budget_for
 from shared.split import Split, load_or_make_split
 
 PARTS = ("train", "val", "test")
@@ -43,6 +44,11 @@ class Experiment:
     predictions: dict = field(default_factory=dict)
     histories: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    budget: Budget | None = None  # epochs, search and photo sizes; default: by ``smoke``
+
+    def __post_init__(self):
+        if self.budget is None:
+            self.budget = budget_for(self.smoke)
 
     def y_log(self, part: str) -> np.ndarray:
         """Log-price target of a part, shape (n,), float32."""
