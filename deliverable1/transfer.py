@@ -70,9 +70,10 @@ def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE,
         return linear_head(heads[params["alpha"]], intercept, l2=params["alpha"] / n_train,
                            name="transfer_head")
 
-    model, params, trials = tune_on_validation(
+    search = tune_on_validation(
         build_and_fit, [{"alpha": alpha} for alpha in HEAD_ALPHAS],
-        lambda m: feats.price_from_log(m(X["val"], training=False).numpy()), exp.y_eur("val"))
+        lambda m, _: feats.price_from_log(m(X["val"], training=False).numpy()), exp.y_eur("val"))
+    model, params, trials = search.model, search.params, search.trials
     bundle = ModelBundle("transfer_frozen", ("image_features",), model, image_reducer=scaler,
                          backbone=backbone, image_size=image_size, deliverable="deliverable1",
                          params={"head": "linear (ridge, closed form)", **params,

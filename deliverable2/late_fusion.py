@@ -173,7 +173,6 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
     y_train, y_val = exp.y_log("train"), exp.y_log("val")
     X = {p: {"tabular": exp.tabular[p], "image": raw[p]} for p in ("train", "val", "test")}
     mean, var = raw["train"].mean(axis=0), raw["train"].var(axis=0)  # training rows only
-    histories = {}
 
     def build_and_fit(params):
         keras.utils.set_random_seed(exp.seed)
@@ -182,14 +181,13 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         model = build_two_branch(exp.tabular["train"].shape[1], raw["train"].shape[1], mean, var,
                                  config, float(np.mean(y_train)))
         compile_regressor(model, tab_config["learning_rate"])
-        histories[id(model)] = fit_regressor(model, (X["train"], y_train), (X["val"], y_val),
-                                             epochs=epochs, patience=20, batch_size=32,
-                                             seed=exp.seed)
-        return model
+        return model, fit_regressor(model, (X["train"], y_train), (X["val"], y_val),
+                                    epochs=epochs, patience=20, batch_size=32, seed=exp.seed)
 
-    network, params, trials = tune_on_validation(
-        build_and_fit, grid, lambda m: feats.price_from_log(m.predict(X["val"], verbose=0)),
+    search = tune_on_validation(
+        build_and_fit, grid, lambda m, _: feats.price_from_log(m.predict(X["val"], verbose=0)),
         exp.y_eur("val"))
+    network, params, trials = search.model, search.params, search.trials
     phase1_val_log = network.predict(X["val"], verbose=0).reshape(-1)
     log(f"  late fusion phase 1 (cached features): validation MAE "
         f"{_mae_eur(phase1_val_log, exp.y_eur('val')):.2f} EUR with {params}")
@@ -216,7 +214,7 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         params={"tab_hidden": list(tab_config["hidden"]), "dropout": tab_config["dropout"],
                 "l2": tab_config["l2"], "img_hidden": list(params["img_hidden"]),
                 "head_hidden": list(params["head_hidden"]), "img_dropout": IMG_DROPOUT,
-                "img_l2": IMG_L2, "phase1_epochs": len(histories[id(network)]["loss"]),
+                "img_l2": IMG_L2, "phase1_epochs": len(search.history["loss"]),
                 "phase1_trials": [{**{k: list(v) if isinstance(v, tuple) else v
                                       for k, v in t.items()}} for t in trials],
                 "phase1_equivalence_max_abs_log_diff": equivalence,
@@ -225,7 +223,7 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
                 **{f"phase2_{k}": v for k, v in phase2.items() if k != "history"},
                 "backbone": backbone, "image_size": image_size,
                 "batchnorm": "backbone BN frozen (inference mode)"})
-    history = {k: histories[id(network)][k] + phase2["history"].get(k, [])
+    history = {k: search.history[k] + phase2["history"].get(k, [])
                for k in ("loss", "val_loss")}
     exp.evaluate(bundle, time.perf_counter() - start, history=history)
     return bundle

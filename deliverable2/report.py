@@ -342,7 +342,7 @@ plt.show()
 #   reproduce.
 
 # %%
-score = getattr(early, "candidate_reducers", {}).get("score") or early_fusion.fit_image_reducer(
+score = run.photo_reducers.get("score") or early_fusion.fit_image_reducer(
     raw, "score", config.SEED, exp.y_log("train"))
 photo_score = early_fusion.reduced_features(raw, score)  # training rows: out-of-fold
 redundancy = {part: ablation.photo_redundancy(exp, photo_score, reference, part=part)

@@ -29,6 +29,7 @@ class FusionRun:
     backbone: str = DEFAULT_BACKBONE
     refs: References | None = None
     bundles: dict = field(default_factory=dict)
+    photo_reducers: dict = field(default_factory=dict)  # early fusion's fitted candidates, by label
     _features: dict = field(default_factory=dict)
     extraction: dict = field(default_factory=dict)
 
@@ -49,15 +50,16 @@ class FusionRun:
 
 
 def train_references(run: FusionRun, log=print) -> References:
-    run.refs = load_or_train(run.exp, run.raw_features, log=log)
+    run.refs = load_or_train(run.exp, log=log)
     for name, how in run.refs.origin.items():
         log(f"  {name}: {how}")
     return run.refs
 
 
 def train_early(run: FusionRun, log=print):
-    bundle = early_fusion.train_early_fusion(run.exp, run.raw_features(), run.backbone,
-                                             run.image_size, base_config=run.mlp_config(), log=log)
+    bundle, run.photo_reducers = early_fusion.train_early_fusion(
+        run.exp, run.raw_features(), run.backbone, run.image_size, base_config=run.mlp_config(),
+        log=log)
     run.bundles[bundle.name] = bundle
     return bundle
 
@@ -66,7 +68,7 @@ def train_hgb_embeddings(run: FusionRun, log=print):
     early = run.bundles["early_fusion"]
     chosen = early_fusion.reducer_label(early.image_reducer)
     candidates = {chosen: early.image_reducer}
-    score = getattr(early, "candidate_reducers", {}).get("score")
+    score = run.photo_reducers.get("score")
     if score is not None and chosen != "score":
         candidates["score"] = score
     bundle = early_fusion.train_hgb_with_embeddings(run.exp, run.raw_features(), candidates,

@@ -78,8 +78,16 @@ class Experiment:
         if history:
             self.histories[bundle.name] = history
         if save:
+            bundle.trained_on = self.provenance()
             bundle.save(self.models_dir / bundle.name)
         return record
+
+    def provenance(self) -> dict:
+        """What a model trained in this run was fitted on (recorded in its saved metadata):
+        the split's fingerprint (its usable listing IDs) and seed, and the sha256 of
+        ``listings.csv`` (the rows' contents, prices included)."""
+        return {"split_fingerprint": self.split.fingerprint, "split_seed": int(self.split.seed),
+                "listings_sha256": self.dataset.csv_sha256}
 
     def dataset_info(self) -> dict:
         info = self.dataset.summary()

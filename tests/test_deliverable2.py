@@ -191,6 +191,62 @@ def test_goal_is_judged_on_the_fusion_model_validation_picks():
     assert ablation.goal_check(exp, comparisons, reference)["reached"]
 
 
+def _save_ridge(exp, name):
+    """A tabular model trained and saved by ``exp`` (so it records ``exp``'s split)."""
+    from sklearn.linear_model import Ridge
+
+    model = Ridge().fit(exp.tabular["train"], exp.y_log("train"))
+    exp.evaluate(ModelBundle(name, ("tabular",), model, exp.preprocessor), train_seconds=0.0)
+    return ModelBundle.load(exp.models_dir / name)
+
+
+def test_a_saved_model_is_reused_only_on_the_split_it_records(small_dir, tmp_path):
+    from deliverable2 import references
+    from shared.experiment import prepare
+
+    exp = prepare(small_dir, tmp_path / "models", smoke=True)
+    bundle = _save_ridge(exp, "mlp")
+    assert bundle.trained_on == exp.provenance()
+    assert bundle.trained_on["split_fingerprint"] == exp.split.fingerprint
+    assert bundle.trained_on["listings_sha256"] == exp.dataset.csv_sha256
+    assert references.fits_this_split(bundle, exp)
+    # the same rows split with another seed: another split, same fingerprint of the rows
+    other = prepare(small_dir, tmp_path / "other-models", smoke=True, seed=7)
+    assert other.split.fingerprint == exp.split.fingerprint
+    assert not references.fits_this_split(bundle, other)
+    # another version of listings.csv (same IDs, other contents)
+    other.split = exp.split
+    other.dataset.csv_sha256 = "0" * 64
+    assert not references.fits_this_split(bundle, other)
+    # a bundle that does not record its split (saved before bundles recorded it)
+    bundle.trained_on = {}
+    assert not references.fits_this_split(bundle, exp)
+
+
+def test_load_or_train_retrains_a_reference_saved_on_another_split(small_dir, tmp_path):
+    from deliverable2 import references
+    from shared.experiment import prepare
+
+    models = tmp_path / "models"
+    first = prepare(small_dir, models, smoke=True)
+    _save_ridge(first, "hgb")
+    (models / "split.json").unlink()
+    second = prepare(small_dir, models, smoke=True, seed=7)  # same folder, another split
+    _save_ridge(second, "mlp")
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def train_missing(exp, names):
+        asked.extend(names)
+        raise Stop
+
+    with pytest.raises(Stop):
+        references.load_or_train(second, train_missing=train_missing, log=lambda *_: None)
+    assert "hgb" in asked and "mlp" not in asked   # mlp fits this split; hgb was another split's
+
+
 # --------------------------------------------------------------------------- real data
 
 @needs_data
@@ -244,13 +300,13 @@ def test_photo_reducer_is_fitted_on_training_rows_only(trained):
         return reducer.named_steps["scale"]
 
     # the chosen reducer and every candidate early fusion tried see the training rows only
-    candidates = run.bundles["early_fusion"].candidate_reducers
+    candidates = run.photo_reducers
     for reducer in (run.bundles["early_fusion"].image_reducer, *candidates.values()):
         assert np.allclose(scaler(reducer).mean_, raw["train"].mean(axis=0), atol=1e-5)
         assert not np.allclose(scaler(reducer).mean_, everything.mean(axis=0), atol=1e-5)
     hgb = run.bundles["hgb_with_embeddings"]
     assert hgb.params["photo_reduction"] in hgb.params["photo_candidates_val_mae"]
-    assert any(hgb.image_reducer is r for r in run.bundles["early_fusion"].candidate_reducers.values())
+    assert any(hgb.image_reducer is r for r in run.photo_reducers.values())
     # the late-fusion standardisation too: training-row statistics
     layer = run.bundles["late_fusion"].estimator.get_layer("late_fusion_network").get_layer(
         "image_standardisation")
@@ -292,7 +348,7 @@ def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     from shared.experiment import prepare
 
     exp = trained.exp
-    again = references.load_or_train(exp, trained.run.raw_features,
+    again = references.load_or_train(exp,
                                      train_missing=lambda *_: pytest.fail("nothing to train"),
                                      log=lambda *_: None)
     assert again.origin["mlp"] == again.origin["hgb"] == "reused"
@@ -300,7 +356,7 @@ def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     # another set of rows gives another split: the saved models do not fit it
     make_subset(Path(DATA_DIR), tmp_path / "other", ids=list(exp.dataset.ids[10:70]))
     other = prepare(tmp_path / "other", tmp_path / "models", smoke=True)
-    assert not references._matches_tabular(again.bundles["mlp"], other)
+    assert not references.fits_this_split(again.bundles["mlp"], other)
 
 
 @needs_data
