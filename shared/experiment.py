@@ -90,8 +90,12 @@ class Experiment:
                 "listings_sha256": self.dataset.csv_sha256}
 
     def dataset_info(self) -> dict:
+        """The dataset section of ``metrics.json``: named by its directory name and the sha256
+        of ``listings.csv`` (plus its project-relative path when inside the project), never by
+        a machine's absolute path."""
         info = self.dataset.summary()
-        info.update({"source": str(self.dataset.data_dir), "seed": self.seed,
+        info.pop("data_dir", None)
+        info.update({**dataset_location(self.dataset.data_dir), "seed": self.seed,
                      "split": {p: int(len(self.parts[p].frame)) for p in PARTS},
                      "split_fingerprint": self.split.fingerprint,
                      "n_tabular_features": int(self.tabular["train"].shape[1])})
@@ -101,6 +105,20 @@ class Experiment:
         run = {"device": self.device, "smoke": self.smoke,
                "seconds": round(time.time() - self.started, 1), **(extra_run or {})}
         write_metrics(path, self.dataset_info(), self.results, run)
+
+
+def dataset_location(data_dir) -> dict:
+    """{"source": directory name, "source_path": path relative to the project (only when the
+    directory is inside it)}: how reports and ``metrics.json`` name a dataset."""
+    if data_dir is None:
+        return {"source": None}
+    path = Path(data_dir).resolve()
+    out = {"source": path.name}
+    try:
+        out["source_path"] = str(path.relative_to(config.PROJECT_ROOT.resolve()))
+    except ValueError:
+        pass
+    return out
 
 
 def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) -> Experiment:
@@ -140,17 +158,31 @@ def start_run(data_dir, models_dir, smoke: bool = False) -> Experiment:
     return exp
 
 
-def training_main(train_all, description: str, argv=None) -> int:
-    """Command-line entry of ``python -m deliverableN.train``: :func:`start_run` with
-    ``--data-dir`` / ``--models-dir`` / ``--smoke``, then ``train_all``."""
+def training_main(run, deliverable: str, description: str, argv=None) -> int:
+    """Command-line entry of ``python -m deliverableN.train``: ``run(data_dir, models_dir,
+    smoke, output_dir)`` with ``--data-dir`` / ``--models-dir`` / ``--smoke`` / ``--out``.
+
+    ``--out`` (where ``metrics.json`` goes) defaults to ``docs/<deliverable>/``, where
+    ``nox -s <deliverable>`` writes it too (same run, same file); a smoke run defaults to
+    ``<models-dir>/smoke-metrics/<deliverable>/`` so it never replaces the published numbers.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir")
     parser.add_argument("--models-dir")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", help="folder for metrics.json (default: docs/<deliverable>/; "
+                                      "with --smoke: <models-dir>/smoke-metrics/<deliverable>/)")
     args = parser.parse_args(argv)
-    exp = start_run(config.resolve_data_dir(args.data_dir),
-                    config.resolve_models_dir(args.models_dir), smoke=args.smoke)
-    train_all(exp)
+    models_dir = config.resolve_models_dir(args.models_dir)
+    if args.out:
+        out = Path(args.out)
+    elif args.smoke:
+        out = models_dir / "smoke-metrics" / deliverable
+    else:
+        out = config.DOCS_DIR / deliverable
+    result = run(config.resolve_data_dir(args.data_dir), models_dir, smoke=args.smoke,
+                 output_dir=out)
+    print(f"metrics written to {result.metrics_path}")
     return 0
