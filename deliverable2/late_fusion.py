@@ -108,6 +108,28 @@ def photo_data(exp, part: str, image_size: int, batch_size: int = 32, training: 
                               augment=training, seed=exp.seed, cache_dir=cache_dir)
 
 
+def split_end_to_end(bundle: ModelBundle) -> tuple[keras.Model, keras.Model]:
+    """An end-to-end bundle (photo -> backbone -> network) -> (encoder, network): the backbone,
+    a nested model named ``bundle.backbone``, and the other nested model (the head of a transfer
+    model, the two-branch network of a fusion model), which takes the backbone vectors."""
+    model = bundle.estimator
+    encoder = model.get_layer(bundle.backbone)
+    network = next(layer for layer in model.layers
+                   if isinstance(layer, keras.Model) and layer.name != bundle.backbone)
+    return encoder, network
+
+
+def uses_pretrained_backbone(bundle: ModelBundle) -> bool:
+    """True when a fusion bundle's backbone holds the unchanged ImageNet weights, so the cached
+    backbone features are its photo vectors: ``late_fusion`` whose phase 2 was reverted, and
+    ``late_fusion_from_branches`` built on ``transfer_frozen``."""
+    if bundle.name == "late_fusion":
+        return not bundle.params.get("phase2_kept", True)
+    if bundle.name == "late_fusion_from_branches":
+        return bundle.params.get("image_branch") == "transfer_frozen"
+    return False
+
+
 def encode_photos(encoder: keras.Model, paths, image_size: int, batch_size: int = 32) -> np.ndarray:
     """(n, D) float32: ``encoder`` applied to the photos (for backbones with no disk cache,
     e.g. deliverable 1's fine-tuned one)."""
@@ -119,10 +141,12 @@ def _mae_eur(pred_log, y_eur) -> float:
     return float(np.mean(np.abs(feats.price_from_log(pred_log) - np.asarray(y_eur))))
 
 
-def train_if_better(model: keras.Model, fit, val_mae) -> dict:
+def train_if_better(model: keras.Model, fit, val_mae, before: float | None = None) -> dict:
     """Run ``fit()`` (returns a Keras history dict); keep the new weights only if ``val_mae()``
-    (EUR) went down, else restore the weights from before. Returns what happened."""
-    before = val_mae()
+    (EUR) went down, else restore the weights from before. ``before``: the validation MAE of
+    the current weights when already known (else ``val_mae()`` is called first). Returns what
+    happened."""
+    before = val_mae() if before is None else before
     weights = model.get_weights()
     history = fit()
     after = val_mae()
@@ -203,9 +227,17 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         n_trainable = unfreeze_top(model, backbone, n_blocks)
         compile_regressor(model, finetune_lr)
         train = photo_data(exp, "train", image_size, training=True, cache_dir=f"{cache}/train")
+        after = {}
+
+        def val_mae_after():
+            after["log"] = model.predict(val, verbose=0).reshape(-1)
+            return _mae_eur(after["log"], exp.y_eur("val"))
+
         phase2 = train_if_better(
             model, lambda: fit_regressor(model, train, val, epochs=finetune_epochs, patience=2),
-            lambda: _mae_eur(model.predict(val, verbose=0), exp.y_eur("val")))
+            val_mae_after, before=_mae_eur(e2e_val_log, exp.y_eur("val")))
+    # validation predictions of the weights kept: phase 2's, or the end-to-end phase-1 network's
+    val_log = after["log"] if phase2["kept"] else e2e_val_log
     log(f"  late fusion phase 2 (end to end): validation MAE {phase2['val_mae_before']} -> "
         f"{phase2['val_mae_after']} EUR, {'kept' if phase2['kept'] else 'reverted to phase 1'}")
     bundle = ModelBundle(
@@ -225,7 +257,8 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
                 "batchnorm": "backbone BN frozen (inference mode)"})
     history = {k: search.history[k] + phase2["history"].get(k, [])
                for k in ("loss", "val_loss")}
-    exp.evaluate(bundle, time.perf_counter() - start, history=history)
+    exp.evaluate(bundle, time.perf_counter() - start, history=history,
+                 predictions={"val": feats.price_from_log(val_log)})
     return bundle
 
 
@@ -260,10 +293,7 @@ def image_branch_of(bundle: ModelBundle):
     mean, var = feature_standardisation(bundle)
     if "image_features" in bundle.inputs:
         return None, mean, var, bundle.estimator
-    model = bundle.estimator
-    encoder = model.get_layer(bundle.backbone)
-    head = next(layer for layer in model.layers if isinstance(layer, keras.Model)
-                and layer.name != bundle.backbone)
+    encoder, head = split_end_to_end(bundle)
     return encoder, mean, var, head
 
 

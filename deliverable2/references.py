@@ -82,8 +82,8 @@ def _try_load(exp, name: str):
         return None, "missing"
     try:
         return ModelBundle.load(directory), "reused"
-    except ModelLoadError as exc:
-        return None, f"retrained: {exc}"
+    except ModelLoadError as exc:  # the reason, without this machine's path to the models
+        return None, "retrained: " + str(exc).replace(str(directory), f"models/{name}")
 
 
 def load_or_train(exp, train_missing=None, log=print) -> References:

@@ -9,8 +9,11 @@ take about a minute; they need AIRBNB_DATA_DIR.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -382,3 +385,34 @@ def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(traine
         expected = dict(zip(exp.parts["test"].ids, exp.predictions[name]["test"]))
         for listing, price in zip(result["ID"], result["predicted_price"]):
             assert price == pytest.approx(expected[listing], abs=0.02), (name, listing)
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_python_m_deliverable2_train_writes_metrics_json(trained, tmp_path):
+    """The command-line path runs the whole evaluation (models, analysis) and writes the same
+    metrics.json as the report would, with no machine path in it."""
+    models = tmp_path / "models"
+    shutil.copytree(trained.exp.models_dir, models)
+    for name in FUSION:  # the fusion models are trained again by the command
+        shutil.rmtree(models / name)
+    out = tmp_path / "out"
+    env = dict(os.environ)  # PYTHONPATH and the feature cache of this test session
+    done = subprocess.run([sys.executable, "-m", "deliverable2.train", "--smoke",
+                           "--data-dir", str(trained.root / "data"), "--models-dir", str(models),
+                           "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (out / "metrics.json").read_text()
+    metrics = json.loads(text)
+    assert set(FUSION) <= set(metrics["models"])
+    assert metrics["run"]["references"]["origin"]["mlp"] == "reused"
+    for name in ("mlp", "hgb"):  # reused, so scored exactly as in the fixture's run
+        assert metrics["models"][name]["test"]["mae"] == trained.exp.results[name]["test"]["mae"]
+    for name in FUSION:
+        assert "test_vs_best_tabular" in metrics["models"][name]
+        assert "test_photo_permutation" in metrics["models"][name]
+    assert {"goal", "roles", "photo_redundancy", "conclusions"} <= set(metrics["run"])
+    assert metrics["dataset"]["source"] == "data"
+    assert str(tmp_path) not in text and str(trained.root) not in text
