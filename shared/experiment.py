@@ -136,11 +136,12 @@ def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) 
 
 
 def timed_step(exp: Experiment, name: str, train, log=print):
-    """Run ``train()`` (which trains and evaluates model ``name`` on ``exp``), log its test MAE
-    and wall time, and return what ``train`` returned."""
+    """Run ``train()`` (which trains and evaluates model ``name`` on ``exp``), log its validation
+    MAE and wall time (test numbers are read once, in the results), and return what ``train``
+    returned."""
     start = time.perf_counter()
     result = train()
-    log(f"{name}: test MAE {exp.results[name]['test']['mae']:.2f} EUR "
+    log(f"{name}: validation MAE {exp.results[name]['val']['mae']:.2f} EUR "
         f"({time.perf_counter() - start:.0f} s)")
     return result
 

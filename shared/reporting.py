@@ -27,7 +27,8 @@ def quiet_notebook() -> None:
     process's stderr (file descriptor 2) sent to /dev/null: the lines it writes *before* its log
     settings apply (oneDNN notes, "failed call to cuInit" on a machine without a GPU) bypass
     ``TF_CPP_MIN_LOG_LEVEL``. An import failure still raises its Python exception. Deprecation
-    and user warnings, and tqdm's note that notebook widgets are missing, are ignored.
+    and user warnings, tqdm's note that notebook widgets are missing, and TensorFlow's Python
+    warnings (retracing notes) are ignored.
     """
     import importlib
     import warnings
@@ -46,6 +47,9 @@ def quiet_notebook() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes
 
 
 class ReportError(RuntimeError):
