@@ -240,6 +240,7 @@ plt.show()
 # one with the better test score would be a selection on the test set.
 
 # %%
+print("thresholds:", analysis.GOALS)
 print("transfer model chosen on validation:", result.analysis["best_transfer_on_validation"])
 display(pd.DataFrame(result.analysis["goals"]))
 if smoke:
