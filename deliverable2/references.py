@@ -109,6 +109,8 @@ def load_or_train(exp, train_missing=None, log=print) -> References:
             bundle, how = None, ("retrained: saved model was trained on another split or another "
                                  "version of the data" if bundle.trained_on else
                                  "retrained: saved model does not record its split")
+            if name not in (*TABULAR_REFERENCES, *TRANSFER_MODELS):  # optional: never trained here
+                how = how.replace("retrained:", "not used:", 1)
         if bundle is not None:
             bundles[name] = bundle
         origin[name] = how
@@ -121,7 +123,8 @@ def load_or_train(exp, train_missing=None, log=print) -> References:
         train_missing(exp, missing)
         for name in missing:
             bundles[name] = ModelBundle.load(exp.models_dir / name)
-            origin[name] = "trained" if origin[name] == "missing" else origin[name]
+            origin[name] = {"missing": "trained", "reused": "retrained with transfer_finetuned"}.get(
+                origin[name], origin[name])
     refs = References(bundles, origin)
 
     # Tabular references: evaluated on this split (those just trained already are).
