@@ -41,11 +41,11 @@ def train_mean(exp) -> ModelBundle:
 def train_ridge(exp, alphas=RIDGE_ALPHAS) -> ModelBundle:
     start = time.perf_counter()
     X, y = exp.tabular["train"], exp.y_log("train")
-    model, params, trials = tune_on_validation(
+    search = tune_on_validation(
         lambda p: Ridge(alpha=p["alpha"]).fit(X, y), [{"alpha": a} for a in alphas],
-        lambda m: feats.price_from_log(m.predict(exp.tabular["val"])), exp.y_eur("val"))
-    bundle = ModelBundle("ridge", ("tabular",), model, exp.preprocessor, deliverable="deliverable1",
-                         params={**params, "trials": trials})
+        lambda m, _: feats.price_from_log(m.predict(exp.tabular["val"])), exp.y_eur("val"))
+    bundle = ModelBundle("ridge", ("tabular",), search.model, exp.preprocessor,
+                         deliverable="deliverable1", params={**search.params, "trials": search.trials})
     exp.evaluate(bundle, time.perf_counter() - start)
     return bundle
 
@@ -70,7 +70,7 @@ def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = Non
     Returns:
         (bundle, {"val"/"test": predicted prices EUR (n,)}, training seconds).
     """
-    grid = grid or (HGB_GRID[:2] if exp.smoke else HGB_GRID)
+    grid = grid or HGB_GRID[:exp.budget.hgb_candidates]
     start = time.perf_counter()
 
     def matrix(part):
@@ -79,14 +79,15 @@ def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = Non
         return np.hstack([exp.tabular[part], image_features[part]])
 
     X, y = matrix("train"), exp.y_log("train")
-    model, params, trials = tune_on_validation(
-        lambda p: HistGradientBoostingRegressor(max_iter=400 if not exp.smoke else 50,
+    search = tune_on_validation(
+        lambda p: HistGradientBoostingRegressor(max_iter=exp.budget.hgb_max_iter,
                                                 early_stopping=False, random_state=exp.seed,
                                                 **p).fit(X, y),
-        grid, lambda m: feats.price_from_log(m.predict(matrix("val"))), exp.y_eur("val"))
+        grid, lambda m, _: feats.price_from_log(m.predict(matrix("val"))), exp.y_eur("val"))
+    model = search.model
     inputs = ("tabular",) if image_features is None else ("tabular", "image_features")
     bundle = ModelBundle(name, inputs, model, exp.preprocessor, image_reducer=image_reducer,
                          backbone=backbone, image_size=image_size, deliverable=deliverable,
-                         params={**params, "trials": trials})
+                         params={**search.params, "trials": search.trials})
     predictions = {p: feats.price_from_log(model.predict(matrix(p))) for p in ("val", "test")}
     return bundle, predictions, time.perf_counter() - start

@@ -44,10 +44,10 @@ def build_cnn(image_size: int, target_mean: float, channels=CHANNELS, dropout: f
     return keras.Model(inputs, regression_output(x, target_mean), name="cnn_scratch")
 
 
-def train_cnn_scratch(exp, image_size: int | None = None, epochs: int | None = None,
-                      learning_rate: float = 1e-3, batch_size: int = 32) -> ModelBundle:
-    image_size = image_size or (64 if exp.smoke else 128)
-    epochs = epochs or (2 if exp.smoke else 40)
+def train_cnn_scratch(exp, learning_rate: float = 1e-3) -> ModelBundle:
+    """Train, evaluate and save ``cnn_scratch`` (photo size and epochs from ``exp.budget``)."""
+    image_size, epochs = exp.budget.cnn_image_size, exp.budget.cnn_epochs
+    batch_size = exp.budget.photo_batch_size
     start = time.perf_counter()
     keras.utils.set_random_seed(exp.seed)
     y_train = exp.y_log("train")

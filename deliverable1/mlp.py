@@ -14,7 +14,8 @@ import keras
 import numpy as np
 
 from shared import features as feats
-from shared.modeling import ModelBundle, build_mlp, compile_regressor, fit_regressor
+from shared.modeling import (ModelBundle, SearchResult, build_mlp, compile_regressor, fit_regressor,
+                             tune_on_validation)
 
 ORIGINAL = {"hidden": (64, 64), "dropout": 0.2, "l2": 0.0, "learning_rate": 1e-3}
 SEARCH_SPACE = {
@@ -43,48 +44,47 @@ def sample_configs(n: int, seed: int) -> list[dict]:
 
 
 def fit_mlp(X_train, y_train, X_val, y_val, config: dict, seed: int, epochs: int,
-            patience: int = 20, name: str = "mlp"):
+            batch_size: int, patience: int = 20, name: str = "mlp"):
     """Build and fit one MLP configuration; returns (model, history)."""
     keras.utils.set_random_seed(seed)
     model = build_mlp(X_train.shape[1], tuple(config["hidden"]), config["dropout"], config["l2"],
                       target_mean=float(np.mean(y_train)), name=name)
     compile_regressor(model, config["learning_rate"])
     history = fit_regressor(model, (X_train, y_train), (X_val, y_val), epochs=epochs,
-                            patience=patience, batch_size=64, seed=seed)
+                            patience=patience, batch_size=batch_size, seed=seed)
     return model, history
 
 
+def config_record(config: dict) -> dict:
+    """A configuration as stored in trials and bundle params (hidden as a list: JSON)."""
+    return {"hidden": list(config["hidden"]), "dropout": config["dropout"], "l2": config["l2"],
+            "learning_rate": config["learning_rate"]}
+
+
 def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, epochs: int,
-               progress=print) -> tuple:
-    """Random search; returns (best_model, best_config, best_history, trials)."""
+               batch_size: int, progress=print) -> SearchResult:
+    """Random search through :func:`shared.modeling.tune_on_validation` (candidate ``i`` trains
+    with seed ``seed + i``); trials record epochs run and seconds."""
     y_val_log = feats.log_target(y_val_eur)
-    best = (None, None, None, np.inf)
-    trials = []
-    for i, config in enumerate(sample_configs(n_configs, seed)):
-        start = time.perf_counter()
-        model, history = fit_mlp(X_train, y_train, X_val, y_val_log, config, seed + i, epochs)
-        pred = feats.price_from_log(model.predict(X_val, verbose=0))
-        mae = float(np.mean(np.abs(pred - y_val_eur)))
-        trials.append({"hidden": list(config["hidden"]), "dropout": config["dropout"],
-                       "l2": config["l2"], "learning_rate": config["learning_rate"],
-                       "epochs_run": len(history["loss"]), "val_mae": round(mae, 3),
-                       "seconds": round(time.perf_counter() - start, 1)})
-        progress(f"  mlp candidate {i + 1}/{n_configs}: {trials[-1]}")
-        if mae < best[3]:
-            best = (model, config, history, mae)
-    return best[0], best[1], best[2], trials
+    grid = [{"index": i, "config": config}
+            for i, config in enumerate(sample_configs(n_configs, seed))]
+    return tune_on_validation(
+        lambda p: fit_mlp(X_train, y_train, X_val, y_val_log, p["config"], seed + p["index"],
+                          epochs, batch_size),
+        grid, lambda model, _: feats.price_from_log(model.predict(X_val, verbose=0)), y_val_eur,
+        describe=lambda p: config_record(p["config"]), details=True, progress=progress,
+        label="mlp candidate")
 
 
 def train_mlp(exp, n_configs: int | None = None, epochs: int | None = None) -> ModelBundle:
-    n_configs = n_configs or (2 if exp.smoke else 12)
-    epochs = epochs or (5 if exp.smoke else 300)
+    """Search, evaluate and save ``mlp`` (``n_configs`` / ``epochs``: default ``exp.budget``)."""
+    n_configs = n_configs or exp.budget.mlp_configs
+    epochs = epochs or exp.budget.mlp_epochs
     start = time.perf_counter()
-    model, config, history, trials = search_mlp(
-        exp.tabular["train"], exp.y_log("train"), exp.tabular["val"], exp.y_eur("val"),
-        n_configs, exp.seed, epochs)
-    params = {"hidden": list(config["hidden"]), "dropout": config["dropout"], "l2": config["l2"],
-              "learning_rate": config["learning_rate"], "trials": trials}
-    bundle = ModelBundle("mlp", ("tabular",), model, exp.preprocessor, params=params,
+    search = search_mlp(exp.tabular["train"], exp.y_log("train"), exp.tabular["val"],
+                        exp.y_eur("val"), n_configs, exp.seed, epochs, exp.budget.mlp_batch_size)
+    params = {**config_record(search.params["config"]), "trials": search.trials}
+    bundle = ModelBundle("mlp", ("tabular",), search.model, exp.preprocessor, params=params,
                          deliverable="deliverable1")
-    exp.evaluate(bundle, time.perf_counter() - start, history=history)
+    exp.evaluate(bundle, time.perf_counter() - start, history=search.history)
     return bundle

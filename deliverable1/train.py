@@ -1,36 +1,73 @@
-"""Train every deliverable-1 model in order (used by deliverable 2 and the benchmarks when the
-deliverable-1 models are missing; the report runs the same steps one by one with prose).
+"""Deliverable 1's one evaluation path: train every model, analyse, write ``metrics.json``.
 
-    python -m deliverable1.train [--data-dir D] [--models-dir M] [--smoke]
+    python -m deliverable1.train [--data-dir D] [--models-dir M] [--smoke] [--out DIR]
+
+:func:`run` is what both ``python -m deliverable1.train`` and the report
+(``deliverable1/report.py``, rendered by ``nox -s deliverable1``) call: devices and seeds set up,
+data loaded and split, every model trained, evaluated and saved (:func:`train_all`), the goals
+checked and the conclusions computed (:mod:`deliverable1.analysis`), and ``metrics.json``
+written. The report only displays what it returns. ``--out`` defaults to ``docs/deliverable1/``
+(``<models-dir>/smoke-metrics/deliverable1/`` with ``--smoke``).
 """
 
 from __future__ import annotations
 
-from deliverable1 import baselines, cnn_scratch, mlp, transfer
-from shared.experiment import Experiment, timed_step, training_main
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deliverable1 import analysis, baselines, cnn_scratch, mlp, transfer
+from shared.experiment import Experiment, start_run, timed_step, training_main
 
 MODEL_NAMES = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
 
 
-def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> Experiment:
-    """Train (and save) the models named in ``include`` on ``exp``'s split."""
+@dataclass
+class Deliverable1Run:
+    """What one run produced: the experiment (data, split, results, predictions, histories), the
+    trained bundles, the backbone-feature extraction stats, the analysis and where
+    ``metrics.json`` went."""
+
+    exp: Experiment
+    bundles: dict = field(default_factory=dict)
+    extraction: dict = field(default_factory=dict)   # computed / cached / seconds
+    analysis: dict = field(default_factory=dict)     # see deliverable1.analysis.analyse
+    metrics_path: Path | None = None
+
+
+def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> Deliverable1Run:
+    """Train, evaluate and save the models named in ``include`` on ``exp``'s split (also used by
+    deliverable 2 for missing references)."""
+    result = Deliverable1Run(exp)
     steps = [("mean", baselines.train_mean), ("ridge", baselines.train_ridge),
              ("hgb", baselines.train_hgb), ("mlp", mlp.train_mlp),
              ("cnn_scratch", cnn_scratch.train_cnn_scratch)]
     for name, step in steps:
         if name in include:
-            timed_step(exp, name, lambda: step(exp), log)
+            result.bundles[name] = timed_step(exp, name, lambda: step(exp), log)
     if {"transfer_frozen", "transfer_finetuned"} & set(include):
-        frozen, _ = timed_step(exp, "transfer_frozen",
-                               lambda: transfer.train_transfer_frozen(exp), log)
+        frozen, result.extraction = timed_step(exp, "transfer_frozen",
+                                               lambda: transfer.train_transfer_frozen(exp), log)
+        result.bundles["transfer_frozen"] = frozen
         if "transfer_finetuned" in include:
-            timed_step(exp, "transfer_finetuned",
-                       lambda: transfer.train_transfer_finetuned(exp, frozen), log)
-    return exp
+            result.bundles["transfer_finetuned"] = timed_step(
+                exp, "transfer_finetuned", lambda: transfer.train_transfer_finetuned(exp, frozen),
+                log)
+    return result
+
+
+def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print) -> Deliverable1Run:
+    """Everything deliverable 1 computes; ``metrics.json`` into ``output_dir`` (None: not written)."""
+    exp = start_run(data_dir, models_dir, smoke=smoke)
+    result = train_all(exp, log=log)
+    result.analysis = analysis.analyse(exp.results)
+    if output_dir is not None:
+        result.metrics_path = Path(output_dir) / "metrics.json"
+        exp.write_metrics(result.metrics_path, result.analysis)
+    return result
 
 
 def main(argv=None) -> int:
-    return training_main(train_all, __doc__.split("\n\n")[0], argv)
+    return training_main(run, "deliverable1", __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

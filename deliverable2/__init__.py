@@ -4,6 +4,8 @@
 * :mod:`deliverable2.early_fusion` ``early_fusion`` and ``hgb_with_embeddings``;
 * :mod:`deliverable2.late_fusion`  ``late_fusion`` and ``late_fusion_from_branches``;
 * :mod:`deliverable2.ablation`     the comparison on the test set, the goal, and why;
-* :mod:`deliverable2.train`        every step in order (``python -m deliverable2.train``);
-* ``deliverable2/report.py``       the report rendered by ``nox -s deliverable2``.
+* :mod:`deliverable2.analysis`     every analysis and conclusion the report shows;
+* :mod:`deliverable2.train`        the one evaluation path, ``run()`` (``python -m deliverable2.train``);
+* ``deliverable2/report.py``       the report rendered by ``nox -s deliverable2``: calls ``run()``
+  and displays what it returns.
 """

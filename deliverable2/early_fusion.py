@@ -42,11 +42,10 @@ from deliverable1.mlp import ORIGINAL, fit_mlp, sample_configs
 from shared import features as feats
 from shared.modeling import ModelBundle, tune_on_validation
 
-#: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`).
-COMPONENTS = (8, 16, 32, 64, "score")
-SMOKE_COMPONENTS = (8, "score")
+#: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`)
+#: (``exp.budget.fusion_components``; the MLP configurations tried at the chosen reduction,
+#: besides deliverable 1's: ``exp.budget.early_extra_configs``.)
 SCORE_ALPHAS = tuple(np.logspace(0, 5, 11))
-EXTRA_CONFIGS = 1  # MLP configurations tried at the chosen k, besides deliverable 1's
 
 
 def make_image_reducer(n_components: int, seed: int) -> Pipeline:
@@ -134,24 +133,27 @@ def _config_key(config: dict) -> dict:
 
 
 def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_config: dict | None = None,
-                       components=None, n_extra: int | None = None, epochs: int | None = None,
-                       log=print) -> ModelBundle:
+                       log=print) -> tuple[ModelBundle, dict]:
     """Search ``k`` then the MLP on validation; evaluate and save ``models/early_fusion``.
+
+    Returns (bundle, {label: fitted reducer} of every photo reduction tried, e.g. "pca-8",
+    "score": all fitted on the training rows only).
+
+    Photo reductions tried, extra MLP configurations and epochs come from ``exp.budget``.
 
     Args:
         raw: {"train"/"val"/"test": (n, D) float32} raw cached backbone features.
         base_config: MLP configuration to start from (deliverable 1's chosen ``mlp``), keys
             hidden / dropout / l2 / learning_rate.
     """
-    components = components or (SMOKE_COMPONENTS if exp.smoke else COMPONENTS)
-    n_extra = EXTRA_CONFIGS if n_extra is None else n_extra
-    n_extra = min(n_extra, 1) if exp.smoke else n_extra
-    epochs = epochs or (5 if exp.smoke else 300)
+    components = exp.budget.fusion_components
+    n_extra = exp.budget.early_extra_configs
+    epochs = exp.budget.mlp_epochs
     base = dict(base_config or ORIGINAL)
     base["hidden"] = tuple(base["hidden"])
     start = time.perf_counter()
     y_train, y_val = exp.y_log("train"), exp.y_log("val")
-    reducers, matrices, fitted = {}, {}, {}
+    reducers, matrices = {}, {}
 
     def inputs_for(k):
         if k not in matrices:
@@ -161,19 +163,18 @@ def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_conf
 
     def build_and_fit(params):
         X = inputs_for(params["n_components"])
-        model, history = fit_mlp(X["train"], y_train, X["val"], y_val, params["config"], exp.seed,
-                                 epochs, name="early_fusion")
-        fitted[id(model)] = (params, history)
-        return model
+        return fit_mlp(X["train"], y_train, X["val"], y_val, params["config"], exp.seed, epochs,
+                       exp.budget.mlp_batch_size, name="early_fusion")
 
-    def predict_val(model):
-        k = fitted[id(model)][0]["n_components"]
-        return feats.price_from_log(model.predict(matrices[k]["val"], verbose=0))
+    def predict_val(model, params):
+        return feats.price_from_log(model.predict(matrices[params["n_components"]]["val"],
+                                                  verbose=0))
 
     # Stage 1: the photo reduction, with deliverable 1's MLP configuration.
     stage1 = [{"n_components": k, "config": base} for k in components]
-    best, params, trials1 = tune_on_validation(build_and_fit, stage1, predict_val, exp.y_eur("val"))
-    k = params["n_components"]
+    best = tune_on_validation(build_and_fit, stage1, predict_val, exp.y_eur("val"))
+    trials1 = best.trials
+    k = best.params["n_components"]
     log(f"  early fusion: photo reduction {k} chosen on validation (validation MAE: "
         + ", ".join(f"{t['n_components']}: {t['val_mae']}" for t in trials1) + ")")
     # Stage 2: a few other MLP configurations at that k (seeded draws, deliverable 1's space).
@@ -181,12 +182,11 @@ def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_conf
              if _config_key(c) != _config_key(base)][:n_extra]
     trials2 = []
     if extra:
-        best2, params2, trials2 = tune_on_validation(
-            build_and_fit, [{"n_components": k, "config": c} for c in extra], predict_val,
-            exp.y_eur("val"))
-        if trials2 and min(t["val_mae"] for t in trials2) < min(t["val_mae"] for t in trials1):
-            best, params = best2, params2
-    chosen, history = fitted[id(best)]
+        stage2 = tune_on_validation(build_and_fit, [{"n_components": k, "config": c} for c in extra],
+                                    predict_val, exp.y_eur("val"))
+        trials2 = stage2.trials
+        if min(t["val_mae"] for t in trials2) < min(t["val_mae"] for t in trials1):
+            best = stage2
     trials = [{"photo": t["n_components"] if t["n_components"] == "score"
                else f"pca-{t['n_components']}", **_config_key(t["config"]), "val_mae": t["val_mae"]}
               for t in trials1 + trials2]
@@ -199,16 +199,16 @@ def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_conf
                         "pca_explained_variance": round(float(np.sum(
                             reducer.named_steps["pca"].explained_variance_ratio_)), 4)}
     bundle = ModelBundle(
-        "early_fusion", ("tabular", "image_features"), best, exp.preprocessor,
+        "early_fusion", ("tabular", "image_features"), best.model, exp.preprocessor,
         image_reducer=reducer, backbone=backbone, image_size=image_size, deliverable="deliverable2",
-        params={**photo_params, **_config_key(chosen["config"]),
-                "epochs_run": len(history["loss"]), "input_dim": int(matrices[k]["train"].shape[1]),
+        params={**photo_params, **_config_key(best.params["config"]),
+                "epochs_run": len(best.history["loss"]),
+                "input_dim": int(matrices[k]["train"].shape[1]),
                 "backbone": backbone, "image_size": image_size, "trials": trials})
-    predictions = {p: feats.price_from_log(best.predict(matrices[k][p], verbose=0))
+    predictions = {p: feats.price_from_log(best.model.predict(matrices[k][p], verbose=0))
                    for p in ("val", "test")}
-    exp.evaluate(bundle, time.perf_counter() - start, history=history, predictions=predictions)
-    bundle.candidate_reducers = {reducer_label(r): r for r in reducers.values()}
-    return bundle
+    exp.evaluate(bundle, time.perf_counter() - start, history=best.history, predictions=predictions)
+    return bundle, {reducer_label(r): r for r in reducers.values()}
 
 
 def train_hgb_with_embeddings(exp, raw: dict, reducers: dict, backbone: str,
@@ -220,17 +220,17 @@ def train_hgb_with_embeddings(exp, raw: dict, reducers: dict, backbone: str,
             price score); the one with the lowest validation MAE is kept, with deliverable 1's
             ``hgb`` grid searched on validation for each.
     """
-    candidates, val_mae = {}, {}
-    for label, reducer in reducers.items():
-        candidates[label] = baselines.fit_hgb(
+    def build_and_fit(params):
+        reducer = reducers[params["photo"]]
+        return baselines.fit_hgb(
             exp, name="hgb_with_embeddings", image_features=reduced_features(raw, reducer),
             image_reducer=reducer, backbone=backbone, image_size=image_size,
-            deliverable="deliverable2")
-        val_mae[label] = float(np.mean(np.abs(candidates[label][1]["val"] - exp.y_eur("val"))))
-    best = min(candidates, key=val_mae.get)
-    bundle, predictions, seconds = candidates[best]
-    bundle.params["photo_reduction"] = best
-    bundle.params["photo_candidates_val_mae"] = {label: round(mae, 3)
-                                                 for label, mae in val_mae.items()}
+            deliverable="deliverable2"), None   # (bundle, predictions, seconds), no history
+
+    search = tune_on_validation(build_and_fit, [{"photo": label} for label in reducers],
+                                lambda fit, _: fit[1]["val"], exp.y_eur("val"))
+    bundle, predictions, seconds = search.model
+    bundle.params["photo_reduction"] = search.params["photo"]
+    bundle.params["photo_candidates_val_mae"] = {t["photo"]: t["val_mae"] for t in search.trials}
     exp.evaluate(bundle, seconds, predictions=predictions)  # only the kept candidate
     return bundle

@@ -57,6 +57,8 @@ PHOTO_GRID = [
     {"img_hidden": (64,), "head_hidden": (32,)},
 ]
 IMG_DROPOUT, IMG_L2 = 0.5, 1e-2  # 1280 inputs, ~570 rows: the photo branch needs strong limits
+FINETUNE_LR = 3e-5               # late_fusion phase 2 (end to end)
+BRANCHES_HEAD_LR, BRANCHES_JOINT_LR = 1e-3, 1e-4   # late_fusion_from_branches phases A and B
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -106,6 +108,28 @@ def photo_data(exp, part: str, image_size: int, batch_size: int = 32, training: 
                               augment=training, seed=exp.seed, cache_dir=cache_dir)
 
 
+def split_end_to_end(bundle: ModelBundle) -> tuple[keras.Model, keras.Model]:
+    """An end-to-end bundle (photo -> backbone -> network) -> (encoder, network): the backbone,
+    a nested model named ``bundle.backbone``, and the other nested model (the head of a transfer
+    model, the two-branch network of a fusion model), which takes the backbone vectors."""
+    model = bundle.estimator
+    encoder = model.get_layer(bundle.backbone)
+    network = next(layer for layer in model.layers
+                   if isinstance(layer, keras.Model) and layer.name != bundle.backbone)
+    return encoder, network
+
+
+def uses_pretrained_backbone(bundle: ModelBundle) -> bool:
+    """True when a fusion bundle's backbone holds the unchanged ImageNet weights, so the cached
+    backbone features are its photo vectors: ``late_fusion`` whose phase 2 was reverted, and
+    ``late_fusion_from_branches`` built on ``transfer_frozen``."""
+    if bundle.name == "late_fusion":
+        return not bundle.params.get("phase2_kept", True)
+    if bundle.name == "late_fusion_from_branches":
+        return bundle.params.get("image_branch") == "transfer_frozen"
+    return False
+
+
 def encode_photos(encoder: keras.Model, paths, image_size: int, batch_size: int = 32) -> np.ndarray:
     """(n, D) float32: ``encoder`` applied to the photos (for backbones with no disk cache,
     e.g. deliverable 1's fine-tuned one)."""
@@ -117,10 +141,12 @@ def _mae_eur(pred_log, y_eur) -> float:
     return float(np.mean(np.abs(feats.price_from_log(pred_log) - np.asarray(y_eur))))
 
 
-def train_if_better(model: keras.Model, fit, val_mae) -> dict:
+def train_if_better(model: keras.Model, fit, val_mae, before: float | None = None) -> dict:
     """Run ``fit()`` (returns a Keras history dict); keep the new weights only if ``val_mae()``
-    (EUR) went down, else restore the weights from before. Returns what happened."""
-    before = val_mae()
+    (EUR) went down, else restore the weights from before. ``before``: the validation MAE of
+    the current weights when already known (else ``val_mae()`` is called first). Returns what
+    happened."""
+    before = val_mae() if before is None else before
     weights = model.get_weights()
     history = fit()
     after = val_mae()
@@ -152,8 +178,7 @@ def _all_layers(model):
 # --------------------------------------------------------------------------- late_fusion
 
 def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config: dict,
-                      grid=None, epochs: int | None = None, finetune_epochs: int | None = None,
-                      n_blocks: int | None = None, finetune_lr: float = 3e-5,
+                      epochs: int | None = None, finetune_epochs: int | None = None,
                       log=print) -> ModelBundle:
     """Phase 1 on cached features (grid on validation), phase 2 end to end; save the bundle.
 
@@ -161,16 +186,17 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         raw: {"train"/"val"/"test": (n, D)} cached backbone features at ``image_size``.
         tab_config: tabular branch = deliverable 1's chosen ``mlp`` (hidden, dropout, l2,
             learning_rate).
+        epochs / finetune_epochs: phase 1 / phase 2 epochs (default ``exp.budget.mlp_epochs`` /
+            ``exp.budget.late_finetune_epochs``).
     """
-    grid = grid or (PHOTO_GRID[:1] if exp.smoke else PHOTO_GRID)
-    epochs = epochs or (5 if exp.smoke else 300)
-    finetune_epochs = finetune_epochs or (1 if exp.smoke else 3)
-    n_blocks = n_blocks if n_blocks is not None else (1 if exp.smoke else 2)
+    grid = PHOTO_GRID[:exp.budget.late_grid_size]
+    epochs = epochs or exp.budget.mlp_epochs
+    finetune_epochs = finetune_epochs or exp.budget.late_finetune_epochs
+    n_blocks, finetune_lr = exp.budget.finetune_blocks, FINETUNE_LR
     start = time.perf_counter()
     y_train, y_val = exp.y_log("train"), exp.y_log("val")
     X = {p: {"tabular": exp.tabular[p], "image": raw[p]} for p in ("train", "val", "test")}
     mean, var = raw["train"].mean(axis=0), raw["train"].var(axis=0)  # training rows only
-    histories = {}
 
     def build_and_fit(params):
         keras.utils.set_random_seed(exp.seed)
@@ -179,14 +205,13 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         model = build_two_branch(exp.tabular["train"].shape[1], raw["train"].shape[1], mean, var,
                                  config, float(np.mean(y_train)))
         compile_regressor(model, tab_config["learning_rate"])
-        histories[id(model)] = fit_regressor(model, (X["train"], y_train), (X["val"], y_val),
-                                             epochs=epochs, patience=20, batch_size=32,
-                                             seed=exp.seed)
-        return model
+        return model, fit_regressor(model, (X["train"], y_train), (X["val"], y_val),
+                                    epochs=epochs, patience=20, batch_size=32, seed=exp.seed)
 
-    network, params, trials = tune_on_validation(
-        build_and_fit, grid, lambda m: feats.price_from_log(m.predict(X["val"], verbose=0)),
+    search = tune_on_validation(
+        build_and_fit, grid, lambda m, _: feats.price_from_log(m.predict(X["val"], verbose=0)),
         exp.y_eur("val"))
+    network, params, trials = search.model, search.params, search.trials
     phase1_val_log = network.predict(X["val"], verbose=0).reshape(-1)
     log(f"  late fusion phase 1 (cached features): validation MAE "
         f"{_mae_eur(phase1_val_log, exp.y_eur('val')):.2f} EUR with {params}")
@@ -202,9 +227,17 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         n_trainable = unfreeze_top(model, backbone, n_blocks)
         compile_regressor(model, finetune_lr)
         train = photo_data(exp, "train", image_size, training=True, cache_dir=f"{cache}/train")
+        after = {}
+
+        def val_mae_after():
+            after["log"] = model.predict(val, verbose=0).reshape(-1)
+            return _mae_eur(after["log"], exp.y_eur("val"))
+
         phase2 = train_if_better(
             model, lambda: fit_regressor(model, train, val, epochs=finetune_epochs, patience=2),
-            lambda: _mae_eur(model.predict(val, verbose=0), exp.y_eur("val")))
+            val_mae_after, before=_mae_eur(e2e_val_log, exp.y_eur("val")))
+    # validation predictions of the weights kept: phase 2's, or the end-to-end phase-1 network's
+    val_log = after["log"] if phase2["kept"] else e2e_val_log
     log(f"  late fusion phase 2 (end to end): validation MAE {phase2['val_mae_before']} -> "
         f"{phase2['val_mae_after']} EUR, {'kept' if phase2['kept'] else 'reverted to phase 1'}")
     bundle = ModelBundle(
@@ -213,7 +246,7 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
         params={"tab_hidden": list(tab_config["hidden"]), "dropout": tab_config["dropout"],
                 "l2": tab_config["l2"], "img_hidden": list(params["img_hidden"]),
                 "head_hidden": list(params["head_hidden"]), "img_dropout": IMG_DROPOUT,
-                "img_l2": IMG_L2, "phase1_epochs": len(histories[id(network)]["loss"]),
+                "img_l2": IMG_L2, "phase1_epochs": len(search.history["loss"]),
                 "phase1_trials": [{**{k: list(v) if isinstance(v, tuple) else v
                                       for k, v in t.items()}} for t in trials],
                 "phase1_equivalence_max_abs_log_diff": equivalence,
@@ -222,9 +255,10 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
                 **{f"phase2_{k}": v for k, v in phase2.items() if k != "history"},
                 "backbone": backbone, "image_size": image_size,
                 "batchnorm": "backbone BN frozen (inference mode)"})
-    history = {k: histories[id(network)][k] + phase2["history"].get(k, [])
+    history = {k: search.history[k] + phase2["history"].get(k, [])
                for k in ("loss", "val_loss")}
-    exp.evaluate(bundle, time.perf_counter() - start, history=history)
+    exp.evaluate(bundle, time.perf_counter() - start, history=history,
+                 predictions={"val": feats.price_from_log(val_log)})
     return bundle
 
 
@@ -259,10 +293,7 @@ def image_branch_of(bundle: ModelBundle):
     mean, var = feature_standardisation(bundle)
     if "image_features" in bundle.inputs:
         return None, mean, var, bundle.estimator
-    model = bundle.estimator
-    encoder = model.get_layer(bundle.backbone)
-    head = next(layer for layer in model.layers if isinstance(layer, keras.Model)
-                and layer.name != bundle.backbone)
+    encoder, head = split_end_to_end(bundle)
     return encoder, mean, var, head
 
 
@@ -286,17 +317,15 @@ def build_from_branches(tab_model: keras.Model, img_head: keras.Model, img_mean,
     return keras.Model({"tabular": tabular, "image": image}, output, name=name)
 
 
-def train_late_fusion_from_branches(exp, refs, raw_features, head_epochs: int | None = None,
-                                    joint_epochs: int | None = None, head_lr: float = 1e-3,
-                                    joint_lr: float = 1e-4, log=print) -> ModelBundle:
+def train_late_fusion_from_branches(exp, refs, raw_features, log=print) -> ModelBundle:
     """Initialise from ``mlp`` + the best transfer model, train the head, then both branches.
 
     Args:
         refs: :class:`deliverable2.references.References` (bundles "mlp" and ``best_transfer``).
         raw_features: ``image_size -> {"train"/"val"/"test": (n, D)}`` cached ImageNet features.
     """
-    head_epochs = head_epochs or (3 if exp.smoke else 200)
-    joint_epochs = joint_epochs or (2 if exp.smoke else 100)
+    head_epochs, joint_epochs = exp.budget.branches_head_epochs, exp.budget.branches_joint_epochs
+    head_lr, joint_lr = BRANCHES_HEAD_LR, BRANCHES_JOINT_LR
     start = time.perf_counter()
     transfer = refs.bundles[refs.best_transfer]
     size = transfer.image_size

@@ -7,14 +7,12 @@ Deliverable 2 needs, on the same split and the same usable rows:
   the image-only reference; the best transfer model (``transfer_frozen`` or ``transfer_finetuned``)
   is also the image branch of ``late_fusion_from_branches``.
 
-A saved model is reused only when it loads and was fitted on this split's training rows. Bundle
-metadata does not record the split, so this is checked on the fitted state the bundle carries:
-
-* a tabular model's preprocessor must transform the training rows exactly as the preprocessor
-  :func:`shared.experiment.prepare` just fitted on them (the scaler means, KNN neighbours and
-  one-hot levels all depend on which rows were the training rows);
-* a transfer model's feature standardisation (``image_reducer`` or the ``feature_standardisation``
-  layer) must hold the mean of the training rows' backbone features.
+A saved model is reused only when it loads and was trained on this split of this data: its
+metadata (``trained_on``, written when it was saved) must hold this run's split fingerprint and
+seed and the sha256 of this dataset's ``listings.csv``
+(:meth:`shared.experiment.Experiment.provenance`). A model saved without them, or on another
+split or another version of the data, is retrained. The comparison does not depend on file dates
+(which a copy or a checkout changes) nor on re-transforming rows.
 
 Anything missing or stale is trained with :func:`deliverable1.train.train_all` (which saves it);
 ``cnn_scratch`` is used when present but never trained here (it is far behind transfer learning in
@@ -29,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.modeling import ModelBundle, ModelLoadError
-from shared.split import SPLIT_FILE
 
 TABULAR_REFERENCES = ("mlp", "hgb")
 TRANSFER_MODELS = ("transfer_frozen", "transfer_finetuned")
@@ -47,15 +44,10 @@ class References:
     best_transfer: str = ""              # best transfer model on validation (fusion image branch)
 
 
-def _matches_tabular(bundle: ModelBundle, exp) -> bool:
-    if bundle.preprocessor is None:
-        return False
-    names = list(map(str, bundle.preprocessor.get_feature_names_out()))
-    if names != list(map(str, exp.preprocessor.get_feature_names_out())):
-        return False
-    mine = np.asarray(bundle.preprocessor.transform(exp.parts["train"].frame), dtype=np.float32)
-    return mine.shape == exp.tabular["train"].shape and np.allclose(mine, exp.tabular["train"],
-                                                                    atol=1e-5)
+def fits_this_split(bundle: ModelBundle, exp) -> bool:
+    """True when ``bundle`` was trained on ``exp``'s split of ``exp``'s data (its recorded
+    ``trained_on`` equals :meth:`~shared.experiment.Experiment.provenance`)."""
+    return bool(bundle.trained_on) and bundle.trained_on == exp.provenance()
 
 
 def feature_standardisation(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray] | None:
@@ -84,38 +76,20 @@ def keras_to_numpy(value) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def _matches_image(bundle: ModelBundle, exp, raw_features) -> bool:
-    """``raw_features(size) -> {"train": (n, D)}``: the backbone features of the training rows."""
-    if bundle.name == "cnn_scratch":
-        # Nothing fitted outside the network to compare: reuse it only if it was saved after the
-        # split file was (re)made, i.e. trained on this split.
-        split_file = exp.models_dir / SPLIT_FILE
-        saved = exp.models_dir / bundle.name / "metadata.json"
-        return split_file.is_file() and saved.stat().st_mtime >= split_file.stat().st_mtime
-    stats = feature_standardisation(bundle)
-    if stats is None:
-        return False
-    train = raw_features(bundle.image_size)["train"]
-    return stats[0].shape == (train.shape[1],) and np.allclose(stats[0], train.mean(axis=0),
-                                                               rtol=1e-4, atol=1e-4)
-
-
 def _try_load(exp, name: str):
     directory = exp.models_dir / name
     if not (directory / "metadata.json").is_file():
         return None, "missing"
     try:
         return ModelBundle.load(directory), "reused"
-    except ModelLoadError as exc:
-        return None, f"retrained: {exc}"
+    except ModelLoadError as exc:  # the reason, without this machine's path to the models
+        return None, "retrained: " + str(exc).replace(str(directory), f"models/{name}")
 
 
-def load_or_train(exp, raw_features, train_missing=None, log=print) -> References:
+def load_or_train(exp, train_missing=None, log=print) -> References:
     """Load the deliverable-1 references from ``exp.models_dir`` or train the missing/stale ones.
 
     Args:
-        raw_features: ``image_size -> {"train"/"val"/"test": (n, D) float32}`` cached backbone
-            features (deliverable-1 transfer models are checked against the training part).
         train_missing: ``(exp, names) -> None`` trains and saves the named deliverable-1 models
             (default :func:`deliverable1.train.train_all`).
 
@@ -131,11 +105,12 @@ def load_or_train(exp, raw_features, train_missing=None, log=print) -> Reference
     bundles, origin = {}, {}
     for name in (*TABULAR_REFERENCES, *IMAGE_REFERENCES):
         bundle, how = _try_load(exp, name)
-        if bundle is not None:
-            ok = (_matches_tabular(bundle, exp) if name in TABULAR_REFERENCES
-                  else _matches_image(bundle, exp, raw_features))
-            if not ok:
-                bundle, how = None, "retrained: saved model was fitted on other training rows"
+        if bundle is not None and not fits_this_split(bundle, exp):
+            bundle, how = None, ("retrained: saved model was trained on another split or another "
+                                 "version of the data" if bundle.trained_on else
+                                 "retrained: saved model does not record its split")
+            if name not in (*TABULAR_REFERENCES, *TRANSFER_MODELS):  # optional: never trained here
+                how = how.replace("retrained:", "not used:", 1)
         if bundle is not None:
             bundles[name] = bundle
         origin[name] = how
@@ -148,7 +123,8 @@ def load_or_train(exp, raw_features, train_missing=None, log=print) -> Reference
         train_missing(exp, missing)
         for name in missing:
             bundles[name] = ModelBundle.load(exp.models_dir / name)
-            origin[name] = "trained" if origin[name] == "missing" else origin[name]
+            origin[name] = {"missing": "trained", "reused": "retrained with transfer_finetuned"}.get(
+                origin[name], origin[name])
     refs = References(bundles, origin)
 
     # Tabular references: evaluated on this split (those just trained already are).

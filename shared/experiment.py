@@ -23,6 +23,7 @@ from shared import features as feats
 from shared.dataset import Dataset, load_dataset
 from shared.evaluation import regression_metrics, write_metrics
 from shared.modeling import ModelBundle
+from shared.settings import Budget, budget_for
 from shared.split import Split, load_or_make_split
 
 PARTS = ("train", "val", "test")
@@ -43,6 +44,11 @@ class Experiment:
     predictions: dict = field(default_factory=dict)
     histories: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    budget: Budget | None = None  # epochs, search and photo sizes; default: by ``smoke``
+
+    def __post_init__(self):
+        if self.budget is None:
+            self.budget = budget_for(self.smoke)
 
     def y_log(self, part: str) -> np.ndarray:
         """Log-price target of a part, shape (n,), float32."""
@@ -72,12 +78,24 @@ class Experiment:
         if history:
             self.histories[bundle.name] = history
         if save:
+            bundle.trained_on = self.provenance()
             bundle.save(self.models_dir / bundle.name)
         return record
 
+    def provenance(self) -> dict:
+        """What a model trained in this run was fitted on (recorded in its saved metadata):
+        the split's fingerprint (its usable listing IDs) and seed, and the sha256 of
+        ``listings.csv`` (the rows' contents, prices included)."""
+        return {"split_fingerprint": self.split.fingerprint, "split_seed": int(self.split.seed),
+                "listings_sha256": self.dataset.csv_sha256}
+
     def dataset_info(self) -> dict:
+        """The dataset section of ``metrics.json``: named by its directory name and the sha256
+        of ``listings.csv`` (plus its project-relative path when inside the project), never by
+        a machine's absolute path."""
         info = self.dataset.summary()
-        info.update({"source": str(self.dataset.data_dir), "seed": self.seed,
+        info.pop("data_dir", None)
+        info.update({**dataset_location(self.dataset.data_dir), "seed": self.seed,
                      "split": {p: int(len(self.parts[p].frame)) for p in PARTS},
                      "split_fingerprint": self.split.fingerprint,
                      "n_tabular_features": int(self.tabular["train"].shape[1])})
@@ -87,6 +105,20 @@ class Experiment:
         run = {"device": self.device, "smoke": self.smoke,
                "seconds": round(time.time() - self.started, 1), **(extra_run or {})}
         write_metrics(path, self.dataset_info(), self.results, run)
+
+
+def dataset_location(data_dir) -> dict:
+    """{"source": directory name, "source_path": path relative to the project (only when the
+    directory is inside it)}: how reports and ``metrics.json`` name a dataset."""
+    if data_dir is None:
+        return {"source": None}
+    path = Path(data_dir).resolve()
+    out = {"source": path.name}
+    try:
+        out["source_path"] = str(path.relative_to(config.PROJECT_ROOT.resolve()))
+    except ValueError:
+        pass
+    return out
 
 
 def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) -> Experiment:
@@ -104,11 +136,12 @@ def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) 
 
 
 def timed_step(exp: Experiment, name: str, train, log=print):
-    """Run ``train()`` (which trains and evaluates model ``name`` on ``exp``), log its test MAE
-    and wall time, and return what ``train`` returned."""
+    """Run ``train()`` (which trains and evaluates model ``name`` on ``exp``), log its validation
+    MAE and wall time (test numbers are read once, in the results), and return what ``train``
+    returned."""
     start = time.perf_counter()
     result = train()
-    log(f"{name}: test MAE {exp.results[name]['test']['mae']:.2f} EUR "
+    log(f"{name}: validation MAE {exp.results[name]['val']['mae']:.2f} EUR "
         f"({time.perf_counter() - start:.0f} s)")
     return result
 
@@ -126,17 +159,31 @@ def start_run(data_dir, models_dir, smoke: bool = False) -> Experiment:
     return exp
 
 
-def training_main(train_all, description: str, argv=None) -> int:
-    """Command-line entry of ``python -m deliverableN.train``: :func:`start_run` with
-    ``--data-dir`` / ``--models-dir`` / ``--smoke``, then ``train_all``."""
+def training_main(run, deliverable: str, description: str, argv=None) -> int:
+    """Command-line entry of ``python -m deliverableN.train``: ``run(data_dir, models_dir,
+    smoke, output_dir)`` with ``--data-dir`` / ``--models-dir`` / ``--smoke`` / ``--out``.
+
+    ``--out`` (where ``metrics.json`` goes) defaults to ``docs/<deliverable>/``, where
+    ``nox -s <deliverable>`` writes it too (same run, same file); a smoke run defaults to
+    ``<models-dir>/smoke-metrics/<deliverable>/`` so it never replaces the published numbers.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir")
     parser.add_argument("--models-dir")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", help="folder for metrics.json (default: docs/<deliverable>/; "
+                                      "with --smoke: <models-dir>/smoke-metrics/<deliverable>/)")
     args = parser.parse_args(argv)
-    exp = start_run(config.resolve_data_dir(args.data_dir),
-                    config.resolve_models_dir(args.models_dir), smoke=args.smoke)
-    train_all(exp)
+    models_dir = config.resolve_models_dir(args.models_dir)
+    if args.out:
+        out = Path(args.out)
+    elif args.smoke:
+        out = models_dir / "smoke-metrics" / deliverable
+    else:
+        out = config.DOCS_DIR / deliverable
+    result = run(config.resolve_data_dir(args.data_dir), models_dir, smoke=args.smoke,
+                 output_dir=out)
+    print(f"metrics written to {result.metrics_path}")
     return 0

@@ -15,7 +15,8 @@ Saved layout (``models/<name>/``): ``metadata.json``, ``model.keras`` or ``estim
 ``preprocessor.joblib`` and ``image_reducer.joblib`` when used, ``intervals.json`` (the
 prediction-interval calibration, :mod:`shared.intervals`) when fitted. The metadata records the
 feature set version and feature names, so loading a model saved with another feature set fails
-clearly.
+clearly, and what the model was trained on (``trained_on``: the split fingerprint and seed, the
+sha256 of ``listings.csv``), so a saved model is reused only on the same split of the same data.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class ModelBundle:
     params: dict = field(default_factory=dict)
     deliverable: str = ""
     intervals: IntervalCalibration | None = None  # None: saved without interval calibration
+    #: what it was fitted on: {"split_fingerprint", "split_seed", "listings_sha256"} (empty when
+    #: unknown); set by :meth:`shared.experiment.Experiment.evaluate` before saving, and compared
+    #: with the current run's to decide whether a saved model can be reused.
+    trained_on: dict = field(default_factory=dict)
 
     @property
     def is_keras(self) -> bool:
@@ -109,6 +114,7 @@ class ModelBundle:
             "inputs": list(self.inputs), "estimator": "keras" if self.is_keras else "sklearn",
             "feature_set_version": feats.FEATURE_SET_VERSION, "feature_names": names,
             "backbone": self.backbone, "image_size": self.image_size, "params": self.params,
+            "trained_on": self.trained_on,
             "target": "log(price EUR)", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "python": platform.python_version(),
         }
@@ -175,7 +181,8 @@ class ModelBundle:
                    preprocessor=preprocessor, image_reducer=_load_joblib(
                        directory / "image_reducer.joblib"), backbone=meta.get("backbone"),
                    image_size=meta.get("image_size"), params=meta.get("params", {}),
-                   deliverable=meta.get("deliverable", ""), intervals=intervals)
+                   deliverable=meta.get("deliverable", ""), intervals=intervals,
+                   trained_on=meta.get("trained_on", {}))
 
 
 def _load_joblib(path: Path):
@@ -306,28 +313,63 @@ def arrays_dataset(arrays: tuple, batch_size: int, shuffle: bool = False, seed: 
 
 # --------------------------------------------------------------------------- validation search
 
-def tune_on_validation(build_and_fit, grid: list[dict], predict_val_eur, y_val_eur) -> tuple:
+@dataclass
+class SearchResult:
+    """The outcome of :func:`tune_on_validation`.
+
+    ``model`` / ``params`` / ``history``: the winner (``history`` None for models without one);
+    ``trials``: one record per candidate in the order tried, ``{**describe(params), "val_mae"}``
+    plus ``epochs_run`` and ``seconds`` when the search was asked for ``details``.
+    """
+
+    model: object
+    params: dict
+    trials: list[dict]
+    history: dict | None = None
+    val_mae: float = float("inf")
+
+
+def tune_on_validation(build_and_fit, grid: list[dict], predict_val_eur, y_val_eur,
+                       describe=dict, details: bool = False, progress=None,
+                       label: str = "candidate") -> SearchResult:
     """Try every parameter set of ``grid``; keep the one with the lowest validation MAE (EUR).
 
+    The one search loop of the project: every model search (ridge, gradient boosting, the MLPs,
+    the transfer head, early and late fusion) goes through it.
+
     Args:
-        build_and_fit: ``params -> fitted model`` (fits on the training rows only).
-        predict_val_eur: ``model -> validation predictions in euros, shape (n_val,)``.
+        build_and_fit: ``params -> fitted model`` or ``-> (fitted model, Keras history dict)``
+            (fits on the training rows only).
+        predict_val_eur: ``(model, params) -> validation predictions in euros, shape (n_val,)``.
         y_val_eur: validation prices, shape (n_val,).
+        describe: ``params -> dict`` the trial record of a candidate (default: the params).
+        details: also record ``epochs_run`` (from the history) and ``seconds`` per candidate.
+        progress: ``str -> None`` called with one line per candidate (None: silent).
 
     Returns:
-        (best_model, best_params, trials) where trials is a list of {**params, "val_mae": ...}
-        in the order tried. The test rows are never seen here.
+        :class:`SearchResult`. A diverged candidate (infinite or NaN validation MAE) never wins;
+        :class:`TrainingDiverged` when every candidate diverged. The test rows are never seen.
     """
-    best, best_params, best_mae, trials = None, None, np.inf, []
-    for params in grid:
-        model = build_and_fit(params)
-        mae = float(np.mean(np.abs(predict_val_eur(model) - np.asarray(y_val_eur))))
-        trials.append({**params, "val_mae": round(mae, 3)})
-        if mae < best_mae:  # a diverged candidate (inf / NaN MAE) never wins
-            best, best_params, best_mae = model, params, mae
+    best, trials = None, []
+    y_val_eur = np.asarray(y_val_eur)
+    for i, params in enumerate(grid):
+        start = time.perf_counter()
+        fitted = build_and_fit(params)
+        model, history = fitted if isinstance(fitted, tuple) else (fitted, None)
+        mae = float(np.mean(np.abs(np.asarray(predict_val_eur(model, params)).reshape(-1)
+                                   - y_val_eur)))
+        record = {**describe(params), "val_mae": round(mae, 3)}
+        if details:
+            record["epochs_run"] = len(history["loss"]) if history else 0
+            record["seconds"] = round(time.perf_counter() - start, 1)
+        trials.append(record)
+        if progress is not None:
+            progress(f"  {label} {i + 1}/{len(grid)}: {record}")
+        if np.isfinite(mae) and (best is None or mae < best.val_mae):  # diverged: never wins
+            best = SearchResult(model, params, trials, history, mae)
     if best is None:
         raise TrainingDiverged(f"no candidate reached a finite validation MAE; trials: {trials}")
-    return best, best_params, trials
+    return best
 
 
 class TrainingDiverged(RuntimeError):

@@ -9,8 +9,11 @@ take about a minute; they need AIRBNB_DATA_DIR.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -191,6 +194,62 @@ def test_goal_is_judged_on_the_fusion_model_validation_picks():
     assert ablation.goal_check(exp, comparisons, reference)["reached"]
 
 
+def _save_ridge(exp, name):
+    """A tabular model trained and saved by ``exp`` (so it records ``exp``'s split)."""
+    from sklearn.linear_model import Ridge
+
+    model = Ridge().fit(exp.tabular["train"], exp.y_log("train"))
+    exp.evaluate(ModelBundle(name, ("tabular",), model, exp.preprocessor), train_seconds=0.0)
+    return ModelBundle.load(exp.models_dir / name)
+
+
+def test_a_saved_model_is_reused_only_on_the_split_it_records(small_dir, tmp_path):
+    from deliverable2 import references
+    from shared.experiment import prepare
+
+    exp = prepare(small_dir, tmp_path / "models", smoke=True)
+    bundle = _save_ridge(exp, "mlp")
+    assert bundle.trained_on == exp.provenance()
+    assert bundle.trained_on["split_fingerprint"] == exp.split.fingerprint
+    assert bundle.trained_on["listings_sha256"] == exp.dataset.csv_sha256
+    assert references.fits_this_split(bundle, exp)
+    # the same rows split with another seed: another split, same fingerprint of the rows
+    other = prepare(small_dir, tmp_path / "other-models", smoke=True, seed=7)
+    assert other.split.fingerprint == exp.split.fingerprint
+    assert not references.fits_this_split(bundle, other)
+    # another version of listings.csv (same IDs, other contents)
+    other.split = exp.split
+    other.dataset.csv_sha256 = "0" * 64
+    assert not references.fits_this_split(bundle, other)
+    # a bundle that does not record its split (saved before bundles recorded it)
+    bundle.trained_on = {}
+    assert not references.fits_this_split(bundle, exp)
+
+
+def test_load_or_train_retrains_a_reference_saved_on_another_split(small_dir, tmp_path):
+    from deliverable2 import references
+    from shared.experiment import prepare
+
+    models = tmp_path / "models"
+    first = prepare(small_dir, models, smoke=True)
+    _save_ridge(first, "hgb")
+    (models / "split.json").unlink()
+    second = prepare(small_dir, models, smoke=True, seed=7)  # same folder, another split
+    _save_ridge(second, "mlp")
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def train_missing(exp, names):
+        asked.extend(names)
+        raise Stop
+
+    with pytest.raises(Stop):
+        references.load_or_train(second, train_missing=train_missing, log=lambda *_: None)
+    assert "hgb" in asked and "mlp" not in asked   # mlp fits this split; hgb was another split's
+
+
 # --------------------------------------------------------------------------- real data
 
 @needs_data
@@ -244,13 +303,13 @@ def test_photo_reducer_is_fitted_on_training_rows_only(trained):
         return reducer.named_steps["scale"]
 
     # the chosen reducer and every candidate early fusion tried see the training rows only
-    candidates = run.bundles["early_fusion"].candidate_reducers
+    candidates = run.photo_reducers
     for reducer in (run.bundles["early_fusion"].image_reducer, *candidates.values()):
         assert np.allclose(scaler(reducer).mean_, raw["train"].mean(axis=0), atol=1e-5)
         assert not np.allclose(scaler(reducer).mean_, everything.mean(axis=0), atol=1e-5)
     hgb = run.bundles["hgb_with_embeddings"]
     assert hgb.params["photo_reduction"] in hgb.params["photo_candidates_val_mae"]
-    assert any(hgb.image_reducer is r for r in run.bundles["early_fusion"].candidate_reducers.values())
+    assert any(hgb.image_reducer is r for r in run.photo_reducers.values())
     # the late-fusion standardisation too: training-row statistics
     layer = run.bundles["late_fusion"].estimator.get_layer("late_fusion_network").get_layer(
         "image_standardisation")
@@ -292,7 +351,7 @@ def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     from shared.experiment import prepare
 
     exp = trained.exp
-    again = references.load_or_train(exp, trained.run.raw_features,
+    again = references.load_or_train(exp,
                                      train_missing=lambda *_: pytest.fail("nothing to train"),
                                      log=lambda *_: None)
     assert again.origin["mlp"] == again.origin["hgb"] == "reused"
@@ -300,7 +359,7 @@ def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     # another set of rows gives another split: the saved models do not fit it
     make_subset(Path(DATA_DIR), tmp_path / "other", ids=list(exp.dataset.ids[10:70]))
     other = prepare(tmp_path / "other", tmp_path / "models", smoke=True)
-    assert not references._matches_tabular(again.bundles["mlp"], other)
+    assert not references.fits_this_split(again.bundles["mlp"], other)
 
 
 @needs_data
@@ -326,3 +385,34 @@ def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(traine
         expected = dict(zip(exp.parts["test"].ids, exp.predictions[name]["test"]))
         for listing, price in zip(result["ID"], result["predicted_price"]):
             assert price == pytest.approx(expected[listing], abs=0.02), (name, listing)
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_python_m_deliverable2_train_writes_metrics_json(trained, tmp_path):
+    """The command-line path runs the whole evaluation (models, analysis) and writes the same
+    metrics.json as the report would, with no machine path in it."""
+    models = tmp_path / "models"
+    shutil.copytree(trained.exp.models_dir, models)
+    for name in FUSION:  # the fusion models are trained again by the command
+        shutil.rmtree(models / name)
+    out = tmp_path / "out"
+    env = dict(os.environ)  # PYTHONPATH and the feature cache of this test session
+    done = subprocess.run([sys.executable, "-m", "deliverable2.train", "--smoke",
+                           "--data-dir", str(trained.root / "data"), "--models-dir", str(models),
+                           "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (out / "metrics.json").read_text()
+    metrics = json.loads(text)
+    assert set(FUSION) <= set(metrics["models"])
+    assert metrics["run"]["references"]["origin"]["mlp"] == "reused"
+    for name in ("mlp", "hgb"):  # reused, so scored exactly as in the fixture's run
+        assert metrics["models"][name]["test"]["mae"] == trained.exp.results[name]["test"]["mae"]
+    for name in FUSION:
+        assert "test_vs_best_tabular" in metrics["models"][name]
+        assert "test_photo_permutation" in metrics["models"][name]
+    assert {"goal", "roles", "photo_redundancy", "conclusions"} <= set(metrics["run"])
+    assert metrics["dataset"]["source"] == "data"
+    assert str(tmp_path) not in text and str(trained.root) not in text

@@ -159,7 +159,8 @@ def test_tune_on_validation_keeps_the_lowest_validation_mae():
         built.append(params)
         return params["offset"]
 
-    best, params, trials = tune_on_validation(build_and_fit, grid, lambda off: y_val + off, y_val)
+    result = tune_on_validation(build_and_fit, grid, lambda off, _: y_val + off, y_val)
+    best, params, trials = result.model, result.params, result.trials
 
     assert built == grid and best == 1.0 and params == {"offset": 1.0}
     assert [t["val_mae"] for t in trials] == [10.0, 1.0, 5.0]
@@ -168,12 +169,12 @@ def test_tune_on_validation_keeps_the_lowest_validation_mae():
 def test_tune_on_validation_never_picks_a_diverged_candidate():
     y_val = np.array([50.0, 60.0])
     grid = [{"pred": np.inf}, {"pred": 55.0}, {"pred": np.nan}]
-    best, params, trials = tune_on_validation(lambda p: p["pred"], grid,
-                                              lambda pred: np.full(2, pred), y_val)
+    result = tune_on_validation(lambda p: p["pred"], grid, lambda pred, _: np.full(2, pred), y_val)
+    params, trials = result.params, result.trials
     assert params == {"pred": 55.0} and trials[1]["val_mae"] == 5.0
     with pytest.raises(TrainingDiverged, match="no candidate reached a finite validation MAE"):
-        tune_on_validation(lambda p: p["pred"], [grid[0], grid[2]], lambda pred: np.full(2, pred),
-                           y_val)
+        tune_on_validation(lambda p: p["pred"], [grid[0], grid[2]],
+                           lambda pred, _: np.full(2, pred), y_val)
 
 
 def test_ridge_path_matches_scikit_learn_and_linear_head_holds_it():
@@ -207,3 +208,38 @@ def test_fit_regressor_on_arrays_is_seeded_and_reproducible(fitted):
     first = run(1)
     np.testing.assert_array_equal(first, run(1))
     assert not np.array_equal(first, run(2))  # the seed sets the order of the rows
+
+
+class _ConstantModel:
+    """Stands in for a fitted Keras MLP: predicts one log price for every row."""
+
+    def __init__(self, log_price):
+        self.log_price = log_price
+
+    def predict(self, x, verbose=0):
+        return np.full((len(x), 1), self.log_price)
+
+
+def test_mlp_search_goes_through_the_guarded_search(monkeypatch):
+    from deliverable1 import mlp
+
+    x_val, y_val = np.zeros((4, 3), np.float32), np.array([40.0, 50.0, 60.0, 50.0])
+    outputs = iter([np.nan, np.log(50.0), np.inf])   # candidate 1 diverged, 3 overflowed
+
+    def fake_fit(*args, **kwargs):
+        return _ConstantModel(next(outputs)), {"loss": [1.0, 0.5], "val_loss": [1.0, 0.6]}
+
+    monkeypatch.setattr(mlp, "fit_mlp", fake_fit)
+    lines = []
+    result = mlp.search_mlp(x_val, np.zeros(4), x_val, y_val, n_configs=3, seed=0, epochs=1,
+                            batch_size=8, progress=lines.append)
+    assert result.params["index"] == 1 and result.val_mae == pytest.approx(5.0)
+    assert result.history == {"loss": [1.0, 0.5], "val_loss": [1.0, 0.6]}
+    assert [t["epochs_run"] for t in result.trials] == [2, 2, 2] and len(lines) == 3
+    assert set(result.trials[0]) == {"hidden", "dropout", "l2", "learning_rate", "val_mae",
+                                     "epochs_run", "seconds"}
+
+    outputs = iter([np.nan, np.inf])
+    with pytest.raises(TrainingDiverged, match="no candidate reached a finite validation MAE"):
+        mlp.search_mlp(x_val, np.zeros(4), x_val, y_val, n_configs=2, seed=0, epochs=1,
+                       batch_size=8, progress=None)

@@ -1,0 +1,75 @@
+"""Deliverable 1's goals, checked, and its conclusions, computed from the results (nothing is
+trained or chosen on test here).
+
+:data:`GOALS` is the one definition of the thresholds; :func:`analyse` turns ``exp.results``
+into the goal table and the conclusion lines that ``metrics.json`` records and the report shows.
+The transfer model a goal is judged on is the one *validation* picks (lowest validation MAE, as
+in deliverable 2), never the better one on test.
+"""
+
+from __future__ import annotations
+
+TABULAR = ("ridge", "hgb", "mlp")
+PHOTO = ("cnn_scratch", "transfer_frozen", "transfer_finetuned")
+TRANSFER = ("transfer_frozen", "transfer_finetuned")
+
+#: The deliverable's goals (test set).
+GOALS = {
+    "mlp_vs_hgb_max_relative": 0.10,   # mlp test MAE at most 10% above hgb's
+    "transfer_min_r2_log": 0.30,       # the transfer model validation picks: R² on log price
+    "cnn_min_r2_log": 0.0,             # cnn_scratch R² on log price above it (beats the mean)
+}
+
+
+def best_on_validation(results: dict, names) -> str:
+    """The model among ``names`` with the lowest validation MAE (EUR)."""
+    return min((n for n in names if n in results), key=lambda n: results[n]["val"]["mae"])
+
+
+def check_goals(results: dict) -> list[dict]:
+    """One row per goal: {"goal", "measured", "reached"} (text, text, bool), from test metrics."""
+    r = {n: results[n]["test"] for n in results}
+    transfer = best_on_validation(results, TRANSFER)
+    within, min_r2, cnn_r2 = (GOALS["mlp_vs_hgb_max_relative"], GOALS["transfer_min_r2_log"],
+                              GOALS["cnn_min_r2_log"])
+    relative = r["mlp"]["mae"] / r["hgb"]["mae"] - 1
+    return [
+        {"goal": f"mlp test MAE within {within:.0%} of hgb's",
+         "measured": f"mlp {r['mlp']['mae']:.2f} vs hgb {r['hgb']['mae']:.2f} EUR ({relative * 100:+.1f}%)",
+         "reached": bool(r["mlp"]["mae"] <= (1 + within) * r["hgb"]["mae"])},
+        {"goal": f"transfer model (chosen on validation) R² on log price >= {min_r2:.2f} "
+                 "from the photo alone",
+         "measured": f"{transfer} R² {r[transfer]['r2_log']:.3f}",
+         "reached": bool(r[transfer]["r2_log"] >= min_r2)},
+        {"goal": f"cnn_scratch R² on log price > {cnn_r2:g} (beats the mean)",
+         "measured": f"R² {r['cnn_scratch']['r2_log']:.3f}",
+         "reached": bool(r["cnn_scratch"]["r2_log"] > cnn_r2)},
+    ]
+
+
+def conclusions(results: dict) -> list[str]:
+    """The report's conclusions (Markdown bullet lines), every number from ``results``."""
+    r = {n: results[n]["test"] for n in results}
+    within = GOALS["mlp_vs_hgb_max_relative"]
+    best_tab = min(TABULAR, key=lambda n: r[n]["mae"])
+    best_img = min(PHOTO, key=lambda n: r[n]["mae"])
+    improved = r["transfer_finetuned"]["mae"] < r["transfer_frozen"]["mae"]
+    return [
+        f"- Lowest test MAE of the tabular models: **{best_tab}**, {r[best_tab]['mae']:.2f} EUR "
+        f"(mean predictor {r['mean']['mae']:.2f} EUR), R² on log price {r[best_tab]['r2_log']:.3f}.",
+        f"- The MLP is {'within' if r['mlp']['mae'] <= (1 + within) * r['hgb']['mae'] else 'not within'} "
+        f"{within:.0%} of gradient boosting ({r['mlp']['mae']:.2f} vs {r['hgb']['mae']:.2f} EUR).",
+        f"- Lowest test MAE of the photo-only models: **{best_img}**, {r[best_img]['mae']:.2f} EUR, "
+        f"R² on log price {r[best_img]['r2_log']:.3f}: the photo carries some price information "
+        f"({'more' if r[best_img]['r2_log'] > 0 else 'no more'} than the mean predictor), far less "
+        "than the listing's description.",
+        f"- Fine-tuning {'improved' if improved else 'did not improve'} on the frozen backbone "
+        f"({r['transfer_finetuned']['mae']:.2f} vs {r['transfer_frozen']['mae']:.2f} EUR).",
+    ]
+
+
+def analyse(results: dict) -> dict:
+    """Everything deliverable 1 concludes: {"best_transfer_on_validation", "goals",
+    "conclusions"} (written to ``metrics.json`` under ``run``)."""
+    return {"best_transfer_on_validation": best_on_validation(results, TRANSFER),
+            "goals": check_goals(results), "conclusions": conclusions(results)}

@@ -1,0 +1,33 @@
+"""deliverable1.analysis: goals judged on models chosen on validation, thresholds from GOALS."""
+
+from __future__ import annotations
+
+from deliverable1 import analysis
+
+
+def _results(val_mae: dict, test: dict) -> dict:
+    return {name: {"val": {"mae": val_mae[name]}, "test": test[name]} for name in val_mae}
+
+
+def test_transfer_goal_is_judged_on_the_model_validation_picks():
+    names = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
+    val = dict(zip(names, (25.0, 12.0, 12.0, 11.0, 25.0, 21.0, 22.0)))
+    test = {n: {"mae": 20.0, "r2_log": 0.1} for n in names}
+    test["transfer_finetuned"] = {"mae": 18.0, "r2_log": 0.5}   # better on test only
+    results = _results(val, test)
+    goals = analysis.check_goals(results)
+    assert analysis.best_on_validation(results, analysis.TRANSFER) == "transfer_frozen"
+    assert goals[1]["measured"].startswith("transfer_frozen") and not goals[1]["reached"]
+    results["transfer_finetuned"]["val"]["mae"] = 20.0           # now validation picks it
+    assert analysis.check_goals(results)[1]["reached"]
+
+
+def test_goal_thresholds_come_from_goals(monkeypatch):
+    names = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
+    results = _results(dict.fromkeys(names, 10.0), {n: {"mae": 10.0, "r2_log": 0.2} for n in names})
+    results["mlp"]["test"]["mae"] = 10.5                          # 5% above hgb
+    assert analysis.check_goals(results)[0]["reached"]
+    monkeypatch.setitem(analysis.GOALS, "mlp_vs_hgb_max_relative", 0.02)
+    first = analysis.check_goals(results)[0]
+    assert not first["reached"] and "2%" in first["goal"]
+    assert any("not within" in line for line in analysis.conclusions(results))

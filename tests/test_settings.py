@@ -1,0 +1,49 @@
+"""shared.settings: the full budget is exactly what the reports were rendered with before the
+budget object existed (these values are in docs/deliverable{1,2}/metrics.json); smoke is smaller."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from shared import settings
+
+#: The settings the model files held as ``x if exp.smoke else y`` before shared/settings.py.
+FULL_BEFORE = {"hgb_candidates": None, "hgb_max_iter": 400, "mlp_configs": 12, "mlp_epochs": 300,
+               "mlp_batch_size": 64, "cnn_image_size": 128, "cnn_epochs": 40,
+               "transfer_image_size": 224, "finetune_blocks": 2, "finetune_epochs": 6,
+               "photo_batch_size": 32, "fusion_components": (8, 16, 32, 64, "score"),
+               "early_extra_configs": 1, "late_grid_size": None, "late_finetune_epochs": 3,
+               "branches_head_epochs": 200, "branches_joint_epochs": 100}
+SMOKE_BEFORE = {"hgb_candidates": 2, "hgb_max_iter": 50, "mlp_configs": 2, "mlp_epochs": 5,
+                "mlp_batch_size": 64, "cnn_image_size": 64, "cnn_epochs": 2,
+                "transfer_image_size": 96, "finetune_blocks": 1, "finetune_epochs": 1,
+                "photo_batch_size": 32, "fusion_components": (8, "score"),
+                "early_extra_configs": 1, "late_grid_size": 1, "late_finetune_epochs": 1,
+                "branches_head_epochs": 3, "branches_joint_epochs": 2}
+
+
+def test_full_budget_is_the_budget_of_the_rendered_reports():
+    assert dataclasses.asdict(settings.FULL) == FULL_BEFORE
+
+
+def test_smoke_budget_keeps_the_tiny_ci_settings():
+    assert dataclasses.asdict(settings.SMOKE) == SMOKE_BEFORE
+
+
+def test_budget_is_chosen_by_the_smoke_flag_and_is_frozen():
+    assert settings.budget_for(False) is settings.FULL
+    assert settings.budget_for(True) is settings.SMOKE
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.FULL.mlp_epochs = 1
+
+
+def test_grids_sliced_by_the_full_budget_are_whole():
+    from deliverable1.baselines import HGB_GRID
+    from deliverable2.late_fusion import PHOTO_GRID
+
+    assert HGB_GRID[:settings.FULL.hgb_candidates] == HGB_GRID
+    assert PHOTO_GRID[:settings.FULL.late_grid_size] == PHOTO_GRID
+    assert len(HGB_GRID[:settings.SMOKE.hgb_candidates]) == 2
+    assert len(PHOTO_GRID[:settings.SMOKE.late_grid_size]) == 1
