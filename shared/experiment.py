@@ -5,8 +5,9 @@ preprocessor on the training rows only, and returns an :class:`Experiment` that
 
 * hands each model its inputs (tabular matrices, log-price targets, photo paths) per part;
 * evaluates a trained :class:`~shared.modeling.ModelBundle` on validation and test in euros,
-  keeps its predictions for plots and paired comparisons, and saves it under
-  ``models/<name>/``;
+  calibrates its prediction intervals (:mod:`shared.intervals`: conformal quantile from the
+  validation rows, width model from training rows) and measures their test coverage, keeps its
+  predictions for plots and paired comparisons, and saves it under ``models/<name>/``;
 * writes ``metrics.json``.
 """
 
@@ -22,6 +23,7 @@ from shared import config
 from shared import features as feats
 from shared.dataset import Dataset, load_dataset
 from shared.evaluation import regression_metrics, write_metrics
+from shared.intervals import IntervalCalibration, fit_calibration, interval_report
 from shared.modeling import ModelBundle
 from shared.settings import Budget, budget_for
 from shared.split import Split, load_or_make_split
@@ -65,6 +67,8 @@ class Experiment:
         """Score ``bundle`` on validation and test (EUR), record it, save it; return its record.
 
         ``predictions`` may pass precomputed {"val": eur, "test": eur} to avoid recomputation.
+        A bundle without an interval calibration gets one (:meth:`calibrate_intervals`); the
+        record's ``intervals`` holds its method, calibration size and test coverage / width.
         """
         record = {"train_seconds": float(train_seconds), "params": bundle.params}
         self.predictions[bundle.name] = {}
@@ -74,6 +78,12 @@ class Experiment:
                 pred = bundle.predict_eur(self.parts[part])
             self.predictions[bundle.name][part] = np.asarray(pred, dtype=np.float64)
             record[part] = regression_metrics(self.y_eur(part), pred, bootstrap=(part == "test"))
+        if bundle.intervals is None:
+            bundle.intervals = self.calibrate_intervals(bundle, self.predictions[bundle.name]["val"])
+        record["intervals"] = {
+            "method": bundle.intervals.method, "calibration_rows": bundle.intervals.n,
+            "test": interval_report(bundle.intervals, np.log(self.predictions[bundle.name]["test"]),
+                                    self.parts["test"].frame, self.y_eur("test"))}
         self.results[bundle.name] = record
         if history:
             self.histories[bundle.name] = history
@@ -81,6 +91,20 @@ class Experiment:
             bundle.trained_on = self.provenance()
             bundle.save(self.models_dir / bundle.name)
         return record
+
+    def calibrate_intervals(self, bundle: ModelBundle, val_pred_eur) -> IntervalCalibration:
+        """Interval calibration of ``bundle``: conformal scores from its validation predictions
+        (``val_pred_eur``, (n_val,) EUR), width (difficulty) model from its predictions on the
+        training rows, a seeded sample of at most ``budget.interval_difficulty_rows`` of them
+        (one extra pass over those photos for a photo model). Test rows are never used."""
+        train = self.parts["train"]
+        cap = self.budget.interval_difficulty_rows
+        if len(train.frame) > cap:
+            rng = np.random.default_rng(self.seed)
+            train = train.subset(np.sort(rng.choice(train.ids, size=cap, replace=False)))
+        return fit_calibration(np.log(np.asarray(val_pred_eur, dtype=np.float64)), self.y_log("val"),
+                               self.parts["val"].frame, bundle.predict_log(train),
+                               feats.log_target(train.prices), train.frame)
 
     def provenance(self) -> dict:
         """What a model trained in this run was fitted on (recorded in its saved metadata):

@@ -37,6 +37,8 @@ class Budget:
     late_finetune_epochs: int       # late_fusion phase 2, end to end
     branches_head_epochs: int       # late_fusion_from_branches phase A
     branches_joint_epochs: int      # late_fusion_from_branches phase B
+    # prediction intervals (every model)
+    interval_difficulty_rows: int   # training rows (seeded sample) the interval width model sees
 
 
 #: The budget of the rendered reports (``nox -s deliverable1`` / ``deliverable2``).
@@ -47,6 +49,7 @@ FULL = Budget(
     finetune_epochs=6, photo_batch_size=32,
     fusion_components=(8, 16, 32, 64, "score"), early_extra_configs=1, late_grid_size=None,
     late_finetune_epochs=3, branches_head_epochs=200, branches_joint_epochs=100,
+    interval_difficulty_rows=2000,
 )
 
 #: The tiny budget of ``--smoke`` runs: every code path, numbers meaningless.
@@ -57,6 +60,7 @@ SMOKE = Budget(
     finetune_epochs=1, photo_batch_size=32,
     fusion_components=(8, "score"), early_extra_configs=1, late_grid_size=1,
     late_finetune_epochs=1, branches_head_epochs=3, branches_joint_epochs=2,
+    interval_difficulty_rows=64,
 )
 
 
