@@ -9,6 +9,8 @@ in deliverable 2), never the better one on test.
 
 from __future__ import annotations
 
+from shared.intervals import interval_analysis
+
 TABULAR = ("ridge", "hgb", "mlp")
 PHOTO = ("cnn_scratch", "transfer_frozen", "transfer_finetuned")
 TRANSFER = ("transfer_frozen", "transfer_finetuned")
@@ -70,6 +72,11 @@ def conclusions(results: dict) -> list[str]:
 
 def analyse(results: dict) -> dict:
     """Everything deliverable 1 concludes: {"best_transfer_on_validation", "goals",
-    "conclusions"} (written to ``metrics.json`` under ``run``)."""
+    "conclusions", "intervals"} (written to ``metrics.json`` under ``run``); the interval
+    sentence compares the tabular and photo models validation picks."""
+    kinds = {**{n: "tabular" for n in TABULAR}, **{n: "photo" for n in PHOTO}}
+    chosen = {"tabular": best_on_validation(results, TABULAR),
+              "photo": best_on_validation(results, PHOTO)}
     return {"best_transfer_on_validation": best_on_validation(results, TRANSFER),
-            "goals": check_goals(results), "conclusions": conclusions(results)}
+            "goals": check_goals(results), "conclusions": conclusions(results),
+            "intervals": interval_analysis(results, kinds, chosen)}

@@ -18,12 +18,18 @@ from sklearn.preprocessing import StandardScaler
 
 from deliverable2 import ablation, early_fusion
 from shared import evaluation
+from shared.intervals import interval_analysis, results_intervals
 
 #: |correlation| of the photo score's unique part with the tabular residual above which the
 #: photo is said to carry price information the tabular features lack.
 UNIQUE_SIGNAL = 0.15
 NEURAL_FUSION = ("early_fusion", "late_fusion", "late_fusion_from_branches")
 PERMUTATIONS = 20   # photo shuffles per fusion model
+
+#: The prediction-interval goal (test set): the nominal 80% interval of the best tabular model
+#: and of the fusion model validation picks each cover a share of the true prices within
+#: ``coverage_range``, and the fusion model's median width is the narrower.
+INTERVAL_GOAL = {"coverage": 0.8, "coverage_range": (0.78, 0.82)}
 
 
 def pca_curve(raw_train: np.ndarray, seed: int) -> np.ndarray:
@@ -127,6 +133,22 @@ def conclusions(exp, refs, a: dict, branches_params: dict) -> list[str]:
     return lines
 
 
+def interval_goal(exp, reference: str, fusion: str) -> dict:
+    """:data:`INTERVAL_GOAL` checked for ``reference`` (best tabular) and ``fusion`` (chosen on
+    validation): {"tabular", "fusion": {"model", "coverage", "coverage_ci95", "median_width_eur"},
+    "coverage_ok", "narrower", "reached"}."""
+    low, high = INTERVAL_GOAL["coverage_range"]
+    metrics = results_intervals(exp.results, (reference, fusion), INTERVAL_GOAL["coverage"])
+    sides = {role: {"model": name, "coverage": metrics[name]["coverage"],
+                    "coverage_ci95": metrics[name].get("coverage_ci95"),
+                    "median_width_eur": metrics[name]["median_width_eur"]}
+             for role, name in (("tabular", reference), ("fusion", fusion))}
+    coverage_ok = all(low <= side["coverage"] <= high for side in sides.values())
+    narrower = sides["fusion"]["median_width_eur"] < sides["tabular"]["median_width_eur"]
+    return {**sides, "coverage_ok": bool(coverage_ok), "narrower": bool(narrower),
+            "reached": bool(coverage_ok and narrower)}
+
+
 def analyse(run) -> dict:
     """Everything the report shows beyond the models themselves (see the module docstring)."""
     exp, refs = run.exp, run.refs
@@ -141,6 +163,13 @@ def analyse(run) -> dict:
          "photo_redundancy": ablation.photo_redundancy(exp, score, reference),
          "permutation": permutations(run),
          "vs_mlp": ablation.paired_comparisons(exp, "mlp", names=NEURAL_FUSION)}
+    fusion = a["goal"]["chosen_on_validation"]
+    kinds = {**{n: "tabular" for n in ablation.TABULAR}, refs.best_image: "photo",
+             **{n: "fusion" for n in ablation.FUSION}}
+    a["intervals"] = interval_analysis(exp.results, kinds, {"tabular": reference,
+                                                            "photo": refs.best_image,
+                                                            "fusion": fusion})
+    a["interval_goal"] = interval_goal(exp, reference, fusion)
     a["conclusions"] = conclusions(exp, refs, a, run.bundles["late_fusion_from_branches"].params)
     return a
 
@@ -155,4 +184,5 @@ def metrics_extra(run) -> dict:
     return {"references": {"origin": refs.origin, "image_val_mae": refs.val_mae,
                            "best_image": refs.best_image, "best_transfer": refs.best_transfer},
             "roles": a["roles"], "goal": a["goal"], "photo_redundancy": a["photo_redundancy"],
+            "intervals": a["intervals"], "interval_goal": a["interval_goal"],
             "conclusions": a["conclusions"]}

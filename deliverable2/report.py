@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 
 from deliverable2 import ablation, analysis, early_fusion, late_fusion
 from deliverable2 import train as d2
-from shared import evaluation
+from shared import evaluation, intervals
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
@@ -340,7 +340,24 @@ display(pd.DataFrame({m: {"test MAE": round(v["mae"], 2), "photos shuffled": rou
                       for m, v in a["permutation"].items()}).T)
 
 # %% [markdown]
-# ## 11. The goal, checked
+# ## 11. Price ranges: does the photo make a prediction surer?
+#
+# Every model carries a calibrated range (deliverable 1, section 9: normalised split conformal
+# on log price, scale from the validation rows, shape from training-row residuals; test rows
+# never used). A model that knows more about a listing should need a *narrower* range for the
+# same coverage: the width is a second view of what the photo adds, beside the MAE.
+
+# %%
+names = [m for m in ablation.roles(refs.best_image) if m in exp.results]
+reports = {m: exp.results[m]["intervals"]["test"] for m in names}
+display(intervals.interval_table(reports))
+intervals.plot_coverage_by_group({m: reports[m]["0.8"] for m in names},
+                                 title="Test coverage of the 80% range by room type and price band")
+plt.show()
+display(Markdown(a["intervals"]["sentence"]))
+
+# %% [markdown]
+# ## 12. The goals, checked
 #
 # The goal (`deliverable2.ablation.GOALS`) is judged on the fusion model **validation** picks
 # (lowest validation MAE); picking the best fusion model on test would be a selection on the test
@@ -358,11 +375,19 @@ display(pd.DataFrame([{
     "P(fusion better)": round(goal["p_fusion_better"], 3),
     "goal reached": goal["reached"],
     "fusion models meeting it": ", ".join(goal["reached_by"]) or "none"}]).T)
+ig, lo_hi = a["interval_goal"], analysis.INTERVAL_GOAL["coverage_range"]
+display(Markdown(f"Interval goal: the nominal {analysis.INTERVAL_GOAL['coverage']:.0%} range of "
+                 f"the best tabular model and of the chosen fusion model each cover "
+                 f"{lo_hi[0]:.0%}-{lo_hi[1]:.0%} of the test prices, and the fusion range is the "
+                 f"narrower: **{'reached' if ig['reached'] else 'not reached'}**."))
+display(pd.DataFrame({role: {"model": ig[role]["model"], "coverage": f"{ig[role]['coverage']:.1%}",
+                             "median width (EUR)": round(ig[role]["median_width_eur"], 1)}
+                      for role in ("tabular", "fusion")}).T)
 if smoke:
     display(Markdown("**Smoke run**: tiny settings; these numbers say nothing about the models."))
 
 # %% [markdown]
-# ## 12. Decisions
+# ## 13. Decisions
 #
 # | decision | why |
 # |---|---|
@@ -378,7 +403,7 @@ if smoke:
 # | the goal judged on the fusion model validation picks, against the best tabular model on test | the strictest comparison without a test-set selection of the fusion model |
 # | nothing tuned after looking at the test table | the honest answer may be "no" |
 #
-# ## 13. Conclusions (computed)
+# ## 14. Conclusions (computed)
 
 # %%
 display(Markdown("\n".join(a["conclusions"])))

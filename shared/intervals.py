@@ -631,3 +631,28 @@ def coverage_sentence(metrics_by_model: dict[str, dict], kinds: dict[str, str],
         return (f"{lead}, {t_article}tabular interval ({t_name}) has a median width of "
                 f"{t_width:.1f} EUR (test coverage {t_cov:.0%}); no photo model to compare with.")
     return f"{lead}, " + "; ".join(parts) + "."
+
+
+def results_intervals(results: dict, names, coverage: float = DEFAULT_COVERAGES[0]) -> dict:
+    """``{model: interval_metrics at coverage}`` for the models of ``names`` that have test
+    intervals in ``results`` (``Experiment.results``: ``record["intervals"]["test"]``)."""
+    key = f"{coverage:g}"
+    return {n: results[n]["intervals"]["test"][key] for n in names
+            if n in results and "intervals" in results[n]}
+
+
+def interval_analysis(results: dict, kinds: dict[str, str], chosen: dict[str, str],
+                      coverage: float = DEFAULT_COVERAGES[0]) -> dict:
+    """What a report says about its models' intervals: ``{"coverage", "kinds", "chosen",
+    "sentence"}`` with the sentence from :func:`coverage_sentence` at ``coverage``.
+
+    Args:
+        kinds: ``{model: "tabular" | "photo" | "fusion"}`` for the models to compare.
+        chosen: ``{kind: model}``, the model that speaks for each kind (chosen on validation,
+            or the reference a deliverable compares with), never picked by test width.
+    """
+    metrics = results_intervals(results, kinds, coverage)
+    return {"coverage": coverage, "kinds": kinds, "chosen": chosen,
+            "sentence": coverage_sentence(metrics, {n: kinds[n] for n in metrics},
+                                          {k: m for k, m in chosen.items() if m in metrics})}
+
