@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from shared import features as feats
-from shared.modeling import ModelBundle, build_mlp, compile_regressor, fit_regressor
+from shared.modeling import ModelBundle, build_mlp, compile_regressor, fit_regressor, under_strategy
 
 ORIGINAL = {"hidden": (64, 64), "dropout": 0.2, "l2": 0.0, "learning_rate": 1e-3}
 SEARCH_SPACE = {
@@ -75,6 +75,7 @@ def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, ep
     return best[0], best[1], best[2], trials
 
 
+@under_strategy
 def train_mlp(exp, n_configs: int | None = None, epochs: int | None = None) -> ModelBundle:
     n_configs = n_configs or (2 if exp.smoke else 12)
     epochs = epochs or (5 if exp.smoke else 300)

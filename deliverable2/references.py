@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.modeling import ModelBundle, ModelLoadError
+from shared.modeling import ModelBundle, ModelLoadError, under_strategy
 from shared.split import SPLIT_FILE
 
 TABULAR_REFERENCES = ("mlp", "hgb")
@@ -110,6 +110,7 @@ def _try_load(exp, name: str):
         return None, f"retrained: {exc}"
 
 
+@under_strategy
 def load_or_train(exp, raw_features, train_missing=None, log=print) -> References:
     """Load the deliverable-1 references from ``exp.models_dir`` or train the missing/stale ones.
 
