@@ -151,7 +151,10 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
     output layer; one small model trains (finite loss), saves, reloads and predicts alike."""
     import keras
 
+    from sklearn.preprocessing import StandardScaler
+
     from deliverable1.cnn_scratch import build_cnn
+    from deliverable1.transfer import assemble_end_to_end
     from deliverable2.late_fusion import build_from_branches, build_two_branch
     from shared.modeling import (ModelBundle, build_mlp, compile_regressor, fit_regressor,
                                  linear_head)
@@ -166,15 +169,21 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
         image_head = build_mlp(7, (4,), 0.0, 0.0, 4.0, name="image_head")
         config = {"tab_hidden": (8,), "dropout": 0.0, "l2": 0.0, "img_hidden": (4,),
                   "head_hidden": (4,)}
+        frozen = ModelBundle("transfer_frozen", ("image_features",), linear_head(np.zeros(1280), 4.0),
+                             image_reducer=StandardScaler().fit(rng.normal(size=(4, 1280))),
+                             backbone="efficientnet_lite0", image_size=32)
         models = {
             "mlp": mlp,
-            "linear_head": linear_head(np.zeros(5), 4.0),
+            "linear_head": frozen.estimator,
+            "transfer_end_to_end": assemble_end_to_end(frozen, weights=None),
             "cnn_scratch": build_cnn(32, 4.0, channels=(4,)),
             "late_fusion": build_two_branch(5, 7, np.zeros(7), np.ones(7), config, 4.0),
             "from_branches": build_from_branches(mlp, image_head, np.zeros(7), np.ones(7)),
         }
         for name, model in models.items():
-            output = model.layers[-1]
+            output = model.layers[-1]  # a Dense(1), or the nested head ending with one
+            while isinstance(output, keras.Model):
+                output = output.layers[-1]
             assert output.dtype_policy.compute_dtype == "float32", name
             assert all(str(t.dtype).endswith("float32") for t in model.outputs), name
             inner = [layer for layer in model.layers[:-1]
@@ -193,3 +202,42 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
     finally:
         keras.mixed_precision.set_global_policy(previous)
     assert keras.mixed_precision.global_policy().name == previous.name
+
+
+def test_replica_rule():
+    """Batch sizes in the code are per replica; Adam rates scale by sqrt(replicas); one replica
+    changes nothing (same int, the very same float)."""
+    from shared.devices import global_batch_size, scaled_learning_rate
+
+    assert global_batch_size(32, 1) == 32 and global_batch_size(32, 4) == 128
+    assert scaled_learning_rate(3e-5, 1) == 3e-5
+    assert scaled_learning_rate(1e-3, 4) == pytest.approx(2e-3)
+    assert scaled_learning_rate(1e-3, 2) == pytest.approx(1e-3 * 2 ** 0.5)
+    for bad in ((0, 1), (32, 0)):
+        with pytest.raises(ValueError):
+            global_batch_size(*bad)
+    with pytest.raises(ValueError):
+        scaled_learning_rate(1e-3, 0)
+
+
+def test_one_device_builds_exactly_as_without_strategy():
+    """Under the default strategy (CPU, one device) a training step's scope changes nothing:
+    no strategy captured by the model, the learning rate as given, plain batch norm."""
+    import types
+
+    import keras
+
+    from shared.modeling import (build_mlp, compile_regressor, replicas_of, strategy_of,
+                                 under_strategy)
+
+    @under_strategy
+    def step(exp):
+        model = compile_regressor(build_mlp(3, (4,), 0.0, 0.0, 1.0), 1e-3)
+        return model, strategy_of(exp)
+
+    model, strategy = step(types.SimpleNamespace(strategy=None))
+    assert strategy.num_replicas_in_sync == 1 and replicas_of(model) == 1
+    assert model._distribute_strategy is None  # what Keras keeps outside any scope
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3,
+                                                                                             rel=1e-7)
+    assert model.get_layer("hidden1_bn").synchronized is False
