@@ -288,7 +288,8 @@ def _let_keras_train_under_multi_worker() -> None:
         return
     if getattr(trainer, "_multi_worker_adapted", False):
         return
-    build, reduce_per_replica = trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
+    build = trainer.TensorFlowTrainer._maybe_symbolic_build
+    reduce_per_replica = trainer.reduce_per_replica
 
     def multi_worker(strategy) -> bool:
         return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

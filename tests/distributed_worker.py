@@ -21,12 +21,6 @@ PER_REPLICA_BATCH = 16
 LEARNING_RATE = 1e-2
 
 
-def _digest(weights) -> list[float]:
-    """A compact fingerprint of a weight list: sum and sum of squares of each tensor."""
-    return [float(v) for w in weights for v in (np.sum(w, dtype=np.float64),
-                                                np.sum(np.square(w, dtype=np.float64)))]
-
-
 def _mirrored_info(model) -> dict:
     """How the trainable variables of ``model`` are stored: class names and replica counts."""
     kinds, copies = set(), set()
@@ -41,8 +35,8 @@ def _tabular_data(n: int = 192, d: int = 6, seed: int = 0):
     """Synthetic tabular rows: x (n, d) float32, log-price-like y (n,) float32."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d)).astype(np.float32)
-    y = (4.5 + x @ rng.normal(scale=0.3, size=d) + rng.normal(scale=0.05, size=n)).astype(np.float32)
-    return x, y
+    y = 4.5 + x @ rng.normal(scale=0.3, size=d) + rng.normal(scale=0.05, size=n)
+    return x, y.astype(np.float32)
 
 
 def _photo_data(directory: Path, n: int = 96, size: int = 32, seed: int = 0):
@@ -185,18 +179,17 @@ def mirrored(workdir: Path) -> dict:
 def multi_worker(data_dir: Path, models_dir: Path) -> dict:
     """One worker of a MultiWorkerMirroredStrategy cluster (``TF_CONFIG`` set by the parent):
     the project's own run (:func:`shared.experiment.start_run`) and its ``mlp`` step."""
-    import json as _json
     import os
 
-    from shared.experiment import start_run
-
     import tensorflow as tf
+
+    from shared.experiment import start_run
 
     exp = start_run(data_dir, models_dir, smoke=True)
     from deliverable1 import mlp
 
     bundle = mlp.train_mlp(exp, n_configs=1, epochs=2)
-    task = _json.loads(os.environ["TF_CONFIG"])["task"]
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
     return {"task_index": int(task["index"]), "seed": exp.seed, "device": exp.device,
             "replicas": exp.replicas,
             "multi_worker": isinstance(exp.strategy, tf.distribute.MultiWorkerMirroredStrategy),

@@ -169,7 +169,8 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
         image_head = build_mlp(7, (4,), 0.0, 0.0, 4.0, name="image_head")
         config = {"tab_hidden": (8,), "dropout": 0.0, "l2": 0.0, "img_hidden": (4,),
                   "head_hidden": (4,)}
-        frozen = ModelBundle("transfer_frozen", ("image_features",), linear_head(np.zeros(1280), 4.0),
+        frozen = ModelBundle("transfer_frozen", ("image_features",),
+                             linear_head(np.zeros(1280), 4.0),
                              image_reducer=StandardScaler().fit(rng.normal(size=(4, 1280))),
                              backbone="efficientnet_lite0", image_size=32)
         models = {
@@ -238,6 +239,6 @@ def test_one_device_builds_exactly_as_without_strategy():
     model, strategy = step(types.SimpleNamespace(strategy=None))
     assert strategy.num_replicas_in_sync == 1 and replicas_of(model) == 1
     assert model._distribute_strategy is None  # what Keras keeps outside any scope
-    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3,
-                                                                                             rel=1e-7)
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert rate == pytest.approx(1e-3, rel=1e-7)  # stored as float32
     assert model.get_layer("hidden1_bn").synchronized is False
