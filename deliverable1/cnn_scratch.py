@@ -23,7 +23,8 @@ import keras
 import numpy as np
 
 from shared.images import make_image_dataset
-from shared.modeling import ModelBundle, compile_regressor, fit_regressor, regression_output
+from shared.modeling import (ModelBundle, batch_normalization, compile_regressor, fit_regressor,
+                             regression_output, under_strategy)
 
 CHANNELS = (16, 32, 64, 128)
 
@@ -36,7 +37,7 @@ def build_cnn(image_size: int, target_mean: float, channels=CHANNELS, dropout: f
     for i, filters in enumerate(channels):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                 kernel_regularizer=keras.regularizers.l2(l2), name=f"conv{i + 1}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = batch_normalization(f"bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
@@ -44,6 +45,7 @@ def build_cnn(image_size: int, target_mean: float, channels=CHANNELS, dropout: f
     return keras.Model(inputs, regression_output(x, target_mean), name="cnn_scratch")
 
 
+@under_strategy
 def train_cnn_scratch(exp, learning_rate: float = 1e-3) -> ModelBundle:
     """Train, evaluate and save ``cnn_scratch`` (photo size and epochs from ``exp.budget``)."""
     image_size, epochs = exp.budget.cnn_image_size, exp.budget.cnn_epochs
@@ -54,10 +56,10 @@ def train_cnn_scratch(exp, learning_rate: float = 1e-3) -> ModelBundle:
     model = compile_regressor(build_cnn(image_size, float(np.mean(y_train))), learning_rate)
     with tempfile.TemporaryDirectory(prefix="cnn-photo-cache-") as cache:
         train = make_image_dataset(exp.paths("train"), y_train, image_size=image_size,
-                                   batch_size=batch_size, shuffle=True, augment=True,
-                                   seed=exp.seed, cache_dir=f"{cache}/train")
+                                   batch_size=exp.global_batch(batch_size), shuffle=True,
+                                   augment=True, seed=exp.seed, cache_dir=f"{cache}/train")
         val = make_image_dataset(exp.paths("val"), exp.y_log("val"), image_size=image_size,
-                                 batch_size=batch_size, cache_dir=f"{cache}/val")
+                                 batch_size=exp.global_batch(batch_size), cache_dir=f"{cache}/val")
         history = fit_regressor(model, train, val, epochs=epochs, patience=8)
     params = {"image_size": image_size, "channels": list(CHANNELS), "learning_rate": learning_rate,
               "epochs_run": len(history["loss"]), "augmentation": "flip, brightness, contrast, zoom"}

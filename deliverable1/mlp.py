@@ -15,7 +15,7 @@ import numpy as np
 
 from shared import features as feats
 from shared.modeling import (ModelBundle, SearchResult, build_mlp, compile_regressor, fit_regressor,
-                             tune_on_validation)
+                             tune_on_validation, under_strategy)
 
 ORIGINAL = {"hidden": (64, 64), "dropout": 0.2, "l2": 0.0, "learning_rate": 1e-3}
 SEARCH_SPACE = {
@@ -76,6 +76,7 @@ def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, ep
         label="mlp candidate")
 
 
+@under_strategy
 def train_mlp(exp, n_configs: int | None = None, epochs: int | None = None) -> ModelBundle:
     """Search, evaluate and save ``mlp`` (``n_configs`` / ``epochs``: default ``exp.budget``)."""
     n_configs = n_configs or exp.budget.mlp_configs

@@ -31,7 +31,7 @@ from shared.backbones import DEFAULT_BACKBONE, build_backbone, top_block_layers
 from shared.feature_cache import extract_features
 from shared.images import make_image_dataset
 from shared.modeling import (ModelBundle, compile_regressor, fit_regressor, linear_head, ridge_path,
-                             tune_on_validation)
+                             tune_on_validation, under_strategy)
 
 #: Ridge penalties tried for the linear head (on the summed squared error of the standardised
 #: 1280 correlated features; the Keras equivalent is l2 = alpha / n_train, ~570 rows here).
@@ -50,6 +50,7 @@ def default_image_size(exp) -> int:
     return exp.budget.transfer_image_size
 
 
+@under_strategy
 def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
     """Cached backbone features per part: ({"train": (n, D), ...}, extraction stats)."""
     all_paths = [p for part in ("train", "val", "test") for p in exp.paths(part)]
@@ -59,6 +60,7 @@ def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
     return parts, stats
 
 
+@under_strategy
 def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE,
                           image_size: int | None = None) -> tuple[ModelBundle, dict]:
     """Linear probe on cached features. Returns (bundle, extraction stats)."""
@@ -119,6 +121,7 @@ def unfreeze_top(model: keras.Model, backbone_name: str, n_blocks: int) -> int:
     return len(backbone.trainable_weights)
 
 
+@under_strategy
 def train_transfer_finetuned(exp, frozen: ModelBundle, epochs: int | None = None,
                              learning_rate: float = FINETUNE_LR) -> ModelBundle:
     """Fine-tune ``frozen`` end to end (``epochs``: default ``exp.budget.finetune_epochs``)."""
@@ -132,9 +135,10 @@ def train_transfer_finetuned(exp, frozen: ModelBundle, epochs: int | None = None
     compile_regressor(model, learning_rate)
     size = frozen.image_size
     train = make_image_dataset(exp.paths("train"), exp.y_log("train"), image_size=size,
-                               batch_size=batch_size, shuffle=True, augment=True, seed=exp.seed)
+                               batch_size=exp.global_batch(batch_size), shuffle=True, augment=True,
+                               seed=exp.seed)
     val = make_image_dataset(exp.paths("val"), exp.y_log("val"), image_size=size,
-                             batch_size=batch_size)
+                             batch_size=exp.global_batch(batch_size))
     history = fit_regressor(model, train, val, epochs=epochs, patience=3)
     params = {"backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
               "trainable_backbone_tensors": n_trainable, "learning_rate": learning_rate,

@@ -40,7 +40,7 @@ from sklearn.preprocessing import StandardScaler
 from deliverable1 import baselines
 from deliverable1.mlp import ORIGINAL, fit_mlp, sample_configs
 from shared import features as feats
-from shared.modeling import ModelBundle, tune_on_validation
+from shared.modeling import ModelBundle, tune_on_validation, under_strategy
 
 #: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`)
 #: (``exp.budget.fusion_components``; the MLP configurations tried at the chosen reduction,
@@ -132,6 +132,7 @@ def _config_key(config: dict) -> dict:
             "learning_rate": config["learning_rate"]}
 
 
+@under_strategy
 def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_config: dict | None = None,
                        log=print) -> tuple[ModelBundle, dict]:
     """Search ``k`` then the MLP on validation; evaluate and save ``models/early_fusion``.

@@ -48,7 +48,7 @@ from shared import features as feats
 from shared.backbones import build_backbone
 from shared.images import make_image_dataset
 from shared.modeling import (ModelBundle, compile_regressor, dense_block, fit_regressor,
-                             regression_output, tune_on_validation)
+                             regression_output, tune_on_validation, under_strategy)
 
 #: Photo-branch and head shapes tried in phase 1 (the tabular branch is deliverable 1's ``mlp``):
 #: a narrow photo branch merged directly, and a wider one with a hidden layer after the merge.
@@ -102,10 +102,11 @@ def assemble_end_to_end(network: keras.Model, encoder: keras.Model, image_size: 
 
 def photo_data(exp, part: str, image_size: int, batch_size: int = 32, training: bool = False,
                cache_dir: str | None = None):
-    """tf.data of ({"image", "tabular"}, log price) for one part (shuffled + augmented if training)."""
+    """tf.data of ({"image", "tabular"}, log price) for one part (shuffled + augmented if training),
+    ``batch_size`` rows per replica."""
     return make_image_dataset(exp.paths(part), exp.y_log(part), extra_inputs=exp.tabular[part],
-                              image_size=image_size, batch_size=batch_size, shuffle=training,
-                              augment=training, seed=exp.seed, cache_dir=cache_dir)
+                              image_size=image_size, batch_size=exp.global_batch(batch_size),
+                              shuffle=training, augment=training, seed=exp.seed, cache_dir=cache_dir)
 
 
 def split_end_to_end(bundle: ModelBundle) -> tuple[keras.Model, keras.Model]:
@@ -177,6 +178,7 @@ def _all_layers(model):
 
 # --------------------------------------------------------------------------- late_fusion
 
+@under_strategy
 def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config: dict,
                       epochs: int | None = None, finetune_epochs: int | None = None,
                       log=print) -> ModelBundle:
@@ -317,6 +319,7 @@ def build_from_branches(tab_model: keras.Model, img_head: keras.Model, img_mean,
     return keras.Model({"tabular": tabular, "image": image}, output, name=name)
 
 
+@under_strategy
 def train_late_fusion_from_branches(exp, refs, raw_features, log=print) -> ModelBundle:
     """Initialise from ``mlp`` + the best transfer model, train the head, then both branches.
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.modeling import ModelBundle, ModelLoadError
+from shared.modeling import ModelBundle, ModelLoadError, under_strategy
 
 TABULAR_REFERENCES = ("mlp", "hgb")
 TRANSFER_MODELS = ("transfer_frozen", "transfer_finetuned")
@@ -86,6 +86,7 @@ def _try_load(exp, name: str):
         return None, "retrained: " + str(exc).replace(str(directory), f"models/{name}")
 
 
+@under_strategy
 def load_or_train(exp, train_missing=None, log=print) -> References:
     """Load the deliverable-1 references from ``exp.models_dir`` or train the missing/stale ones.
 

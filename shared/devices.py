@@ -12,6 +12,12 @@ Training code does::
     model.fit(ds.batch(info.global_batch(32)), ...)
     print(info.describe())               # "CPU, default strategy, 1 replica, float32"
 
+In this project :func:`shared.experiment.start_run` does the first two steps and keeps the
+strategy on the experiment (``exp.strategy``, ``exp.replicas``); every training step of both
+deliverables runs inside ``exp.strategy.scope()`` (:func:`shared.modeling.under_strategy`),
+and :func:`global_batch_size` / :func:`scaled_learning_rate` below are the one rule for batch
+sizes and learning rates on several replicas.
+
 What :func:`setup_devices` chooses:
 
 * **CPU only** (this project's development machines and CI): the default strategy, 1 replica,
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,7 +54,9 @@ __all__ = [
     "DeviceInfo",
     "MIXED_PRECISION_ENV",
     "configure_determinism",
+    "global_batch_size",
     "parse_tf_config",
+    "scaled_learning_rate",
     "select_strategy_name",
     "setup_devices",
 ]
@@ -89,9 +98,44 @@ class DeviceInfo:
 
     def global_batch(self, per_replica_batch: int) -> int:
         """The global batch size to give ``Dataset.batch`` / ``fit`` for a per-replica batch."""
-        if per_replica_batch < 1:
-            raise ValueError(f"per_replica_batch must be >= 1, got {per_replica_batch}")
-        return per_replica_batch * self.replicas
+        return global_batch_size(per_replica_batch, self.replicas)
+
+
+# --------------------------------------------------------------------------------------------
+# How training settings follow the number of replicas: the one place that decides it
+# --------------------------------------------------------------------------------------------
+#
+# Every batch size and learning rate written in the training code is the one tuned on a single
+# device. With R replicas in sync (GPUs of one machine, or of all workers):
+#
+# * the *per-replica* batch stays as tuned, so the global batch (what ``Dataset.batch`` gets and
+#   what one optimiser step averages over) is R times larger. Each replica then sees the batch
+#   the model was tuned with: the same memory per device and the same batch-norm statistics
+#   (Keras batch norm normalises with the statistics of the replica's own batch);
+# * the learning rate is multiplied by sqrt(R). Every model here trains with Adam; for adaptive
+#   optimisers the square-root rule keeps the training dynamics comparable when the batch grows
+#   (Malladi et al., "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms", NeurIPS
+#   2022), whereas the linear rule of SGD (Goyal et al. 2017) overshoots with Adam. The
+#   validation-driven learning-rate reduction and early stopping still adjust it afterwards.
+#
+# With one replica both are the identity: results on one device do not depend on this code.
+
+
+def global_batch_size(per_replica_batch: int, replicas: int) -> int:
+    """Global batch (rows per optimiser step, over all replicas) for a per-replica batch."""
+    if per_replica_batch < 1:
+        raise ValueError(f"per_replica_batch must be >= 1, got {per_replica_batch}")
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    return int(per_replica_batch) * int(replicas)
+
+
+def scaled_learning_rate(learning_rate: float, replicas: int) -> float:
+    """The Adam learning rate for ``replicas`` replicas, given the one tuned on one device:
+    ``learning_rate * sqrt(replicas)`` (returned unchanged for one replica)."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    return learning_rate if replicas == 1 else float(learning_rate) * math.sqrt(replicas)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,6 +263,68 @@ def _enable_memory_growth(gpus: list) -> None:
             log.warning("could not enable memory growth on %s: runtime already initialised", gpu.name)
 
 
+def _let_keras_train_under_multi_worker() -> None:
+    """Make ``Model.fit`` / ``evaluate`` run under ``MultiWorkerMirroredStrategy`` (Keras 3).
+
+    Keras 3 (3.15 here; keras-team/keras#20585, tensorflow/tensorflow#72388) fails twice with
+    that strategy, in code paths only taken with several workers:
+
+    * before the first step it builds the model from one batch of the distributed dataset by
+      reducing the whole ``(x, y)`` nest with one ``strategy.reduce`` call, which the
+      multi-worker strategy only accepts for a single value ("Attempt to convert a value
+      (PerReplica...) to a Tensor"). The batch only gives the input shapes: this worker's own
+      share of it is used instead;
+    * after each step it averages the per-replica logs (scalar loss and metrics) with
+      ``strategy.reduce("MEAN", v, axis=0)``, which has no axis 0 for a scalar ("Invalid
+      reduction dimension 0"). Scalars are averaged over replicas (``axis=None``) instead.
+
+    Applied once, when a multi-worker strategy is created; every other strategy takes Keras's
+    own code unchanged (both replacements hand anything else to the original function).
+    """
+    try:
+        from keras import tree
+        from keras.src.backend.tensorflow import trainer
+    except ImportError:  # another Keras layout: nothing to adapt
+        return
+    if getattr(trainer, "_multi_worker_adapted", False):
+        return
+    build = trainer.TensorFlowTrainer._maybe_symbolic_build
+    reduce_per_replica = trainer.reduce_per_replica
+
+    def multi_worker(strategy) -> bool:
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def local(value, strategy):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def build_from_local_batch(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or not multi_worker(strategy):
+            return build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            data_batch = tree.map_structure(lambda v: local(v, strategy), next(it))
+            break
+        return build(self, data_batch=data_batch)
+
+    def reduce_scalars_without_axis(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not multi_worker(strategy):
+            return reduce_per_replica(values, strategy, reduction)
+
+        def mean(value):  # a PerReplica value, or a tensor when a worker has one replica
+            if getattr(local(value, strategy), "shape", None) is not None and \
+                    local(value, strategy).shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)
+            return reduce_per_replica(value, strategy, reduction)
+
+        return tree.map_structure(mean, values)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
+    trainer.reduce_per_replica = reduce_scalars_without_axis
+    trainer._multi_worker_adapted = True
+
+
 def _set_precision_policy(mixed: bool) -> None:
     import keras
 
@@ -259,6 +365,7 @@ def setup_devices(mixed_precision: bool | None = None, logical_cpus: int | None 
             None,
         )
         strategy = existing or tf.distribute.MultiWorkerMirroredStrategy()
+        _let_keras_train_under_multi_worker()
     elif name == STRATEGY_MIRRORED and logical_cpus:
         strategy = tf.distribute.MirroredStrategy(
             devices=_split_cpu(logical_cpus),

@@ -42,6 +42,11 @@ class Experiment:
     tabular: dict[str, np.ndarray]
     seed: int = config.SEED
     device: str = ""
+    #: The ``tf.distribute.Strategy`` every Keras model is built, compiled and trained under
+    #: (set by :func:`start_run`; None means the current one, the default strategy outside any
+    #: scope) and its number of replicas in sync.
+    strategy: object = None
+    replicas: int = 1
     results: dict = field(default_factory=dict)
     predictions: dict = field(default_factory=dict)
     histories: dict = field(default_factory=dict)
@@ -61,6 +66,13 @@ class Experiment:
 
     def paths(self, part: str) -> list[str]:
         return list(self.parts[part].image_paths)
+
+    def global_batch(self, per_replica_batch: int) -> int:
+        """Batch size for a tf.data pipeline: ``per_replica_batch`` rows on each replica
+        (:func:`shared.devices.global_batch_size`; unchanged on one device)."""
+        from shared.devices import global_batch_size
+
+        return global_batch_size(per_replica_batch, self.replicas)
 
     def evaluate(self, bundle: ModelBundle, train_seconds: float, history: dict | None = None,
                  save: bool = True, predictions: dict | None = None) -> dict:
@@ -173,13 +185,15 @@ def timed_step(exp: Experiment, name: str, train, log=print):
 def start_run(data_dir, models_dir, smoke: bool = False) -> Experiment:
     """The common start of every training run (both reports, ``python -m deliverableN.train``):
     devices set up (GPU memory growth, distribution strategy), seeds and deterministic ops
-    configured, then :func:`prepare`. ``exp.device`` describes the device used."""
+    configured, then :func:`prepare`. ``exp.device`` describes the device used; ``exp.strategy``
+    and ``exp.replicas`` are the strategy the training steps run under."""
     from shared.devices import configure_determinism, setup_devices
 
     info = setup_devices()
     configure_determinism(config.SEED)
     exp = prepare(data_dir, models_dir, smoke=smoke)
     exp.device = info.describe()
+    exp.strategy, exp.replicas = info.strategy, info.replicas
     return exp
 
 

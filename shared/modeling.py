@@ -21,10 +21,12 @@ sha256 of ``listings.csv``), so a saved model is reused only on the same split o
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,7 +191,71 @@ def _load_joblib(path: Path):
     return joblib.load(path) if path.is_file() else None
 
 
+# --------------------------------------------------------------------------- distribution strategy
+
+def strategy_of(owner=None):
+    """The ``tf.distribute.Strategy`` of ``owner``: an :class:`~shared.experiment.Experiment` or
+    a :class:`~shared.devices.DeviceInfo` (their ``strategy`` attribute), a strategy itself, or
+    None / an owner without one: the current strategy (the default one outside any scope)."""
+    import tensorflow as tf
+
+    if isinstance(owner, tf.distribute.Strategy):
+        return owner
+    strategy = getattr(owner, "strategy", None)
+    return strategy if strategy is not None else tf.distribute.get_strategy()
+
+
+@contextmanager
+def in_strategy(owner=None):
+    """``with in_strategy(exp): ...`` builds, compiles (and may fit) Keras models inside
+    ``strategy.scope()`` of ``owner`` (see :func:`strategy_of`); yields the strategy. Models built
+    there keep their variables mirrored on every replica, and ``fit`` / ``predict`` split each
+    global batch between the replicas. With the default strategy (one device) it changes nothing."""
+    strategy = strategy_of(owner)
+    with strategy.scope():
+        yield strategy
+
+
+def under_strategy(step):
+    """Decorator for a step ``step(exp, ...)`` of a training run: the whole step (Keras models
+    built, loaded, compiled, fitted, evaluated) runs inside ``exp.strategy.scope()``. Nested
+    steps of the same experiment re-enter the same scope, which TensorFlow allows. This is how
+    every model of both deliverables is built under the run's strategy."""
+
+    @functools.wraps(step)
+    def run_in_scope(exp, *args, **kwargs):
+        with in_strategy(exp):
+            return step(exp, *args, **kwargs)
+
+    return run_in_scope
+
+
+def replicas_of(model) -> int:
+    """Number of replicas training ``model`` in sync (1 unless it was built inside the scope of
+    a multi-device or multi-worker strategy)."""
+    return int(model.distribute_strategy.num_replicas_in_sync)
+
+
 # --------------------------------------------------------------------------- Keras building blocks
+
+def batch_normalization(name: str):
+    """The batch-norm layer of every model built here.
+
+    Built under a strategy with several replicas, it normalises with the statistics of the
+    *global* batch (``synchronized=True``: one all-reduce of the per-channel sums per layer and
+    step), so a distributed step computes what one device computes on the global batch;
+    otherwise each replica would normalise with its own share of the batch. On one device it is
+    the plain layer (the synchronised statistics are only used in training mode; prediction
+    uses the moving averages either way).
+    """
+    import keras
+    import tensorflow as tf
+
+    several = tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+    if several:
+        return keras.layers.BatchNormalization(name=name, synchronized=True)
+    return keras.layers.BatchNormalization(name=name)
+
 
 def dense_block(x, units: int, dropout: float, l2: float, name: str):
     """Dense -> batch norm -> ReLU -> dropout, the unit of every MLP in the project."""
@@ -197,7 +263,7 @@ def dense_block(x, units: int, dropout: float, l2: float, name: str):
 
     x = keras.layers.Dense(units, kernel_regularizer=keras.regularizers.l2(l2) if l2 else None,
                            name=f"{name}_dense")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = batch_normalization(f"{name}_bn")(x)
     x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return keras.layers.Dropout(dropout, name=f"{name}_dropout")(x) if dropout else x
 
@@ -256,10 +322,18 @@ def linear_head(coef: np.ndarray, intercept: float, l2: float = 0.0, name: str =
 
 
 def compile_regressor(model, learning_rate: float):
-    """Adam + mean squared error on log price; MAE on log price tracked too."""
+    """Adam + mean squared error on log price; MAE on log price tracked too.
+
+    ``learning_rate`` is the one tuned on one device; on several replicas it is scaled by
+    :func:`shared.devices.scaled_learning_rate`. Call it inside the strategy scope the model was
+    built in (the optimiser's variables are created there).
+    """
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse",
+    from shared.devices import scaled_learning_rate
+
+    rate = scaled_learning_rate(learning_rate, replicas_of(model))
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="mse",
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae_log")])
     return model
 
@@ -269,11 +343,12 @@ def fit_regressor(model, train, validation, epochs: int, patience: int = 10,
     """Fit with early stopping (best weights restored) and LR reduction on validation loss.
 
     ``train`` / ``validation`` are (x, y) tuples of arrays (x may be a dict of arrays) or
-    tf.data datasets. Arrays are wrapped once in a tf.data pipeline (training rows reshuffled
-    every epoch with ``seed``, batches of ``batch_size``, default 32): handing numpy arrays to
-    Keras makes it rebuild its input pipeline every epoch, which dominated the training time of
-    small heads (109 vs 42 ms per epoch for the transfer head on 569 rows, measured by the
-    benchmark run of 2026-11-27 00:58 UTC before this change).
+    tf.data datasets (already batched by the global batch size). Arrays are wrapped once in a
+    tf.data pipeline (training rows reshuffled every epoch with ``seed``; ``batch_size`` rows per
+    replica, default 32, i.e. batches of :func:`shared.devices.global_batch_size`): handing
+    numpy arrays to Keras makes it rebuild its input pipeline every epoch, which dominated the
+    training time of small heads (109 vs 42 ms per epoch for the transfer head on 569 rows,
+    measured by the benchmark run of 2026-11-27 00:58 UTC before this change).
     Returns the Keras history dict (per-epoch lists).
     """
     import keras
@@ -284,10 +359,15 @@ def fit_regressor(model, train, validation, epochs: int, patience: int = 10,
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(2, patience // 3), min_lr=1e-6),
     ]
+    from shared.devices import global_batch_size
+
+    replicas = replicas_of(model)
     if isinstance(train, tuple):
-        train = arrays_dataset(train, batch_size or 32, shuffle=True, seed=seed)
+        train = arrays_dataset(train, global_batch_size(batch_size or 32, replicas), shuffle=True,
+                               seed=seed)
     if isinstance(validation, tuple):
-        validation = arrays_dataset(validation, max(batch_size or 32, 256))
+        validation = arrays_dataset(validation, global_batch_size(max(batch_size or 32, 256),
+                                                                  replicas))
     history = model.fit(train, validation_data=validation, epochs=epochs, shuffle=False,
                         callbacks=callbacks, verbose=verbose)  # the dataset shuffles itself
     return {k: [float(v) for v in values] for k, values in history.history.items()}
