@@ -58,12 +58,12 @@ class ReportError(RuntimeError):
 
 
 def display_path(path) -> str:
-    """``path`` as a report should show it: relative to the project root when that is shorter
-    than going through ``/`` (inside the project, or beside it: ``../shared/data/...``),
-    otherwise absolute (a scratch folder of a smoke run). Never None-safe: pass a path."""
+    """``path`` as a report shows it: relative to the project root when it lies inside the
+    project or beside it (``../shared/data/...``), otherwise absolute (e.g. the scratch folder of
+    a smoke run, which is never committed)."""
     path = Path(path).resolve()
     relative = os.path.relpath(path, config.PROJECT_ROOT)
-    return relative if relative.count("..") <= 2 else str(path)
+    return relative if relative.split(os.sep).count("..") <= 1 else str(path)
 
 
 def build_notebook(script: Path, parameters: dict):

@@ -123,3 +123,14 @@ def test_quiet_notebook_hides_tensorflow_start_up_lines_and_restores_stderr():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "3"
     assert proc.stderr.strip() == "stderr still works"
+
+
+def test_report_paths_are_project_relative_inside_or_beside_the_project(tmp_path):
+    from shared import config
+    from shared.reporting import display_path
+
+    root = config.PROJECT_ROOT
+    assert display_path(root / "models") == "models"
+    assert display_path(root.parent / "shared" / "data" / "x") == os.path.join("..", "shared", "data", "x")
+    far = Path("/") / "opt" / "elsewhere" / "run"
+    assert display_path(far) == str(far)  # not a path relative to the project: shown as it is
