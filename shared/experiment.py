@@ -23,7 +23,8 @@ from shared import config
 from shared import features as feats
 from shared.dataset import Dataset, load_dataset
 from shared.evaluation import regression_metrics, write_metrics
-from shared.intervals import IntervalCalibration, fit_calibration, interval_report
+from shared.intervals import (DEFAULT_COVERAGES, IntervalCalibration, fit_calibration,
+                              interval_report)
 from shared.modeling import ModelBundle
 from shared.settings import Budget, budget_for
 from shared.split import Split, load_or_make_split
@@ -80,7 +81,9 @@ class Experiment:
 
         ``predictions`` may pass precomputed {"val": eur, "test": eur} to avoid recomputation.
         A bundle without an interval calibration gets one (:meth:`calibrate_intervals`); the
-        record's ``intervals`` holds its method, calibration size and test coverage / width.
+        record's ``intervals`` holds its method, calibration size and test coverage / width at
+        each of :data:`~shared.intervals.DEFAULT_COVERAGES` the calibration supports (a tiny
+        validation part cannot calibrate a 90% range).
         """
         record = {"train_seconds": float(train_seconds), "params": bundle.params}
         self.predictions[bundle.name] = {}
@@ -95,7 +98,9 @@ class Experiment:
         record["intervals"] = {
             "method": bundle.intervals.method, "calibration_rows": bundle.intervals.n,
             "test": interval_report(bundle.intervals, np.log(self.predictions[bundle.name]["test"]),
-                                    self.parts["test"].frame, self.y_eur("test"))}
+                                    self.parts["test"].frame, self.y_eur("test"),
+                                    coverages=[c for c in DEFAULT_COVERAGES
+                                               if c <= bundle.intervals.max_coverage])}
         self.results[bundle.name] = record
         if history:
             self.histories[bundle.name] = history

@@ -638,7 +638,7 @@ def results_intervals(results: dict, names, coverage: float = DEFAULT_COVERAGES[
     intervals in ``results`` (``Experiment.results``: ``record["intervals"]["test"]``)."""
     key = f"{coverage:g}"
     return {n: results[n]["intervals"]["test"][key] for n in names
-            if n in results and "intervals" in results[n]}
+            if n in results and key in results[n].get("intervals", {}).get("test", {})}
 
 
 def interval_analysis(results: dict, kinds: dict[str, str], chosen: dict[str, str],

@@ -379,9 +379,12 @@ def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(traine
         assert status == 1, captured.err
         assert str(ids[2]) in captured.err
         result = pd.read_csv(out)
-        assert list(result.columns) == ["ID", "predicted_price"]
+        # every trained model carries its interval calibration, so predict adds the 80% range
+        assert list(result.columns) == ["ID", "predicted_price", "price_low", "price_high"]
         assert sorted(result["ID"]) == sorted(i for i in ids if i != ids[2])
         assert (result["predicted_price"] > 0).all()
+        assert ((result["price_low"] <= result["predicted_price"])
+                & (result["predicted_price"] <= result["price_high"])).all()
         expected = dict(zip(exp.parts["test"].ids, exp.predictions[name]["test"]))
         for listing, price in zip(result["ID"], result["predicted_price"]):
             assert price == pytest.approx(expected[listing], abs=0.02), (name, listing)
