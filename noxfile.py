@@ -15,7 +15,7 @@ Sessions::
     nox -s tests                      # the test suite (CPU)
     nox -s deliverable1 [-- --smoke]  # train deliverable-1 models, render docs/deliverable1/
     nox -s deliverable2 [-- --smoke]  # fusion models, render docs/deliverable2/
-    nox -s data [-- --source drive]   # fetch the real dataset into the data directory
+    nox -s data [-- --source drive]   # fetch the real dataset (default source: github)
     nox -s bench [-- --quick]         # benchmarks -> docs/benchmarks.md/json
     nox -s lint                       # ruff on the Python code, hadolint on the Dockerfile
     nox -s docs                       # static documentation site (MkDocs, strict)
@@ -70,7 +70,8 @@ def deliverable2(session: nox.Session) -> None:
 
 @nox.session
 def data(session: nox.Session) -> None:
-    """Fetch the real dataset into the data directory (``-- --source opendatasoft`` etc.)."""
+    """Fetch the real dataset into the data directory (default source ``github``;
+    ``-- --source drive`` or ``-- --source opendatasoft`` for the others)."""
     _run(session, "-m", "shared.cli", "data", "fetch", *session.posargs)
 
 

@@ -1,7 +1,7 @@
 """``airbnb-dl``: the project's command line.
 
     airbnb-dl data check   [--data-dir D]                  summary of the usable listings
-    airbnb-dl data fetch   [--source drive|opendatasoft] [--dest D] ...
+    airbnb-dl data fetch   [--source github|drive|opendatasoft] [--dest D] ...
     airbnb-dl report       deliverable1|deliverable2 [--smoke] [--data-dir D] [--out DIR]
     airbnb-dl predict      --model models/<name> --data-dir D --out predictions.csv
                            [--coverage 0.8]
@@ -33,7 +33,7 @@ def _quiet_tensorflow() -> None:
 def cmd_data_check(args) -> int:
     from shared.dataset import load_dataset
 
-    dataset = load_dataset(args.data_dir)
+    dataset = load_dataset(args.data_dir, require_features=False)
     summary = dataset.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -56,6 +56,10 @@ def cmd_data_check(args) -> int:
         w, h = summary["image_size_px"]["width"], summary["image_size_px"]["height"]
         print(f"photo width (px)  : min {w['min']}, median {w['median']:.0f}, max {w['max']}")
         print(f"photo height (px) : min {h['min']}, median {h['median']:.0f}, max {h['max']}")
+    if "absent_feature_columns" in summary:
+        absent = summary["absent_feature_columns"]
+        print(f"absent columns    : {len(absent)} feature column(s) the models read: "
+              f"{', '.join(absent)}")
     if "room_types" in summary:
         print("room types        : " + ", ".join(f"{k} {v}" for k, v in summary["room_types"].items()))
     return EXIT_OK
@@ -71,15 +75,17 @@ def ensure_data(data_dir) -> Path:
     path = config.resolve_data_dir(data_dir, must_exist=False)
     if (path / "listings.csv").is_file():
         return path
-    from shared.acquisition import fetch_dataset
+    from shared.acquisition import DEFAULT_SOURCE, REPORT_FILE, fetch_dataset
 
     print(f"No dataset in {path} (listings.csv missing): fetching it now with the default source "
-          "'drive' (what is fetched, and from where, follows).", flush=True)
-    summary = fetch_dataset(path, source="drive")
+          f"'{DEFAULT_SOURCE}' (what is fetched, and from where, follows).", flush=True)
+    summary = fetch_dataset(path, source=DEFAULT_SOURCE)
     if not (path / "listings.csv").is_file():
+        details = (f"details in {path / REPORT_FILE}" if summary.get("written", True)
+                   else "nothing was written")
         raise config.DataDirError(
-            f"fetching the dataset into {path} failed ({summary.get('error', summary.get('status'))}); "
-            f"details in {path / 'fetch_report.json'}. {config.DATA_HELP}")
+            f"fetching the dataset into {path} failed ({summary.get('error') or summary.get('status')}); "
+            f"{details}. {config.DATA_HELP}")
     return path
 
 

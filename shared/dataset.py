@@ -34,6 +34,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from shared import config, schema
+from shared.schema import parse_listing_id  # noqa: F401 - one rule for IDs, re-exported here
 from shared.io import atomic_path, sha256_file
 
 #: Columns the feature engineering reads (see :mod:`shared.features`); all must be present.
@@ -50,7 +51,9 @@ FEATURE_SOURCE_COLUMNS: tuple[str, ...] = (
     "Review Scores Value", "Cancellation Policy", "Calculated host listings count",
     "Reviews per Month", "Features", "Description", "License",
 )
-REQUIRED_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, "City", *FEATURE_SOURCE_COLUMNS)
+#: Columns every dataset directory needs, whatever it is used for (the canonical layout's core).
+LAYOUT_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, "City")
+REQUIRED_COLUMNS: tuple[str, ...] = (*LAYOUT_COLUMNS, *FEATURE_SOURCE_COLUMNS)
 
 # Photo modes TensorFlow's decoder reads directly (after conversion to 3 channels).
 _TF_DECODABLE = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"),
@@ -82,6 +85,7 @@ class Dataset:
     data_dir: Path | None = None
     csv_sha256: str = ""
     has_prices: bool = True
+    absent_feature_columns: tuple[str, ...] = ()
 
     @property
     def ids(self) -> np.ndarray:
@@ -103,7 +107,8 @@ class Dataset:
         position = pd.Series(np.arange(len(self.frame)), index=self.frame[schema.ID_COLUMN])
         rows = position.loc[list(ids)].to_numpy()
         return Dataset(self.frame.iloc[rows].reset_index(drop=True), dict(self.drops),
-                       self.rows_read, self.data_dir, self.csv_sha256, self.has_prices)
+                       self.rows_read, self.data_dir, self.csv_sha256, self.has_prices,
+                       self.absent_feature_columns)
 
     def summary(self) -> dict:
         """Plain-dict summary used by ``airbnb-dl data check`` and the metrics files."""
@@ -114,6 +119,8 @@ class Dataset:
             "rows_usable": int(len(self.frame)),
             "drops": {reason: len(ids) for reason, ids in sorted(self.drops.items())},
         }
+        if self.absent_feature_columns:
+            out["absent_feature_columns"] = list(self.absent_feature_columns)
         if self.has_prices and len(self.frame):
             prices = self.prices
             out["price_eur"] = {"min": float(prices.min()), "median": float(np.median(prices)),
@@ -162,15 +169,6 @@ def parse_price(value) -> float:
     return number if math.isfinite(number) else math.nan
 
 
-def parse_listing_id(value) -> int | None:
-    """Return the listing ID as a positive int, or None if it is not one (never a path)."""
-    text = str(value).strip()
-    if re.fullmatch(r"\d{1,18}(\.0+)?", text) is None:
-        return None
-    number = int(text.split(".")[0])
-    return number if number > 0 else None
-
-
 def normalise_city(value) -> str:
     """'Madrid, Comunidad de Madrid' / ' MADRID ' / 'Madrid ' -> 'madrid' (accents stripped)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -183,20 +181,29 @@ def normalise_city(value) -> str:
 
 @dataclass(frozen=True)
 class PhotoCheck:
-    """Result of opening one photo: usable path (maybe a converted copy) or a drop reason."""
+    """Result of opening one photo: usable path (maybe a converted copy) or a drop reason.
+
+    ``format`` is Pillow's name of the file's format (``"JPEG"``, ``"PNG"`` ...), empty when the
+    file could not be opened.
+    """
 
     path: str | None
     width: int = 0
     height: int = 0
     reason: str | None = None
+    format: str = ""
 
 
-def check_photo(path: Path, converted_dir: Path | None = None) -> PhotoCheck:
+def check_photo(path: Path, converted_dir: Path | None = None, *, convert: bool = True) -> PhotoCheck:
     """Fully decode ``path``; return where the pipeline should read it from, or why it cannot.
+
+    The one photo check of the project: the loader drops listings whose photo fails it, and
+    ``data fetch`` keeps a downloaded photo only when it passes it.
 
     Photos TensorFlow decodes directly (RGB/grayscale JPEG, PNG, GIF, BMP) are used in place.
     Others that Pillow decodes (CMYK JPEG, TIFF, WebP, ...) are converted once to an RGB JPEG in
-    ``converted_dir`` (the derived-data cache), keyed by the file's sha256.
+    ``converted_dir`` (the derived-data cache), keyed by the file's sha256; with
+    ``convert=False`` nothing is written and the photo's own path is returned.
     """
     if not path.is_file():
         return PhotoCheck(None, reason="photo missing")
@@ -207,17 +214,19 @@ def check_photo(path: Path, converted_dir: Path | None = None) -> PhotoCheck:
                 fmt, mode = image.format, image.mode
                 image.load()  # full decode: raises on truncated data
                 width, height = image.size
-                if (fmt, mode) in _TF_DECODABLE:
-                    return PhotoCheck(str(path), width, height)
+                if min(width, height) < 1:
+                    return PhotoCheck(None, reason="photo is empty", format=str(fmt))
+                if (fmt, mode) in _TF_DECODABLE or not convert:
+                    return PhotoCheck(str(path), width, height, format=str(fmt))
                 target_dir = converted_dir or (config.cache_dir() / "converted_photos")
                 target = target_dir / f"{sha256_file(path)}.jpg"
                 if not target.exists():
                     with atomic_path(target, suffix=".jpg") as tmp:
                         image.convert("RGB").save(tmp, format="JPEG", quality=95)
-                return PhotoCheck(str(target), width, height)
+                return PhotoCheck(str(target), width, height, format=str(fmt))
     except (UnidentifiedImageError, Image.DecompressionBombError):
         return PhotoCheck(None, reason="photo is not an image")
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, EOFError):
         return PhotoCheck(None, reason="photo truncated or corrupt")
 
 
@@ -238,7 +247,7 @@ def read_listings_csv(data_dir: Path) -> pd.DataFrame:
 
 
 def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool = True,
-                 converted_dir: Path | None = None) -> Dataset:
+                 converted_dir: Path | None = None, require_features: bool = True) -> Dataset:
     """Load ``listings.csv`` + ``images/`` from a dataset directory and keep the usable rows.
 
     Args:
@@ -246,6 +255,11 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
         require_price: True for training (the Price column must exist; rows without a valid
             price are dropped). False for prediction (Price optional; rows kept regardless).
         check_photos: decode every photo (True everywhere except tests of the table logic).
+        require_features: True (training, prediction): every column the feature engineering
+            reads must be present. False (``data check``): only ID, City (and Price when
+            required) must be; absent feature columns are listed in ``absent_feature_columns``
+            (a dataset from a source with fewer columns, e.g. the 48-column ``github`` one). The
+            error for a dataset missing a core column still names every missing column.
 
     Raises:
         DatasetError: listings.csv missing/unreadable, or required columns missing.
@@ -255,7 +269,8 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
     csv_sha = sha256_file(data_dir / schema.LISTINGS_FILE)
     required = list(REQUIRED_COLUMNS) + ([schema.TARGET_COLUMN] if require_price else [])
     missing = [c for c in required if c not in frame.columns]
-    if missing:
+    core = [*LAYOUT_COLUMNS, *([schema.TARGET_COLUMN] if require_price else [])]
+    if missing and (require_features or any(c in core for c in missing)):
         raise DatasetError(
             f"{data_dir / schema.LISTINGS_FILE} is missing required column(s): {', '.join(missing)}")
 
@@ -294,7 +309,8 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
     frame = frame.sort_values(schema.ID_COLUMN).reset_index(drop=True)
     frame = _attach_photos(frame, data_dir, drops, check_photos, converted_dir)
     drops = {reason: ids for reason, ids in drops.items() if ids}
-    return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices)
+    absent = tuple(c for c in missing if c not in core)
+    return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices, absent)
 
 
 def _attach_photos(frame: pd.DataFrame, data_dir: Path, drops: dict, check_photos: bool,

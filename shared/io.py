@@ -15,27 +15,52 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+#: Suffix of the temporary files :func:`atomic_path` creates (``.<name>.<random>.tmp``).
+TEMP_SUFFIX = ".tmp"
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds."""
+def atomic_path(target: str | os.PathLike, suffix: str = "", fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds.
+
+    The temporary file is ``.<name>.<random><suffix>`` in the target's folder (default suffix
+    :data:`TEMP_SUFFIX`), so the rename never crosses file systems; it is deleted when the block
+    raises. ``fsync`` flushes the file to disk before the rename (for files worth not losing).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or TEMP_SUFFIX,
+                               dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if fsync:
+            with open(tmp_path, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
 
 
-def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
+def write_text_atomic(target: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``target`` atomically and return the path."""
-    with atomic_path(target) as tmp:
+    with atomic_path(target, fsync=fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(target)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, suffix: str = TEMP_SUFFIX) -> int:
+    """Delete temporary files (``.*<suffix>``) left in ``folder`` by a killed run; return how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for stale in folder.glob(f".*{suffix}"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_json_atomic(target: str | os.PathLike, data: Any) -> Path:

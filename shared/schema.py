@@ -12,6 +12,9 @@ model reads it through :mod:`shared.dataset`.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 LISTINGS_FILE = "listings.csv"
 IMAGES_DIR = "images"
 CSV_SEPARATOR = ";"
@@ -114,3 +117,28 @@ PRICE_DERIVED_COLUMNS: tuple[str, ...] = ("Price", "Weekly Price", "Monthly Pric
 
 TARGET_COLUMN = "Price"
 ID_COLUMN = "ID"
+
+_LISTING_ID = re.compile(r"[0-9]{1,18}(?:\.0+)?")
+
+
+def parse_listing_id(value: Any) -> int | None:
+    """The listing ID as a positive int, or None when ``value`` is not a positive integer.
+
+    An ID names the photo file ``images/<ID>.jpg``, so it is only ever used once it is an int.
+    Accepted: ints (numpy ints too), integral floats (``7.0``) and ASCII digit strings, with
+    surrounding spaces and an optional ``.0`` suffix (``" 12 "``, ``"12.0"``: how a numeric export
+    writes an integer column). Refused: booleans, NaN, fractions, exponents, signs and non-ASCII
+    digits (``"١٢"``, full-width digits), which no source uses for an ID.
+    """
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalar -> Python scalar
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        value = int(value) if value.is_integer() else None
+    elif isinstance(value, str):
+        text = value.strip()
+        value = int(text.split(".")[0]) if _LISTING_ID.fullmatch(text) else None
+    if isinstance(value, int) and value > 0:
+        return value
+    return None

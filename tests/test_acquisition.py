@@ -22,7 +22,7 @@ import pytest
 import requests
 from PIL import Image
 
-from shared.acquisition import (DRIVE_IMAGES_FILE_ID, REPORT_FILE, SOURCES, DestinationError,
+from shared.acquisition import (DRIVE_IMAGES_FILE_ID, REPORT_FILE, DestinationError,
                                 fetch_dataset, format_csv_row, format_summary, parse_listing_id)
 from shared.acquisition.cli import register
 from shared.acquisition.http import parse_retry_after
@@ -588,7 +588,7 @@ def test_retry_after_is_honoured_when_small_and_refused_when_large(tmp_path, ser
 # --------------------------------------------------------------------------- project data check
 
 
-@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("source", ["drive", "opendatasoft"])  # github: tests/test_github_source.py
 def test_fetched_directory_passes_the_project_data_check(tmp_path, server, source):
     dataset_module = pytest.importorskip("shared.dataset", reason="shared/dataset.py not written yet")
     if source == "drive":
@@ -689,8 +689,8 @@ def test_cli_default_dest_comes_from_the_project_config(tmp_path, server, monkey
     pytest.importorskip("shared.config", reason="shared/config.py is not written yet")
     urls = serve_drive(server, [1, 2, 3])
     monkeypatch.setenv("AIRBNB_DATA_DIR", str(tmp_path / "configured"))
-    args = _parser().parse_args(["fetch", "--url", urls["url"], "--images-url",
-                                 urls["images_url"], "--no-progress"])
+    args = _parser().parse_args(["fetch", "--source", "drive", "--url", urls["url"],
+                                 "--images-url", urls["images_url"], "--no-progress"])
     assert args.func(args) == 0
     assert (tmp_path / "configured" / "listings.csv").is_file()
 
@@ -704,8 +704,8 @@ def test_foreign_datasets_are_never_overwritten(tmp_path, server, capsys):
         fetch(foreign, **urls)
     assert (foreign / "listings.csv").read_text() == "ID\n1\n"
 
-    args = _parser().parse_args(["fetch", "--dest", str(foreign), "--url", urls["url"],
-                                 "--images-url", urls["images_url"], "--no-progress"])
+    args = _parser().parse_args(["fetch", "--source", "drive", "--dest", str(foreign), "--url",
+                                 urls["url"], "--images-url", urls["images_url"], "--no-progress"])
     assert args.func(args) == 2 and "refusing to overwrite" in capsys.readouterr().err
 
     mine = tmp_path / "mine"
@@ -736,3 +736,32 @@ def test_parse_retry_after():
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_one_implementation_per_fact_is_shared_with_the_rest_of_the_project():
+    from shared import dataset, io as shared_io, restricted_pickle
+    from shared.acquisition import github, layout, safe_pickle
+    from shared.backbones import torch_legacy
+
+    assert layout.check_photo is github.check_photo is dataset.check_photo
+    assert layout.parse_listing_id is dataset.parse_listing_id
+    assert safe_pickle.UnsafePickleError is torch_legacy.UnsafePickleError \
+        is restricted_pickle.UnsafePickleError
+    assert issubclass(safe_pickle.NumpyArrayUnpickler, restricted_pickle.RestrictedUnpickler)
+    assert issubclass(torch_legacy.StateDictUnpickler, restricted_pickle.RestrictedUnpickler)
+    assert safe_pickle.NumpyArrayUnpickler.allowed is not torch_legacy.StateDictUnpickler.allowed
+    from shared.acquisition import http
+    assert http.atomic_path is shared_io.atomic_path
+
+
+def test_photo_checks_of_fetch_and_loader_agree(tmp_path):
+    from shared.acquisition.layout import photo_is_valid
+    from shared.dataset import check_photo
+
+    good, html, cut = tmp_path / "good.jpg", tmp_path / "html.jpg", tmp_path / "cut.jpg"
+    good.write_bytes(jpeg_bytes())
+    html.write_bytes(b"<html>quota exceeded</html>")
+    cut.write_bytes(jpeg_bytes()[:300])
+    for path, usable in ((good, True), (html, False), (cut, False)):
+        assert photo_is_valid(path) is usable
+        assert (check_photo(path, convert=False).reason is None) is usable

@@ -231,3 +231,16 @@ def test_frame_is_sorted_by_id_and_indexed_from_zero(tmp_path, isolated_cache):
     dataset = load_dataset(make_dataset_dir(tmp_path / "d", rows=rows))
     assert dataset.ids.tolist() == [10, 20, 30]
     assert dataset.frame.index.tolist() == [0, 1, 2]
+
+
+def test_one_listing_id_rule_for_loader_and_fetch():
+    from shared import acquisition, dataset
+    from shared.acquisition import layout
+
+    assert dataset.parse_listing_id is schema.parse_listing_id
+    assert acquisition.parse_listing_id is schema.parse_listing_id
+    assert layout.parse_listing_id is schema.parse_listing_id
+    # "12.0" is how a numeric export writes ID 12; non-ASCII digits never name a photo file
+    assert schema.parse_listing_id("12.0") == schema.parse_listing_id(12.0) == 12
+    assert schema.parse_listing_id("\uff11\uff12") is None  # full-width "12"
+    assert schema.parse_listing_id("12.00") == 12 and schema.parse_listing_id("12.") is None

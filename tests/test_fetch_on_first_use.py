@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from shared.acquisition import DEFAULT_SOURCE_URLS
+from shared.acquisition import DEFAULT_SOURCE, DEFAULT_SOURCE_URLS
 
 
 def test_empty_data_dir_announces_fetch(tmp_path):
@@ -20,7 +20,7 @@ def test_empty_data_dir_announces_fetch(tmp_path):
         capture_output=True, text=True, env=env, timeout=300)
     out = result.stdout
     assert f"No dataset in {data_dir}" in out
-    for url in DEFAULT_SOURCE_URLS["drive"].values():
+    for url in DEFAULT_SOURCE_URLS[DEFAULT_SOURCE].values():
         assert url in out, f"the fetch announcement does not name {url}"
     if not (data_dir / "listings.csv").is_file():  # offline: one clear error, no traceback
         assert result.returncode == 2

@@ -6,14 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DEFAULT_SOURCE_URLS, SOURCES,
-               DestinationError, fetch_dataset)
+from . import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DEFAULT_SOURCE,
+               DEFAULT_SOURCE_URLS, SOURCES, DestinationError, GithubSources, fetch_dataset)
+from .github import RAW_FILE_HOST
 
 EPILOG = """\
-exit status: 0 when the dataset is complete (dead photo URLs are expected and only counted),
-1 when something failed that a rerun may fix (rerunning resumes and skips complete files),
-2 when a source is unusable or the destination must not be overwritten.
-The summary is written to <dest>/fetch_report.json."""
+exit status: 0 when the dataset is complete (for opendatasoft, dead photo URLs are expected and
+only counted), 1 when something failed that a rerun may fix or (github) when listings were
+dropped because their photo failed (rerunning resumes and skips complete files), 2 when a
+source is unusable (a table that does not match its pinned sha256: nothing is written) or the
+destination must not be overwritten. The summary is written to <dest>/fetch_report.json."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,16 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Download the Airbnb Madrid dataset from its public sources into "
                     "<dest>/listings.csv + <dest>/images/<ID>.jpg.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=SOURCES, default="drive",
-                        help="drive: the student's final_data.npy + images.npy (default); "
+    parser.add_argument("--source", choices=SOURCES, default=DEFAULT_SOURCE,
+                        help="github: 12,232 Madrid listings (48 columns) and photos from "
+                             "pinned public GitHub commits, verified byte for byte (default); "
+                             "drive: the student's 1000 listings, final_data.npy + images.npy; "
                              "opendatasoft: the CSV export plus each listing's photo URL")
     parser.add_argument("--dest", type=Path, default=None,
                         help="destination folder (default: the project's data directory)")
     parser.add_argument("--url", default=None,
-                        help="override final_data.npy (drive) or the CSV export (opendatasoft); "
+                        help=f"github: a base URL replacing {RAW_FILE_HOST} (a mirror); "
+                             "drive: final_data.npy; opendatasoft: the CSV export; "
                              "an http(s) URL, file:// URL or local path "
                              f"(defaults: {DEFAULT_SOURCE_URLS['drive']['final_data.npy']} / "
                              "the OpenDataSoft export)")
+    parser.add_argument("--pins", type=Path, default=None,
+                        help="github only: a JSON file of other pinned repositories, commits, "
+                             "paths, sha256 and photo manifest (default: the built-in pins)")
     parser.add_argument("--images-url", default=None,
                         help="drive only: fetch images.npy from this URL or path with the "
                              "built-in downloader instead of Google Drive via gdown")
@@ -47,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="abort a photo larger than this (default 20)")
     parser.add_argument("--max-file-mb", type=_positive_float,
                         default=DEFAULT_MAX_FILE_BYTES / 2**20,
-                        help="abort a .npy or CSV download larger than this (default 1024)")
+                        help="abort a table, .npy or CSV download larger than this "
+                             "(default 1024)")
     parser.add_argument("--force", action="store_true",
                         help="write into a folder holding a dataset from elsewhere")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -58,12 +67,14 @@ def run_fetch(args: argparse.Namespace) -> int:
     """Handle ``data fetch``; return the exit status."""
     try:
         dest = args.dest if args.dest is not None else _default_dest()
+        pins = GithubSources.from_json(args.pins) if args.pins is not None else None
         summary = fetch_dataset(
             dest, source=args.source, url=args.url, images_url=args.images_url,
             workers=args.workers, timeout=args.timeout, retries=args.retries,
             progress=not args.no_progress,
             max_photo_bytes=int(args.max_photo_mb * 2**20),
-            max_file_bytes=int(args.max_file_mb * 2**20), force=args.force)
+            max_file_bytes=int(args.max_file_mb * 2**20), force=args.force,
+            github_sources=pins)
     except (DestinationError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

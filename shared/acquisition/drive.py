@@ -21,13 +21,20 @@ from PIL import Image
 
 from shared.schema import LISTINGS_FILE, OPENDATASOFT_COLUMNS
 
-from . import (DRIVE_FOLDER_URL, DRIVE_IMAGES_FILE_ID, DRIVE_IMAGES_URL, FINAL_DATA_URL,
-               FetchOptions, FetchReport, PhotoOutcome, UnusableSourceError, download_source,
-               ensure_file, ensure_source_file, format_value, iter_progress, photo_is_valid,
-               photo_path, save_jpeg, select_listings, write_listings_csv)
+from .base import (FetchOptions, UnusableSourceError, download_source, ensure_file,
+                   ensure_source_file, iter_progress)
 from .http import ContentError, DownloadError, atomic_output
+from .layout import (format_value, photo_is_valid, photo_path, save_jpeg, select_listings,
+                     write_listings_csv)
+from .report import FetchReport, PhotoOutcome
 from .safe_pickle import (NpyFormatError, NpyHeader, NpyTruncatedError, UnsafePickleError,
                           inspect_npy, load_npy)
+
+FINAL_DATA_URL = "https://github.com/rogebautista/deep-learning-rogelio/raw/main/final_data.npy"
+DRIVE_IMAGES_FILE_ID = "1Q4vXGfU2p2qsJCdsNpCGJJctgOlt-Egv"
+DRIVE_FOLDER_ID = "1ynMp6ToLKZjNRISeFk8OaEzpXSSYU-sB"
+DRIVE_IMAGES_URL = f"https://drive.google.com/uc?id={DRIVE_IMAGES_FILE_ID}"
+DRIVE_FOLDER_URL = f"https://drive.google.com/drive/folders/{DRIVE_FOLDER_ID}"
 
 FINAL_DATA_FILE = "final_data.npy"
 IMAGES_FILE = "images.npy"

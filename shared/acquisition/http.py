@@ -18,22 +18,22 @@ Failures raise :class:`DownloadError`, whose ``reason`` is a short code used for
 from __future__ import annotations
 
 import email.utils
-import os
 import random
 import shutil
-import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
 from tqdm import tqdm
+
+from shared.io import atomic_path, remove_stale_temporaries
 
 PART_SUFFIX = ".part"
 CHUNK_SIZE = 64 * 1024
@@ -92,39 +92,14 @@ class ContentError(Exception):
 # --------------------------------------------------------------------------- atomic files
 
 
-@contextmanager
-def atomic_output(path: Path, fsync: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``, else delete it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        if fsync:
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_output(path, fsync=True) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def atomic_output(path: Path, fsync: bool = False) -> AbstractContextManager[Path]:
+    """:func:`shared.io.atomic_path` with the ``.part`` suffix of downloads in progress."""
+    return atomic_path(path, suffix=PART_SUFFIX, fsync=fsync)
 
 
 def remove_stale_parts(folder: Path) -> int:
-    """Delete temporary ``.*.part`` files left in ``folder`` by a killed run; return how many."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for stale in folder.glob(f".*{PART_SUFFIX}"):
-        if stale.is_file():
-            stale.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Delete ``.*.part`` files left in ``folder`` by a killed run; return how many."""
+    return remove_stale_temporaries(folder, PART_SUFFIX)
 
 
 # --------------------------------------------------------------------------- download

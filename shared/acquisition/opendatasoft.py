@@ -14,18 +14,24 @@ fetched stays in ``listings.csv``; the failure is counted by reason.
 from __future__ import annotations
 
 import csv
+import functools
 import urllib.parse
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
-
-from tqdm import tqdm
 
 from shared.schema import CSV_SEPARATOR, LISTINGS_FILE, OPENDATASOFT_COLUMNS
 
-from . import (OPENDATASOFT_EXPORT_URL, FetchOptions, FetchReport, PhotoOutcome,
-               UnusableSourceError, ensure_source_file, normalize_photo, photo_is_valid, photo_path,
-               select_listings, write_listings_csv)
+from .base import FetchOptions, UnusableSourceError, ensure_source_file, run_photo_jobs
 from .http import ContentError, DownloadError, download
+from .layout import (normalize_photo, photo_is_valid, photo_path, select_listings,
+                     write_listings_csv)
+from .report import FetchReport, PhotoOutcome
+
+OPENDATASOFT_EXPORT_URL = (
+    "https://public.opendatasoft.com/explore/dataset/airbnb-listings/download/?format=csv"
+    "&disjunctive.host_verifications=true&disjunctive.amenities=true&disjunctive.features=true"
+    "&refine.country=Spain&q=Madrid&timezone=Europe/London&use_labels_for_header=true"
+    "&csv_separator=%3B"
+)
 
 EXPORT_FILE = "opendatasoft-export.csv"
 PHOTO_COLUMNS = ("Picture Url", "Thumbnail Url")
@@ -122,24 +128,8 @@ def photo_urls(row: list[str]) -> list[str]:
 def fetch_photos(listings: list[tuple[int, list[str]]], options: FetchOptions,
                  report: FetchReport) -> None:
     """Fetch every listing's photo with ``options.workers`` threads, recording each outcome."""
-    options.images_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="photo") as pool:
-        futures = [pool.submit(fetch_photo, listing_id, photo_urls(row), options)
-                   for listing_id, row in listings]
-        try:
-            _collect(futures, options, report)
-        except BaseException:  # Ctrl-C: do not start the queued downloads
-            for future in futures:
-                future.cancel()
-            raise
-
-
-def _collect(futures: list[Future], options: FetchOptions, report: FetchReport) -> None:
-    with tqdm(total=len(futures), desc="photos", unit="photo",
-              disable=not options.progress) as bar:
-        for future in as_completed(futures):
-            report.photo(future.result())
-            bar.update()
+    run_photo_jobs([functools.partial(fetch_photo, listing_id, photo_urls(row), options)
+                    for listing_id, row in listings], options, report)
 
 
 def fetch_photo(listing_id: int, urls: list[str], options: FetchOptions) -> PhotoOutcome:

@@ -3,7 +3,7 @@
 ``np.load(path, allow_pickle=True)`` on a downloaded file can run arbitrary code: a pickle may name
 any importable callable (``os.system``, ``builtins.exec`` ...) and call it while loading. Here the
 ``.npy`` header is parsed with :mod:`numpy.lib.format`, and the pickled payload of an object array
-is read by :class:`RestrictedUnpickler`, which resolves only the few globals a numpy object array
+is read by :class:`NumpyArrayUnpickler` (a :mod:`shared.restricted_pickle` allow-list), which resolves only the few globals a numpy object array
 of plain values needs (array and dtype reconstruction, numpy scalars, builtin value types) and
 refuses every other one with :class:`UnsafePickleError` *before* anything is called.
 Arrays of plain dtypes never need pickle and are read with ``allow_pickle=False``.
@@ -22,14 +22,15 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
+from shared.restricted_pickle import RestrictedUnpickler, UnsafePickleError
+
+__all__ = ["NpyFormatError", "NpyHeader", "NpyTruncatedError", "NumpyArrayUnpickler",
+           "UnsafePickleError", "inspect_npy", "load_npy", "read_npy_header"]
+
 #: Largest .npy header accepted (numpy's own default limit).
 MAX_HEADER_SIZE = 10_000
 
 _NPY_MAGIC = b"\x93NUMPY"
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle references something outside the allow-list; nothing was executed."""
 
 
 class NpyFormatError(ValueError):
@@ -71,22 +72,14 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only resolves globals needed by numpy object arrays of plain values."""
+class NumpyArrayUnpickler(RestrictedUnpickler):
+    """Resolves only the globals needed by numpy object arrays of plain values."""
 
-    _ALLOWED = _allowed_globals()
+    allowed = _allowed_globals()
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._ALLOWED[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refused to load '{module}.{name}': only numpy arrays of plain values "
-                "(numbers, strings, None) are accepted, so this pickle was not executed"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"refused persistent id {pid!r} in pickle")
+    def refusal(self, module: str, name: str) -> str:
+        return (f"refused to load '{module}.{name}': only numpy arrays of plain values "
+                "(numbers, strings, None) are accepted, so this pickle was not executed")
 
 
 @dataclass(frozen=True)
@@ -164,7 +157,7 @@ def inspect_npy(path: Path) -> NpyHeader:
 
 
 def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
-    """Load a ``.npy`` file safely: object arrays through :class:`RestrictedUnpickler`.
+    """Load a ``.npy`` file safely: object arrays through :class:`NumpyArrayUnpickler`.
 
     Raises :class:`UnsafePickleError` for a refused pickle (nothing executed),
     :class:`NpyTruncatedError` for a truncated file and :class:`NpyFormatError` for anything else
@@ -181,7 +174,7 @@ def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
 
 def _unpickle_array(fp: BinaryIO, header: NpyHeader, name: str) -> np.ndarray:
     try:
-        array = RestrictedUnpickler(fp).load()
+        array = NumpyArrayUnpickler(fp).load()
     except UnsafePickleError:
         raise
     except EOFError as error:

@@ -24,13 +24,14 @@ import functools
 import hashlib
 import importlib.resources
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+
+from shared.io import atomic_path
 
 from .torch_legacy import load_legacy_state_dict
 
@@ -297,20 +298,13 @@ def cached_weights_path() -> Path:
 
 
 def _save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """``model.save_weights`` to a temporary file in the same directory, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.weights.h5")
-    os.close(fd)
-    try:
+    """``model.save_weights`` through :func:`shared.io.atomic_path` (Keras wants ``.weights.h5``)."""
+    with atomic_path(path, suffix=".tmp.weights.h5") as tmp:
         with warnings.catch_warnings():
             # Keras' TF backend calls np.array(variable) once per weight: numpy 2 noise, harmless.
             warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy",
                                     category=DeprecationWarning)
-            model.save_weights(tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+            model.save_weights(str(tmp))
 
 
 def ensure_cached_weights() -> Path:

@@ -7,7 +7,8 @@ The legacy ``torch.save`` stream is a sequence of pickles followed by raw tensor
     pickle(list of storage keys)
     for each key: int64 little-endian element count, then count * itemsize raw bytes
 
-Every pickle is read with :class:`RestrictedUnpickler`, whose ``find_class`` resolves only
+Every pickle is read with :class:`StateDictUnpickler` (a :mod:`shared.restricted_pickle`
+allow-list), whose ``find_class`` resolves only
 the handful of globals a plain state dict needs (``collections.OrderedDict``, the tensor
 rebuild functions and the storage type names). Anything else, e.g. ``os.system``, raises
 :class:`UnsafePickleError` before any code runs. The rebuild functions are replaced by
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import io
-import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from shared.restricted_pickle import RestrictedUnpickler, UnsafePickleError
+
 __all__ = [
     "ALLOWED_GLOBALS",
     "LegacyFormatError",
-    "RestrictedUnpickler",
+    "StateDictUnpickler",
     "UnsafePickleError",
     "load_legacy_state_dict",
 ]
@@ -52,10 +54,6 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
     "ByteStorage": np.dtype(np.uint8),
     "BoolStorage": np.dtype(np.bool_),
 }
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle stream references a global outside the state-dict allowlist."""
 
 
 class LegacyFormatError(ValueError):
@@ -137,25 +135,22 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 ALLOWED_GLOBALS = _allowed_globals()
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class StateDictUnpickler(RestrictedUnpickler):
     """Unpickler that resolves only :data:`ALLOWED_GLOBALS` and collects legacy storages.
 
     ``storages`` maps storage keys to :class:`_Storage` objects created from the
     persistent ids met while unpickling; their data is read afterwards.
     """
 
+    allowed = ALLOWED_GLOBALS
+
     def __init__(self, file: io.BufferedIOBase, storages: dict[str, _Storage] | None = None) -> None:
         super().__init__(file)
         self.storages = storages if storages is not None else {}
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refusing to load global {module}.{name}: only plain tensor state dicts are "
-                f"allowed ({', '.join(sorted(f'{m}.{n}' for m, n in ALLOWED_GLOBALS))})"
-            ) from None
+    def refusal(self, module: str, name: str) -> str:
+        return (f"refusing to load global {module}.{name}: only plain tensor state dicts are "
+                f"allowed ({', '.join(sorted(f'{m}.{n}' for m, n in ALLOWED_GLOBALS))})")
 
     def persistent_load(self, pid: Any) -> _StorageView:
         """Resolve ``('storage', type, key, location, numel, view_metadata)`` ids."""
@@ -185,20 +180,20 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def _read_header(stream: io.BytesIO) -> str:
     """Check magic number and protocol; return the byte order of the data ("<" or ">")."""
-    magic = RestrictedUnpickler(stream).load()
+    magic = StateDictUnpickler(stream).load()
     if magic != MAGIC_NUMBER:
         raise LegacyFormatError("not a legacy torch file (wrong magic number)")
-    protocol = RestrictedUnpickler(stream).load()
+    protocol = StateDictUnpickler(stream).load()
     if protocol != PROTOCOL_VERSION:
         raise LegacyFormatError(f"unsupported legacy protocol version {protocol!r}")
-    sys_info = RestrictedUnpickler(stream).load()
+    sys_info = StateDictUnpickler(stream).load()
     little_endian = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
     return "<" if little_endian else ">"
 
 
 def _read_storage_data(stream: io.BytesIO, storages: dict[str, _Storage], byte_order: str) -> None:
     """Read the storage-key list and the raw bytes of each storage, in file order."""
-    keys = RestrictedUnpickler(stream).load()
+    keys = StateDictUnpickler(stream).load()
     if not isinstance(keys, list) or set(keys) != set(storages):
         raise LegacyFormatError("storage key list does not match the storages referenced by tensors")
     for key in keys:
@@ -252,7 +247,7 @@ def load_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     stream = io.BytesIO(raw)
     byte_order = _read_header(stream)
     storages: dict[str, _Storage] = {}
-    obj = RestrictedUnpickler(stream, storages).load()
+    obj = StateDictUnpickler(stream, storages).load()
     if not isinstance(obj, dict):
         raise LegacyFormatError(f"expected a state dict, found {type(obj).__name__}")
     _read_storage_data(stream, storages, byte_order)
