@@ -164,16 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:
+        if not isinstance(exc, _input_errors()):
+            raise
+        print(f"airbnb-dl: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+def _input_errors() -> tuple[type, ...]:
+    """The errors reported as one line (exit 2). Imported only when something failed: the
+    modelling stack is not loaded for a command that never uses it (``data check`` starts in
+    a second)."""
     from shared.dataset import DatasetError
     from shared.intervals import IntervalError
     from shared.modeling import ModelLoadError
     from shared.reporting import ReportError
 
-    try:
-        return args.func(args)
-    except (config.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError) as exc:
-        print(f"airbnb-dl: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+    return (config.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ once:
   unparseable or non-positive prices drop the row for training (never imputed);
 * only listings in Madrid, Spain are kept (city spellings such as "Madrid, Comunidad de Madrid"
   or "MADRID" are normalised);
-* every photo is opened and fully decoded: missing, truncated or non-image files drop the listing;
+* every photo is opened and fully decoded, once per content (results are cached by the sha256
+  of the photo's bytes, :mod:`shared.photo_index`): missing, truncated or non-image files drop
+  the listing;
   grayscale, CMYK, palette or PNG-in-.jpg photos are accepted when decodable (CMYK and other
   modes TensorFlow cannot decode are converted to an RGB JPEG in the derived-data cache, never in
   the dataset directory, which is treated as read-only).
@@ -38,9 +40,10 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from shared import config, schema
-from shared import features as feats
+from shared import feature_columns
 from shared.schema import parse_listing_id  # noqa: F401 - one rule for IDs, re-exported here
 from shared.io import atomic_path, sha256_file
+from shared.photo_index import PhotoCheckIndex
 
 #: Columns every dataset directory needs, whatever it is used for (the canonical layout's core);
 #: ``Price`` is needed too to train or score (``require_price``).
@@ -112,8 +115,9 @@ class Dataset:
         }
         if self.absent_columns:
             out["absent_columns"] = list(self.absent_columns)
-            out["features_not_built"] = [name for name in feats.ENGINEERED_COLUMNS if name
-                                         not in feats.buildable_features(self.frame.columns)]
+            built = feature_columns.buildable_features(self.frame.columns)
+            out["features_not_built"] = [name for name in feature_columns.ENGINEERED_COLUMNS
+                                         if name not in built]
         if self.has_prices and len(self.frame):
             prices = self.prices
             out["price_eur"] = {"min": float(prices.min()), "median": float(np.median(prices)),
@@ -306,16 +310,46 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
     return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices, absent)
 
 
+def cached_check_photo(path: Path, index: PhotoCheckIndex, converted_dir: Path | None = None
+                       ) -> PhotoCheck:
+    """:func:`check_photo` through the photo-check index: the photo is hashed (sha256 of its
+    bytes) only when its file changed since it was last hashed, and fully decoded only when that
+    content was never checked or its converted copy is gone. Same result as :func:`check_photo`."""
+    if not path.is_file():
+        return PhotoCheck(None, reason="photo missing")
+    try:
+        key = index.content_key(path)
+    except OSError:
+        return check_photo(path, converted_dir)
+    entry = index.get(key)
+    if entry is not None:
+        if entry["reason"]:
+            return PhotoCheck(None, reason=entry["reason"], format=entry["format"])
+        source = str(path)
+        if entry["converted"]:
+            source = str((converted_dir or (config.cache_dir() / "converted_photos")) / f"{key}.jpg")
+        if not entry["converted"] or Path(source).is_file():
+            return PhotoCheck(source, entry["width"], entry["height"], format=entry["format"])
+    check = check_photo(path, converted_dir)
+    index.put(key, {"width": check.width, "height": check.height, "format": check.format,
+                    "reason": check.reason,
+                    "converted": check.reason is None and check.path != str(path)})
+    return check
+
+
 def _attach_photos(frame: pd.DataFrame, data_dir: Path, drops: dict, check_photos: bool,
                    converted_dir: Path | None) -> pd.DataFrame:
     images_dir = data_dir / schema.IMAGES_DIR
+    index = PhotoCheckIndex.load() if check_photos else None
     checks = []
     for listing_id in frame[schema.ID_COLUMN].tolist():
         # the path is built from the parsed integer, never from the raw text
         photo = images_dir / f"{int(listing_id)}.jpg"
-        checks.append(check_photo(photo, converted_dir) if check_photos
+        checks.append(cached_check_photo(photo, index, converted_dir) if check_photos
                       else PhotoCheck(str(photo) if photo.is_file() else None, 0, 0,
                                       None if photo.is_file() else "photo missing"))
+    if index is not None:
+        index.save()
     keep = np.array([c.reason is None for c in checks], dtype=bool)
     for listing_id, check in zip(frame[schema.ID_COLUMN].tolist(), checks):
         if check.reason:

@@ -120,7 +120,8 @@ def test_explicit_converted_dir_is_used(tricky_dir, tmp_path, isolated_cache):
     dataset = load_dataset(tricky_dir, converted_dir=target)
 
     converted = dict(zip(dataset.ids.tolist(), dataset.image_paths))[104]
-    assert converted.startswith(str(target)) and not isolated_cache.exists()
+    assert converted.startswith(str(target))
+    assert not (isolated_cache / "converted_photos").exists()  # only the photo-check index there
 
 
 def test_data_dir_is_never_written_to(tricky_dir, isolated_cache):
