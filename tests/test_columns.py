@@ -27,19 +27,7 @@ from shared.split import make_split
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "features_814_reference.json"
 TEN_K_ENV = "AIRBNB_DATA_10K_DIR"
-#: The 48 columns of the 10k set (its listings.csv header), in export order.
-TEN_K_COLUMNS = (
-    "ID", "Host ID", "Host Name", "Host Since", "Host Listings Count", "Street",
-    "Neighbourhood Cleansed", "City", "State", "Zipcode", "Smart Location", "Country Code",
-    "Country", "Latitude", "Longitude", "Property Type", "Room Type", "Accommodates", "Bathrooms",
-    "Bedrooms", "Beds", "Bed Type", "Square Feet", "Price", "Weekly Price", "Monthly Price",
-    "Security Deposit", "Cleaning Fee", "Guests Included", "Extra People", "Minimum Nights",
-    "Maximum Nights", "Availability 30", "Availability 60", "Availability 90",
-    "Availability 365", "Number of Reviews", "Review Scores Rating", "Review Scores Accuracy",
-    "Review Scores Cleanliness", "Review Scores Checkin", "Review Scores Communication",
-    "Review Scores Location", "Review Scores Value", "Cancellation Policy",
-    "Calculated host listings count", "Reviews per Month", "Geolocation",
-)
+TEN_K_COLUMNS = schema.MADRID_10K_COLUMNS
 #: Engineered features the 48 columns cannot give.
 TEN_K_NOT_BUILT = ["review_span_days", "days_since_last_review", "amenities_count",
                    "host_verifications_count", "description_length", "has_license",
@@ -63,6 +51,11 @@ def test_features_are_built_only_from_present_columns():
                 if c not in ("description_length", "amenities_count", "has_license")]
     assert list(part.columns) == expected
     pd.testing.assert_frame_equal(part, full[expected])
+
+
+def test_the_10k_columns_are_48_opendatasoft_columns_in_export_order():
+    assert len(TEN_K_COLUMNS) == 48
+    assert list(TEN_K_COLUMNS) == [c for c in schema.OPENDATASOFT_COLUMNS if c in TEN_K_COLUMNS]
 
 
 def test_every_feature_source_is_an_opendatasoft_column():
