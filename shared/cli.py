@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shared import config
+from shared import config, schema
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INPUT_ERROR = 0, 1, 2
 
@@ -33,7 +33,7 @@ def _quiet_tensorflow() -> None:
 def cmd_data_check(args) -> int:
     from shared.dataset import load_dataset
 
-    dataset = load_dataset(args.data_dir, require_features=False)
+    dataset = load_dataset(args.data_dir)
     summary = dataset.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -56,10 +56,12 @@ def cmd_data_check(args) -> int:
         w, h = summary["image_size_px"]["width"], summary["image_size_px"]["height"]
         print(f"photo width (px)  : min {w['min']}, median {w['median']:.0f}, max {w['max']}")
         print(f"photo height (px) : min {h['min']}, median {h['median']:.0f}, max {h['max']}")
-    if "absent_feature_columns" in summary:
-        absent = summary["absent_feature_columns"]
-        print(f"absent columns    : {len(absent)} feature column(s) the models read: "
-              f"{', '.join(absent)}")
+    if "absent_columns" in summary:
+        absent = summary["absent_columns"]
+        print(f"absent columns    : {len(absent)} of the {len(schema.OPENDATASOFT_COLUMNS)} "
+              f"OpenDataSoft columns: {', '.join(absent)}")
+        if summary["features_not_built"]:
+            print("features not built: " + ", ".join(summary["features_not_built"]))
     if "room_types" in summary:
         print("room types        : " + ", ".join(f"{k} {v}" for k, v in summary["room_types"].items()))
     return EXIT_OK
@@ -162,16 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:
+        if not isinstance(exc, _input_errors()):
+            raise
+        print(f"airbnb-dl: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+def _input_errors() -> tuple[type, ...]:
+    """The errors reported as one line (exit 2). Imported only when something failed: the
+    modelling stack is not loaded for a command that never uses it (``data check`` starts in
+    a second)."""
     from shared.dataset import DatasetError
     from shared.intervals import IntervalError
     from shared.modeling import ModelLoadError
     from shared.reporting import ReportError
 
-    try:
-        return args.func(args)
-    except (config.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError) as exc:
-        print(f"airbnb-dl: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+    return (config.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError)
 
 
 if __name__ == "__main__":

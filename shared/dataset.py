@@ -3,14 +3,20 @@
 Every model in both deliverables trains on the rows this module returns, so the rules live here
 once:
 
-* required columns must be present (the error lists every missing one);
+* only the columns every use needs are required: ``ID``, ``City`` (what places a listing in
+  Madrid; ``Country`` is checked too when present) and ``Price`` for training or scoring (the
+  error lists every missing one). Every other OpenDataSoft column is optional: the features are
+  built from those present (:mod:`shared.features`), and the absent ones are listed in
+  :attr:`Dataset.absent_columns` (``airbnb-dl data check`` prints them);
 * ``ID`` must be a positive integer (it names the photo file, so it is never used as a path
   before it has been parsed as an integer), and unique;
 * the nightly price is parsed from forms such as ``50``, ``50.0``, ``"$1,200.00"`` or ``"€45"``;
   unparseable or non-positive prices drop the row for training (never imputed);
 * only listings in Madrid, Spain are kept (city spellings such as "Madrid, Comunidad de Madrid"
   or "MADRID" are normalised);
-* every photo is opened and fully decoded: missing, truncated or non-image files drop the listing;
+* every photo is opened and fully decoded, once per content (results are cached by the sha256
+  of the photo's bytes, :mod:`shared.photo_index`): missing, truncated or non-image files drop
+  the listing;
   grayscale, CMYK, palette or PNG-in-.jpg photos are accepted when decodable (CMYK and other
   modes TensorFlow cannot decode are converted to an RGB JPEG in the derived-data cache, never in
   the dataset directory, which is treated as read-only).
@@ -34,26 +40,14 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from shared import config, schema
+from shared import feature_columns
 from shared.schema import parse_listing_id  # noqa: F401 - one rule for IDs, re-exported here
 from shared.io import atomic_path, sha256_file
+from shared.photo_index import PhotoCheckIndex
 
-#: Columns the feature engineering reads (see :mod:`shared.features`); all must be present.
-FEATURE_SOURCE_COLUMNS: tuple[str, ...] = (
-    "Last Scraped", "Host Since", "Host Response Time", "Host Response Rate",
-    "Host Listings Count", "Host Verifications", "Neighbourhood Cleansed",
-    "Neighbourhood Group Cleansed", "Zipcode", "Latitude", "Longitude", "Property Type",
-    "Room Type", "Accommodates", "Bathrooms", "Bedrooms", "Beds", "Bed Type", "Amenities",
-    "Security Deposit", "Cleaning Fee", "Guests Included", "Extra People", "Minimum Nights",
-    "Maximum Nights", "Availability 30", "Availability 60", "Availability 90",
-    "Availability 365", "Number of Reviews", "First Review", "Last Review",
-    "Review Scores Rating", "Review Scores Accuracy", "Review Scores Cleanliness",
-    "Review Scores Checkin", "Review Scores Communication", "Review Scores Location",
-    "Review Scores Value", "Cancellation Policy", "Calculated host listings count",
-    "Reviews per Month", "Features", "Description", "License",
-)
-#: Columns every dataset directory needs, whatever it is used for (the canonical layout's core).
-LAYOUT_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, "City")
-REQUIRED_COLUMNS: tuple[str, ...] = (*LAYOUT_COLUMNS, *FEATURE_SOURCE_COLUMNS)
+#: Columns every dataset directory needs, whatever it is used for (the canonical layout's core);
+#: ``Price`` is needed too to train or score (``require_price``).
+REQUIRED_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, "City")
 
 # Photo modes TensorFlow's decoder reads directly (after conversion to 3 channels).
 _TF_DECODABLE = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"),
@@ -85,7 +79,7 @@ class Dataset:
     data_dir: Path | None = None
     csv_sha256: str = ""
     has_prices: bool = True
-    absent_feature_columns: tuple[str, ...] = ()
+    absent_columns: tuple[str, ...] = ()  # known OpenDataSoft columns absent from the header
 
     @property
     def ids(self) -> np.ndarray:
@@ -108,7 +102,7 @@ class Dataset:
         rows = position.loc[list(ids)].to_numpy()
         return Dataset(self.frame.iloc[rows].reset_index(drop=True), dict(self.drops),
                        self.rows_read, self.data_dir, self.csv_sha256, self.has_prices,
-                       self.absent_feature_columns)
+                       self.absent_columns)
 
     def summary(self) -> dict:
         """Plain-dict summary used by ``airbnb-dl data check`` and the metrics files."""
@@ -119,8 +113,11 @@ class Dataset:
             "rows_usable": int(len(self.frame)),
             "drops": {reason: len(ids) for reason, ids in sorted(self.drops.items())},
         }
-        if self.absent_feature_columns:
-            out["absent_feature_columns"] = list(self.absent_feature_columns)
+        if self.absent_columns:
+            out["absent_columns"] = list(self.absent_columns)
+            built = feature_columns.buildable_features(self.frame.columns)
+            out["features_not_built"] = [name for name in feature_columns.ENGINEERED_COLUMNS
+                                         if name not in built]
         if self.has_prices and len(self.frame):
             prices = self.prices
             out["price_eur"] = {"min": float(prices.min()), "median": float(np.median(prices)),
@@ -241,25 +238,26 @@ def read_listings_csv(data_dir: Path) -> pd.DataFrame:
         frame = pd.read_csv(csv_path, sep=schema.CSV_SEPARATOR, dtype=str, keep_default_na=True,
                             encoding="utf-8")
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{csv_path} is not a ';'-separated UTF-8 CSV: {exc}") from exc
+        detail = " ".join(str(exc).split())  # one line, whatever the parser's message holds
+        raise DatasetError(f"{csv_path} is not a ';'-separated UTF-8 CSV: {detail}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
 
 def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool = True,
-                 converted_dir: Path | None = None, require_features: bool = True) -> Dataset:
+                 converted_dir: Path | None = None) -> Dataset:
     """Load ``listings.csv`` + ``images/`` from a dataset directory and keep the usable rows.
 
     Args:
         data_dir: the dataset directory (resolved with :func:`shared.config.resolve_data_dir`).
         require_price: True for training (the Price column must exist; rows without a valid
             price are dropped). False for prediction (Price optional; rows kept regardless).
-        check_photos: decode every photo (True everywhere except tests of the table logic).
-        require_features: True (training, prediction): every column the feature engineering
-            reads must be present. False (``data check``): only ID, City (and Price when
-            required) must be; absent feature columns are listed in ``absent_feature_columns``
-            (a dataset from a source with fewer columns, e.g. the 48-column ``github`` one). The
-            error for a dataset missing a core column still names every missing column.
+        check_photos: check every photo (True everywhere except tests of the table logic); the
+            results are cached (:mod:`shared.photo_index`), so a photo is decoded again only
+            when its file changed.
+
+    Only :data:`REQUIRED_COLUMNS` (and Price when required) must be present; the known
+    OpenDataSoft columns absent from the header are listed in ``absent_columns``.
 
     Raises:
         DatasetError: listings.csv missing/unreadable, or required columns missing.
@@ -269,10 +267,10 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
     csv_sha = sha256_file(data_dir / schema.LISTINGS_FILE)
     required = list(REQUIRED_COLUMNS) + ([schema.TARGET_COLUMN] if require_price else [])
     missing = [c for c in required if c not in frame.columns]
-    core = [*LAYOUT_COLUMNS, *([schema.TARGET_COLUMN] if require_price else [])]
-    if missing and (require_features or any(c in core for c in missing)):
+    if missing:
         raise DatasetError(
             f"{data_dir / schema.LISTINGS_FILE} is missing required column(s): {', '.join(missing)}")
+    absent = tuple(c for c in schema.OPENDATASOFT_COLUMNS if c not in frame.columns)
 
     drops: dict[str, list] = defaultdict(list)
     rows_read = len(frame)
@@ -309,20 +307,49 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
     frame = frame.sort_values(schema.ID_COLUMN).reset_index(drop=True)
     frame = _attach_photos(frame, data_dir, drops, check_photos, converted_dir)
     drops = {reason: ids for reason, ids in drops.items() if ids}
-    absent = tuple(c for c in missing if c not in core)
     return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices, absent)
+
+
+def cached_check_photo(path: Path, index: PhotoCheckIndex, converted_dir: Path | None = None
+                       ) -> PhotoCheck:
+    """:func:`check_photo` through the photo-check index: the photo is hashed (sha256 of its
+    bytes) only when its file changed since it was last hashed, and fully decoded only when that
+    content was never checked or its converted copy is gone. Same result as :func:`check_photo`."""
+    if not path.is_file():
+        return PhotoCheck(None, reason="photo missing")
+    try:
+        key = index.content_key(path)
+    except OSError:
+        return check_photo(path, converted_dir)
+    entry = index.get(key)
+    if entry is not None:
+        if entry["reason"]:
+            return PhotoCheck(None, reason=entry["reason"], format=entry["format"])
+        source = str(path)
+        if entry["converted"]:
+            source = str((converted_dir or (config.cache_dir() / "converted_photos")) / f"{key}.jpg")
+        if not entry["converted"] or Path(source).is_file():
+            return PhotoCheck(source, entry["width"], entry["height"], format=entry["format"])
+    check = check_photo(path, converted_dir)
+    index.put(key, {"width": check.width, "height": check.height, "format": check.format,
+                    "reason": check.reason,
+                    "converted": check.reason is None and check.path != str(path)})
+    return check
 
 
 def _attach_photos(frame: pd.DataFrame, data_dir: Path, drops: dict, check_photos: bool,
                    converted_dir: Path | None) -> pd.DataFrame:
     images_dir = data_dir / schema.IMAGES_DIR
+    index = PhotoCheckIndex.load() if check_photos else None
     checks = []
     for listing_id in frame[schema.ID_COLUMN].tolist():
         # the path is built from the parsed integer, never from the raw text
         photo = images_dir / f"{int(listing_id)}.jpg"
-        checks.append(check_photo(photo, converted_dir) if check_photos
+        checks.append(cached_check_photo(photo, index, converted_dir) if check_photos
                       else PhotoCheck(str(photo) if photo.is_file() else None, 0, 0,
                                       None if photo.is_file() else "photo missing"))
+    if index is not None:
+        index.save()
     keep = np.array([c.reason is None for c in checks], dtype=bool)
     for listing_id, check in zip(frame[schema.ID_COLUMN].tolist(), checks):
         if check.reason:

@@ -9,6 +9,14 @@ Two stages, deliberately separate:
    imputation, scaling, one-hot encoding with rare-level grouping). It is fitted on the training
    rows only, then used to transform validation, test and new data, and is saved with each model.
 
+Datasets may hold a subset of the OpenDataSoft columns (the 48-column ``github`` source has no
+free text, no amenities, no review dates). Each feature is built only when the columns it is
+computed from are present (:data:`FEATURE_SOURCES`): no ``Description`` -> no
+``description_length``. The fitted preprocessor records the raw columns it was fitted on
+(:func:`input_columns`); transforming a table that lacks one of them raises
+:class:`MissingColumnsError` naming them all (extra columns are ignored). On a table with every
+column the features are exactly those of :data:`ENGINEERED_COLUMNS`, in that order.
+
 Never used as inputs: ``Price``, ``Weekly Price``, ``Monthly Price`` (derived from the target),
 IDs and URLs (identifiers, not properties of the flat), free text beyond simple lengths.
 """
@@ -17,55 +25,22 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+# The column declarations live in a module without scikit-learn (the loader reads them).
+from shared.feature_columns import (  # noqa: F401 - re-exported
+    _FLAGS, CATEGORICAL, CITY_CENTRE_LAT_LON, ENGINEERED_COLUMNS, ENGINEERED_NUMERIC,
+    EXPORT_SCRAPE_DATE, FEATURE_SOURCES, FORBIDDEN_INPUTS, LOG_NUMERIC, NUMERIC, RAW_NUMERIC,
+    SOURCE_COLUMNS, ZERO_WHEN_MISSING, MissingColumnsError, buildable_features,
+    used_source_columns,
+)
+
 #: Bumped whenever the engineered columns change; saved with every model and checked at load.
 FEATURE_SET_VERSION = "features-v1"
-
-#: Puerta del Sol, kilometre zero of Spain's roads: the reference point for "how central".
-CITY_CENTRE_LAT_LON = (40.416775, -3.703790)
-
-# Raw numeric columns used as they are (counts that span orders of magnitude are log1p'd below).
-RAW_NUMERIC = [
-    "Accommodates", "Bathrooms", "Bedrooms", "Beds", "Guests Included", "Latitude", "Longitude",
-    "Availability 30", "Availability 60", "Availability 90", "Availability 365",
-    "Review Scores Rating", "Review Scores Accuracy", "Review Scores Cleanliness",
-    "Review Scores Checkin", "Review Scores Communication", "Review Scores Location",
-    "Review Scores Value", "Host Response Rate",
-]
-LOG_NUMERIC = [
-    "Security Deposit", "Cleaning Fee", "Extra People", "Minimum Nights", "Maximum Nights",
-    "Number of Reviews", "Reviews per Month", "Host Listings Count",
-    "Calculated host listings count",
-]
-# An empty deposit or cleaning fee means "none" in the export, not "unknown".
-ZERO_WHEN_MISSING = ("Security Deposit", "Cleaning Fee")
-ENGINEERED_NUMERIC = [
-    "host_tenure_days", "review_span_days", "days_since_last_review", "amenities_count",
-    "host_verifications_count", "description_length", "distance_to_centre_km", "has_license",
-    "is_superhost", "host_identity_verified", "instant_bookable", "is_location_exact",
-    "has_security_deposit", "has_cleaning_fee",
-]
-CATEGORICAL = [
-    "Room Type", "Property Type", "Neighbourhood Group Cleansed", "Neighbourhood Cleansed",
-    "Cancellation Policy", "Bed Type", "Host Response Time", "zipcode",
-]
-NUMERIC = [*RAW_NUMERIC, *(f"log1p_{c}" for c in LOG_NUMERIC), *ENGINEERED_NUMERIC]
-#: Every column :func:`engineer_features` returns, in order.
-ENGINEERED_COLUMNS = [*NUMERIC, *CATEGORICAL]
-#: Must never reach a model: asserted by the leakage tests.
-FORBIDDEN_INPUTS = ("Price", "Weekly Price", "Monthly Price", "ID", "Listing Url", "Host ID",
-                    "Scrape ID", "price")
-
-_FLAGS = {
-    "is_superhost": "Host Is Superhost",
-    "host_identity_verified": "Host Identity Verified",
-    "instant_bookable": "Instant Bookable",
-    "is_location_exact": "Is Location Exact",
-}
 
 
 def _numbers(series: pd.Series) -> pd.Series:
@@ -99,42 +74,125 @@ def clean_zipcode(series: pd.Series) -> pd.Series:
 
 
 def engineer_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Raw listing columns (text) -> the engineered feature table, shape (n, len(ENGINEERED_COLUMNS)).
+    """Raw listing columns (text) -> the engineered feature table, shape (n, k).
 
-    Row-wise and stateless: dates are measured against each listing's own ``Last Scraped`` date
-    (units: days), distances in kilometres, money in euros before ``log1p``.
+    The k columns are :func:`buildable_features` of ``frame.columns`` (all of
+    :data:`ENGINEERED_COLUMNS`, in that order, when every source column is present). Row-wise and
+    stateless: dates are measured against each listing's own ``Last Scraped`` date, or
+    :data:`EXPORT_SCRAPE_DATE` without that column (units: days), distances in kilometres, money
+    in euros before ``log1p``.
     """
+    built = buildable_features(frame.columns)
+    wanted = set(built)
     out = pd.DataFrame(index=frame.index)
-    for column in RAW_NUMERIC:
-        out[column] = _numbers(frame[column])
-    for column in LOG_NUMERIC:
-        values = _numbers(frame[column])
-        if column in ZERO_WHEN_MISSING:
-            values = values.fillna(0.0)
-        out[f"log1p_{column}"] = np.log1p(values.clip(lower=0))
+    numbers = {}
 
-    scraped = _dates(frame["Last Scraped"])
-    first, last = _dates(frame["First Review"]), _dates(frame["Last Review"])
-    out["host_tenure_days"] = (scraped - _dates(frame["Host Since"])).dt.days.astype(float)
-    out["review_span_days"] = (last - first).dt.days.astype(float)
-    out["days_since_last_review"] = (scraped - last).dt.days.astype(float)
-    out["amenities_count"] = _list_length(frame["Amenities"]).astype(float)
-    out["host_verifications_count"] = _list_length(frame["Host Verifications"]).astype(float)
-    out["description_length"] = np.log1p(frame["Description"].fillna("").astype(str).str.len())
-    out["distance_to_centre_km"] = _haversine_km(out["Latitude"], out["Longitude"],
-                                                 CITY_CENTRE_LAT_LON)
-    out["has_license"] = frame["License"].notna().astype(float)
-    features = frame["Features"].fillna("").astype(str)
-    for name, flag in _FLAGS.items():
-        out[name] = features.str.contains(flag, regex=False).astype(float)
-    out["has_security_deposit"] = (_numbers(frame["Security Deposit"]).fillna(0) > 0).astype(float)
-    out["has_cleaning_fee"] = (_numbers(frame["Cleaning Fee"]).fillna(0) > 0).astype(float)
+    def number(column):
+        if column not in numbers:
+            numbers[column] = _numbers(frame[column])
+        return numbers[column]
+
+    for column in RAW_NUMERIC:
+        if column in wanted:
+            out[column] = number(column)
+    for column in LOG_NUMERIC:
+        if f"log1p_{column}" in wanted:
+            values = number(column)
+            if column in ZERO_WHEN_MISSING:
+                values = values.fillna(0.0)
+            out[f"log1p_{column}"] = np.log1p(values.clip(lower=0))
+
+    scraped = (_dates(frame["Last Scraped"]) if "Last Scraped" in frame.columns
+               else pd.Series(pd.Timestamp(EXPORT_SCRAPE_DATE), index=frame.index))
+    if "host_tenure_days" in wanted:
+        out["host_tenure_days"] = (scraped - _dates(frame["Host Since"])).dt.days.astype(float)
+    if "review_span_days" in wanted:
+        span = _dates(frame["Last Review"]) - _dates(frame["First Review"])
+        out["review_span_days"] = span.dt.days.astype(float)
+    if "days_since_last_review" in wanted:
+        out["days_since_last_review"] = (scraped - _dates(frame["Last Review"])).dt.days.astype(float)
+    if "amenities_count" in wanted:
+        out["amenities_count"] = _list_length(frame["Amenities"]).astype(float)
+    if "host_verifications_count" in wanted:
+        out["host_verifications_count"] = _list_length(frame["Host Verifications"]).astype(float)
+    if "description_length" in wanted:
+        out["description_length"] = np.log1p(frame["Description"].fillna("").astype(str).str.len())
+    if "distance_to_centre_km" in wanted:
+        out["distance_to_centre_km"] = _haversine_km(number("Latitude"), number("Longitude"),
+                                                     CITY_CENTRE_LAT_LON)
+    if "has_license" in wanted:
+        out["has_license"] = frame["License"].notna().astype(float)
+    if "Features" in frame.columns:
+        features = frame["Features"].fillna("").astype(str)
+        for name, flag in _FLAGS.items():
+            out[name] = features.str.contains(flag, regex=False).astype(float)
+    for name, column in (("has_security_deposit", "Security Deposit"),
+                         ("has_cleaning_fee", "Cleaning Fee")):
+        if name in wanted:
+            out[name] = (number(column).fillna(0) > 0).astype(float)
 
     for column in CATEGORICAL[:-1]:
-        values = frame[column].astype("string").str.strip()
-        out[column] = values.astype(object).where(values.notna() & (values != ""), np.nan)
-    out["zipcode"] = clean_zipcode(frame["Zipcode"])
-    return out[ENGINEERED_COLUMNS]
+        if column in wanted:
+            values = frame[column].astype("string").str.strip()
+            out[column] = values.astype(object).where(values.notna() & (values != ""), np.nan)
+    if "zipcode" in wanted:
+        out["zipcode"] = clean_zipcode(frame["Zipcode"])
+    return out[built]
+
+
+class FeatureEngineer(BaseEstimator, TransformerMixin):
+    """The first step of the preprocessor: :func:`engineer_features` with a memory of its inputs.
+
+    ``fit(frame)`` records ``input_columns_`` (the raw columns it reads, see
+    :func:`used_source_columns`) and ``features_`` (the engineered columns built from them);
+    ``transform(frame)`` returns those features, shape (n, len(features_)), and raises
+    :class:`MissingColumnsError` naming every recorded input column ``frame`` lacks. Extra columns
+    are ignored. Nothing is learnt from the values, so fitting cannot leak.
+    """
+
+    def fit(self, frame: pd.DataFrame, y=None):
+        self.input_columns_ = used_source_columns(frame.columns)
+        self.features_ = buildable_features(self.input_columns_)
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.input_columns_ if c not in frame.columns]
+        if missing:
+            raise MissingColumnsError(missing)
+        return engineer_features(frame[self.input_columns_])[self.features_]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.asarray(self.features_, dtype=object)
+
+
+class _Present:
+    """Column selector of the ColumnTransformer: the names of ``columns`` present in the table
+    (picklable, unlike a lambda, so the fitted preprocessor can be saved)."""
+
+    def __init__(self, columns):
+        self.columns = list(columns)
+
+    def __call__(self, frame: pd.DataFrame) -> list[str]:
+        return [c for c in self.columns if c in frame.columns]
+
+
+def input_columns(preprocessor) -> list[str]:
+    """The raw columns a fitted preprocessor needs in the tables it transforms.
+
+    A preprocessor saved before the columns were recorded (its first step a plain
+    ``FunctionTransformer``) was fitted on a table with every source column: all of
+    :data:`SOURCE_COLUMNS`.
+    """
+    first = preprocessor.steps[0][1] if hasattr(preprocessor, "steps") else preprocessor
+    return list(getattr(first, "input_columns_", SOURCE_COLUMNS))
+
+
+def check_input_columns(preprocessor, columns) -> None:
+    """Raise :class:`MissingColumnsError` naming the inputs of ``preprocessor`` not in ``columns``."""
+    present = set(columns)
+    missing = [c for c in input_columns(preprocessor) if c not in present]
+    if missing:
+        raise MissingColumnsError(missing)
 
 
 def make_preprocessor(n_neighbors: int = 5, min_frequency: int = 5) -> Pipeline:
@@ -156,17 +214,18 @@ def make_preprocessor(n_neighbors: int = 5, min_frequency: int = 5) -> Pipeline:
                                  sparse_output=False, dtype=np.float32)),
     ])
     columns = ColumnTransformer(
-        [("numeric", numeric, NUMERIC), ("categorical", categorical, CATEGORICAL)],
+        [("numeric", numeric, _Present(NUMERIC)), ("categorical", categorical, _Present(CATEGORICAL))],
         remainder="drop", verbose_feature_names_out=True,
     )
     return Pipeline([
-        ("engineer", FunctionTransformer(engineer_features, feature_names_out=_engineered_names)),
+        ("engineer", FeatureEngineer()),
         ("columns", columns),
         ("float32", FunctionTransformer(_to_float32, feature_names_out="one-to-one")),
     ])
 
 
 def _engineered_names(_transformer, _input_features) -> np.ndarray:
+    """Feature names of the first step of preprocessors saved before :class:`FeatureEngineer`."""
     return np.asarray(ENGINEERED_COLUMNS, dtype=object)
 
 

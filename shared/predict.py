@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from shared import features as feats
-from shared.dataset import load_dataset
+from shared.dataset import DatasetError, load_dataset
 from shared.evaluation import regression_metrics
 from shared.intervals import IntervalError, check_coverage, conformal_rank, interval_metrics
 from shared.io import atomic_path
@@ -60,6 +60,18 @@ def no_calibration_message(bundle: ModelBundle) -> str:
             f"before prediction intervals existed): retrain it with {how} to get price ranges")
 
 
+def check_model_columns(bundle: ModelBundle, dataset) -> None:
+    """Raise :class:`DatasetError` (one line naming the file and every missing column) when the
+    dataset lacks raw columns the bundle's preprocessor was fitted on; extra columns are fine."""
+    if bundle.preprocessor is None:
+        return
+    try:
+        feats.check_input_columns(bundle.preprocessor, dataset.frame.columns)
+    except feats.MissingColumnsError as exc:
+        raise DatasetError(f"{dataset.data_dir / 'listings.csv'} lacks column(s) model "
+                           f"{bundle.name!r} was fitted on: {', '.join(exc.columns)}") from None
+
+
 def predict_command(model_dir: Path, data_dir, out: Path, coverage=None) -> int:
     """Run ``airbnb-dl predict``; ``coverage`` None means the default (0.8) when the model has an
     interval calibration and no interval otherwise. Returns the exit status."""
@@ -81,6 +93,7 @@ def predict_command(model_dir: Path, data_dir, out: Path, coverage=None) -> int:
         except IntervalError as exc:
             raise IntervalError(f"--coverage for model {bundle.name!r}: {exc}") from None
     dataset = load_dataset(data_dir, require_price=False)
+    check_model_columns(bundle, dataset)
     skipped = sum(len(ids) for ids in dataset.drops.values())
     for reason, ids in sorted(dataset.drops.items()):
         for listing in ids:

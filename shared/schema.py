@@ -112,6 +112,22 @@ OPENDATASOFT_COLUMNS: tuple[str, ...] = (
     'Features',
 )
 
+#: The 48 columns of the 10,351-listing Madrid set (``airbnb-madrid-10k``, what the public
+#: ``github`` source holds for every listing), in export order: no free text, no amenities, no
+#: review dates, no ``Last Scraped``.
+MADRID_10K_COLUMNS: tuple[str, ...] = (
+    "ID", "Host ID", "Host Name", "Host Since", "Host Listings Count", "Street",
+    "Neighbourhood Cleansed", "City", "State", "Zipcode", "Smart Location", "Country Code",
+    "Country", "Latitude", "Longitude", "Property Type", "Room Type", "Accommodates", "Bathrooms",
+    "Bedrooms", "Beds", "Bed Type", "Square Feet", "Price", "Weekly Price", "Monthly Price",
+    "Security Deposit", "Cleaning Fee", "Guests Included", "Extra People", "Minimum Nights",
+    "Maximum Nights", "Availability 30", "Availability 60", "Availability 90",
+    "Availability 365", "Number of Reviews", "Review Scores Rating", "Review Scores Accuracy",
+    "Review Scores Cleanliness", "Review Scores Checkin", "Review Scores Communication",
+    "Review Scores Location", "Review Scores Value", "Cancellation Policy",
+    "Calculated host listings count", "Reviews per Month", "Geolocation",
+)
+
 #: Columns derived from the target (nightly price): never model inputs.
 PRICE_DERIVED_COLUMNS: tuple[str, ...] = ("Price", "Weekly Price", "Monthly Price")
 

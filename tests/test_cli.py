@@ -77,7 +77,20 @@ def test_missing_columns_are_a_one_line_error(tmp_path, capsys):
     assert main(["data", "check", "--data-dir", str(data_dir)]) == EXIT_INPUT_ERROR
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("airbnb-dl: error: ")
-    assert "City" in err and "Amenities" in err
+    assert "missing required column(s): City" in err and "Amenities" not in err  # optional
+
+
+def test_data_check_lists_the_absent_opendatasoft_columns(tmp_path, isolated_cache, capsys):
+    absent = ["Amenities", "Description", "Last Scraped"]
+    columns = [c for c in schema.OPENDATASOFT_COLUMNS if c not in absent]
+    data_dir = make_dataset_dir(tmp_path / "d", rows=[listing_row(1)], columns=columns)
+
+    assert main(["data", "check", "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert (f"absent columns    : 3 of the {len(schema.OPENDATASOFT_COLUMNS)} OpenDataSoft "
+            "columns: Last Scraped, Description, Amenities") in out
+    assert "features not built: amenities_count, description_length" in out
+    assert "rows usable       : 1" in out
 
 
 def test_usage_errors_exit_with_argparse_status():
@@ -136,3 +149,44 @@ def test_predict_with_a_directory_that_is_not_a_model(tricky_dir, tmp_path, caps
     assert status == EXIT_INPUT_ERROR
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no metadata.json" in err
+
+
+def _fitted_ridge(dataset, directory: Path) -> Path:
+    from shared.modeling import ModelBundle
+
+    preprocessor = feats.make_preprocessor().fit(dataset.frame)
+    estimator = Ridge().fit(preprocessor.transform(dataset.frame), feats.log_target(dataset.prices))
+    return ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor).save(directory)
+
+
+def test_predict_on_a_directory_lacking_a_fitted_column_is_one_line(saved_model, tmp_path,
+                                                                    isolated_cache, capsys):
+    columns = [c for c in schema.OPENDATASOFT_COLUMNS if c not in ("Amenities", "Bedrooms")]
+    data_dir = make_dataset_dir(tmp_path / "d", rows=[listing_row(1)], columns=columns)
+
+    status = main(["predict", "--model", str(saved_model), "--data-dir", str(data_dir),
+                   "--out", str(tmp_path / "p.csv")])
+
+    assert status == EXIT_INPUT_ERROR and not (tmp_path / "p.csv").exists()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("note: model 'ridge' has no interval calibration")  # saved so
+    err = lines[-1]
+    assert len(lines) == 2 and err.startswith("airbnb-dl: error: ")
+    assert err.endswith("lacks column(s) model 'ridge' was fitted on: Bedrooms, Amenities")
+    assert str(data_dir / "listings.csv") in err
+
+
+def test_a_model_fitted_on_fewer_columns_scores_a_directory_with_more(tmp_path, isolated_cache,
+                                                                      capsys):
+    from shared.dataset import load_dataset
+
+    columns = [c for c in schema.OPENDATASOFT_COLUMNS if c not in ("Amenities", "Description")]
+    few = make_dataset_dir(tmp_path / "few", columns=columns, n=30, seed=3)
+    model = _fitted_ridge(load_dataset(few), tmp_path / "models" / "ridge")
+    full = make_dataset_dir(tmp_path / "full", n=30, seed=3)  # same listings, every column
+
+    assert main(["predict", "--model", str(model), "--data-dir", str(full),
+                 "--out", str(tmp_path / "full.csv")]) == 0
+    assert main(["predict", "--model", str(model), "--data-dir", str(few),
+                 "--out", str(tmp_path / "few.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full.csv"), pd.read_csv(tmp_path / "few.csv"))

@@ -120,7 +120,8 @@ def test_explicit_converted_dir_is_used(tricky_dir, tmp_path, isolated_cache):
     dataset = load_dataset(tricky_dir, converted_dir=target)
 
     converted = dict(zip(dataset.ids.tolist(), dataset.image_paths))[104]
-    assert converted.startswith(str(target)) and not isolated_cache.exists()
+    assert converted.startswith(str(target))
+    assert not (isolated_cache / "converted_photos").exists()  # only the photo-check index there
 
 
 def test_data_dir_is_never_written_to(tricky_dir, isolated_cache):
@@ -134,7 +135,7 @@ def test_data_dir_is_never_written_to(tricky_dir, isolated_cache):
 # --------------------------------------------------------------------------- whole-file errors
 
 def test_missing_columns_raise_a_dataset_error_listing_all_of_them(tmp_path):
-    removed = ["City", "Zipcode", "Review Scores Value", "Price"]
+    removed = ["City", "Zipcode", "ID", "Review Scores Value", "Price"]
     columns = [c for c in schema.OPENDATASOFT_COLUMNS if c not in removed]
     data_dir = make_dataset_dir(tmp_path / "d", rows=[listing_row(1)], columns=columns)
 
@@ -142,12 +143,43 @@ def test_missing_columns_raise_a_dataset_error_listing_all_of_them(tmp_path):
         load_dataset(data_dir)
 
     message = str(info.value)
-    assert "listings.csv" in message and "missing required column" in message
-    for column in removed:
-        assert column in message
-    # without a price requirement, only the feature columns are missing
-    with pytest.raises(DatasetError, match="City, Zipcode, Review Scores Value$"):
+    assert "listings.csv" in message
+    assert message.endswith("missing required column(s): ID, City, Price")
+    # without a price requirement, only the layout columns are missing
+    with pytest.raises(DatasetError, match="missing required column\\(s\\): ID, City$"):
         load_dataset(data_dir, require_price=False)
+
+
+def test_only_id_city_and_price_are_required(tmp_path, isolated_cache):
+    kept = ["ID", "City", "Price", "Room Type"]
+    data_dir = make_dataset_dir(tmp_path / "d", rows=[listing_row(1), listing_row(2)],
+                                columns=kept)
+    dataset = load_dataset(data_dir)
+
+    assert dataset.ids.tolist() == [1, 2]
+    assert dataset.absent_columns == tuple(c for c in schema.OPENDATASOFT_COLUMNS if c not in kept)
+    summary = dataset.summary()
+    assert summary["absent_columns"] == list(dataset.absent_columns)
+    assert "amenities_count" in summary["features_not_built"]
+    assert "Room Type" not in summary["features_not_built"]
+    full = make_dataset_dir(tmp_path / "full", rows=[listing_row(1)])
+    assert load_dataset(full).absent_columns == () and "absent_columns" not in \
+        load_dataset(full).summary()
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"id;City;Price\n1;Madrid;50\n", "missing required column(s): ID"),
+    (b"ID,City,Price\n1,Madrid,50\n", "missing required column(s): ID, City, Price"),
+    (bytes(range(256)) * 4, "is not a ';'-separated UTF-8 CSV"),
+])
+def test_other_schema_files_give_one_clear_error(tmp_path, content, expected):
+    data_dir = tmp_path / "other"
+    data_dir.mkdir()
+    (data_dir / "listings.csv").write_bytes(content)
+
+    with pytest.raises(DatasetError) as info:
+        load_dataset(data_dir)
+    assert expected in str(info.value) and "\n" not in str(info.value)
 
 
 def test_every_required_column_is_an_opendatasoft_column():

@@ -138,7 +138,7 @@ def test_the_project_data_check_agrees_with_the_report(tmp_path, server, capsys)
     check = json.loads(capsys.readouterr().out)
     assert check["rows_read"] == check["rows_usable"] == summary["listings"]["written"] == 3
     assert check["drops"] == {}
-    assert sorted(load_dataset(dest, require_features=False).ids.tolist()) == [5, 7, 8]
+    assert sorted(load_dataset(dest).ids.tolist()) == [5, 7, 8]
     assert [entry["listing_id"] for entry in summary["failures"]] == ["6"]
 
 
