@@ -46,6 +46,16 @@ def private_cache(workdir: Path):
             os.environ["AIRBNB_DL_CACHE"] = previous
 
 
+def dataset_label(data_dir: Path) -> dict:
+    """How the report names its dataset: directory name (project-relative path when inside the
+    project) and the sha256 of ``listings.csv``, never a machine's absolute path."""
+    from shared.experiment import dataset_location
+    from shared.io import sha256_file
+
+    return {**dataset_location(data_dir),
+            "listings_sha256": sha256_file(Path(data_dir) / "listings.csv")}
+
+
 def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], workdir: Path,
                    log=print) -> dict:
     """Run the ``selected`` benchmarks; return the benchmarks.json document.
@@ -57,7 +67,7 @@ def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], work
     report = {"schema_version": SCHEMA_VERSION,
               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
               "machine": machine_info(), "settings": settings.to_json(),
-              "data_dir": str(data_dir), "benchmarks": selected,
+              "dataset": dataset_label(data_dir), "benchmarks": selected,
               "partial": selected != list(BENCHMARKS), "load_average": {"start": load_average()},
               "parallel_capacity": {"start": parallel_capacity()}, "results": []}
     from shared.devices import configure_determinism, setup_devices
