@@ -2,7 +2,8 @@
 
 The ``.py`` script is the source of truth (readable, diffable). :func:`render_report` reads it with
 jupytext and executes it with papermill, which injects the parameters in a cell after the one
-tagged ``parameters`` and shows a progress bar over the cells. Only when every cell succeeded are
+tagged ``parameters``, shows a progress bar over the cells and streams each cell's output (the
+training progress lines) to the console as it runs. Only when every cell succeeded are
 the results moved into the output folder. A failing cell raises :class:`ReportError` and leaves
 the previously rendered report untouched (the failed notebook is kept for inspection).
 
@@ -117,7 +118,8 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
     try:
         notebook = papermill.execute_notebook(
             notebook, str(failed), kernel_name="python3", language="python",
-            progress_bar=True, cwd=str(config.PROJECT_ROOT), execution_timeout=timeout)
+            progress_bar=True, log_output=True, cwd=str(config.PROJECT_ROOT),
+            execution_timeout=timeout)
     except PapermillExecutionError as exc:
         import tempfile
 
