@@ -68,7 +68,7 @@ def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = Non
             ``image_reducer`` (fitted on training rows); None for tabular only.
 
     Returns:
-        (bundle, {"val"/"test": predicted prices EUR (n,)}, training seconds).
+        (bundle, {"train"/"val"/"test": predicted prices EUR (n,)}, training seconds).
     """
     grid = grid or HGB_GRID[:exp.budget.hgb_candidates]
     start = time.perf_counter()
@@ -89,5 +89,6 @@ def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = Non
     bundle = ModelBundle(name, inputs, model, exp.preprocessor, image_reducer=image_reducer,
                          backbone=backbone, image_size=image_size, deliverable=deliverable,
                          params={**search.params, "trials": search.trials})
-    predictions = {p: feats.price_from_log(model.predict(matrix(p))) for p in ("val", "test")}
+    predictions = {p: feats.price_from_log(model.predict(matrix(p)))
+                   for p in ("train", "val", "test")}
     return bundle, predictions, time.perf_counter() - start

@@ -220,7 +220,7 @@ def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_conf
                 "input_dim": int(matrices[k]["train"].shape[1]),
                 "backbone": backbone, "image_size": image_size, "trials": trials})
     predictions = {p: feats.price_from_log(best.model.predict(matrices[k][p], verbose=0))
-                   for p in ("val", "test")}
+                   for p in ("train", "val", "test")}
     exp.evaluate(bundle, time.perf_counter() - start, history=best.history, predictions=predictions)
     return bundle, {reducer_label(r): r for r in reducers.values()}
 

@@ -79,7 +79,8 @@ class Experiment:
                  save: bool = True, predictions: dict | None = None) -> dict:
         """Score ``bundle`` on validation and test (EUR), record it, save it; return its record.
 
-        ``predictions`` may pass precomputed {"val": eur, "test": eur} to avoid recomputation.
+        ``predictions`` may pass precomputed {"val": eur, "test": eur} (and "train", used by the
+        interval calibration) to avoid recomputation.
         A bundle without an interval calibration gets one (:meth:`calibrate_intervals`); the
         record's ``intervals`` holds its method, calibration size and test coverage / width at
         each of :data:`~shared.intervals.DEFAULT_COVERAGES` the calibration supports (a tiny
@@ -94,7 +95,8 @@ class Experiment:
             self.predictions[bundle.name][part] = np.asarray(pred, dtype=np.float64)
             record[part] = regression_metrics(self.y_eur(part), pred, bootstrap=(part == "test"))
         if bundle.intervals is None:
-            bundle.intervals = self.calibrate_intervals(bundle, self.predictions[bundle.name]["val"])
+            bundle.intervals = self.calibrate_intervals(bundle, self.predictions[bundle.name]["val"],
+                                                        (predictions or {}).get("train"))
         record["intervals"] = {
             "method": bundle.intervals.method, "calibration_rows": bundle.intervals.n,
             "test": interval_report(bundle.intervals, np.log(self.predictions[bundle.name]["test"]),
@@ -109,18 +111,23 @@ class Experiment:
             bundle.save(self.models_dir / bundle.name)
         return record
 
-    def calibrate_intervals(self, bundle: ModelBundle, val_pred_eur) -> IntervalCalibration:
+    def calibrate_intervals(self, bundle: ModelBundle, val_pred_eur,
+                            train_pred_eur=None) -> IntervalCalibration:
         """Interval calibration of ``bundle``: conformal scores from its validation predictions
         (``val_pred_eur``, (n_val,) EUR), width (difficulty) model from its predictions on the
         training rows, a seeded sample of at most ``budget.interval_difficulty_rows`` of them
-        (one extra pass over those photos for a photo model). Test rows are never used."""
+        (``train_pred_eur``, (n_train,) EUR, when the caller has them; otherwise predicted here:
+        one extra pass over those photos for a photo model). Test rows are never used."""
         train = self.parts["train"]
+        rows = np.arange(len(train.frame))
         cap = self.budget.interval_difficulty_rows
-        if len(train.frame) > cap:
-            rng = np.random.default_rng(self.seed)
-            train = train.subset(np.sort(rng.choice(train.ids, size=cap, replace=False)))
+        if len(rows) > cap:
+            rows = np.sort(np.random.default_rng(self.seed).choice(rows, size=cap, replace=False))
+            train = train.subset(train.ids[rows])
+        train_pred_log = (np.log(np.asarray(train_pred_eur, dtype=np.float64))[rows]
+                          if train_pred_eur is not None else bundle.predict_log(train))
         return fit_calibration(np.log(np.asarray(val_pred_eur, dtype=np.float64)), self.y_log("val"),
-                               self.parts["val"].frame, bundle.predict_log(train),
+                               self.parts["val"].frame, train_pred_log,
                                feats.log_target(train.prices), train.frame)
 
     def provenance(self) -> dict:

@@ -48,7 +48,7 @@ print(json.dumps({"digest": hashlib.sha256(out["train"].tobytes() + out["val"].t
 """
 
 FUSION_SCRIPT = """
-import json, sys
+import dataclasses, json, sys
 import numpy as np
 from deliverable2 import early_fusion
 from shared.experiment import start_run
@@ -64,8 +64,8 @@ def features(part):
                     + 0.05 * rng.normal(size=1280))
     return np.asarray(rows).astype(np.float32)
 raw = {part: features(part) for part in ("train", "val", "test")}
-early = early_fusion.train_early_fusion(exp, raw, "synthetic", 32, components=(8, 16))
-reducers = {early_fusion.reducer_label(r): r for r in early.candidate_reducers.values()}
+exp.budget = dataclasses.replace(exp.budget, fusion_components=(8, 16))  # two PCA candidates
+early, reducers = early_fusion.train_early_fusion(exp, raw, "synthetic", 32)
 early_fusion.train_hgb_with_embeddings(exp, raw, reducers, "synthetic", 32)
 print(json.dumps({name: [r["val"]["mae"], r["test"]["mae"], r["params"].get("trials")]
                   for name, r in exp.results.items()}))
