@@ -253,7 +253,8 @@ display(intervals.interval_table(reports))
 intervals.plot_coverage_by_group({m: rep["0.8"] for m, rep in reports.items()},
                                  title="Test coverage of the 80% range by room type and price band")
 plt.show()
-display(Markdown(result.analysis["intervals"]["sentence"]))
+display(Markdown(result.analysis["intervals"]["sentence"] + "\n\n"
+                 + result.analysis["intervals"]["calibration_check"]))
 
 # %% [markdown]
 # ## 10. Goals, checked

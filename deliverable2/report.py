@@ -354,7 +354,7 @@ display(intervals.interval_table(reports))
 intervals.plot_coverage_by_group({m: reports[m]["0.8"] for m in names},
                                  title="Test coverage of the 80% range by room type and price band")
 plt.show()
-display(Markdown(a["intervals"]["sentence"]))
+display(Markdown(a["intervals"]["sentence"] + "\n\n" + a["intervals"]["calibration_check"]))
 
 # %% [markdown]
 # ## 12. The goals, checked

@@ -652,7 +652,30 @@ def interval_analysis(results: dict, kinds: dict[str, str], chosen: dict[str, st
             or the reference a deliverable compares with), never picked by test width.
     """
     metrics = results_intervals(results, kinds, coverage)
+    under = [n for n, m in metrics.items()
+             if m.get("coverage_ci95") and m["coverage_ci95"][1] < coverage]
+    over = [n for n, m in metrics.items()
+            if m.get("coverage_ci95") and m["coverage_ci95"][0] > coverage]
     return {"coverage": coverage, "kinds": kinds, "chosen": chosen,
+            "under_covered": under, "over_covered": over,
             "sentence": coverage_sentence(metrics, {n: kinds[n] for n in metrics},
-                                          {k: m for k, m in chosen.items() if m in metrics})}
+                                          {k: m for k, m in chosen.items() if m in metrics}),
+            "calibration_check": calibration_check(coverage, under, over)}
+
+
+def calibration_check(coverage: float, under: list[str], over: list[str]) -> str:
+    """The report's verdict on the calibration rows, from the test coverage intervals: models
+    whose 95% bootstrap interval of the test coverage lies wholly below (above) ``coverage``."""
+    text = (f"Test check of the calibration: no model's {coverage:.0%} range covers significantly "
+            "less than nominal" if not under else
+            f"Test check of the calibration: the {coverage:.0%} range of {', '.join(under)} covers "
+            "significantly less than nominal on test (its whole 95% bootstrap interval is below "
+            f"{coverage:.0%}). Those models were early-stopped and chosen on the same validation "
+            "rows that calibrate the ranges, so those rows are easier for them than new listings: "
+            "the selection bias is measurable, and calibrating on rows that choose nothing (a "
+            "separate calibration part of the split) is the fix")
+    if over:
+        text += f"; {', '.join(over)} cover(s) significantly more than nominal (ranges wider than needed)"
+    return text + "."
+
 

@@ -440,3 +440,20 @@ def test_predict_with_a_model_saved_without_intervals(small_dataset, priced_dir,
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no interval calibration" in err
     assert "retrain it with `nox -s deliverable1`" in err
+
+
+def test_interval_analysis_flags_models_whose_test_coverage_is_significantly_off():
+    from shared.intervals import interval_analysis
+
+    def record(coverage, ci):
+        return {"intervals": {"test": {"0.8": {"coverage": coverage, "coverage_ci95": ci,
+                                               "median_width_eur": 30.0, "nominal": 0.8}}}}
+
+    results = {"ok": record(0.79, [0.74, 0.84]), "low": record(0.70, [0.64, 0.76]),
+               "high": record(0.90, [0.86, 0.94])}
+    analysis = interval_analysis(results, {"ok": "tabular", "low": "fusion", "high": "photo"},
+                                 {"tabular": "ok"})
+    assert analysis["under_covered"] == ["low"] and analysis["over_covered"] == ["high"]
+    assert "low" in analysis["calibration_check"] and "selection bias" in analysis["calibration_check"]
+    fine = interval_analysis({"ok": results["ok"]}, {"ok": "tabular"}, {"tabular": "ok"})
+    assert fine["under_covered"] == [] and "no model" in fine["calibration_check"]
