@@ -94,6 +94,17 @@ def _staging_dir(out_dir: Path) -> Path:
     return staging
 
 
+def _show_cell_output() -> None:
+    """Print what papermill logs of each running cell (``log_output``) on the console."""
+    log = logging.getLogger("papermill")
+    if not any(getattr(h, "_airbnb_dl", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._airbnb_dl = True
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 3600) -> dict:
     """Execute ``script`` and write ``<stem>.ipynb``, ``<stem>.html`` (+ whatever the report wrote
     into its ``output_dir`` parameter, e.g. ``metrics.json``) into ``out_dir``.
@@ -115,6 +126,7 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
     if env_python not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = env_python + os.pathsep + os.environ.get("PATH", "")
     failed = staging / f"{script.stem}.failed.ipynb"
+    _show_cell_output()
     try:
         notebook = papermill.execute_notebook(
             notebook, str(failed), kernel_name="python3", language="python",
