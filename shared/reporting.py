@@ -142,6 +142,11 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
                           f"Executed notebook: {keep}\n{exc}") from None
     failed.unlink()
     stem = script.stem
+    # papermill records where it read and wrote: the script and the published notebook, shown
+    # as the report shows paths (it would otherwise embed the whole input notebook and the
+    # staging folder's absolute path)
+    notebook.metadata.papermill.update(input_path=display_path(script),
+                                       output_path=display_path(out_dir / f"{stem}.ipynb"))
     nbformat.write(notebook, staging / f"{stem}.ipynb")
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
     (staging / f"{stem}.html").write_text(html, encoding="utf-8")

@@ -134,3 +134,12 @@ def test_report_paths_are_project_relative_inside_or_beside_the_project(tmp_path
     assert display_path(root.parent / "shared" / "data" / "x") == os.path.join("..", "shared", "data", "x")
     far = Path("/") / "opt" / "elsewhere" / "run"
     assert display_path(far) == str(far)  # not a path relative to the project: shown as it is
+
+
+def test_rendered_notebook_records_no_absolute_path_of_its_staging(tmp_path, keep_path):
+    script = write_script(tmp_path / "src", GOOD_SCRIPT)
+    out = tmp_path / "docs"
+    render_report(script, out, {"greeting": "x"}, timeout=120)
+    meta = nbformat.read(out / "report.ipynb", as_version=4).metadata.papermill
+    assert isinstance(meta["input_path"], str) and meta["input_path"].endswith("report.py")
+    assert meta["output_path"].endswith("report.ipynb") and "staging" not in meta["output_path"]
