@@ -125,22 +125,22 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
     env_python = os.path.dirname(sys.executable)
     if env_python not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = env_python + os.pathsep + os.environ.get("PATH", "")
-    failed = staging / f"{script.stem}.failed.ipynb"
+    running = staging / f"{script.stem}.running.ipynb"  # papermill saves progress here
     _show_cell_output()
     try:
         notebook = papermill.execute_notebook(
-            notebook, str(failed), kernel_name="python3", language="python",
+            notebook, str(running), kernel_name="python3", language="python",
             progress_bar=True, log_output=True, cwd=str(config.PROJECT_ROOT),
             execution_timeout=timeout)
     except PapermillExecutionError as exc:
         import tempfile
 
-        keep = Path(tempfile.mkdtemp(prefix=f"report-{script.parent.name}-")) / failed.name
-        shutil.copyfile(failed, keep)
+        keep = Path(tempfile.mkdtemp(prefix=f"report-{script.parent.name}-")) / f"{script.stem}.failed.ipynb"
+        shutil.copyfile(running, keep)
         shutil.rmtree(staging, ignore_errors=True)
         raise ReportError(f"{script}: a cell failed; the previous report in {out_dir} is kept. "
                           f"Executed notebook: {keep}\n{exc}") from None
-    failed.unlink()
+    running.unlink()
     stem = script.stem
     # papermill records where it read and wrote: the script and the published notebook, shown
     # as the report shows paths (it would otherwise embed the whole input notebook and the
