@@ -131,7 +131,10 @@ def test_report_paths_are_project_relative_inside_or_beside_the_project(tmp_path
 
     root = config.PROJECT_ROOT
     assert display_path(root / "models") == "models"
-    assert display_path(root.parent / "shared" / "data" / "x") == os.path.join("..", "shared", "data", "x")
+    # a folder beside the project (as ../shared/data is; a name that exists nowhere, so no
+    # symlink on the test machine can move it)
+    beside = root.parent / "airbnb-dl-sibling-for-test" / "data"
+    assert display_path(beside) == os.path.join("..", "airbnb-dl-sibling-for-test", "data")
     far = Path("/") / "opt" / "elsewhere" / "run"
     assert display_path(far) == str(far)  # not a path relative to the project: shown as it is
 
