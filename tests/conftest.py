@@ -62,3 +62,22 @@ def real_data_dir() -> Path:
     if not (path / "listings.csv").is_file():
         pytest.skip(f"{REAL_DATA_ENV}={value} does not hold listings.csv")
     return path
+
+
+@pytest.fixture
+def no_proxy(monkeypatch) -> None:
+    """requests talks to 127.0.0.1 directly even where a proxy is configured (the test servers
+    of the data-fetch tests)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def server(no_proxy):
+    """A local HTTP server on 127.0.0.1 (:class:`acq_server.LocalServer`), stopped afterwards."""
+    from acq_server import LocalServer
+
+    with LocalServer() as local:
+        yield local
+

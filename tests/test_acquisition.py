@@ -34,6 +34,8 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.acq_server import LocalServer, Reply
 
+pytestmark = pytest.mark.usefixtures("no_proxy")  # every test talks to 127.0.0.1
+
 COLUMNS = OPENDATASOFT_COLUMNS
 REFERENCE_LISTINGS = Path(__file__).resolve().parents[2] / "shared/data/airbnb-madrid/listings.csv"
 REAL_DATA_DIR = Path(os.environ.get("AIRBNB_DATA_DIR") or REFERENCE_LISTINGS.parent)
@@ -42,20 +44,6 @@ TRICKY_TEXT = {"Name": 'Sunny; "central" flat', "Summary": "line one\nline two\r
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make sure requests talks to 127.0.0.1 directly even if a proxy is configured."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def server():
-    with LocalServer() as local:
-        yield local
 
 
 def fetch(dest: Path, source: str = "drive", **options) -> dict:

@@ -29,22 +29,11 @@ except ImportError:  # tests/ imported as a package
     from tests import github_sources as gs
     from tests.acq_server import LocalServer, Reply
 
+pytestmark = pytest.mark.usefixtures("no_proxy")  # every test talks to 127.0.0.1
+
 COLUMNS = [name for name in OPENDATASOFT_COLUMNS
            if name in {*gs.LISTINGS_TABLE_COLUMNS, *gs.MORE_COLUMNS}]
 TRICKY_STREET = 'Calle "Mayor", 5; piso\n2, Madrid'
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def server():
-    with LocalServer() as local:
-        yield local
 
 
 def output_row(listing_id: int, index: int) -> dict[str, str]:
