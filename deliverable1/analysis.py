@@ -15,11 +15,12 @@ TABULAR = ("ridge", "hgb", "mlp")
 PHOTO = ("cnn_scratch", "transfer_frozen", "transfer_finetuned")
 TRANSFER = ("transfer_frozen", "transfer_finetuned")
 
-#: The deliverable's goals (test set).
+#: The deliverable's goals on the test split of the 10,351-listing set (issue 11; on the
+#: 814-listing set they were 10%, 0.30 and "beats the mean").
 GOALS = {
-    "mlp_vs_hgb_max_relative": 0.10,   # mlp test MAE at most 10% above hgb's
-    "transfer_min_r2_log": 0.30,       # the transfer model validation picks: R² on log price
-    "cnn_min_r2_log": 0.0,             # cnn_scratch R² on log price above it (beats the mean)
+    "mlp_vs_hgb_max_relative": 0.03,   # mlp test MAE at most 3% above hgb's
+    "transfer_min_r2_log": 0.40,       # the transfer model validation picks: R² on log price
+    "cnn_min_r2_log": 0.20,            # cnn_scratch (no pretrained weights): R² on log price
 }
 
 
@@ -43,9 +44,9 @@ def check_goals(results: dict) -> list[dict]:
                  "from the photo alone",
          "measured": f"{transfer} R² {r[transfer]['r2_log']:.3f}",
          "reached": bool(r[transfer]["r2_log"] >= min_r2)},
-        {"goal": f"cnn_scratch R² on log price > {cnn_r2:g} (beats the mean)",
+        {"goal": f"cnn_scratch (no pretrained weights) R² on log price >= {cnn_r2:.2f}",
          "measured": f"R² {r['cnn_scratch']['r2_log']:.3f}",
-         "reached": bool(r["cnn_scratch"]["r2_log"] > cnn_r2)},
+         "reached": bool(r["cnn_scratch"]["r2_log"] >= cnn_r2)},
     ]
 
 

@@ -20,6 +20,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 
 from shared import features as feats
+from shared.split import PART_NAMES as PARTS
 from shared.modeling import ModelBundle, tune_on_validation
 
 RIDGE_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
@@ -90,5 +91,5 @@ def fit_hgb(exp, name: str = "hgb", grid=None, image_features: dict | None = Non
                          backbone=backbone, image_size=image_size, deliverable=deliverable,
                          params={**search.params, "trials": search.trials})
     predictions = {p: feats.price_from_log(model.predict(matrix(p)))
-                   for p in ("train", "val", "test")}
+                   for p in PARTS}
     return bundle, predictions, time.perf_counter() - start

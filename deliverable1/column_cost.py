@@ -24,8 +24,7 @@ from deliverable1 import baselines
 from shared import features as feats
 from shared import schema
 from shared.evaluation import regression_metrics
-
-PARTS = ("train", "val", "test")
+from shared.split import PART_NAMES as PARTS
 
 
 @dataclass

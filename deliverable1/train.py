@@ -15,8 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deliverable1 import analysis, baselines, cnn_scratch, mlp, transfer
-from shared.experiment import Experiment, start_run, timed_step, training_main
+import os
+
+from deliverable1 import analysis, baselines, cnn_scratch, column_cost, mlp, transfer
+from shared import schema
+from shared.experiment import Experiment, prepare, start_run, timed_step, training_main
+
+#: The dataset the column-cost table is computed on when the run's own dataset lacks columns:
+#: ``$AIRBNB_COLUMN_COST_DATA_DIR``, else the 814-listing set beside the run's data directory.
+COLUMN_COST_ENV = "AIRBNB_COLUMN_COST_DATA_DIR"
+ALL_COLUMNS_SET = "airbnb-madrid"
 
 MODEL_NAMES = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
 
@@ -55,11 +63,46 @@ def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> Deliverable1Ru
     return result
 
 
+def column_cost_experiment(exp: Experiment, models_dir) -> tuple[Experiment | None, str]:
+    """The experiment the column-cost table runs on, and where its data came from.
+
+    The run's own experiment when its dataset has every OpenDataSoft column; else a dataset with
+    all of them (``$AIRBNB_COLUMN_COST_DATA_DIR``, else ``airbnb-madrid`` beside the run's data
+    directory), prepared with its own split under ``<models>/column-cost/``. (None, reason) when
+    there is none."""
+    if not exp.dataset.absent_columns:
+        return exp, "the run's own dataset"
+    data_dir = os.environ.get(COLUMN_COST_ENV) or Path(exp.dataset.data_dir).parent / ALL_COLUMNS_SET
+    if not (Path(data_dir) / "listings.csv").is_file():
+        return None, (f"no dataset with all {len(schema.OPENDATASOFT_COLUMNS)} columns found "
+                      f"(set {COLUMN_COST_ENV})")
+    other = prepare(data_dir, Path(models_dir) / "column-cost", smoke=exp.smoke)
+    if other.dataset.absent_columns:
+        return None, f"{Path(data_dir).name} lacks {len(other.dataset.absent_columns)} columns"
+    return other, Path(data_dir).name
+
+
+def column_cost_table(exp: Experiment, models_dir, log=print) -> dict:
+    """{"dataset", "listings", "rows": {variant: {...}}} of :func:`column_cost.column_cost`, or
+    {"skipped": reason}."""
+    other, origin = column_cost_experiment(exp, models_dir)
+    if other is None:
+        log(f"column cost skipped: {origin}")
+        return {"skipped": origin}
+    table = column_cost.column_cost(other)
+    log(f"column cost on {origin}: " + "; ".join(f"{i} test MAE {r.test_mae:.2f} EUR"
+                                                  for i, r in table.iterrows()))
+    return {"dataset": origin, "listings": int(len(other.dataset.frame)),
+            "split": {p: int(len(other.parts[p].frame)) for p in other.parts},
+            "rows": table.to_dict(orient="index")}
+
+
 def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print) -> Deliverable1Run:
     """Everything deliverable 1 computes; ``metrics.json`` into ``output_dir`` (None: not written)."""
     exp = start_run(data_dir, models_dir, smoke=smoke)
     result = train_all(exp, log=log)
     result.analysis = analysis.analyse(exp.results)
+    result.analysis["column_cost"] = column_cost_table(exp, models_dir, log)
     if output_dir is not None:
         result.metrics_path = Path(output_dir) / "metrics.json"
         exp.write_metrics(result.metrics_path, result.analysis)

@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 from shared import features as feats
+from shared.split import PART_NAMES as PARTS
 from shared.backbones import DEFAULT_BACKBONE, build_backbone, top_block_layers
 from shared.feature_cache import extract_features
 from shared.images import make_image_dataset
@@ -53,10 +54,10 @@ def default_image_size(exp) -> int:
 @under_strategy
 def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
     """Cached backbone features per part: ({"train": (n, D), ...}, extraction stats)."""
-    all_paths = [p for part in ("train", "val", "test") for p in exp.paths(part)]
+    all_paths = [p for part in PARTS for p in exp.paths(part)]
     vectors, stats = extract_features(all_paths, backbone, image_size)
-    sizes = np.cumsum([0] + [len(exp.paths(p)) for p in ("train", "val", "test")])
-    parts = {p: vectors[sizes[i]:sizes[i + 1]] for i, p in enumerate(("train", "val", "test"))}
+    sizes = np.cumsum([0] + [len(exp.paths(p)) for p in PARTS])
+    parts = {p: vectors[sizes[i]:sizes[i + 1]] for i, p in enumerate(PARTS)}
     return parts, stats
 
 

@@ -40,6 +40,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from deliverable1 import baselines
 from deliverable1.mlp import ORIGINAL, fit_mlp, sample_configs
 from shared import features as feats
+from shared.split import PART_NAMES as PARTS
 from shared.modeling import ModelBundle, tune_on_validation, under_strategy
 
 #: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`)
@@ -137,7 +138,7 @@ def reducer_label(reducer) -> str:
 def joined_matrices(exp, raw: dict, reducer) -> dict[str, np.ndarray]:
     """{"train"/"val"/"test": (n, d_tab + k) float32}: tabular columns first, then photo columns."""
     photo = reduced_features(raw, reducer)
-    return {part: np.hstack([exp.tabular[part], photo[part]]) for part in ("train", "val", "test")}
+    return {part: np.hstack([exp.tabular[part], photo[part]]) for part in PARTS}
 
 
 def _config_key(config: dict) -> dict:
@@ -220,7 +221,7 @@ def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_conf
                 "input_dim": int(matrices[k]["train"].shape[1]),
                 "backbone": backbone, "image_size": image_size, "trials": trials})
     predictions = {p: feats.price_from_log(best.model.predict(matrices[k][p], verbose=0))
-                   for p in ("train", "val", "test")}
+                   for p in PARTS}
     exp.evaluate(bundle, time.perf_counter() - start, history=best.history, predictions=predictions)
     return bundle, {reducer_label(r): r for r in reducers.values()}
 

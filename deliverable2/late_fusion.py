@@ -45,6 +45,7 @@ import numpy as np
 
 from deliverable1.transfer import unfreeze_top
 from shared import features as feats
+from shared.split import PART_NAMES as PARTS
 from shared.backbones import build_backbone
 from shared.images import make_image_dataset
 from shared.modeling import (ModelBundle, compile_regressor, dense_block, fit_regressor,
@@ -197,7 +198,7 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
     n_blocks, finetune_lr = exp.budget.finetune_blocks, FINETUNE_LR
     start = time.perf_counter()
     y_train, y_val = exp.y_log("train"), exp.y_log("val")
-    X = {p: {"tabular": exp.tabular[p], "image": raw[p]} for p in ("train", "val", "test")}
+    X = {p: {"tabular": exp.tabular[p], "image": raw[p]} for p in PARTS}
     mean, var = raw["train"].mean(axis=0), raw["train"].var(axis=0)  # training rows only
 
     def build_and_fit(params):
@@ -336,8 +337,8 @@ def train_late_fusion_from_branches(exp, refs, raw_features, log=print) -> Model
     if encoder is None:
         vectors = raw_features(size)
     else:
-        vectors = {p: encode_photos(encoder, exp.paths(p), size) for p in ("train", "val", "test")}
-    X = {p: {"tabular": exp.tabular[p], "image": vectors[p]} for p in ("train", "val", "test")}
+        vectors = {p: encode_photos(encoder, exp.paths(p), size) for p in PARTS}
+    X = {p: {"tabular": exp.tabular[p], "image": vectors[p]} for p in PARTS}
     y_train, y_val = exp.y_log("train"), exp.y_log("val")
     keras.utils.set_random_seed(exp.seed)
     network = build_from_branches(refs.bundles["mlp"].estimator, img_head, mean, var)

@@ -52,10 +52,10 @@ pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
 run = d2.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir)
 exp, refs, a, budget = run.exp, run.refs, run.analysis, run.exp.budget
-n = {part: len(exp.parts[part].frame) for part in ("train", "val", "test")}
+n = {part: len(exp.parts[part].frame) for part in exp.parts}
 print(f"device: {exp.device}; smoke run: {smoke}; photo size for fusion: {run.image_size} px; "
       f"backbone: {run.backbone}")
-print("train / val / test listings:", " / ".join(map(str, n.values())),
+print("train / val / cal / test listings:", " / ".join(map(str, n.values())),
       f"; tabular features: {exp.tabular['train'].shape[1]}")
 
 # %% [markdown]
@@ -343,8 +343,8 @@ display(pd.DataFrame({m: {"test MAE": round(v["mae"], 2), "photos shuffled": rou
 # ## 11. Price ranges: does the photo make a prediction surer?
 #
 # Every model carries a calibrated range (deliverable 1, section 9: normalised split conformal
-# on log price, scale from the validation rows, shape from training-row residuals; test rows
-# never used). A model that knows more about a listing should need a *narrower* range for the
+# on log price, scale from the calibration part of the split, which chooses nothing, shape from
+# training-row residuals; test rows never used). A model that knows more about a listing should need a *narrower* range for the
 # same coverage: the width is a second view of what the photo adds, beside the MAE.
 
 # %%

@@ -6,7 +6,7 @@ preprocessor on the training rows only, and returns an :class:`Experiment` that
 * hands each model its inputs (tabular matrices, log-price targets, photo paths) per part;
 * evaluates a trained :class:`~shared.modeling.ModelBundle` on validation and test in euros,
   calibrates its prediction intervals (:mod:`shared.intervals`: conformal quantile from the
-  validation rows, width model from training rows) and measures their test coverage, keeps its
+  calibration part, which chooses nothing, width model from training rows) and measures their test coverage, keeps its
   predictions for plots and paired comparisons, and saves it under ``models/<name>/``;
 * writes ``metrics.json``.
 """
@@ -27,9 +27,9 @@ from shared.intervals import (DEFAULT_COVERAGES, IntervalCalibration, fit_calibr
                               interval_report)
 from shared.modeling import ModelBundle
 from shared.settings import Budget, budget_for
-from shared.split import Split, load_or_make_split
+from shared.split import PART_NAMES, Split, load_or_make_split
 
-PARTS = ("train", "val", "test")
+PARTS = PART_NAMES  # ("train", "val", "cal", "test")
 
 
 @dataclass
@@ -79,8 +79,8 @@ class Experiment:
                  save: bool = True, predictions: dict | None = None) -> dict:
         """Score ``bundle`` on validation and test (EUR), record it, save it; return its record.
 
-        ``predictions`` may pass precomputed {"val": eur, "test": eur} (and "train", used by the
-        interval calibration) to avoid recomputation.
+        ``predictions`` may pass precomputed {"val": eur, "test": eur} (and "cal" and "train",
+        used by the interval calibration) to avoid recomputation.
         A bundle without an interval calibration gets one (:meth:`calibrate_intervals`); the
         record's ``intervals`` holds its method, calibration size and test coverage / width at
         each of :data:`~shared.intervals.DEFAULT_COVERAGES` the calibration supports (a tiny
@@ -95,7 +95,10 @@ class Experiment:
             self.predictions[bundle.name][part] = np.asarray(pred, dtype=np.float64)
             record[part] = regression_metrics(self.y_eur(part), pred, bootstrap=(part == "test"))
         if bundle.intervals is None:
-            bundle.intervals = self.calibrate_intervals(bundle, self.predictions[bundle.name]["val"],
+            cal_pred = (predictions or {}).get("cal")
+            if cal_pred is None:
+                cal_pred = bundle.predict_eur(self.parts["cal"])
+            bundle.intervals = self.calibrate_intervals(bundle, cal_pred,
                                                         (predictions or {}).get("train"))
         record["intervals"] = {
             "method": bundle.intervals.method, "calibration_rows": bundle.intervals.n,
@@ -111,10 +114,10 @@ class Experiment:
             bundle.save(self.models_dir / bundle.name)
         return record
 
-    def calibrate_intervals(self, bundle: ModelBundle, val_pred_eur,
+    def calibrate_intervals(self, bundle: ModelBundle, cal_pred_eur,
                             train_pred_eur=None) -> IntervalCalibration:
-        """Interval calibration of ``bundle``: conformal scores from its validation predictions
-        (``val_pred_eur``, (n_val,) EUR), width (difficulty) model from its predictions on the
+        """Interval calibration of ``bundle``: conformal scores from its predictions on the
+        calibration part (``cal_pred_eur``, (n_cal,) EUR: rows that chose nothing), width (difficulty) model from its predictions on the
         training rows, a seeded sample of at most ``budget.interval_difficulty_rows`` of them
         (``train_pred_eur``, (n_train,) EUR, when the caller has them; otherwise predicted here:
         one extra pass over those photos for a photo model). Test rows are never used."""
@@ -126,15 +129,17 @@ class Experiment:
             train = train.subset(train.ids[rows])
         train_pred_log = (np.log(np.asarray(train_pred_eur, dtype=np.float64))[rows]
                           if train_pred_eur is not None else bundle.predict_log(train))
-        return fit_calibration(np.log(np.asarray(val_pred_eur, dtype=np.float64)), self.y_log("val"),
-                               self.parts["val"].frame, train_pred_log,
+        return fit_calibration(np.log(np.asarray(cal_pred_eur, dtype=np.float64)), self.y_log("cal"),
+                               self.parts["cal"].frame, train_pred_log,
                                feats.log_target(train.prices), train.frame)
 
     def provenance(self) -> dict:
         """What a model trained in this run was fitted on (recorded in its saved metadata):
-        the split's fingerprint (its usable listing IDs) and seed, and the sha256 of
+        the split's fingerprint (its usable listing IDs), seed and parts (which listing is in
+        which part), and the sha256 of
         ``listings.csv`` (the rows' contents, prices included)."""
         return {"split_fingerprint": self.split.fingerprint, "split_seed": int(self.split.seed),
+                "split_parts_sha256": self.split.parts_sha256(),
                 "listings_sha256": self.dataset.csv_sha256}
 
     def dataset_info(self) -> dict:

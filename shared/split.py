@@ -1,6 +1,15 @@
-"""The one train/validation/test split shared by every model of both deliverables.
+"""The one train/validation/calibration/test split shared by every model of both deliverables.
 
-70/10/20, stratified on deciles of the price, seeded. The split is a function of the sorted
+60/10/10/20, stratified on deciles of the price, seeded. The parts have one job each:
+
+* ``train`` fits every model, transformer, imputer and scaler;
+* ``val`` chooses: hyperparameter searches, early stopping, which model speaks for a kind;
+* ``cal`` chooses nothing: it only calibrates the prediction intervals (:mod:`shared.intervals`),
+  so the models were never selected to do well on it and its residuals are those of new listings;
+* ``test`` is read once, for the reported numbers.
+
+The test part is drawn first, so adding the calibration part (it came from the training share)
+left the test listings unchanged. The split is a function of the sorted
 usable listing IDs, their prices and the seed only, so the same data gives the same listing IDs in
 each part on every machine. It is persisted as ``split.json`` next to the models and reused.
 """
@@ -19,7 +28,8 @@ from shared import config
 from shared.dataset import Dataset, dataset_fingerprint
 from shared.io import write_json_atomic
 
-FRACTIONS = {"train": 0.70, "val": 0.10, "test": 0.20}
+FRACTIONS = {"train": 0.60, "val": 0.10, "cal": 0.10, "test": 0.20}
+PART_NAMES = tuple(FRACTIONS)
 PRICE_BINS = 10
 SPLIT_FILE = "split.json"
 
@@ -34,12 +44,23 @@ class Split:
 
     train: np.ndarray
     val: np.ndarray
+    cal: np.ndarray
     test: np.ndarray
     seed: int
     fingerprint: str
 
     def parts(self) -> dict[str, np.ndarray]:
-        return {"train": self.train, "val": self.val, "test": self.test}
+        return {name: getattr(self, name) for name in PART_NAMES}
+
+    def parts_sha256(self) -> str:
+        """sha256 of the listing IDs of every part, in order: two splits with the same value put
+        every listing in the same part (the dataset fingerprint alone does not say that)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name, ids in self.parts().items():
+            digest.update(f"{name}:{','.join(map(str, ids.tolist()))};".encode())
+        return digest.hexdigest()
 
     def to_json(self) -> dict:
         return {"seed": self.seed, "dataset_fingerprint": self.fingerprint,
@@ -56,10 +77,10 @@ def _strata(prices: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def make_split(dataset: Dataset, seed: int = config.SEED) -> Split:
-    """Split the usable listings 70/10/20, stratified on price deciles.
+    """Split the usable listings 60/10/10/20 (train/val/cal/test), stratified on price deciles.
 
     Raises:
-        SplitError: fewer than 10 priced listings (too few for three parts).
+        SplitError: fewer than 10 priced listings (too few for four parts).
     """
     order = np.argsort(dataset.ids, kind="stable")
     ids, prices = dataset.ids[order], dataset.prices[order]
@@ -69,12 +90,21 @@ def make_split(dataset: Dataset, seed: int = config.SEED) -> Split:
     test_size = FRACTIONS["test"]
     rest_ids, test_ids, rest_strata, _ = train_test_split(
         ids, strata, test_size=test_size, random_state=seed, stratify=strata)
-    val_share = FRACTIONS["val"] / (1.0 - test_size)
-    stratify_rest = rest_strata if np.bincount(rest_strata).min() >= 2 else None
-    train_ids, val_ids = train_test_split(
-        rest_ids, test_size=val_share, random_state=seed + 1, stratify=stratify_rest)
-    return Split(np.sort(train_ids), np.sort(val_ids), np.sort(test_ids), seed,
+    held_share = (FRACTIONS["val"] + FRACTIONS["cal"]) / (1.0 - test_size)
+    train_ids, held_ids, _, held_strata = train_test_split(
+        rest_ids, rest_strata, test_size=held_share, random_state=seed + 1,
+        stratify=_stratify_or_none(rest_strata))
+    cal_share = FRACTIONS["cal"] / (FRACTIONS["val"] + FRACTIONS["cal"])
+    val_ids, cal_ids = train_test_split(
+        held_ids, test_size=cal_share, random_state=seed + 2,
+        stratify=_stratify_or_none(held_strata))
+    return Split(np.sort(train_ids), np.sort(val_ids), np.sort(cal_ids), np.sort(test_ids), seed,
                  dataset_fingerprint(dataset))
+
+
+def _stratify_or_none(strata: np.ndarray):
+    """``strata`` when every stratum has at least 2 rows (scikit-learn's requirement), else None."""
+    return strata if np.bincount(strata).min() >= 2 else None
 
 
 def load_or_make_split(dataset: Dataset, models_dir: Path, seed: int = config.SEED) -> Split:
@@ -86,8 +116,9 @@ def load_or_make_split(dataset: Dataset, models_dir: Path, seed: int = config.SE
     fingerprint = dataset_fingerprint(dataset)
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.get("dataset_fingerprint") == fingerprint and stored.get("seed") == seed:
-            return Split(*(np.asarray(stored[p], dtype=np.int64) for p in ("train", "val", "test")),
+        if (stored.get("dataset_fingerprint") == fingerprint and stored.get("seed") == seed
+                and stored.get("fractions") == FRACTIONS):
+            return Split(*(np.asarray(stored[p], dtype=np.int64) for p in PART_NAMES),
                          seed, fingerprint)
     split = make_split(dataset, seed)
     write_json_atomic(path, split.to_json())

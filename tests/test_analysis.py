@@ -26,8 +26,19 @@ def test_goal_thresholds_come_from_goals(monkeypatch):
     names = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
     results = _results(dict.fromkeys(names, 10.0), {n: {"mae": 10.0, "r2_log": 0.2} for n in names})
     results["mlp"]["test"]["mae"] = 10.5                          # 5% above hgb
+    monkeypatch.setitem(analysis.GOALS, "mlp_vs_hgb_max_relative", 0.06)
     assert analysis.check_goals(results)[0]["reached"]
     monkeypatch.setitem(analysis.GOALS, "mlp_vs_hgb_max_relative", 0.02)
     first = analysis.check_goals(results)[0]
     assert not first["reached"] and "2%" in first["goal"]
     assert any("not within" in line for line in analysis.conclusions(results))
+
+
+def test_cnn_goal_is_reached_at_the_threshold_and_missed_below_it(monkeypatch):
+    names = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
+    results = _results(dict.fromkeys(names, 10.0), {n: {"mae": 10.0, "r2_log": 0.2} for n in names})
+    threshold = analysis.GOALS["cnn_min_r2_log"]
+    results["cnn_scratch"]["test"]["r2_log"] = threshold
+    assert analysis.check_goals(results)[2]["reached"]
+    results["cnn_scratch"]["test"]["r2_log"] = threshold - 0.01
+    assert not analysis.check_goals(results)[2]["reached"]

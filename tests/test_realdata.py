@@ -27,7 +27,7 @@ from shared.split import SPLIT_FILE, load_or_make_split, make_split
 pytestmark = pytest.mark.realdata
 
 REAL_USABLE = 814
-REAL_SPLIT_SIZES = (569, 82, 163)
+REAL_SPLIT_SIZES = (488, 81, 82, 163)  # train, val, cal, test
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_real_split_sizes_and_persistence(real, tmp_path):
     dataset, _, _ = real
     split = load_or_make_split(dataset, tmp_path)
 
-    assert (len(split.train), len(split.val), len(split.test)) == REAL_SPLIT_SIZES
+    assert tuple(len(ids) for ids in split.parts().values()) == REAL_SPLIT_SIZES
     union = np.concatenate(list(split.parts().values()))
     assert len(np.unique(union)) == REAL_USABLE and set(union) == set(dataset.ids.tolist())
     for a, b in zip(split.parts().values(), make_split(dataset).parts().values()):
@@ -169,9 +169,10 @@ def test_unseen_directory_splits_and_preprocesses(unseen, real, tmp_path):
     load_or_make_split(real[0], tmp_path)
     split = load_or_make_split(dataset, tmp_path)
     test_size = int(np.ceil(0.2 * n))
-    val_size = int(np.ceil(0.125 * (n - test_size)))
-    assert (len(split.train), len(split.val), len(split.test)) == \
-        (n - test_size - val_size, val_size, test_size)
+    held = int(np.ceil(0.25 * (n - test_size)))
+    cal_size = int(np.ceil(0.5 * held))
+    assert tuple(len(ids) for ids in split.parts().values()) == \
+        (n - test_size - held, held - cal_size, cal_size, test_size)
     union = np.concatenate(list(split.parts().values()))
     assert len(np.unique(union)) == n and set(union.tolist()) == set(dataset.ids.tolist())
     stored = json.loads((tmp_path / SPLIT_FILE).read_text())

@@ -1,5 +1,5 @@
-"""shared.settings: the full budget is exactly what the reports were rendered with before the
-budget object existed (these values are in docs/deliverable{1,2}/metrics.json); smoke is smaller."""
+"""shared.settings: the 814-listing budget is exactly what the reports were rendered with before
+the budget object existed; the full (10k) budget is smaller per photo; smoke is tiny."""
 
 from __future__ import annotations
 
@@ -34,8 +34,16 @@ def _before(budget) -> dict:
     return {k: v for k, v in values.items() if k not in ADDED}
 
 
-def test_full_budget_is_the_budget_of_the_rendered_reports():
-    assert _before(settings.FULL) == FULL_BEFORE
+def test_small_set_budget_is_the_budget_of_the_814_listing_reports():
+    assert _before(settings.SMALL_SET) == FULL_BEFORE
+
+
+def test_full_budget_trains_each_photo_model_less_than_the_small_set_one():
+    full, small = settings.FULL, settings.SMALL_SET
+    assert full.cnn_image_size < small.cnn_image_size and full.cnn_epochs < small.cnn_epochs
+    assert full.finetune_epochs < small.finetune_epochs
+    assert full.late_finetune_epochs < small.late_finetune_epochs
+    assert full.transfer_image_size == small.transfer_image_size  # same cached features
 
 
 def test_smoke_budget_keeps_the_tiny_ci_settings():

@@ -1,4 +1,4 @@
-"""shared.split: 70/10/20 sizes, disjoint and complete, deterministic, stratified, persisted."""
+"""shared.split: 60/10/10/20 sizes, disjoint and complete, deterministic, stratified, persisted."""
 
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ def priced_dataset(n: int, seed: int = 0) -> Dataset:
     return Dataset(pd.DataFrame({"ID": ids.astype(np.int64), "price": prices}))
 
 
-def expected_sizes(n: int) -> tuple[int, int, int]:
-    """Sizes from the 70/10/20 fractions (test rounded up, then val rounded up of the rest)."""
+def expected_sizes(n: int) -> tuple[int, int, int, int]:
+    """(train, val, cal, test) sizes from the 60/10/10/20 fractions: test rounded up, then the
+    held-out 25% of the rest rounded up, then its calibration half rounded up."""
     test = int(np.ceil(0.2 * n))
-    val = int(np.ceil(0.125 * (n - test)))
-    return n - test - val, val, test
+    held = int(np.ceil(0.25 * (n - test)))
+    cal = int(np.ceil(0.5 * held))
+    return n - test - held, held - cal, cal, test
 
 
 @pytest.mark.parametrize("n", [10, 15, 25, 57, 200, 814])
@@ -50,9 +52,10 @@ def test_sizes_disjoint_and_complete(n):
 
 
 def test_real_size_numbers():
-    assert expected_sizes(814) == (569, 82, 163)
+    assert expected_sizes(814) == (488, 81, 82, 163)
     split = make_split(priced_dataset(814))
-    assert (len(split.train), len(split.val), len(split.test)) == (569, 82, 163)
+    assert (len(split.train), len(split.val), len(split.cal), len(split.test)) == (488, 81, 82, 163)
+    assert expected_sizes(10351)[3] == 2071
 
 
 def test_same_split_twice_and_independent_of_row_order():
@@ -120,7 +123,7 @@ def test_load_or_make_split_persists_and_reuses(tmp_path):
     path = tmp_path / SPLIT_FILE
     stored = json.loads(path.read_text())
     assert stored["dataset_fingerprint"] == dataset_fingerprint(dataset) and stored["seed"] == 42
-    assert {k: stored[k] for k in ("train", "val", "test")} == \
+    assert {k: stored[k] for k in ("train", "val", "cal", "test")} == \
         {k: v.tolist() for k, v in split.parts().items()}
 
     # the stored file is what is reused (proved by editing it), and it is not rewritten
@@ -130,6 +133,15 @@ def test_load_or_make_split_persists_and_reuses(tmp_path):
     reused = load_or_make_split(dataset, tmp_path)
     assert reused.val.tolist() == stored["val"] and reused.train.tolist() == stored["train"]
     assert path.stat().st_mtime_ns == mtime
+
+    # a split persisted with other fractions (the earlier 70/10/20, no calibration part) is
+    # replaced, so no model trains on a layout that lacks the calibration rows
+    old = {**stored, "fractions": {"train": 0.7, "val": 0.1, "test": 0.2}}
+    del old["cal"]
+    path.write_text(json.dumps(old))
+    remade = load_or_make_split(dataset, tmp_path)
+    assert remade.parts_sha256() == split.parts_sha256() and len(remade.cal) > 0
+    assert json.loads(path.read_text())["fractions"]["cal"] == 0.1
 
 
 def test_load_or_make_split_replaces_the_file_of_another_dataset_or_seed(tmp_path):
