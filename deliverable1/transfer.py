@@ -88,7 +88,7 @@ def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE,
                                  "l2_keras": params["alpha"] / n_train, "trials": trials,
                                  "backbone": backbone, "features_cached": stats["cached"],
                                  "features_computed": stats["computed"]})
-    predictions = {p: feats.price_from_log(model(X[p], training=False).numpy()) for p in ("val", "test")}
+    predictions = {p: feats.price_from_log(model(X[p], training=False).numpy()) for p in PARTS}
     exp.evaluate(bundle, time.perf_counter() - start, predictions=predictions)
     return bundle, stats
 

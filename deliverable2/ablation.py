@@ -30,10 +30,11 @@ from shared.evaluation import paired_bootstrap_mae
 
 TABULAR = ("mlp", "hgb")
 FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
-#: The deliverable's goal, its one definition: the fusion model validation picks has a test MAE
-#: at least 3% below the best tabular-only model's, and is better in more than half of the
-#: paired bootstrap resamples.
-GOALS = {"max_relative_diff": -0.03, "min_p_better": 0.5}
+#: The deliverable's goal, its one definition (issue 11, on the 10,351-listing set): the fusion
+#: model validation picks has a test MAE at least 3% below the best tabular-only model's, and is
+#: better in at least 95% of the paired bootstrap resamples (on the 814-listing set the bar was
+#: "more than half": no comparison could be conclusive on 163 test listings).
+GOALS = {"max_relative_diff": -0.03, "min_p_better": 0.95}
 
 
 def roles(image_reference: str) -> dict[str, str]:
@@ -99,7 +100,7 @@ def meets_goal(comparison: dict) -> bool:
     """Whether one paired comparison (:func:`shared.evaluation.paired_bootstrap_mae`) meets
     :data:`GOALS`."""
     return bool(comparison["relative_diff"] <= GOALS["max_relative_diff"]
-                and comparison["p_a_better"] > GOALS["min_p_better"])
+                and comparison["p_a_better"] >= GOALS["min_p_better"])
 
 
 def group_errors(exp, names, groups, part: str = "test", ordered_by=None) -> pd.DataFrame:

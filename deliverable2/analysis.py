@@ -98,7 +98,7 @@ def conclusions(exp, refs, a: dict, branches_params: dict) -> list[str]:
         + (": the photo helps the neural networks more than it helps gradient boosting, but not "
            "enough to overtake gradient boosting on the tabular features alone."
            if min(v["relative_diff"] for v in vs_mlp.values()) < rel and not goal["reached"] else "."),
-        f"- Goal (MAE at least {-rel:.0%} lower and P(better) > {p_better} for the model validation "
+        f"- Goal (MAE at least {-rel:.0%} lower and P(better) >= {p_better} for the model validation "
         f"picks): **{'reached' if goal['reached'] else 'not reached'}**.",
         f"- Why: on the test rows, a ridge on the tabular features reproduces "
         f"{redundancy['test']['r2_photo_from_tabular']:.0%} of the photo price score; the score "

@@ -367,7 +367,7 @@ display(Markdown(a["intervals"]["sentence"] + "\n\n" + a["intervals"]["calibrati
 goal, g = a["goal"], ablation.GOALS
 display(Markdown(f"Goal: a fusion model whose test MAE is at least {-g['max_relative_diff']:.0%} "
                  f"below the best tabular-only model's, with the paired bootstrap saying it is "
-                 f"better in more than {g['min_p_better']:.0%} of the resamples."))
+                 f"better in at least {g['min_p_better']:.0%} of the resamples."))
 display(pd.DataFrame([{
     "fusion model (chosen on validation)": goal["chosen_on_validation"],
     "best tabular-only (test)": reference,

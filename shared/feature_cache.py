@@ -56,7 +56,10 @@ def extract_features(paths, backbone: str, image_size: int = 224, batch_size: in
         bar = tqdm(total=len(todo), desc=f"{backbone} features", unit="photo", disable=not progress)
         done = 0
         for batch in data:
-            vectors = model(batch, training=False).numpy().astype(np.float32)
+            # predict_on_batch runs the compiled (graph) function: ~1.6x the photos per second of
+            # an eager call on a 2-core CPU (the last float bits differ from eager's, so every
+            # vector in a cache folder must come from this same call)
+            vectors = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
             for vector in vectors:
                 index = missing[done]
                 files[index].parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def real_data_dir() -> Path:
     if not value:
         pytest.skip(f"real-data integration test: set {REAL_DATA_ENV} to a dataset directory "
                     "(listings.csv + images/) to run it")
-    path = Path(value).expanduser()
+    path = Path(value).expanduser().resolve()  # absolute: tests symlink to it from tmp dirs
     if not (path / "listings.csv").is_file():
         pytest.skip(f"{REAL_DATA_ENV}={value} does not hold listings.csv")
     return path
