@@ -57,7 +57,7 @@ PHOTO_GRID = [
     {"img_hidden": (16,), "head_hidden": ()},
     {"img_hidden": (64,), "head_hidden": (32,)},
 ]
-IMG_DROPOUT, IMG_L2 = 0.5, 1e-2  # 1280 inputs, ~570 rows: the photo branch needs strong limits
+IMG_DROPOUT, IMG_L2 = 0.5, 1e-2  # 1280 inputs, a few thousand rows: the photo branch needs limits
 FINETUNE_LR = 3e-5               # late_fusion phase 2 (end to end)
 BRANCHES_HEAD_LR, BRANCHES_JOINT_LR = 1e-3, 1e-4   # late_fusion_from_branches phases A and B
 
