@@ -245,3 +245,20 @@ def test_quick_harness_end_to_end(real_data_dir, tmp_path):
     for fig in figures.values():
         assert fig["title"] in text
     assert docs == {name: (config.DOCS_DIR / name).stat().st_mtime_ns for name in docs}
+
+
+def test_e2e_quotes_the_committed_render_only_when_it_comes_from_the_same_dataset(
+        small_dir, tmp_path, monkeypatch):
+    from shared.io import sha256_file
+
+    monkeypatch.setattr(config, "DOCS_DIR", tmp_path)
+    (tmp_path / "deliverable1").mkdir()
+    metrics = tmp_path / "deliverable1" / "metrics.json"
+    sha = sha256_file(small_dir / "listings.csv")
+    metrics.write_text(json.dumps({"dataset": {"listings_sha256": sha, "rows_usable": 40},
+                                   "run": {"seconds": 123.4, "smoke": False}}))
+    assert e2e.rendered_run("deliverable1", small_dir) == {"seconds": 123.4, "listings": 40,
+                                                           "smoke": False}
+    metrics.write_text(json.dumps({"dataset": {"listings_sha256": "0" * 64}, "run": {"seconds": 1}}))
+    assert e2e.rendered_run("deliverable1", small_dir) is None
+    assert e2e.rendered_run("deliverable2", small_dir) is None  # no report
