@@ -25,12 +25,20 @@ Markdown page) and ``finding`` (the sentence written when its goal is missed):
    (files on disk -> features) vs the same backbone object on a batch already in memory.
 3. :mod:`benchmarks.feature_cache`: :func:`deliverable1.transfer.train_transfer_frozen`, first run
    (empty feature cache) vs second run (all features cached).
-4. :mod:`benchmarks.memory`: peak RSS of training a model (each in a fresh process) on the dataset
-   vs on a ``--replication``-times larger copy (rows replicated under new IDs, photos hard-linked
-   or symlinked in a temporary folder); plus the original's approach (every photo in one float64
-   array) at both sizes.
+4. :mod:`benchmarks.memory`: peak RSS of training a model (each in a fresh process, its own
+   peak measured by :mod:`benchmarks.launcher`) on the first ``--max-rows`` rows of the dataset
+   vs on a ``--replication``-times larger copy of them (rows replicated under new IDs, photos
+   hard-linked or symlinked in a temporary folder); plus the original's approach (every photo in
+   one float64 array) at both sizes.
 5. :mod:`benchmarks.e2e`: wall time of ``airbnb-dl report <deliverable>`` (the command behind
-   ``nox -s <deliverable>``) into temporary folders, and training throughput per model.
+   ``nox -s <deliverable>``) on the first ``--max-rows`` rows of the dataset, into temporary
+   folders, and training throughput per model.
+
+Figures 1-3 are about throughput and read the whole dataset; 4 and 5 train, so they use a bounded
+number of rows (``--max-rows``, default :data:`benchmarks.harness.DEFAULT_MAX_ROWS`) whatever the
+dataset's size, which keeps a full run on the 10,351-listing set within an hour on 2 cores:
+
+    AIRBNB_DATA_DIR=/path/to/airbnb-madrid-10k python -m benchmarks
 
 The rest: :mod:`benchmarks.harness` (settings, timing, machine description, the child-process
 runner, datasets, figure records), :mod:`benchmarks.launcher` (runs a child so that its peak RSS

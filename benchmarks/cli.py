@@ -15,8 +15,9 @@ from pathlib import Path
 
 import benchmarks
 from benchmarks import backbone, decode, e2e, feature_cache, memory
-from benchmarks.harness import (Settings, fmt, goal_text, load_average, machine_info, met_text,
-                                parallel_capacity, replicate_dataset, skipped, usable_photo_paths)
+from benchmarks.harness import (DEFAULT_MAX_ROWS, Settings, fmt, goal_text, load_average,
+                                machine_info, met_text, parallel_capacity, replicate_dataset,
+                                skipped, usable_photo_paths)
 from benchmarks.report import BENCHMARKS, SCHEMA_VERSION, findings, write_report
 from shared import config
 from shared.io import write_json_atomic
@@ -48,11 +49,12 @@ def private_cache(workdir: Path):
 
 def dataset_label(data_dir: Path) -> dict:
     """How the report names its dataset: directory name (project-relative path when inside the
-    project) and the sha256 of ``listings.csv``, never a machine's absolute path."""
+    project), the rows of ``listings.csv`` and its sha256, never a machine's absolute path."""
+    from shared.dataset import read_listings_csv
     from shared.experiment import dataset_location
     from shared.io import sha256_file
 
-    return {**dataset_location(data_dir),
+    return {**dataset_location(data_dir), "rows": int(len(read_listings_csv(Path(data_dir)))),
             "listings_sha256": sha256_file(Path(data_dir) / "listings.csv")}
 
 
@@ -61,7 +63,8 @@ def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], work
     """Run the ``selected`` benchmarks; return the benchmarks.json document.
 
     With ``settings.rows`` (quick mode) every figure works on the first ``rows`` listings,
-    written once into ``workdir``.
+    written once into ``workdir``. Otherwise decode, backbone and feature_cache use the whole
+    dataset, memory and e2e its first ``settings.max_rows`` rows.
     """
     started = time.time()
     report = {"schema_version": SCHEMA_VERSION,
@@ -136,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-repeats", type=int, help="subprocess runs per memory size")
     parser.add_argument("--photos", type=int, help="photos for decode/backbone (default: all)")
     parser.add_argument("--replication", type=int, help="size factor of the large dataset (8)")
+    parser.add_argument("--max-rows", type=int,
+                        help="rows of the dataset (the first ones) the memory and e2e figures "
+                             f"train on, whatever its size (default {DEFAULT_MAX_ROWS}; the "
+                             "large memory copy has --replication times as many)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary folder")
     parser.add_argument("--e2e-smoke", action="store_true",
                         help="development: run the deliverables with --smoke (never a full run)")
@@ -154,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rendered {md}")
         return 0
 
+    if args.max_rows is not None and args.max_rows < 1:
+        print(f"benchmarks: error: --max-rows must be >= 1, got {args.max_rows}", file=sys.stderr)
+        return 2
     selected = [b.strip() for b in args.only.split(",")] if args.only else list(BENCHMARKS)
     unknown = sorted(set(selected) - set(BENCHMARKS))
     if unknown:
@@ -164,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         selected = [b for b in selected if b != "e2e"]
     selected = [b for b in BENCHMARKS if b in selected]
     full = not args.quick and selected == list(BENCHMARKS) and not any(
-        (args.repeats, args.photos, args.replication, args.memory_repeats, args.e2e_smoke))
+        (args.repeats, args.photos, args.replication, args.memory_repeats, args.e2e_smoke,
+         args.max_rows))
     if args.out:
         out = Path(args.out).expanduser().resolve()
         if not full and out == config.DOCS_DIR.resolve():
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = Settings(quick=args.quick, repeats=args.repeats, photos=args.photos,
                         replication=args.replication, memory_repeats=args.memory_repeats,
-                        e2e_smoke=args.e2e_smoke)
+                        e2e_smoke=args.e2e_smoke, max_rows=args.max_rows)
     workdir = Path(tempfile.mkdtemp(prefix="airbnb-dl-bench-"))
     print(f"[bench] {'quick' if args.quick else 'full' if full else 'partial'} run: "
           f"{', '.join(selected)}; data {data_dir}; work folder {workdir}; output {out}", flush=True)

@@ -72,7 +72,9 @@ def run(paths: list[str], settings: Settings) -> dict:
                  "ratio_of_best_runs": ratio_of(measured["best"], reference["best"])},
         notes=[f"{len(paths)} photos at {size} px, float32 batches of {batch} from both. The "
                "CPU-bound ceiling of the ratio is cores x (Pillow CPU ms/photo) / (pipeline CPU "
-               "ms/photo): a parallel pipeline cannot beat it however well it overlaps."])
+               "ms/photo): a parallel pipeline cannot beat it however well it overlaps."],
+        data=(f"every usable photo ({len(paths):,})" if settings.photos is None
+              else f"the first {len(paths):,} usable photos"))
 
 
 def stage_costs(paths: list[str], settings: Settings) -> dict[str, float | None]:

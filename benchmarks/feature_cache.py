@@ -70,7 +70,9 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
                "evaluation, saving) with the project's default settings; extraction_* isolate "
                "extract_features. The cache folder is deleted before each first run."
                + ("" if warmup else " No separate warm-up pair: the process is already warm "
-                  "from the previous figures (TensorFlow, backbone, photos in the page cache).")])
+                  "from the previous figures (TensorFlow, backbone, photos in the page cache).")],
+        data=(f"every usable listing ({len(exp.dataset.frame):,}; "
+              f"{pairs[-1]['first_computed']:,} photo features computed by each first run)"))
 
 
 def section(fig: dict) -> list[str]:

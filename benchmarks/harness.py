@@ -38,17 +38,29 @@ GOALS = {
 
 # =========================================================================== settings
 
+#: Rows of the dataset (the first ones of listings.csv) that the memory and e2e figures train on,
+#: whatever the dataset's size. 814 is the size of the small real sample: its full run took
+#: ~16 min for the memory figures (1x and an 8x copy of 6,512 rows, two rounds) and ~9 min for the
+#: two deliverable runs on 2 cores, so a full benchmark on the 10,351-listing set stays within an
+#: hour while the speed figures still use every row.
+DEFAULT_MAX_ROWS = 814
+
+
 class Settings:
     """Sizes of one run. ``quick``: tiny sizes and one repetition (CI proves the harness works).
 
-    ``repeats``, ``photos``, ``replication`` and ``memory_repeats`` override the defaults of the
-    mode (``None``: default); ``e2e_smoke`` runs the deliverables with ``--smoke`` (development
-    only). Every other size follows from ``quick``. :meth:`to_json` lists them all.
+    ``repeats``, ``photos``, ``replication``, ``memory_repeats`` and ``max_rows`` override the
+    defaults of the mode (``None``: default); ``e2e_smoke`` runs the deliverables with ``--smoke``
+    (development only). Every other size follows from ``quick``. :meth:`to_json` lists them all.
+
+    ``rows`` (quick only) cuts the dataset for every figure; ``max_rows`` caps only the figures
+    that train (memory, e2e): the throughput figures (decode, backbone, feature cache) use every
+    row of the dataset in a full run.
     """
 
     def __init__(self, quick: bool = False, repeats: int | None = None, photos: int | None = None,
                  replication: int | None = None, memory_repeats: int | None = None,
-                 e2e_smoke: bool = False):
+                 e2e_smoke: bool = False, max_rows: int | None = None):
         self.quick = quick
         self.repeats = repeats or (1 if quick else 3)
         self.memory_repeats = memory_repeats or (1 if quick else 2)
@@ -57,6 +69,10 @@ class Settings:
         self.image_size = 96 if quick else 224  # decode and backbone figures, pixels
         self.replication = replication or (2 if quick else 8)
         self.rows = 100 if quick else None  # None: every listing of the dataset
+        # memory and e2e: the first max_rows rows (the 1x side; replication x max_rows the large one)
+        self.max_rows = max_rows or (self.rows or DEFAULT_MAX_ROWS)
+        if self.max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
         self.finetune_epochs = 1
         self.head_epochs = 2 if quick else 20
         self.batch_size = 32
@@ -92,11 +108,12 @@ def goal_met(figure_id: str, ratio: float | None) -> bool | None:
 
 def figure(figure_id: str, title: str, measured: dict | None, reference: dict | None,
            ratio: float | None, definition: str, details: dict | None = None,
-           notes: list[str] | None = None) -> dict:
+           notes: list[str] | None = None, data: str | None = None) -> dict:
     """One figure of benchmarks.json: measured and reference sides (``label``, ``value``,
-    ``unit``, ``runs``...), their ratio, its goal (from :data:`GOALS`) and whether it is met."""
+    ``unit``, ``runs``...), their ratio, its goal (from :data:`GOALS`) and whether it is met.
+    ``data``: which rows of the dataset the figure used (one phrase, shown in the Markdown)."""
     return {"id": figure_id, "title": title, "measured": measured, "reference": reference,
-            "ratio": ratio, "ratio_definition": definition,
+            "ratio": ratio, "ratio_definition": definition, "data": data,
             "goal": ({"op": GOALS[figure_id][0], "value": GOALS[figure_id][1]}
                      if figure_id in GOALS else None),
             "met": goal_met(figure_id, ratio), "skipped": None,
@@ -246,8 +263,9 @@ def _cgroup_cpu_max() -> str | None:
 
 # =========================================================================== child processes
 
-def run_child(args: list[str], log: Path) -> dict:
-    """Run ``python ARGS`` in a fresh process from the project root, its output going to ``log``.
+def run_child(args: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
+    """Run ``python ARGS`` in a fresh process from the project root, its output going to ``log``
+    (``env``: variables set for the child on top of this process's environment).
 
     The one runner of the benchmarks (memory children, deliverable reports). The command runs
     under :mod:`benchmarks.launcher`, so its peak RSS excludes this process's memory. Returns
@@ -259,7 +277,8 @@ def run_child(args: list[str], log: Path) -> dict:
     start = time.perf_counter()
     with open(log, "w") as handle:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.launcher", sys.executable, *args],
-                              stdout=handle, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT)
+                              stdout=handle, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT,
+                              env={**os.environ, **env} if env else None)
     wall = time.perf_counter() - start
     output = log.read_text(errors="replace")
     if proc.returncode != 0:
@@ -300,7 +319,8 @@ def replicate_dataset(source, dest, factor: int, rows: int | None = None) -> dic
     symlinked) as ``images/<new ID>.jpg``: nothing is copied and ``source`` is only read.
     ``rows`` keeps only the first ``rows`` rows of ``listings.csv`` (before replication).
 
-    Returns {"data_dir", "rows", "factor", "links"}.
+    Returns {"data_dir", "rows", "factor", "links", "source_rows"} (``source_rows``: rows of
+    ``source``'s listings.csv before the cut).
     """
     import pandas as pd
 
@@ -310,6 +330,7 @@ def replicate_dataset(source, dest, factor: int, rows: int | None = None) -> dic
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
     frame = read_listings_csv(source)
+    source_rows = int(len(frame))
     if rows is not None:
         frame = frame.head(rows)
     ids = frame[schema.ID_COLUMN].map(parse_listing_id)
@@ -334,7 +355,22 @@ def replicate_dataset(source, dest, factor: int, rows: int | None = None) -> dic
     table = pd.concat(copies, ignore_index=True)
     csv_text = table.to_csv(sep=schema.CSV_SEPARATOR, index=False)
     write_text_atomic(dest / schema.LISTINGS_FILE, csv_text)
-    return {"data_dir": str(dest), "rows": int(len(table)), "factor": factor, "links": links}
+    return {"data_dir": str(dest), "rows": int(len(table)), "factor": factor, "links": links,
+            "source_rows": source_rows}
+
+
+def bounded_dataset(source, workdir, max_rows: int, factor: int = 1) -> dict:
+    """The dataset a training figure (memory, e2e) runs on: the first ``max_rows`` rows of
+    ``source``'s listings.csv, ``factor`` times (:func:`replicate_dataset`), written once into
+    ``workdir/bounded-<max_rows>-<factor>x`` and reused by later calls of the run. A smaller
+    ``source`` is used whole. Returns :func:`replicate_dataset`'s dict."""
+    dest = Path(workdir) / f"bounded-{max_rows}-{factor}x"
+    done = dest.with_name(dest.name + ".json")
+    if done.is_file():
+        return json.loads(done.read_text())
+    info = replicate_dataset(source, dest, factor, max_rows)
+    write_text_atomic(done, json.dumps(info))
+    return info
 
 
 def usable_photo_paths(data_dir: Path, limit: int | None) -> list[str]:

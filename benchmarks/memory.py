@@ -1,9 +1,17 @@
 """Figures ``memory_<model>``: peak RSS of training on the dataset vs on a replicated, larger one.
 
-Each training runs in a fresh process (a *child*, ``python -m benchmarks.memory train ...``) started
-by :func:`benchmarks.harness.run_child`, which measures the child's peak RSS; the child itself
-reports the RSS at the phase boundaries. ``memory_original_float64`` does the same for the
-original's approach (every photo in one float64 array, ``python -m benchmarks.memory original``).
+Both sizes are bounded, whatever the dataset's size: the 1x side is the first
+``settings.max_rows`` rows of listings.csv, the large side that table ``settings.replication``
+times under new IDs (:func:`benchmarks.harness.bounded_dataset`). The question is whether the
+peak grows with the number of rows, which the ratio of the two answers at any size; the cap keeps
+the eight training children of a full run to ~15 min on 2 cores.
+
+Each training runs in a fresh process (a *child*, ``python -m benchmarks.memory train ...``)
+started by :func:`benchmarks.harness.run_child` under :mod:`benchmarks.launcher`, which reports
+the child's own peak RSS (the kernel's ``ru_maxrss`` of the command it waited for, not counting
+the benchmark process); the child itself reports its RSS at the phase boundaries.
+``memory_original_float64`` does the same for the original's approach (every photo in one float64
+array, ``python -m benchmarks.memory original``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmarks.harness import (figure, fmt, median_of, print_result, ratio_of, replicate_dataset,
+from benchmarks.harness import (bounded_dataset, figure, fmt, median_of, print_result, ratio_of,
                                 run_child)
 from benchmarks.launcher import peak_rss_mib
 
@@ -32,20 +40,22 @@ ORIGINAL_IMAGE_SIZE = 224  # pixels: the original's photos
 
 
 def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -> list[dict]:
-    """Peak RSS of training on ``data_dir`` vs on a ``settings.replication``-times copy; the
-    original's float64 load at both sizes. One figure per model in :data:`ENTRIES`, then
-    ``memory_original_float64``.
+    """Peak RSS of training on the first ``settings.max_rows`` rows of ``data_dir`` vs on a
+    ``settings.replication``-times copy of them; the original's float64 load at both sizes. One
+    figure per model in :data:`ENTRIES`, then ``memory_original_float64``.
 
     ``warm``: the feature cache already holds the dataset's features (the feature-cache figure
     ran), so no warm-up child is needed.
     """
     from shared.dataset import load_dataset
 
-    factor = settings.replication
-    big = Path(replicate_dataset(data_dir, workdir / f"data-{factor}x", factor)["data_dir"])
-    sizes = {"1x": data_dir, f"{factor}x": big}
+    factor, cap = settings.replication, settings.max_rows
+    copies = {"1x": bounded_dataset(data_dir, workdir, cap),
+              f"{factor}x": bounded_dataset(data_dir, workdir, cap, factor)}
+    sizes = {key: Path(info["data_dir"]) for key, info in copies.items()}
     listings = {key: int(len(load_dataset(path, check_photos=False).frame))
                 for key, path in sizes.items()}
+    data = data_used(copies["1x"], listings, factor, cap)
     counter = iter(range(10**6))
 
     def child(args: list[str]) -> dict:
@@ -76,9 +86,18 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
 
     figures = [_training_figure(name, factor, keys, listings, settings,
                                 {key: [r for job, r in zip(jobs, results) if job == (name, key)]
-                                 for key in keys})
+                                 for key in keys}, data)
                for name in ENTRIES]
-    return figures + [_original_figure(sizes, listings, factor, settings, child)]
+    return figures + [_original_figure(sizes, listings, factor, settings, child, data)]
+
+
+def data_used(small: dict, listings: dict, factor: int, cap: int) -> str:
+    """The figure's data phrase: rows taken from the dataset, listings at each size, the cap."""
+    large = listings[f"{factor}x"]
+    return (f"the first {small['rows']:,} of the dataset's {small['source_rows']:,} rows as 1x "
+            f"({listings['1x']:,} usable listings), that table {factor} times under new IDs as "
+            f"{factor}x ({large:,} listings); max_rows={cap:,} caps the 1x side whatever the "
+            "dataset's size (the ratio answers whether memory grows with rows at any size)")
 
 
 def _run_memory_child(args: list[str], log: Path) -> dict:
@@ -91,7 +110,7 @@ def _run_memory_child(args: list[str], log: Path) -> dict:
 
 
 def _training_figure(name: str, factor: int, keys: list[str], listings: dict,
-                     settings: Settings, runs: dict[str, list[dict]]) -> dict:
+                     settings: Settings, runs: dict[str, list[dict]], data: str) -> dict:
     summary = {key: _memory_summary(values) for key, values in runs.items()}
     large, small = keys[1], keys[0]
     measured = {"label": f"{factor}x dataset ({listings[large]} listings)",
@@ -107,8 +126,8 @@ def _training_figure(name: str, factor: int, keys: list[str], listings: dict,
         details={"per_size": summary, "entry_point": ENTRIES[name], "listings": listings,
                  "training_phase_ratio": ratio_of(summary[large]["peak_training_phase_mib"],
                                                   summary[small]["peak_training_phase_mib"]),
-                 "runs": runs},
-        notes=[_memory_note(name, settings)])
+                 "runs": runs, "max_rows": settings.max_rows},
+        notes=[_memory_note(name, settings)], data=data)
 
 
 def _original_bytes(n: int, size: int) -> int:
@@ -116,7 +135,7 @@ def _original_bytes(n: int, size: int) -> int:
 
 
 def _original_figure(sizes: dict[str, Path], listings: dict, factor: int, settings: Settings,
-                     child) -> dict:
+                     child, data: str) -> dict:
     """The original's approach: every photo resized and held in one float64 array."""
     import psutil
 
@@ -147,7 +166,7 @@ def _original_figure(sizes: dict[str, Path], listings: dict, factor: int, settin
                  "listings": listings, "runs": runs},
         notes=["Loading only (Pillow decode + resize into a preallocated (n, 224, 224, 3) float64 "
                "array, no TensorFlow): a lower bound of the original's training peak, which adds "
-               "TensorFlow and a float32 copy for model.fit.", *notes])
+               "TensorFlow and a float32 copy for model.fit.", *notes], data=data)
 
 
 def _memory_note(model: str, settings: Settings) -> str:
@@ -165,10 +184,11 @@ def _memory_note(model: str, settings: Settings) -> str:
     return ("Each run is a fresh process: prepare (load + validate the dataset, split, tabular "
             f"preprocessor), {before}, then the measured {measured}, on the project's code path. "
             "The replicated photos have the same bytes, so they hit the feature cache too. Peak "
-            "of the process = the kernel's peak RSS of the child (ru_maxrss, started by a small "
-            "launcher so that the benchmark process's own memory is not counted); training "
-            "phase = that peak when it was reached during the measured call, else the highest "
-            "RSS sampled every 10 ms during it.")
+            "of the process = the child's own peak RSS: a small launcher starts it and reports "
+            "the kernel's ru_maxrss of that child once it has exited (RUSAGE_CHILDREN), so the "
+            "benchmark process's own memory is not counted. Training phase = the child's peak "
+            "(ru_maxrss of RUSAGE_SELF) when a new peak was reached during the measured call, "
+            "else the highest RSS sampled every 10 ms during it.")
 
 
 def _memory_summary(runs: list[dict]) -> dict:

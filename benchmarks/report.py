@@ -78,6 +78,7 @@ def render_markdown(report: dict) -> str:
               f"| load average (1, 5, 15 min) | start {load.get('start')}, end {load.get('end')} "
               "(other users' jobs on the same cores disturb the timings) |",
               f"| parallel capacity | {_capacity(report.get('parallel_capacity', {}))} |",
+              f"| dataset | {_dataset_line(report)} |",
               f"| started | {report['started']} |",
               f"| duration | {fmt((report.get('seconds') or 0) / 60, 'min', 1)} |",
               f"| settings | {_settings_line(report['settings'])} |", ""]
@@ -102,13 +103,14 @@ def render_markdown(report: dict) -> str:
               "other processes falls on both.", ""]
 
     for fig in report["results"]:
-        lines += _figure_section(fig)
+        lines += _figure_section(fig, report.get("dataset", {}))
     if report.get("findings"):
         lines += ["## Findings: what limits the missed goals", ""]
         lines += [f"- {text}" for text in report["findings"]] + [""]
     lines += ["## Reproduce", "",
               "```bash",
-              "nox -s bench                  # full run (about half an hour on 2 cores)",
+              f"AIRBNB_DATA_DIR=<path to {report.get('dataset', {}).get('source') or 'the dataset'}> "
+              "nox -s bench   # full run (its duration: see above)",
               "nox -s bench -- --quick       # tiny sizes, to a temporary folder (CI)",
               "python -m benchmarks --help",
               "```", ""]
@@ -124,19 +126,39 @@ def _capacity(capacity: dict) -> str:
             "machine; less when other processes use the cores)")
 
 
+def _dataset_line(report: dict) -> str:
+    """Which dataset the run read and which figures used all of it (the rest: their own line)."""
+    dataset, settings = report.get("dataset", {}), report["settings"]
+    if not dataset:
+        return "not recorded"
+    rows = dataset.get("rows")
+    text = (f"`{dataset.get('source')}`"
+            + (f", {fmt(rows, '', 0)} rows in listings.csv" if rows is not None else "")
+            + f" (sha256 `{str(dataset.get('listings_sha256'))[:12]}...`); ")
+    if settings.get("rows"):
+        return text + f"quick run: every figure on its first {settings['rows']} rows"
+    if not settings.get("max_rows"):
+        return text + "every figure on the whole dataset"
+    return text + ("decode, backbone and feature cache read the whole dataset (throughput); "
+                   f"memory and e2e train on its first {settings.get('max_rows')} rows "
+                   "(max_rows), whatever its size: each figure's \"data\" line says what it used")
+
+
 def _settings_line(settings: dict) -> str:
     keys = ("repeats", "memory_repeats", "photos", "backbone_photos", "image_size", "replication", "rows",
-            "finetune_epochs", "head_epochs", "batch_size")
+            "max_rows", "finetune_epochs", "head_epochs", "batch_size")
     return ", ".join(f"{k}={settings.get(k) if settings.get(k) is not None else 'all'}"
                      for k in keys)
 
 
-def _figure_section(fig: dict) -> list[str]:
-    """A figure's section: both sides with their runs, the ratio and goal, the notes, then the
-    details its module renders."""
+def _figure_section(fig: dict, dataset: dict) -> list[str]:
+    """A figure's section: the data it used, both sides with their runs, the ratio and goal, the
+    notes, then the details its module renders."""
     lines = [f"## {fig['title']}", ""]
     if fig["skipped"]:
         return lines + [f"Skipped: {fig['skipped']}.", ""]
+    if fig.get("data"):
+        lines.append(f"- data: `{dataset.get('source', '?')}`, {fig['data']}")
     for side in ("measured", "reference"):
         part = fig[side]
         extra = (f"; CPU {fmt(part['cpu_ms_per_item'], 'ms')} per item (all threads)"

@@ -63,6 +63,12 @@ def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> Deliverable1Ru
     return result
 
 
+def column_cost_data_dir(data_dir) -> Path:
+    """Where the column-cost table looks for a dataset with every column when ``data_dir`` lacks
+    some: ``$AIRBNB_COLUMN_COST_DATA_DIR``, else ``airbnb-madrid`` beside ``data_dir``."""
+    return Path(os.environ.get(COLUMN_COST_ENV) or Path(data_dir).parent / ALL_COLUMNS_SET)
+
+
 def column_cost_experiment(exp: Experiment, models_dir) -> tuple[Experiment | None, str]:
     """The experiment the column-cost table runs on, and where its data came from.
 
@@ -72,7 +78,7 @@ def column_cost_experiment(exp: Experiment, models_dir) -> tuple[Experiment | No
     there is none."""
     if not exp.dataset.absent_columns:
         return exp, "the run's own dataset"
-    data_dir = os.environ.get(COLUMN_COST_ENV) or Path(exp.dataset.data_dir).parent / ALL_COLUMNS_SET
+    data_dir = column_cost_data_dir(exp.dataset.data_dir)
     if not (Path(data_dir) / "listings.csv").is_file():
         return None, (f"no dataset with all {len(schema.OPENDATASOFT_COLUMNS)} columns found "
                       f"(set {COLUMN_COST_ENV})")

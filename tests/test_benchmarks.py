@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fixtures import tree_state
-from benchmarks import e2e, harness
+from benchmarks import e2e, harness, memory
 from benchmarks.cli import main
 from benchmarks.report import SCHEMA_VERSION, findings, write_report
 from shared import config
@@ -52,6 +52,65 @@ def test_replicate_dataset_rows_and_bad_factor(small_dir, tmp_path):
     assert info["rows"] == 10
     with pytest.raises(ValueError, match="factor"):
         harness.replicate_dataset(small_dir, tmp_path / "none", factor=0)
+
+
+def test_bounded_dataset_takes_the_first_rows_once_and_a_small_source_whole(small_dir, tmp_path):
+    from shared.dataset import load_dataset
+
+    info = harness.bounded_dataset(small_dir, tmp_path, 7, factor=3)
+    assert (info["rows"], info["factor"], info["source_rows"]) == (21, 3, 40)
+    first = load_dataset(small_dir, check_photos=False).ids[:7].tolist()
+    assert load_dataset(info["data_dir"], check_photos=False).ids[:7].tolist() == first
+    listings = Path(info["data_dir"]) / "listings.csv"
+    stamp = listings.stat().st_mtime_ns
+    assert harness.bounded_dataset(small_dir, tmp_path, 7, factor=3) == info  # reused, not rewritten
+    assert listings.stat().st_mtime_ns == stamp
+    assert harness.bounded_dataset(small_dir, tmp_path, 1000)["rows"] == 40
+
+
+def test_max_rows_setting(capsys):
+    assert harness.Settings().max_rows == harness.DEFAULT_MAX_ROWS
+    assert harness.Settings(quick=True).max_rows == harness.Settings(quick=True).rows
+    assert harness.Settings(max_rows=5).max_rows == 5 and harness.Settings().rows is None
+    with pytest.raises(ValueError, match="max_rows"):
+        harness.Settings(max_rows=-1)
+    assert main(["--max-rows", "0"]) == 2
+    assert "--max-rows must be >= 1, got 0" in capsys.readouterr().err
+
+
+def _rows_of(args: list[str]) -> int:
+    from shared.dataset import read_listings_csv
+
+    return len(read_listings_csv(Path(args[args.index("--data-dir") + 1])))
+
+
+def test_memory_and_e2e_train_on_at_most_max_rows_of_a_larger_dataset(small_dir, tmp_path,
+                                                                      monkeypatch):
+    """The training figures get the first ``max_rows`` rows (x replication for the large memory
+    copy) of a dataset that has more; the children are replaced, nothing is trained."""
+    calls = []
+
+    def fake_child(args, log, env=None):
+        calls.append((args, env))
+        return {"wall_s": 1.0, "peak_rss_mib": 100.0 + _rows_of(args), "result": {}}
+
+    monkeypatch.setattr(memory, "run_child", fake_child)
+    monkeypatch.setattr(e2e, "run_child", fake_child)
+    settings = harness.Settings(max_rows=7, replication=3, memory_repeats=1)
+    figures = memory.run(small_dir, settings, tmp_path, warm=True)
+    rows = sorted({_rows_of(args) for args, _ in calls})
+    assert rows == [7, 21] and len(calls) == 2 * len(memory.ENTRIES) + 2  # + the original's pair
+    assert all(fig["details"]["listings"] == {"1x": 7, "3x": 21} for fig in figures)
+    assert "the first 7 of the dataset's 40 rows" in figures[0]["data"]
+
+    calls.clear()
+    figures = e2e.run(small_dir, settings, tmp_path)
+    assert [_rows_of(args) for args, _ in calls] == [7, 7]  # deliverable 1, then 2
+    assert len(figures) == 2 and "the first 7 of the dataset's 40 rows" in figures[0]["data"]
+    from deliverable1.train import COLUMN_COST_ENV, column_cost_data_dir
+
+    # the column-cost table looks where it would for the real dataset, not beside the copy
+    assert calls[0][1] == {COLUMN_COST_ENV: str(column_cost_data_dir(small_dir))}
 
 
 def test_goals_and_ratios():
@@ -111,9 +170,10 @@ def _fake_report() -> dict:
         details={"cpu_ms_per_photo_single_thread": {"tf: read + decode_image": 1.5,
                  "tf: decode_photo (decode + area resize + round/cast)": 4.0,
                  "tf: decode + antialiased bilinear resize (previous decoder)": 5.0},
-                 "cpu_bound_ceiling": 1.2, "usable_cores": 2})
+                 "cpu_bound_ceiling": 1.2, "usable_cores": 2}, data="every usable photo (300)")
     return {"schema_version": 1, "started": "now", "machine": harness.machine_info(),
             "settings": harness.Settings(quick=True).to_json(), "benchmarks": ["decode"],
+            "dataset": {"source": "some-set", "rows": 1234, "listings_sha256": "ab" * 32},
             "partial": True, "load_average": {"start": [1.0], "end": [1.0]}, "seconds": 60.0,
             "results": [figure, harness.skipped("memory_late_fusion", "Memory: late fusion",
                                                  "not there")],
@@ -127,6 +187,9 @@ def test_report_markdown_lists_every_figure_and_the_findings(tmp_path):
     text = md.read_text()
     assert "| Photo decoding | pipeline: **300 images/s** | Pillow: 200 images/s | **1.50 x**" in text
     assert "skipped: not there" in text and "Not a full run" in text
+    assert "- data: `some-set`, every usable photo (300)" in text
+    assert "| dataset | `some-set`, 1,234 rows in listings.csv" in text
+    assert "quick run: every figure on its first 100 rows" in text
     assert f"| CPU | {report['machine']['cpu_model']} |" in text
     # the finding is computed from the figure's own stage costs: 4.0 - 1.5 ms is the resize
     assert "is the JPEG decode itself and 2.50 ms the area resize" in text
@@ -182,3 +245,20 @@ def test_quick_harness_end_to_end(real_data_dir, tmp_path):
     for fig in figures.values():
         assert fig["title"] in text
     assert docs == {name: (config.DOCS_DIR / name).stat().st_mtime_ns for name in docs}
+
+
+def test_e2e_quotes_the_committed_render_only_when_it_comes_from_the_same_dataset(
+        small_dir, tmp_path, monkeypatch):
+    from shared.io import sha256_file
+
+    monkeypatch.setattr(config, "DOCS_DIR", tmp_path)
+    (tmp_path / "deliverable1").mkdir()
+    metrics = tmp_path / "deliverable1" / "metrics.json"
+    sha = sha256_file(small_dir / "listings.csv")
+    metrics.write_text(json.dumps({"dataset": {"listings_sha256": sha, "rows_usable": 40},
+                                   "run": {"seconds": 123.4, "smoke": False}}))
+    assert e2e.rendered_run("deliverable1", small_dir) == {"seconds": 123.4, "listings": 40,
+                                                           "smoke": False}
+    metrics.write_text(json.dumps({"dataset": {"listings_sha256": "0" * 64}, "run": {"seconds": 1}}))
+    assert e2e.rendered_run("deliverable1", small_dir) is None
+    assert e2e.rendered_run("deliverable2", small_dir) is None  # no report
