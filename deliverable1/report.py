@@ -118,7 +118,10 @@ print(f"{len(names)} model inputs after preprocessing ({len(features.NUMERIC)} n
       f"{onehot.min_frequency} training rows grouped)")
 print("price-derived or ID inputs:", [c for c in names if any(
     c.split("__", 1)[-1].startswith(bad) for bad in features.FORBIDDEN_INPUTS)] or "none")
-display(features.engineer_features(exp.parts["train"].frame)[features.ENGINEERED_NUMERIC[:8]]
+engineered = features.engineer_features(exp.parts["train"].frame)
+print("engineered features not built (their source columns are absent):",
+      ", ".join(c for c in features.ENGINEERED_COLUMNS if c not in engineered) or "none")
+display(engineered[[c for c in features.ENGINEERED_NUMERIC if c in engineered][:8]]
         .describe().T.round(2))
 
 # %% [markdown]
