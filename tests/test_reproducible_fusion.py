@@ -63,7 +63,7 @@ def features(part):
         rows.append(rng.normal(size=24) * (0.85 ** np.arange(24)) @ MIX
                     + 0.05 * rng.normal(size=1280))
     return np.asarray(rows).astype(np.float32)
-raw = {part: features(part) for part in ("train", "val", "test")}
+raw = {part: features(part) for part in exp.parts}  # every part of the split
 exp.budget = dataclasses.replace(exp.budget, fusion_components=(8, 16))  # two PCA candidates
 early, reducers = early_fusion.train_early_fusion(exp, raw, "synthetic", 32)
 early_fusion.train_hgb_with_embeddings(exp, raw, reducers, "synthetic", 32)
