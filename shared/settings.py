@@ -9,7 +9,7 @@ function reads its settings from it, so no model file decides "smoke or not" by 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,8 @@ FULL = Budget(
 
 #: The budget the reports were rendered with on the 814-listing set (kept for comparison; select
 #: it with ``budget=SMALL_SET`` on an :class:`~shared.experiment.Experiment`).
-SMALL_SET = Budget(
-    hgb_candidates=None, hgb_max_iter=400,
-    mlp_configs=12, mlp_epochs=300, mlp_batch_size=64,
-    cnn_image_size=128, cnn_epochs=40, transfer_image_size=224, finetune_blocks=2,
-    finetune_epochs=6, photo_batch_size=32,
-    fusion_components=(8, 16, 32, 64, "score"), early_extra_configs=1, late_grid_size=None,
-    late_finetune_epochs=3, branches_head_epochs=200, branches_joint_epochs=100,
-    interval_difficulty_rows=2000,
-)
+SMALL_SET = replace(FULL, mlp_epochs=300, mlp_batch_size=64, cnn_image_size=128, cnn_epochs=40,
+                    finetune_epochs=6, late_finetune_epochs=3)
 
 #: The tiny budget of ``--smoke`` runs: every code path, numbers meaningless.
 SMOKE = Budget(
