@@ -194,6 +194,25 @@ def test_goal_is_judged_on_the_fusion_model_validation_picks():
     assert ablation.goal_check(exp, comparisons, reference)["reached"]
 
 
+@pytest.mark.parametrize("relative_diff, p_better, significant", [
+    (-0.019, 0.977, True),    # the 10k render: a real gain, below the 3% margin
+    (-0.019, 0.60, False),    # a gain the resamples do not confirm
+    (+0.010, 0.99, False),    # worse, whatever the resamples say
+])
+def test_conclusions_say_whether_the_missed_fusion_goal_was_a_real_gain(relative_diff, p_better,
+                                                                        significant):
+    from deliverable2 import analysis
+    goal = {"relative_diff": relative_diff, "p_fusion_better": p_better, "reached": False}
+    assert analysis.fusion_gain_is_significant(goal) is significant
+    published = analysis.published_comparison_sentence(goal, 10351)
+    assert ("this sample of 10351 listings agrees" in published) is not significant
+    assert ("less than the goal's 3%" in published) is significant
+    why = analysis.photo_signal_sentence(goal, unique_corr=0.19, n_train=6210)
+    assert ("real gain" in why) is significant
+    assert ("losing more to variance" in why) is not significant
+    assert "mostly know already" in analysis.photo_signal_sentence(goal, 0.05, 6210)
+
+
 def _save_ridge(exp, name):
     """A tabular model trained and saved by ``exp`` (so it records ``exp``'s split)."""
     from sklearn.linear_model import Ridge
