@@ -141,7 +141,8 @@ def section(fig: dict) -> list[str]:
     details = fig["details"]
     lines, rendered = [], details.get("rendered_full_run")
     if rendered:
-        lines += [f"The committed report (docs/{fig['id'][len('e2e_'):]}/metrics.json), rendered "
+        lines += [f"When this benchmark ran, the committed report "
+                  f"(docs/{fig['id'][len('e2e_'):]}/metrics.json), rendered "
                   f"on the whole dataset ({rendered['listings']} usable listings"
                   + (", smoke settings" if rendered["smoke"] else "")
                   + f"), took {fmt(rendered['seconds'], 's')} by its own clock.", ""]
