@@ -127,33 +127,25 @@ def conclusions(exp, refs, a: dict, branches_params: dict) -> list[str]:
     return lines
 
 
-def fusion_gain_is_significant(goal: dict) -> bool:
-    """Whether the fusion model validation picks is better than the best tabular model with the
-    goal's confidence (P(better) >= ``GOALS["min_p_better"]``), whatever the size of its gain."""
-    return bool(goal["relative_diff"] < 0
-                and goal["p_fusion_better"] >= ablation.GOALS["min_p_better"])
-
-
 def photo_signal_sentence(goal: dict, unique_corr: float, n_train: int) -> str:
     """The end of the conclusions' "Why" line: what the photo adds, given the goal check
     (:func:`deliverable2.ablation.goal_check`), the correlation of the photo score's unique part
     with the tabular residual (test) and the number of training listings."""
     if abs(unique_corr) < UNIQUE_SIGNAL:
         return "What the photo knows about the price, the listing's features mostly know already."
-    if fusion_gain_is_significant(goal):
-        return ("The photo does carry some price information the tabular features lack, and the "
-                f"fusion model validation picks turns part of it into a real gain "
+    carries = "The photo does carry some price information the tabular features lack"
+    if ablation.significantly_better(goal["relative_diff"], goal["p_fusion_better"]):
+        return (f"{carries}, and the fusion model validation picks turns part of it into a real gain "
                 f"({goal['relative_diff'] * 100:+.1f}%, P(better) {goal['p_fusion_better']:.2f}), "
                 "but a small one: most of what the photo shows, the tabular features already say.")
-    return ("The photo does carry some price information the tabular features lack, but it is weak "
-            f"and noisy, and {n_train} training listings are few for a fusion model to learn to use "
-            "it without losing more to variance than it gains.")
+    return (f"{carries}, but it is weak and noisy, and {n_train} training listings are few for a "
+            "fusion model to learn to use it without losing more to variance than it gains.")
 
 
 def published_comparison_sentence(goal: dict, n_listings: int) -> str:
     """The closing conclusion when the goal is missed: how the measured answer compares with
     published work, worded by whether the chosen fusion model is significantly better at all."""
-    if fusion_gain_is_significant(goal):
+    if ablation.significantly_better(goal["relative_diff"], goal["p_fusion_better"]):
         verdict = (f"on these {n_listings} listings the fusion model validation picks is better, "
                    f"significantly (P(better) {goal['p_fusion_better']:.2f}), but by "
                    f"{-goal['relative_diff']:.1%}, less than the goal's "

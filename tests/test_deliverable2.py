@@ -203,7 +203,7 @@ def test_conclusions_say_whether_the_missed_fusion_goal_was_a_real_gain(relative
                                                                         significant):
     from deliverable2 import analysis
     goal = {"relative_diff": relative_diff, "p_fusion_better": p_better, "reached": False}
-    assert analysis.fusion_gain_is_significant(goal) is significant
+    assert ablation.significantly_better(relative_diff, p_better) is significant
     published = analysis.published_comparison_sentence(goal, 10351)
     assert ("this sample of 10351 listings agrees" in published) is not significant
     assert ("less than the goal's 3%" in published) is significant
