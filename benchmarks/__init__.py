@@ -23,7 +23,7 @@ Markdown page) and ``finding`` (the sentence written when its goal is missed):
    float32 batches).
 2. :mod:`benchmarks.backbone`: :func:`shared.feature_cache.extract_features` on an empty cache
    (files on disk -> features) vs the same backbone object on a batch already in memory.
-3. :mod:`benchmarks.feature_cache`: :func:`deliverable1.transfer.train_transfer_frozen`, first run
+3. :mod:`benchmarks.feature_cache`: :func:`shared.models.transfer.train_transfer_frozen`, first run
    (empty feature cache) vs second run (all features cached).
 4. :mod:`benchmarks.memory`: peak RSS of training a model (each in a fresh process, its own
    peak measured by :mod:`benchmarks.launcher`) on the first ``--max-rows`` rows of the dataset

@@ -67,7 +67,7 @@ def run(data_dir: Path, settings: Settings, workdir: Path) -> list[dict]:
     deliverable 1 looks for its all-column dataset where it would for ``data_dir`` (the bounded
     copy lives in a temporary folder).
     """
-    from deliverable1.train import COLUMN_COST_ENV, column_cost_data_dir
+    from shared.config import COLUMN_COST_ENV, column_cost_data_dir
 
     bounded = bounded_dataset(data_dir, workdir, settings.max_rows)
     env = {COLUMN_COST_ENV: str(column_cost_data_dir(data_dir))}

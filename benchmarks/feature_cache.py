@@ -20,18 +20,23 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
     ``warm``: the process already ran the backbone (earlier figures), so the untimed warm-up
     pair is skipped (it costs minutes at full size).
     """
-    from deliverable1.transfer import default_image_size, train_transfer_frozen
+    from shared.models.transfer import default_image_size, train_transfer_frozen
     from shared.backbones import DEFAULT_BACKBONE
-    from shared.experiment import prepare
+    from shared.config import RunConfig
+    from shared.data import prepare_data
     from shared.feature_cache import feature_cache_dir
+    from shared.settings import budget_for
 
-    exp = prepare(data_dir, workdir / "feature-cache-models", smoke=settings.smoke)
-    size = default_image_size(exp)  # train_transfer_frozen's default
+    models = workdir / "feature-cache-models"
+    cfg = RunConfig(data_dir=Path(data_dir), models_dir=models, budget=budget_for(settings.smoke),
+                    smoke=settings.smoke)
+    data = prepare_data(data_dir, models, cfg.seed)
+    size = default_image_size(cfg)  # train_transfer_frozen's default
     folder = feature_cache_dir(DEFAULT_BACKBONE, size)
 
     def timed() -> tuple[float, dict]:
         start = time.perf_counter()
-        _, stats = train_transfer_frozen(exp)
+        stats = train_transfer_frozen(data, cfg).extra["extraction"]
         return time.perf_counter() - start, stats
 
     pairs = []
@@ -57,7 +62,7 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
     return figure(
         "feature_cache", "Feature cache: transfer_frozen, second run vs first run", measured,
         reference, ratio_of(first_med, second_med), "first-run seconds / second-run seconds",
-        details={"listings": int(len(exp.dataset.frame)), "image_size": size,
+        details={"listings": int(len(data.dataset.frame)), "image_size": size,
                  "features_computed_first_run": pairs[-1]["first_computed"],
                  "features_cached_second_run": pairs[-1]["second_cached"],
                  "extraction_first_s": extraction_first,
@@ -65,13 +70,13 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
                  "extraction_speedup": ratio_of(extraction_first, extraction_second),
                  "head_search_and_evaluation_s": median_of(
                      p["second_s"] - p["second_extraction_s"] for p in pairs),
-                 "warmup_pairs": warmup, "smoke_settings": exp.smoke, "pairs": pairs},
+                 "warmup_pairs": warmup, "smoke_settings": cfg.smoke, "pairs": pairs},
         notes=["Whole train_transfer_frozen call (features, head search on validation, "
                "evaluation, saving) with the project's default settings; extraction_* isolate "
                "extract_features. The cache folder is deleted before each first run."
                + ("" if warmup else " No separate warm-up pair: the process is already warm "
                   "from the previous figures (TensorFlow, backbone, photos in the page cache).")],
-        data=(f"every usable listing ({len(exp.dataset.frame):,}; "
+        data=(f"every usable listing ({len(data.dataset.frame):,}; "
               f"{pairs[-1]['first_computed']:,} photo features computed by each first run)"))
 
 

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from benchmarks.harness import Settings
 
 #: model -> the training function measured.
-ENTRIES = {"transfer_finetuned": "deliverable1.transfer.train_transfer_finetuned",
-           "late_fusion": "deliverable2.late_fusion.train_late_fusion"}
+ENTRIES = {"transfer_finetuned": "shared.models.transfer.train_transfer_finetuned",
+           "late_fusion": "shared.models.late_fusion.train_late_fusion"}
 ORIGINAL_IMAGE_SIZE = 224  # pixels: the original's photos
 
 
@@ -278,40 +278,42 @@ class RssSampler:
 
 def child_train(args: argparse.Namespace) -> dict:
     """Fresh process: prepare + frozen head + the measured training; RSS per phase, MiB."""
-    from deliverable1.transfer import train_transfer_finetuned, train_transfer_frozen
+    from shared.models.transfer import train_transfer_finetuned, train_transfer_frozen
     from shared.experiment import start_run
 
     exp = start_run(args.data_dir, args.models_dir, smoke=args.smoke)
+    data, cfg = exp.data, exp.cfg
     after_prepare = rss_mib()
     if args.model == "transfer_finetuned":
-        frozen, _ = train_transfer_frozen(exp)
+        frozen = train_transfer_frozen(data, cfg).bundle
 
         def train():
-            return train_transfer_finetuned(exp, frozen, epochs=args.finetune_epochs)
+            return train_transfer_finetuned(data, cfg, frozen, epochs=args.finetune_epochs).bundle
     else:  # late_fusion
-        from deliverable1.mlp import config_of, train_mlp
-        from deliverable2 import late_fusion
-        from deliverable2.train import FusionRun
+        from shared.backbones import DEFAULT_BACKBONE
+        from shared.models import late_fusion
+        from shared.models.mlp import config_of, train_mlp
+        from shared.models.transfer import backbone_features, default_image_size
 
-        run = FusionRun(exp)
-        raw = run.raw_features()  # cached backbone features, as deliverable 2 uses them
+        size = default_image_size(cfg)
+        raw, _ = backbone_features(data, cfg, DEFAULT_BACKBONE, size)  # as deliverable 2 uses them
         # the tabular branch is deliverable 1's chosen mlp: one candidate, few epochs, suffices
-        mlp = train_mlp(exp, n_configs=1, epochs=args.head_epochs)
+        mlp = train_mlp(data, cfg, n_configs=1, epochs=args.head_epochs).bundle
         tab_config = config_of(mlp.params)
 
         def train():
-            return late_fusion.train_late_fusion(exp, raw, run.backbone, run.image_size, tab_config,
+            return late_fusion.train_late_fusion(data, cfg, raw, DEFAULT_BACKBONE, size, tab_config,
                                                  epochs=args.head_epochs,
                                                  finetune_epochs=args.finetune_epochs,
-                                                 log=lambda *a, **k: None)
+                                                 log=lambda *a, **k: None).bundle
     before = peak_rss_mib()
     with RssSampler() as sampler:
         start = time.perf_counter()
         bundle = train()
         seconds = time.perf_counter() - start
     after = peak_rss_mib()
-    return {"model": args.model, "n_listings": int(len(exp.dataset.frame)),
-            "n_train": int(len(exp.parts["train"].frame)), "image_size": int(bundle.image_size),
+    return {"model": args.model, "n_listings": int(len(exp.data.dataset.frame)),
+            "n_train": int(len(exp.data.parts["train"].frame)), "image_size": int(bundle.image_size),
             "rss_after_prepare_mib": after_prepare, "peak_before_training_mib": before,
             # a new peak during training is exact (the kernel's); otherwise the sampled highest
             "peak_training_phase_mib": after if after > before else sampler.peak_mib,

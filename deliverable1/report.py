@@ -41,14 +41,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from deliverable1 import analysis, cnn_scratch, mlp, train, transfer
+from deliverable1 import analysis, train
+from shared.models import cnn_scratch, mlp, transfer
 from shared import evaluation, features, intervals, split
 
 pd.set_option("display.width", 160)
 result = train.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir)
-exp, bundles, budget = result.exp, result.bundles, result.exp.budget
-n = {part: len(exp.parts[part].frame) for part in split.PART_NAMES}
-print(f"device: {exp.device}; smoke run: {smoke}")
+exp, bundles, budget = result.exp, result.bundles, result.exp.cfg.budget
+n = {part: len(exp.data.parts[part].frame) for part in split.PART_NAMES}
+print(f"device: {exp.cfg.device}; smoke run: {smoke}")
 
 # %% [markdown]
 # ## 1. Data and the one split every model shares
@@ -63,12 +64,12 @@ print(f"device: {exp.device}; smoke run: {smoke}")
 # %%
 display(Markdown(
     f"The split is {' / '.join(f'{v:.0%}' for v in split.FRACTIONS.values())} (train / validation "
-    f"/ calibration / test), stratified on {split.PRICE_BINS} price bins and seeded (seed {exp.seed}); it is "
+    f"/ calibration / test), stratified on {split.PRICE_BINS} price bins and seeded (seed {exp.cfg.seed}); it is "
     f"saved as `{split.SPLIT_FILE}` next to the models and reused by every model, including "
     "deliverable 2's. Validation chooses hyperparameters and stops training; the calibration "
     "part only calibrates the price ranges (section 9) and chooses nothing; **test is looked "
     "at once**, at the end."))
-summary = exp.dataset.summary()
+summary = exp.data.dataset.summary()
 display(pd.Series({
     "rows read": summary["rows_read"], "rows usable": summary["rows_usable"],
     "dropped": sum(summary["drops"].values()),
@@ -79,8 +80,8 @@ display(pd.Series({
 }, name="dataset").to_frame())
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 for part in n:
-    axes[0].hist(exp.y_eur(part), bins=30, alpha=0.5, density=True, label=part)
-    axes[1].hist(np.log(exp.y_eur(part)), bins=30, alpha=0.5, density=True, label=part)
+    axes[0].hist(exp.data.y_eur(part), bins=30, alpha=0.5, density=True, label=part)
+    axes[1].hist(np.log(exp.data.y_eur(part)), bins=30, alpha=0.5, density=True, label=part)
 axes[0].set(title="nightly price (EUR)", xlabel="EUR")
 axes[1].set(title="log price: the training target", xlabel="log(EUR)")
 axes[0].legend()
@@ -111,14 +112,14 @@ plt.show()
 # they are derived from the nightly price, i.e. target leakage), IDs and URLs. A test asserts it.
 
 # %%
-names = list(exp.preprocessor.get_feature_names_out())
-onehot = exp.preprocessor.named_steps["columns"].named_transformers_["categorical"].named_steps["onehot"]
+names = list(exp.data.preprocessor.get_feature_names_out())
+onehot = exp.data.preprocessor.named_steps["columns"].named_transformers_["categorical"].named_steps["onehot"]
 print(f"{len(names)} model inputs after preprocessing ({len(features.NUMERIC)} numeric + indicators, "
       f"{len(features.CATEGORICAL)} categoricals one-hot, levels seen in fewer than "
       f"{onehot.min_frequency} training rows grouped)")
 print("price-derived or ID inputs:", [c for c in names if any(
     c.split("__", 1)[-1].startswith(bad) for bad in features.FORBIDDEN_INPUTS)] or "none")
-engineered = features.engineer_features(exp.parts["train"].frame)
+engineered = features.engineer_features(exp.data.parts["train"].frame)
 print("engineered features not built (their source columns are absent):",
       ", ".join(c for c in features.ENGINEERED_COLUMNS if c not in engineered) or "none")
 display(engineered[[c for c in features.ENGINEERED_NUMERIC if c in engineered][:8]]
@@ -211,12 +212,6 @@ print(bundles["cnn_scratch"].params)
 #   would destroy the ImageNet statistics).
 
 # %%
-earlier = transfer.EARLIER_KERAS_HEADS
-display(Markdown(
-    f"Why a linear head: an earlier run also searched Keras heads with a hidden layer: "
-    f"{earlier['keras_head_val_mae']:.2f} vs {earlier['linear_head_val_mae']:.2f} EUR validation "
-    f"MAE for the best linear head, a gap inside the noise of {n['val']} validation listings, "
-    f"for {earlier['keras_search_seconds']:.0f} s of training on every run."))
 stats = result.extraction
 print(f"backbone features: {stats['computed']} computed, {stats['cached']} from the cache "
       f"({stats['seconds']:.1f} s); {len(transfer.HEAD_ALPHAS)} ridge penalties")
@@ -248,12 +243,12 @@ evaluation.plot_mae_with_intervals(exp.results)
 plt.show()
 
 # %%
-y_test = exp.y_eur("test")
+y_test = exp.data.y_eur("test")
 evaluation.plot_predicted_vs_actual({m: p["test"] for m, p in exp.predictions.items()}, y_test, ncols=4)
 plt.show()
 evaluation.plot_residuals_by_group(
     {m: exp.predictions[m]["test"] for m in ("hgb", "mlp", "transfer_frozen")}, y_test,
-    exp.parts["test"].frame["Room Type"].to_numpy(), "Absolute error by room type (test)")
+    exp.data.parts["test"].frame["Room Type"].to_numpy(), "Absolute error by room type (test)")
 plt.show()
 
 # %% [markdown]

@@ -4,35 +4,32 @@
 
 :func:`run` is what both ``python -m deliverable1.train`` and the report
 (``deliverable1/report.py``, rendered by ``nox -s deliverable1``) call: devices and seeds set up,
-data loaded and split, every model trained, evaluated and saved (:func:`train_all`), the goals
-checked and the conclusions computed (:mod:`deliverable1.analysis`), and ``metrics.json``
-written. The report only displays what it returns. ``--out`` defaults to ``docs/deliverable1/``
-(``<models-dir>/smoke-metrics/deliverable1/`` with ``--smoke``).
+data loaded and split, every model trained (:mod:`shared.models`) and evaluated, calibrated and
+saved by the one loop (:meth:`shared.experiment.Experiment.evaluate`), the goals checked and the
+conclusions computed (:mod:`deliverable1.analysis`), and ``metrics.json`` written. The report only
+displays what it returns. ``--out`` defaults to ``docs/deliverable1/`` (a scratch folder with
+``--smoke``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import os
+from deliverable1 import analysis, column_cost
+from shared import config, schema
+from shared.data import prepare_data
+from shared.experiment import Experiment, start_run, training_main
+from shared.models import SINGLE_SOURCE_MODELS, train_single_source
 
-from deliverable1 import analysis, baselines, cnn_scratch, column_cost, mlp, transfer
-from shared import schema
-from shared.experiment import Experiment, prepare, start_run, timed_step, training_main
-
-#: The dataset the column-cost table is computed on when the run's own dataset lacks columns:
-#: ``$AIRBNB_COLUMN_COST_DATA_DIR``, else the 814-listing set beside the run's data directory.
-COLUMN_COST_ENV = "AIRBNB_COLUMN_COST_DATA_DIR"
-ALL_COLUMNS_SET = "airbnb-madrid"
-
-MODEL_NAMES = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
+MODEL_NAMES = SINGLE_SOURCE_MODELS
 
 
 @dataclass
 class Deliverable1Run:
-    """What one run produced: the experiment (data, split, results, predictions, histories), the
-    trained bundles, the backbone-feature extraction stats, the analysis and where
+    """What one run produced: the experiment (data, configuration, results, predictions,
+    histories), the trained bundles, the backbone-feature extraction stats, the analysis and where
     ``metrics.json`` went."""
 
     exp: Experiment
@@ -42,76 +39,56 @@ class Deliverable1Run:
     metrics_path: Path | None = None
 
 
-def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> Deliverable1Run:
-    """Train, evaluate and save the models named in ``include`` on ``exp``'s split (also used by
-    deliverable 2 for missing references)."""
-    result = Deliverable1Run(exp)
-    steps = [("mean", baselines.train_mean), ("ridge", baselines.train_ridge),
-             ("hgb", baselines.train_hgb), ("mlp", mlp.train_mlp),
-             ("cnn_scratch", cnn_scratch.train_cnn_scratch)]
-    for name, step in steps:
-        if name in include:
-            result.bundles[name] = timed_step(exp, name, lambda: step(exp), log)
-    if {"transfer_frozen", "transfer_finetuned"} & set(include):
-        frozen, result.extraction = timed_step(exp, "transfer_frozen",
-                                               lambda: transfer.train_transfer_frozen(exp), log)
-        result.bundles["transfer_frozen"] = frozen
-        if "transfer_finetuned" in include:
-            result.bundles["transfer_finetuned"] = timed_step(
-                exp, "transfer_finetuned", lambda: transfer.train_transfer_finetuned(exp, frozen),
-                log)
-    return result
+def train_all(exp: Experiment, log=print) -> Deliverable1Run:
+    """Train every deliverable-1 model on ``exp``'s split; each is evaluated, calibrated and saved
+    by ``exp`` as soon as it is trained."""
+    trained = train_single_source(exp, MODEL_NAMES, log=log)
+    return Deliverable1Run(exp, bundles={name: t.bundle for name, t in trained.items()},
+                           extraction=trained["transfer_frozen"].extra["extraction"])
 
 
-def column_cost_data_dir(data_dir) -> Path:
-    """Where the column-cost table looks for a dataset with every column when ``data_dir`` lacks
-    some: ``$AIRBNB_COLUMN_COST_DATA_DIR``, else ``airbnb-madrid`` beside ``data_dir``."""
-    return Path(os.environ.get(COLUMN_COST_ENV) or Path(data_dir).parent / ALL_COLUMNS_SET)
-
-
-def column_cost_experiment(exp: Experiment, models_dir) -> tuple[Experiment | None, str]:
-    """The experiment the column-cost table runs on, and where its data came from.
-
-    The run's own experiment when its dataset has every OpenDataSoft column; else a dataset with
-    all of them (``$AIRBNB_COLUMN_COST_DATA_DIR``, else ``airbnb-madrid`` beside the run's data
-    directory), prepared with its own split under ``<models>/column-cost/``. (None, reason) when
-    there is none."""
-    if not exp.dataset.absent_columns:
-        return exp, "the run's own dataset"
-    data_dir = column_cost_data_dir(exp.dataset.data_dir)
+def column_cost_experiment(exp: Experiment, log=print):
+    """(data, origin) the column-cost table runs on: the run's own data when its dataset has every
+    OpenDataSoft column; else a dataset with all of them (:func:`shared.config.column_cost_data_dir`)
+    prepared with its own split under ``<models>/column-cost/``. (None, reason) when there is
+    none."""
+    if not exp.data.dataset.absent_columns:
+        return exp.data, "the run's own dataset"
+    data_dir = config.column_cost_data_dir(exp.data.dataset.data_dir)
     if not (Path(data_dir) / "listings.csv").is_file():
         return None, (f"no dataset with all {len(schema.OPENDATASOFT_COLUMNS)} columns found "
-                      f"(set {COLUMN_COST_ENV})")
-    other = prepare(data_dir, Path(models_dir) / "column-cost", smoke=exp.smoke)
+                      f"(set {config.COLUMN_COST_ENV})")
+    other = prepare_data(data_dir, exp.cfg.models_dir / "column-cost", exp.cfg.seed)
     if other.dataset.absent_columns:
         return None, f"{Path(data_dir).name} lacks {len(other.dataset.absent_columns)} columns"
     return other, Path(data_dir).name
 
 
-def column_cost_table(exp: Experiment, models_dir, log=print) -> dict:
-    """{"dataset", "listings", "rows": {variant: {...}}} of :func:`column_cost.column_cost`, or
-    {"skipped": reason}."""
-    other, origin = column_cost_experiment(exp, models_dir)
-    if other is None:
+def column_cost_table(exp: Experiment, log=print) -> dict:
+    """{"dataset", "listings", "split", "rows": {variant: {...}}} of
+    :func:`column_cost.column_cost`, or {"skipped": reason}."""
+    data, origin = column_cost_experiment(exp, log)
+    if data is None:
         log(f"column cost skipped: {origin}")
         return {"skipped": origin}
-    table = column_cost.column_cost(other)
+    cfg = dataclasses.replace(exp.cfg, data_dir=Path(data.dataset.data_dir))
+    table = column_cost.column_cost(data, cfg)
     log(f"column cost on {origin}: " + "; ".join(f"{i} test MAE {r.test_mae:.2f} EUR"
                                                   for i, r in table.iterrows()))
-    return {"dataset": origin, "listings": int(len(other.dataset.frame)),
-            "split": {p: int(len(other.parts[p].frame)) for p in other.parts},
+    return {"dataset": origin, "listings": int(len(data.dataset.frame)),
+            "split": {p: int(len(data.parts[p].frame)) for p in data.parts},
             "rows": table.to_dict(orient="index")}
 
 
-def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print) -> Deliverable1Run:
+def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print,
+        budget=None) -> Deliverable1Run:
     """Everything deliverable 1 computes; ``metrics.json`` into ``output_dir`` (None: not written)."""
-    exp = start_run(data_dir, models_dir, smoke=smoke)
+    exp = start_run(data_dir, models_dir, smoke=smoke, budget=budget)
     result = train_all(exp, log=log)
     result.analysis = analysis.analyse(exp.results)
-    result.analysis["column_cost"] = column_cost_table(exp, models_dir, log)
+    result.analysis["column_cost"] = column_cost_table(exp, log)
     if output_dir is not None:
-        result.metrics_path = Path(output_dir) / "metrics.json"
-        exp.write_metrics(result.metrics_path, result.analysis)
+        result.metrics_path = exp.write_metrics(Path(output_dir) / "metrics.json", result.analysis)
     return result
 
 

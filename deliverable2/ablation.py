@@ -56,7 +56,7 @@ def chosen_fusion(exp, names=FUSION) -> str:
 
 def paired_comparisons(exp, reference: str, names=FUSION, part: str = "test") -> dict[str, dict]:
     """{fusion name: paired_bootstrap_mae(y, pred_fusion, pred_reference)} on ``part``."""
-    y = exp.y_eur(part)
+    y = exp.data.y_eur(part)
     ref = exp.predictions[reference][part]
     return {n: paired_bootstrap_mae(y, exp.predictions[n][part], ref)
             for n in names if n in exp.predictions}
@@ -115,7 +115,7 @@ def group_errors(exp, names, groups, part: str = "test", ordered_by=None) -> pd.
     Groups are listed largest first, or by the mean of ``ordered_by`` (n,) when given (e.g. the
     price, to list price bands in order).
     """
-    y = exp.y_eur(part)
+    y = exp.data.y_eur(part)
     groups = pd.Series(np.asarray(groups), name="group")
     table = pd.DataFrame({n: np.abs(exp.predictions[n][part] - y) for n in names})
     out = table.groupby(groups.to_numpy()).mean().round(2)
@@ -149,12 +149,12 @@ def photo_redundancy(exp, photo_signal: dict[str, np.ndarray], tabular_name: str
             features do not predict.
     """
     train = np.asarray(photo_signal["train"], dtype=np.float64).reshape(-1)
-    ridge = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(exp.tabular["train"], train)
+    ridge = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(exp.data.tabular["train"], train)
     out = {}
     for part in parts:
         photo = np.asarray(photo_signal[part], dtype=np.float64).reshape(-1)
-        unique = photo - ridge.predict(exp.tabular[part])
-        y_log = feats.log_target(exp.y_eur(part))
+        unique = photo - ridge.predict(exp.data.tabular[part])
+        y_log = feats.log_target(exp.data.y_eur(part))
         residual = y_log - np.log(exp.predictions[tabular_name][part])
         ss_res = float(np.sum(unique ** 2))
         ss_tot = float(np.sum((photo - photo.mean()) ** 2))
@@ -170,9 +170,9 @@ def _photo_inputs(bundle, exp, part: str, raw_part: np.ndarray):
     columns for early fusion (``tabular`` + ``image_features``), the photo vectors of the model's
     own backbone for two-branch networks (``tabular`` + ``image``): the cached features when it
     is the unchanged ImageNet backbone, else its (fine-tuned) encoder applied to the photos."""
-    from deliverable2.late_fusion import encode_photos, split_end_to_end, uses_pretrained_backbone
+    from shared.models.late_fusion import encode_photos, split_end_to_end, uses_pretrained_backbone
 
-    tabular = exp.tabular[part]
+    tabular = exp.data.tabular[part]
     if "image_features" in bundle.inputs:
         photo = np.asarray(bundle.image_reducer.transform(raw_part), dtype=np.float32)
 
@@ -183,7 +183,7 @@ def _photo_inputs(bundle, exp, part: str, raw_part: np.ndarray):
         return predict, photo
     encoder, network = split_end_to_end(bundle)
     photo = (np.asarray(raw_part, dtype=np.float32) if uses_pretrained_backbone(bundle)
-             else encode_photos(encoder, exp.paths(part), bundle.image_size))
+             else encode_photos(encoder, exp.data.paths(part), bundle.image_size))
 
     def predict(p):
         return network.predict({"tabular": tabular, "image": p}, verbose=0)
@@ -202,7 +202,7 @@ def photo_permutation(exp, bundle, raw_part: np.ndarray, part: str = "test", n_r
     the photo.
     """
     predict, photo = _photo_inputs(bundle, exp, part, raw_part)
-    y = exp.y_eur(part)
+    y = exp.data.y_eur(part)
 
     def mae(p):
         return float(np.mean(np.abs(feats.price_from_log(predict(p)) - y)))

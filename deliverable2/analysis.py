@@ -16,7 +16,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from deliverable2 import ablation, early_fusion
+from deliverable2 import ablation
+from shared.models import early_fusion
 from shared import evaluation
 from shared.intervals import interval_analysis, results_intervals
 
@@ -43,7 +44,7 @@ def photo_score(run) -> dict[str, np.ndarray]:
     candidate, or one fitted on the training rows when early fusion did not try it."""
     exp, raw = run.exp, run.raw_features()
     score = run.photo_reducers.get("score") or early_fusion.fit_image_reducer(
-        raw, "score", exp.seed, exp.y_log("train"))
+        raw, "score", exp.cfg.seed, exp.data.y_log("train"))
     return early_fusion.reduced_features(raw, score)
 
 
@@ -60,8 +61,8 @@ def permutations(run) -> dict[str, dict]:
 
 def group_tables(exp, names) -> dict:
     """Mean absolute error by room type and by price band (test), one DataFrame each."""
-    frame = exp.parts["test"].frame
-    y = exp.y_eur("test")
+    frame = exp.data.parts["test"].frame
+    y = exp.data.y_eur("test")
     return {"by room type (test)": ablation.group_errors(exp, names, frame["Room Type"].to_numpy()),
             "by price band (test)": ablation.group_errors(exp, names, evaluation.price_band(y),
                                                           ordered_by=y)}
@@ -106,7 +107,7 @@ def conclusions(exp, refs, a: dict, branches_params: dict) -> list[str]:
         f"{redundancy['test']['corr_photo_residual']:+.2f} with the residual of `{reference}` "
         f"({unique_test:+.2f} for its part the tabular features do not reproduce; validation: "
         f"{unique_val:+.2f}). "
-        + photo_signal_sentence(goal, unique_test, len(exp.parts["train"].frame)),
+        + photo_signal_sentence(goal, unique_test, len(exp.data.parts["train"].frame)),
         "- Shuffling the photos between test listings changes the fusion models' MAE by "
         + ", ".join(f"{v['increase']:+.2f} EUR (`{n}`)" for n, v in a["permutation"].items())
         + ": how much each model relies on the photo being the right one.",
@@ -123,7 +124,7 @@ def conclusions(exp, refs, a: dict, branches_params: dict) -> list[str]:
             "conceived after the test table had been read, so it would need a fresh test set (or a "
             "new split) to be judged honestly.")
     if not goal["reached_by"]:
-        lines.append(published_comparison_sentence(goal, len(exp.dataset.frame)))
+        lines.append(published_comparison_sentence(goal, len(exp.data.dataset.frame)))
     return lines
 
 
@@ -181,7 +182,7 @@ def analyse(run) -> dict:
     comparisons = ablation.paired_comparisons(exp, reference)
     score = photo_score(run)
     a = {"reference": reference, "roles": roles, "comparisons": comparisons,
-         "pca_curve": pca_curve(run.raw_features()["train"], exp.seed),
+         "pca_curve": pca_curve(run.raw_features()["train"], exp.cfg.seed),
          "group_errors": group_tables(exp, [n for n in roles if n in exp.predictions]),
          "goal": ablation.goal_check(exp, comparisons, reference),
          "photo_redundancy": ablation.photo_redundancy(exp, score, reference),

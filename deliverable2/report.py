@@ -44,19 +44,20 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from deliverable2 import ablation, analysis, early_fusion, late_fusion
+from deliverable2 import ablation, analysis
+from shared.models import early_fusion, late_fusion
 from deliverable2 import train as d2
 from shared import evaluation, intervals
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
 run = d2.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir)
-exp, refs, a, budget = run.exp, run.refs, run.analysis, run.exp.budget
-n = {part: len(exp.parts[part].frame) for part in exp.parts}
-print(f"device: {exp.device}; smoke run: {smoke}; photo size for fusion: {run.image_size} px; "
+exp, refs, a, budget = run.exp, run.refs, run.analysis, run.exp.cfg.budget
+n = {part: len(exp.data.parts[part].frame) for part in exp.data.parts}
+print(f"device: {exp.cfg.device}; smoke run: {smoke}; photo size for fusion: {run.image_size} px; "
       f"backbone: {run.backbone}")
 print("train / val / cal / test listings:", " / ".join(map(str, n.values())),
-      f"; tabular features: {exp.tabular['train'].shape[1]}")
+      f"; tabular features: {exp.data.tabular['train'].shape[1]}")
 
 # %% [markdown]
 # ## 1. Early and late fusion

@@ -17,12 +17,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deliverable1.mlp import config_of
-from deliverable1.transfer import backbone_features, default_image_size
-from deliverable2 import analysis, early_fusion, late_fusion
+from deliverable2 import analysis
 from deliverable2.references import References, load_or_train
 from shared.backbones import DEFAULT_BACKBONE
-from shared.experiment import Experiment, start_run, timed_step, training_main
+from shared.experiment import Experiment, Trained, start_run, training_main
+from shared.models import early_fusion, late_fusion
+from shared.models.mlp import config_of
+from shared.models.transfer import backbone_features, default_image_size
 
 MODEL_NAMES = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
 
@@ -44,88 +45,78 @@ class FusionRun:
 
     @property
     def image_size(self) -> int:
-        return default_image_size(self.exp)
+        return default_image_size(self.exp.cfg)
 
     def raw_features(self, image_size: int | None = None) -> dict:
-        """{"train"/"val"/"test": (n, 1280) float32} cached ImageNet backbone features."""
+        """{part: (n, 1280) float32} cached ImageNet backbone features."""
         size = image_size or self.image_size
         if size not in self._features:
-            self._features[size], self.extraction[size] = backbone_features(self.exp, self.backbone,
-                                                                            size)
+            self._features[size], self.extraction[size] = backbone_features(
+                self.exp.data, self.exp.cfg, self.backbone, size)
         return self._features[size]
 
     def mlp_config(self) -> dict:
         return config_of(self.refs.bundles["mlp"].params)
 
 
-def train_references(run: FusionRun, log=print) -> References:
-    run.refs = load_or_train(run.exp, log=log)
-    for name, how in run.refs.origin.items():
-        log(f"  {name}: {how}")
-    return run.refs
+def train_early(run: FusionRun, log=print) -> Trained:
+    trained, run.photo_reducers = early_fusion.train_early_fusion(
+        run.exp.data, run.exp.cfg, run.raw_features(), run.backbone, run.image_size,
+        base_config=run.mlp_config(), log=log)
+    return trained
 
 
-def train_early(run: FusionRun, log=print):
-    bundle, run.photo_reducers = early_fusion.train_early_fusion(
-        run.exp, run.raw_features(), run.backbone, run.image_size, base_config=run.mlp_config(),
-        log=log)
-    run.bundles[bundle.name] = bundle
-    return bundle
-
-
-def train_hgb_embeddings(run: FusionRun, log=print):
+def train_hgb_embeddings(run: FusionRun, log=print) -> Trained:
     early = run.bundles["early_fusion"]
     chosen = early_fusion.reducer_label(early.image_reducer)
     candidates = {chosen: early.image_reducer}
     score = run.photo_reducers.get("score")
     if score is not None and chosen != "score":
         candidates["score"] = score
-    bundle = early_fusion.train_hgb_with_embeddings(run.exp, run.raw_features(), candidates,
-                                                    run.backbone, run.image_size)
-    run.bundles[bundle.name] = bundle
-    return bundle
+    return early_fusion.train_hgb_with_embeddings(run.exp.data, run.exp.cfg, run.raw_features(),
+                                                  candidates, run.backbone, run.image_size)
 
 
-def train_late(run: FusionRun, log=print):
-    bundle = late_fusion.train_late_fusion(run.exp, run.raw_features(), run.backbone,
-                                           run.image_size, run.mlp_config(), log=log)
-    run.bundles[bundle.name] = bundle
-    return bundle
+def train_late(run: FusionRun, log=print) -> Trained:
+    return late_fusion.train_late_fusion(run.exp.data, run.exp.cfg, run.raw_features(),
+                                         run.backbone, run.image_size, run.mlp_config(), log=log)
 
 
-def train_from_branches(run: FusionRun, log=print):
-    bundle = late_fusion.train_late_fusion_from_branches(run.exp, run.refs, run.raw_features,
-                                                         log=log)
-    run.bundles[bundle.name] = bundle
-    return bundle
+def train_from_branches(run: FusionRun, log=print) -> Trained:
+    refs = run.refs
+    return late_fusion.train_late_fusion_from_branches(
+        run.exp.data, run.exp.cfg, refs.bundles["mlp"], refs.bundles[refs.best_transfer],
+        refs.best_transfer, run.raw_features, log=log)
 
 
 STEPS = {"early_fusion": train_early, "hgb_with_embeddings": train_hgb_embeddings,
          "late_fusion": train_late, "late_fusion_from_branches": train_from_branches}
 
 
-def train_all(exp: Experiment, include=MODEL_NAMES, log=print) -> FusionRun:
-    """References, then the fusion models named in ``include`` (saved under exp.models_dir)."""
+def train_all(exp: Experiment, log=print) -> FusionRun:
+    """References, then every fusion model, each evaluated, calibrated and saved by ``exp``."""
     run = FusionRun(exp)
     start = time.perf_counter()
-    train_references(run, log=log)
+    run.refs = load_or_train(exp.data, exp.cfg, exp, log=log)
+    for name, how in run.refs.origin.items():
+        log(f"  {name}: {how}")
     log(f"references ready ({time.perf_counter() - start:.0f} s)")
-    if "hgb_with_embeddings" in include and "early_fusion" not in include:
-        include = ("early_fusion", *include)  # its photo reducer is early fusion's
     for name in MODEL_NAMES:
-        if name in include:
-            timed_step(exp, name, lambda: STEPS[name](run, log=log), log)
+        trained = STEPS[name](run, log=log)
+        exp.evaluate(trained, log=log)
+        run.bundles[name] = trained.bundle
     return run
 
 
-def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print) -> FusionRun:
+def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print,
+        budget=None) -> FusionRun:
     """Everything deliverable 2 computes; ``metrics.json`` into ``output_dir`` (None: not written)."""
-    exp = start_run(data_dir, models_dir, smoke=smoke)
+    exp = start_run(data_dir, models_dir, smoke=smoke, budget=budget)
     fusion = train_all(exp, log=log)
     fusion.analysis = analysis.analyse(fusion)
     if output_dir is not None:
-        fusion.metrics_path = Path(output_dir) / "metrics.json"
-        exp.write_metrics(fusion.metrics_path, analysis.metrics_extra(fusion))
+        fusion.metrics_path = exp.write_metrics(Path(output_dir) / "metrics.json",
+                                                analysis.metrics_extra(fusion))
     return fusion
 
 

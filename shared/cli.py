@@ -102,6 +102,8 @@ def cmd_report(args) -> int:
     else:
         out_dir = Path(args.out) if args.out else config.DOCS_DIR / args.deliverable
         models_dir = config.resolve_models_dir(args.models_dir)
+    if not config.is_chief_task(config.tf_config()):  # a non-chief worker: its report is a scratch copy
+        out_dir = Path(tempfile.mkdtemp(prefix=f"airbnb-dl-worker-{args.deliverable}-"))
     script = config.PROJECT_ROOT / args.deliverable / "report.py"
     parameters = {"data_dir": display_path(data_dir), "models_dir": display_path(models_dir),
                   "smoke": args.smoke}
@@ -179,7 +181,7 @@ def _input_errors() -> tuple[type, ...]:
     a second)."""
     from shared.dataset import DatasetError
     from shared.intervals import IntervalError
-    from shared.modeling import ModelLoadError
+    from shared.bundles import ModelLoadError
     from shared.reporting import ReportError
 
     return (config.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError)

@@ -1,4 +1,9 @@
-"""Project-wide settings: where the data, models and caches live, and the global seed.
+"""Project-wide settings: where the data, models and caches live, the global seed, and the one
+:class:`RunConfig` a training run carries.
+
+This is the only module that reads the project's environment variables (``AIRBNB_DATA_DIR``,
+``AIRBNB_MODELS_DIR``, ``AIRBNB_DL_CACHE``, ``AIRBNB_COLUMN_COST_DATA_DIR``,
+``AIRBNB_DL_MIXED_PRECISION``, ``TF_CONFIG``); everything else asks the functions here.
 
 Resolution order for the dataset directory (see :func:`resolve_data_dir`):
 ``--data-dir`` on the command line, else the ``AIRBNB_DATA_DIR`` environment variable, else
@@ -7,8 +12,13 @@ Resolution order for the dataset directory (see :func:`resolve_data_dir`):
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from shared.settings import Budget
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "airbnb-madrid"
@@ -55,8 +65,87 @@ def resolve_models_dir(models_dir: str | os.PathLike | None = None) -> Path:
     return DEFAULT_MODELS_DIR
 
 
+def smoke_models_dir(models_dir: str | os.PathLike | None = None) -> Path:
+    """Where a smoke run saves its models: ``models_dir`` when given, else a new scratch folder,
+    so a smoke-trained model never lands in the real ``models/`` (whichever entry point starts
+    the run)."""
+    if models_dir is not None:
+        return Path(models_dir).expanduser().resolve()
+    return Path(tempfile.mkdtemp(prefix="airbnb-dl-smoke-models-"))
+
+
 def cache_dir() -> Path:
     """Directory for derived, rebuildable artefacts (converted weights, backbone features)."""
     if os.environ.get("AIRBNB_DL_CACHE"):
         return Path(os.environ["AIRBNB_DL_CACHE"]).expanduser()
     return Path.home() / ".cache" / "airbnb-dl"
+
+
+#: The dataset deliverable 1's column-cost table runs on when the run's own dataset lacks columns.
+COLUMN_COST_ENV = "AIRBNB_COLUMN_COST_DATA_DIR"
+ALL_COLUMNS_SET = "airbnb-madrid"
+
+
+def column_cost_data_dir(data_dir) -> Path:
+    """Where the column-cost table looks for a dataset with every column when ``data_dir`` lacks
+    some: ``$AIRBNB_COLUMN_COST_DATA_DIR``, else ``airbnb-madrid`` beside ``data_dir``."""
+    return Path(os.environ.get(COLUMN_COST_ENV) or Path(data_dir).parent / ALL_COLUMNS_SET)
+
+
+#: Environment variable overriding the automatic mixed-precision choice ("0" or "1").
+MIXED_PRECISION_ENV = "AIRBNB_DL_MIXED_PRECISION"
+
+
+def mixed_precision_setting() -> str:
+    """The raw ``$AIRBNB_DL_MIXED_PRECISION`` value ("" when unset)."""
+    return os.environ.get(MIXED_PRECISION_ENV, "")
+
+
+def tf_config() -> str | None:
+    """The ``TF_CONFIG`` cluster description of a multi-worker run (None when unset)."""
+    return os.environ.get("TF_CONFIG")
+
+
+def is_chief_task(tf_config: str | dict | None) -> bool:
+    """True unless ``TF_CONFIG`` names this task as a non-chief member of a cluster: the chief
+    is the ``chief`` task, or worker 0 when the cluster has no ``chief`` job. Only the chief
+    writes models, metrics and reports."""
+    if tf_config is None or (isinstance(tf_config, str) and not tf_config.strip()):
+        return True
+    spec = json.loads(tf_config) if isinstance(tf_config, str) else dict(tf_config)
+    task = spec.get("task") or {}
+    task_type, index = task.get("type"), int(task.get("index", 0))
+    if task_type == "chief":
+        return True
+    if task_type == "worker":
+        return index == 0 and not (spec.get("cluster") or {}).get("chief")
+    return not task_type
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run is configured with, resolved once at its entry point and passed
+    down: where the data and models are, the budget, the seed, and the devices.
+
+    ``strategy`` is the ``tf.distribute.Strategy`` every Keras model is built, compiled and
+    trained under (None: the current one, the default strategy outside any scope); ``replicas``
+    its number of replicas in sync. ``is_chief`` is False on the non-chief workers of a
+    multi-worker run: they train (their replicas are needed) but write nothing lasting.
+    """
+
+    data_dir: Path
+    models_dir: Path
+    budget: Budget
+    smoke: bool = False
+    seed: int = SEED
+    device: str = ""
+    strategy: object = field(default=None, compare=False)
+    replicas: int = 1
+    is_chief: bool = True
+
+    def global_batch(self, per_replica_batch: int) -> int:
+        """Batch size for a tf.data pipeline: ``per_replica_batch`` rows on each replica
+        (:func:`shared.devices.global_batch_size`; unchanged on one device)."""
+        from shared.devices import global_batch_size
+
+        return global_batch_size(per_replica_batch, self.replicas)

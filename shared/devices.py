@@ -14,7 +14,7 @@ Training code does::
 
 In this project :func:`shared.experiment.start_run` does the first two steps and keeps the
 strategy on the experiment (``exp.strategy``, ``exp.replicas``); every training step of both
-deliverables runs inside ``exp.strategy.scope()`` (:func:`shared.modeling.under_strategy`),
+deliverables runs inside ``exp.strategy.scope()`` (:func:`shared.training.under_strategy`),
 and :func:`global_batch_size` / :func:`scaled_learning_rate` below are the one rule for batch
 sizes and learning rates on several replicas.
 
@@ -44,11 +44,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import tensorflow as tf
+
+from shared import config
 
 __all__ = [
     "DeviceInfo",
@@ -63,8 +64,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Environment variable overriding the automatic mixed-precision choice ("0" or "1").
-MIXED_PRECISION_ENV = "AIRBNB_DL_MIXED_PRECISION"
+MIXED_PRECISION_ENV = config.MIXED_PRECISION_ENV
 
 STRATEGY_DEFAULT = "default"
 STRATEGY_MIRRORED = "MirroredStrategy"
@@ -81,6 +81,7 @@ class DeviceInfo:
     gpus: tuple[str, ...]  # physical GPU names ("/physical_device:GPU:0", ...)
     mixed_precision: bool
     strategy_name: str  # "default" | "MirroredStrategy" | "MultiWorkerMirroredStrategy"
+    is_chief: bool = True  # False on the non-chief workers of a multi-worker run
 
     def describe(self) -> str:
         """One line for reports, e.g. ``"CPU, default strategy, 1 replica, float32"``."""
@@ -157,14 +158,14 @@ def parse_tf_config(tf_config: str | Mapping | None) -> int:
         return 1
     if isinstance(tf_config, str):
         try:
-            config = json.loads(tf_config)
+            spec = json.loads(tf_config)
         except json.JSONDecodeError as exc:
             raise ValueError(f"TF_CONFIG is not valid JSON: {exc}") from exc
     else:
-        config = dict(tf_config)
-    if not isinstance(config, dict):
+        spec = dict(tf_config)
+    if not isinstance(spec, dict):
         raise ValueError("TF_CONFIG must be a JSON object")
-    cluster = config.get("cluster") or {}
+    cluster = spec.get("cluster") or {}
     if not isinstance(cluster, dict):
         raise ValueError("TF_CONFIG 'cluster' must be an object of job name -> address list")
     workers = 0
@@ -173,7 +174,7 @@ def parse_tf_config(tf_config: str | Mapping | None) -> int:
         if not isinstance(addresses, list):
             raise ValueError(f"TF_CONFIG cluster.{job} must be a list of 'host:port' strings")
         workers += len(addresses)
-    task = config.get("task")
+    task = spec.get("task")
     if task:
         task_type, index = task.get("type"), task.get("index", 0)
         members = cluster.get(task_type) or []
@@ -202,8 +203,8 @@ def resolve_mixed_precision(
     """Explicit argument > ``AIRBNB_DL_MIXED_PRECISION`` > "on iff a GPU is used"."""
     if requested is not None:
         return bool(requested)
-    environ = os.environ if environ is None else environ
-    value = environ.get(MIXED_PRECISION_ENV, "").strip().lower()
+    value = (config.mixed_precision_setting() if environ is None
+             else environ.get(MIXED_PRECISION_ENV, "")).strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
@@ -343,7 +344,7 @@ def setup_devices(mixed_precision: bool | None = None, logical_cpus: int | None 
     """
     if logical_cpus is not None and logical_cpus < 1:
         raise ValueError(f"logical_cpus must be >= 1, got {logical_cpus}")
-    tf_config = os.environ.get("TF_CONFIG")
+    tf_config = config.tf_config()
     num_workers = parse_tf_config(tf_config)
 
     physical_gpus = tf.config.list_physical_devices("GPU")
@@ -389,6 +390,7 @@ def setup_devices(mixed_precision: bool | None = None, logical_cpus: int | None 
         gpus=tuple(gpu.name for gpu in physical_gpus) if uses_gpu else (),
         mixed_precision=mixed,
         strategy_name=name,
+        is_chief=config.is_chief_task(tf_config) if num_workers > 1 else True,
     )
     _CACHE[key] = info
     log.info("devices: %s", info.describe())

@@ -1,163 +1,197 @@
-"""One experiment run: the data, the shared split, and the bookkeeping every report needs.
+"""The one evaluate-calibrate-save loop of both deliverables, and the start of every training run.
 
-:func:`prepare` loads the usable listings, reuses (or makes) the persisted split, fits the tabular
-preprocessor on the training rows only, and returns an :class:`Experiment` that
+Trainers (:mod:`shared.models`) take the run's :class:`~shared.data.ModelData` and
+:class:`~shared.config.RunConfig` and return a :class:`Trained`: a fitted bundle, how long it
+took, its learning curve. They never look at the test rows' prices, never score and never save.
+:class:`Experiment` owns what happens next, for every model the same way
+(:meth:`Experiment.evaluate`):
 
-* hands each model its inputs (tabular matrices, log-price targets, photo paths) per part;
-* evaluates a trained :class:`~shared.modeling.ModelBundle` on validation and test in euros,
-  calibrates its prediction intervals (:mod:`shared.intervals`: conformal quantile from the
-  calibration part, which chooses nothing, width model from training rows) and measures their test coverage, keeps its
-  predictions for plots and paired comparisons, and saves it under ``models/<name>/``;
-* writes ``metrics.json``.
+* validation and test metrics in euros (the test part is read here, once per model);
+* the prediction-interval calibration (:mod:`shared.intervals`: conformal quantile from the
+  calibration part, which chooses nothing; width model from training rows) and its test coverage;
+* provenance (data, split, budget) recorded in the bundle, and the bundle saved under
+  ``models/<name>/`` (by the chief only, in a multi-worker run);
+* ``metrics.json`` (:meth:`Experiment.write_metrics`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from shared import config
+from shared import config, settings
 from shared import features as feats
-from shared.dataset import Dataset, load_dataset
+from shared.bundles import ModelBundle
+from shared.config import RunConfig
+from shared.data import PARTS, ModelData, prepare_data
 from shared.evaluation import regression_metrics, write_metrics
-from shared.intervals import (DEFAULT_COVERAGES, IntervalCalibration, fit_calibration,
-                              interval_report)
-from shared.modeling import ModelBundle
-from shared.settings import Budget, budget_for
-from shared.split import PART_NAMES, Split, load_or_make_split
+from shared.intervals import DEFAULT_COVERAGES, IntervalCalibration, fit_calibration, interval_report
+from shared.io import write_json_atomic
 
-PARTS = PART_NAMES  # ("train", "val", "cal", "test")
+
+@dataclass
+class Trained:
+    """What a trainer returns.
+
+    ``predict``: ``part -> predicted prices EUR (n,)`` computed from what the trainer already
+    holds (e.g. cached photo features), so the evaluation need not recompute them; None: the
+    evaluation predicts with the bundle. ``extra``: anything else the trainer measured that
+    the run reports (e.g. feature-extraction stats).
+    """
+
+    bundle: ModelBundle
+    seconds: float
+    history: dict | None = None
+    predict: Callable[[str], np.ndarray] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+
+def budget_fingerprint(budget: settings.Budget) -> str:
+    """16 hex digits identifying a budget's every value (so a model trained under another budget,
+    e.g. a smoke run's, is never taken for this run's)."""
+    text = json.dumps(asdict(budget), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def provenance(data: ModelData, cfg: RunConfig) -> dict:
+    """Everything that changes a model trained in this run, recorded in its saved metadata and
+    compared before a saved model is reused: the data and split (:meth:`ModelData.provenance`),
+    the budget (name and fingerprint) and the seed."""
+    return {**data.provenance(), "budget": settings.budget_name(cfg.budget),
+            "budget_fingerprint": budget_fingerprint(cfg.budget), "seed": int(cfg.seed)}
+
+
+def provenance_difference(saved: dict, current: dict) -> str | None:
+    """Why a model saved with provenance ``saved`` cannot be reused in a run of ``current``
+    (one phrase), or None when they agree."""
+    if not saved:
+        return "the saved model does not record what it was trained on"
+    if saved.get("budget_fingerprint") != current["budget_fingerprint"]:
+        return (f"the saved model was trained under another budget ({saved.get('budget', 'unknown')}"
+                f", this run: {current['budget']})")
+    if saved.get("listings_sha256") != current["listings_sha256"]:
+        return "the saved model was trained on another version of the data"
+    differing = sorted(k for k in current if saved.get(k) != current[k])
+    if differing:
+        return "the saved model was trained on another split or settings (" + ", ".join(differing) + ")"
+    return None
 
 
 @dataclass
 class Experiment:
-    dataset: Dataset
-    split: Split
-    models_dir: Path
-    smoke: bool
-    parts: dict[str, Dataset]
-    preprocessor: object
-    tabular: dict[str, np.ndarray]
-    seed: int = config.SEED
-    device: str = ""
-    #: The ``tf.distribute.Strategy`` every Keras model is built, compiled and trained under
-    #: (set by :func:`start_run`; None means the current one, the default strategy outside any
-    #: scope) and its number of replicas in sync.
-    strategy: object = None
-    replicas: int = 1
+    """The evaluation side of a run: its results, predictions and learning curves, filled by
+    :meth:`evaluate` (and :meth:`evaluate_reused`) only."""
+
+    data: ModelData
+    cfg: RunConfig
     results: dict = field(default_factory=dict)
     predictions: dict = field(default_factory=dict)
     histories: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
-    budget: Budget | None = None  # epochs, search and photo sizes; default: by ``smoke``
 
-    def __post_init__(self):
-        if self.budget is None:
-            self.budget = budget_for(self.smoke)
+    def evaluate(self, trained: Trained, save: bool = True, log=print) -> dict:
+        """Score ``trained`` on validation and test (EUR), calibrate its intervals, record it and
+        save it; return its record."""
+        start = time.perf_counter()
+        bundle = trained.bundle
+        record = {"train_seconds": float(trained.seconds), "params": bundle.params}
+        self._score(bundle, record, trained.predict)
+        if trained.history:
+            self.histories[bundle.name] = trained.history
+        if save and self.cfg.is_chief:
+            bundle.trained_on = provenance(self.data, self.cfg)
+            bundle.save(self.cfg.models_dir / bundle.name)
+        log(f"{bundle.name}: validation MAE {record['val']['mae']:.2f} EUR "
+            f"({trained.seconds + time.perf_counter() - start:.0f} s)")
+        return record
 
-    def y_log(self, part: str) -> np.ndarray:
-        """Log-price target of a part, shape (n,), float32."""
-        return feats.log_target(self.parts[part].prices)
+    def evaluate_reused(self, bundle: ModelBundle, val_pred_eur=None) -> dict:
+        """Score a model loaded from an earlier run on this split, without saving it again."""
+        start = time.perf_counter()
+        record = {"reused": True, "params": bundle.params}
+        self._score(bundle, record, {"val": val_pred_eur}.get if val_pred_eur is not None else None)
+        record["predict_seconds"] = round(time.perf_counter() - start, 1)
+        return record
 
-    def y_eur(self, part: str) -> np.ndarray:
-        return self.parts[part].prices
+    def _score(self, bundle: ModelBundle, record: dict, predict) -> None:
+        """Validation and test metrics, interval calibration and its test report into ``record``
+        (and ``self.results`` / ``self.predictions``)."""
+        def predicted(part):
+            pred = predict(part) if predict is not None else None
+            return np.asarray(pred if pred is not None else bundle.predict_eur(self.data.parts[part]),
+                              dtype=np.float64)
 
-    def paths(self, part: str) -> list[str]:
-        return list(self.parts[part].image_paths)
-
-    def global_batch(self, per_replica_batch: int) -> int:
-        """Batch size for a tf.data pipeline: ``per_replica_batch`` rows on each replica
-        (:func:`shared.devices.global_batch_size`; unchanged on one device)."""
-        from shared.devices import global_batch_size
-
-        return global_batch_size(per_replica_batch, self.replicas)
-
-    def evaluate(self, bundle: ModelBundle, train_seconds: float, history: dict | None = None,
-                 save: bool = True, predictions: dict | None = None) -> dict:
-        """Score ``bundle`` on validation and test (EUR), record it, save it; return its record.
-
-        ``predictions`` may pass precomputed {"val": eur, "test": eur} (and "cal" and "train",
-        used by the interval calibration) to avoid recomputation.
-        A bundle without an interval calibration gets one (:meth:`calibrate_intervals`); the
-        record's ``intervals`` holds its method, calibration size and test coverage / width at
-        each of :data:`~shared.intervals.DEFAULT_COVERAGES` the calibration supports (a tiny
-        validation part cannot calibrate a 90% range).
-        """
-        record = {"train_seconds": float(train_seconds), "params": bundle.params}
         self.predictions[bundle.name] = {}
         for part in ("val", "test"):
-            pred = (predictions or {}).get(part)
-            if pred is None:
-                pred = bundle.predict_eur(self.parts[part])
-            self.predictions[bundle.name][part] = np.asarray(pred, dtype=np.float64)
-            record[part] = regression_metrics(self.y_eur(part), pred, bootstrap=(part == "test"))
+            self.predictions[bundle.name][part] = predicted(part)
+            record[part] = regression_metrics(self.data.y_eur(part), self.predictions[bundle.name][part],
+                                              bootstrap=(part == "test"))
         if bundle.intervals is None:
-            cal_pred = (predictions or {}).get("cal")
-            if cal_pred is None:
-                cal_pred = bundle.predict_eur(self.parts["cal"])
-            bundle.intervals = self.calibrate_intervals(bundle, cal_pred,
-                                                        (predictions or {}).get("train"))
+            train_pred = predict("train") if predict is not None else None
+            bundle.intervals = self.calibrate_intervals(bundle, predicted("cal"), train_pred)
         record["intervals"] = {
             "method": bundle.intervals.method, "calibration_rows": bundle.intervals.n,
             "test": interval_report(bundle.intervals, np.log(self.predictions[bundle.name]["test"]),
-                                    self.parts["test"].frame, self.y_eur("test"),
+                                    self.data.parts["test"].frame, self.data.y_eur("test"),
                                     coverages=[c for c in DEFAULT_COVERAGES
                                                if c <= bundle.intervals.max_coverage])}
         self.results[bundle.name] = record
-        if history:
-            self.histories[bundle.name] = history
-        if save:
-            bundle.trained_on = self.provenance()
-            bundle.save(self.models_dir / bundle.name)
-        return record
 
     def calibrate_intervals(self, bundle: ModelBundle, cal_pred_eur,
                             train_pred_eur=None) -> IntervalCalibration:
         """Interval calibration of ``bundle``: conformal scores from its predictions on the
-        calibration part (``cal_pred_eur``, (n_cal,) EUR: rows that chose nothing), width (difficulty) model from its predictions on the
-        training rows, a seeded sample of at most ``budget.interval_difficulty_rows`` of them
-        (``train_pred_eur``, (n_train,) EUR, when the caller has them; otherwise predicted here:
-        one extra pass over those photos for a photo model). Test rows are never used."""
-        train = self.parts["train"]
+        calibration part (``cal_pred_eur``, (n_cal,) EUR: rows that chose nothing), width
+        (difficulty) model from its predictions on a seeded sample of at most
+        ``budget.interval_difficulty_rows`` training rows (``train_pred_eur``, (n_train,) EUR, when
+        the trainer has them; otherwise predicted here). Test rows are never used."""
+        train = self.data.parts["train"]
         rows = np.arange(len(train.frame))
-        cap = self.budget.interval_difficulty_rows
+        cap = self.cfg.budget.interval_difficulty_rows
         if len(rows) > cap:
-            rows = np.sort(np.random.default_rng(self.seed).choice(rows, size=cap, replace=False))
+            rows = np.sort(np.random.default_rng(self.cfg.seed).choice(rows, size=cap, replace=False))
             train = train.subset(train.ids[rows])
         train_pred_log = (np.log(np.asarray(train_pred_eur, dtype=np.float64))[rows]
                           if train_pred_eur is not None else bundle.predict_log(train))
-        return fit_calibration(np.log(np.asarray(cal_pred_eur, dtype=np.float64)), self.y_log("cal"),
-                               self.parts["cal"].frame, train_pred_log,
+        return fit_calibration(np.log(np.asarray(cal_pred_eur, dtype=np.float64)),
+                               self.data.y_log("cal"), self.data.parts["cal"].frame, train_pred_log,
                                feats.log_target(train.prices), train.frame)
 
-    def provenance(self) -> dict:
-        """What a model trained in this run was fitted on (recorded in its saved metadata):
-        the split's fingerprint (its usable listing IDs), seed and parts (which listing is in
-        which part), and the sha256 of
-        ``listings.csv`` (the rows' contents, prices included)."""
-        return {"split_fingerprint": self.split.fingerprint, "split_seed": int(self.split.seed),
-                "split_parts_sha256": self.split.parts_sha256(),
-                "listings_sha256": self.dataset.csv_sha256}
+    def forget(self, name: str) -> None:
+        """Drop a model's results (a candidate that is not reported)."""
+        for store in (self.results, self.predictions, self.histories):
+            store.pop(name, None)
 
     def dataset_info(self) -> dict:
         """The dataset section of ``metrics.json``: named by its directory name and the sha256
         of ``listings.csv`` (plus its project-relative path when inside the project), never by
         a machine's absolute path."""
-        info = self.dataset.summary()
+        info = self.data.dataset.summary()
         info.pop("data_dir", None)
-        info.update({**dataset_location(self.dataset.data_dir), "seed": self.seed,
-                     "split": {p: int(len(self.parts[p].frame)) for p in PARTS},
-                     "split_fingerprint": self.split.fingerprint,
-                     "n_tabular_features": int(self.tabular["train"].shape[1])})
+        info.update({**dataset_location(self.data.dataset.data_dir), "seed": self.cfg.seed,
+                     "split": {p: int(len(self.data.parts[p].frame)) for p in PARTS},
+                     "split_fingerprint": self.data.split.fingerprint,
+                     "n_tabular_features": int(self.data.tabular["train"].shape[1])})
         return info
 
-    def write_metrics(self, path: Path, extra_run: dict | None = None) -> None:
-        run = {"device": self.device, "smoke": self.smoke,
+    def write_metrics(self, path: Path, extra_run: dict | None = None) -> Path | None:
+        """Write ``metrics.json`` (the chief only; None elsewhere)."""
+        if not self.cfg.is_chief:
+            return None
+        run = {"device": self.cfg.device, "smoke": self.cfg.smoke,
+               "budget": settings.budget_name(self.cfg.budget),
                "seconds": round(time.time() - self.started, 1), **(extra_run or {})}
         write_metrics(path, self.dataset_info(), self.results, run)
+        return path
 
 
 def dataset_location(data_dir) -> dict:
@@ -174,44 +208,31 @@ def dataset_location(data_dir) -> dict:
     return out
 
 
-def prepare(data_dir, models_dir, smoke: bool = False, seed: int = config.SEED) -> Experiment:
-    """Load data, split, fit the tabular preprocessor on the training rows only."""
-    dataset = load_dataset(data_dir)
-    models_dir = Path(models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    split = load_or_make_split(dataset, models_dir, seed)
-    parts = {name: dataset.subset(ids) for name, ids in split.parts().items()}
-    preprocessor = feats.make_preprocessor()
-    preprocessor.fit(parts["train"].frame)  # training rows only
-    tabular = {name: np.asarray(preprocessor.transform(part.frame), dtype=np.float32)
-               for name, part in parts.items()}
-    return Experiment(dataset, split, models_dir, smoke, parts, preprocessor, tabular, seed)
+def prepare(data_dir, models_dir, smoke: bool = False, budget: settings.Budget | None = None,
+            seed: int = config.SEED) -> Experiment:
+    """An :class:`Experiment` on the current devices (no device setup): the data prepared and a
+    :class:`~shared.config.RunConfig` with the budget of ``smoke`` (or ``budget``). For tests,
+    benchmarks and secondary datasets; training runs start with :func:`start_run`."""
+    cfg = RunConfig(data_dir=Path(data_dir), models_dir=Path(models_dir),
+                    budget=budget or settings.budget_for(smoke), smoke=smoke, seed=seed)
+    return Experiment(prepare_data(cfg.data_dir, cfg.models_dir, seed), cfg)
 
 
-def timed_step(exp: Experiment, name: str, train, log=print):
-    """Run ``train()`` (which trains and evaluates model ``name`` on ``exp``), log its validation
-    MAE and wall time (test numbers are read once, in the results), and return what ``train``
-    returned."""
-    start = time.perf_counter()
-    result = train()
-    log(f"{name}: validation MAE {exp.results[name]['val']['mae']:.2f} EUR "
-        f"({time.perf_counter() - start:.0f} s)")
-    return result
-
-
-def start_run(data_dir, models_dir, smoke: bool = False) -> Experiment:
+def start_run(data_dir, models_dir, smoke: bool = False,
+              budget: settings.Budget | None = None) -> Experiment:
     """The common start of every training run (both reports, ``python -m deliverableN.train``):
-    devices set up (GPU memory growth, distribution strategy), seeds and deterministic ops
-    configured, then :func:`prepare`. ``exp.device`` describes the device used; ``exp.strategy``
-    and ``exp.replicas`` are the strategy the training steps run under."""
+    the run configuration resolved once (devices, distribution strategy, budget, seed,
+    deterministic ops), then the data prepared (:func:`shared.data.prepare_data`)."""
     from shared.devices import configure_determinism, setup_devices
 
     info = setup_devices()
     configure_determinism(config.SEED)
-    exp = prepare(data_dir, models_dir, smoke=smoke)
-    exp.device = info.describe()
-    exp.strategy, exp.replicas = info.strategy, info.replicas
-    return exp
+    cfg = RunConfig(data_dir=Path(data_dir), models_dir=Path(models_dir),
+                    budget=budget or settings.budget_for(smoke), smoke=smoke, seed=config.SEED,
+                    device=info.describe(), strategy=info.strategy, replicas=info.replicas,
+                    is_chief=info.is_chief)
+    return Experiment(prepare_data(cfg.data_dir, cfg.models_dir, cfg.seed, persist=cfg.is_chief),
+                      cfg)
 
 
 def training_main(run, deliverable: str, description: str, argv=None) -> int:
@@ -219,8 +240,9 @@ def training_main(run, deliverable: str, description: str, argv=None) -> int:
     smoke, output_dir)`` with ``--data-dir`` / ``--models-dir`` / ``--smoke`` / ``--out``.
 
     ``--out`` (where ``metrics.json`` goes) defaults to ``docs/<deliverable>/``, where
-    ``nox -s <deliverable>`` writes it too (same run, same file); a smoke run defaults to
-    ``<models-dir>/smoke-metrics/<deliverable>/`` so it never replaces the published numbers.
+    ``nox -s <deliverable>`` writes it too (same run, same file); a smoke run defaults to a
+    scratch folder for both its models and its metrics, so it never replaces the published
+    numbers nor the real models.
     """
     import argparse
 
@@ -228,10 +250,14 @@ def training_main(run, deliverable: str, description: str, argv=None) -> int:
     parser.add_argument("--data-dir")
     parser.add_argument("--models-dir")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--budget", choices=sorted(settings.BUDGETS),
+                        help="training budget (default: full, or smoke with --smoke)")
     parser.add_argument("--out", help="folder for metrics.json (default: docs/<deliverable>/; "
-                                      "with --smoke: <models-dir>/smoke-metrics/<deliverable>/)")
+                                      "with --smoke: <models-dir>/smoke-metrics/<deliverable>/, "
+                                      "the models dir being a scratch folder unless given)")
     args = parser.parse_args(argv)
-    models_dir = config.resolve_models_dir(args.models_dir)
+    models_dir = (config.smoke_models_dir(args.models_dir) if args.smoke
+                  else config.resolve_models_dir(args.models_dir))
     if args.out:
         out = Path(args.out)
     elif args.smoke:
@@ -239,6 +265,11 @@ def training_main(run, deliverable: str, description: str, argv=None) -> int:
     else:
         out = config.DOCS_DIR / deliverable
     result = run(config.resolve_data_dir(args.data_dir), models_dir, smoke=args.smoke,
-                 output_dir=out)
+                 output_dir=out, budget=settings.budget_for(args.smoke, args.budget))
     print(f"metrics written to {result.metrics_path}")
     return 0
+
+
+def save_json_if_chief(cfg: RunConfig, path: Path, data) -> Path | None:
+    """Write a run artefact (JSON) only on the chief."""
+    return write_json_atomic(path, data) if cfg.is_chief else None

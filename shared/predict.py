@@ -28,7 +28,7 @@ from shared.dataset import DatasetError, load_dataset
 from shared.evaluation import regression_metrics
 from shared.intervals import IntervalError, check_coverage, conformal_rank, interval_metrics
 from shared.io import atomic_path
-from shared.modeling import ModelBundle
+from shared.bundles import ModelBundle
 
 DEFAULT_COVERAGE = 0.8
 

@@ -107,8 +107,11 @@ def _stratify_or_none(strata: np.ndarray):
     return strata if np.bincount(strata).min() >= 2 else None
 
 
-def load_or_make_split(dataset: Dataset, models_dir: Path, seed: int = config.SEED) -> Split:
-    """Reuse ``models_dir/split.json`` when it was made from the same rows and seed; else make it.
+def load_or_make_split(dataset: Dataset, models_dir: Path, seed: int = config.SEED,
+                       persist: bool = True) -> Split:
+    """Reuse ``models_dir/split.json`` when it was made from the same rows and seed; else make it
+    (and write it when ``persist``: the non-chief workers of a multi-worker run make the same
+    split but write nothing).
 
     A persisted split for other rows (another dataset) is replaced, never silently mixed.
     """
@@ -121,5 +124,6 @@ def load_or_make_split(dataset: Dataset, models_dir: Path, seed: int = config.SE
             return Split(*(np.asarray(stored[p], dtype=np.int64) for p in PART_NAMES),
                          seed, fingerprint)
     split = make_split(dataset, seed)
-    write_json_atomic(path, split.to_json())
+    if persist:
+        write_json_atomic(path, split.to_json())
     return split

@@ -70,7 +70,7 @@ def _train_pair(build, fit, training_loss, strategy) -> tuple[dict, object]:
     on one device.
 
     ``build()`` -> uncompiled model; ``fit(model, learning_rate, rows_per_replica)`` compiles it
-    with :func:`shared.modeling.compile_regressor` (which scales the rate by the model's replica
+    with :func:`shared.training.compile_regressor` (which scales the rate by the model's replica
     count), fits it with the project's pipeline for that many rows per replica and returns the
     history; ``training_loss(weights)`` -> the mean squared error on the training rows of a
     one-device copy holding ``weights``, batch norm on the batch statistics (training mode),
@@ -84,7 +84,7 @@ def _train_pair(build, fit, training_loss, strategy) -> tuple[dict, object]:
     import keras
 
     from shared.devices import global_batch_size, scaled_learning_rate
-    from shared.modeling import in_strategy, replicas_of
+    from shared.training import in_strategy, replicas_of
 
     replicas = int(strategy.num_replicas_in_sync)
     keras.utils.set_random_seed(0)
@@ -115,11 +115,12 @@ def mirrored(workdir: Path) -> dict:
 
     info = setup_devices(logical_cpus=2)
     configure_determinism(0)
-    from deliverable1.cnn_scratch import build_cnn
+    from shared.models.cnn_scratch import build_cnn
     from shared.devices import global_batch_size
     from shared.images import make_image_dataset
-    from shared.modeling import (ModelBundle, arrays_dataset, build_mlp, compile_regressor,
-                                 fit_regressor, linear_head, replicas_of)
+    from shared.bundles import ModelBundle
+    from shared.training import arrays_dataset, compile_regressor, fit_regressor, replicas_of
+    from shared.models.layers import build_mlp, linear_head
 
     def loss_of(build, x, y):
         def training_loss(weights):
@@ -178,7 +179,8 @@ def mirrored(workdir: Path) -> dict:
 
 def multi_worker(data_dir: Path, models_dir: Path) -> dict:
     """One worker of a MultiWorkerMirroredStrategy cluster (``TF_CONFIG`` set by the parent):
-    the project's own run (:func:`shared.experiment.start_run`) and its ``mlp`` step."""
+    the project's own run (:func:`shared.experiment.start_run`), its ``mlp`` step evaluated and
+    saved, and ``metrics.json`` written beside the models folder (by the chief only)."""
     import os
 
     import tensorflow as tf
@@ -186,17 +188,24 @@ def multi_worker(data_dir: Path, models_dir: Path) -> dict:
     from shared.experiment import start_run
 
     exp = start_run(data_dir, models_dir, smoke=True)
-    from deliverable1 import mlp
+    from shared.models import mlp
 
-    bundle = mlp.train_mlp(exp, n_configs=1, epochs=2)
+    trained = mlp.train_mlp(exp.data, exp.cfg, n_configs=1, epochs=2)
+    exp.evaluate(trained, log=lambda *a: None)
+    metrics = exp.write_metrics(models_dir.parent / "metrics.json")
+    bundle = trained.bundle
     task = json.loads(os.environ["TF_CONFIG"])["task"]
-    return {"task_index": int(task["index"]), "seed": exp.seed, "device": exp.device,
-            "replicas": exp.replicas,
-            "multi_worker": isinstance(exp.strategy, tf.distribute.MultiWorkerMirroredStrategy),
+    return {"task_index": int(task["index"]), "seed": exp.cfg.seed, "device": exp.cfg.device,
+            "replicas": exp.cfg.replicas, "is_chief": exp.cfg.is_chief,
+            "multi_worker": isinstance(exp.cfg.strategy, tf.distribute.MultiWorkerMirroredStrategy),
             "model_replicas": int(bundle.estimator.distribute_strategy.num_replicas_in_sync),
             **_mirrored_info(bundle.estimator),
             "weights": [w.tolist() for w in bundle.estimator.get_weights()],
             "val_predictions": exp.predictions["mlp"]["val"].tolist(),
+            "metrics": str(metrics) if metrics else None,
+            "written": sorted(str(p.relative_to(models_dir.parent))  # the cache aside
+                              for p in (*models_dir.rglob("*"), models_dir.parent / "metrics.json")
+                              if p.is_file()),
             "saved": str(models_dir / "mlp")}
 
 

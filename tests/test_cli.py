@@ -103,7 +103,7 @@ def test_usage_errors_exit_with_argparse_status():
 
 @pytest.fixture
 def saved_model(small_dataset, tmp_path):
-    from shared.modeling import ModelBundle
+    from shared.bundles import ModelBundle
 
     preprocessor = feats.make_preprocessor().fit(small_dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(small_dataset.frame),
@@ -152,7 +152,7 @@ def test_predict_with_a_directory_that_is_not_a_model(tricky_dir, tmp_path, caps
 
 
 def _fitted_ridge(dataset, directory: Path) -> Path:
-    from shared.modeling import ModelBundle
+    from shared.bundles import ModelBundle
 
     preprocessor = feats.make_preprocessor().fit(dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(dataset.frame), feats.log_target(dataset.prices))

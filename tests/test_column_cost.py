@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deliverable1 import baselines
+from shared.models import baselines
 from deliverable1.column_cost import column_cost
 from shared import schema
 from shared.evaluation import regression_metrics
@@ -27,28 +27,29 @@ def experiments(small_dir, tmp_path, isolated_cache):
 
 
 def _metrics(exp, predictions):
-    return {f"{part}_{name}": regression_metrics(exp.y_eur(part), predictions[part],
+    return {f"{part}_{name}": regression_metrics(exp.data.y_eur(part), predictions[part],
                                                  bootstrap=False)[name]
             for part in ("val", "test") for name in ("mae", "r2_log")}
 
 
 def test_column_cost_compares_hgb_on_all_columns_with_hgb_on_the_48(experiments):
     full, reduced = experiments
-    assert full.split.fingerprint == reduced.split.fingerprint  # the same split
+    assert full.data.split.fingerprint == reduced.data.split.fingerprint  # the same split
 
-    table = column_cost(full)
+    table = column_cost(full.data, full.cfg)
 
     assert list(table.index) == ["all 89 columns", "the 48 columns of the 10k set"]
     assert list(table.columns) == ["raw_columns", "n_features", "val_mae", "val_r2_log",
                                    "test_mae", "test_r2_log"]
     assert table["raw_columns"].tolist() == [89, 48]
-    assert table["n_features"].tolist() == [full.tabular["train"].shape[1],
-                                            reduced.tabular["train"].shape[1]]
+    assert table["n_features"].tolist() == [full.data.tabular["train"].shape[1],
+                                            reduced.data.tabular["train"].shape[1]]
     assert table.loc["all 89 columns", "n_features"] > table.iloc[1]["n_features"]
     # each row is the hgb a run on that dataset would train: all columns = deliverable 1's hgb,
     # 48 columns = hgb trained on a real 48-column directory
     for row, exp in ((table.iloc[0], full), (table.iloc[1], reduced)):
-        _, predictions, _ = baselines.fit_hgb(exp)
+        trained = baselines.train_hgb(exp.data, exp.cfg)
+        predictions = {p: trained.predict(p) for p in ("val", "test")}
         for key, value in _metrics(exp, predictions).items():
             assert row[key] == pytest.approx(value, rel=1e-9), key
     assert np.isfinite(table.to_numpy(dtype=float)).all()
@@ -57,6 +58,6 @@ def test_column_cost_compares_hgb_on_all_columns_with_hgb_on_the_48(experiments)
 
 def test_column_cost_on_a_dataset_that_already_lacks_columns(experiments):
     _, reduced = experiments
-    table = column_cost(reduced)
+    table = column_cost(reduced.data, reduced.cfg)
     assert table["raw_columns"].tolist() == [48, 48]
     assert table.iloc[0]["test_mae"] == pytest.approx(table.iloc[1]["test_mae"], rel=1e-12)

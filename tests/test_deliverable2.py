@@ -22,10 +22,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deliverable2 import ablation, early_fusion, late_fusion
+from deliverable2 import ablation
+from shared.models import early_fusion, late_fusion
 from shared import features as feats
 from shared import schema
-from shared.modeling import ModelBundle, build_mlp
+from shared.bundles import ModelBundle
+from shared.models.layers import build_mlp
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA_DIR = os.environ.get("AIRBNB_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR, reason="AIRBNB_DATA_DIR is not set: the realdata "
@@ -170,7 +174,7 @@ def test_batchnorm_stays_frozen_when_a_branch_is_unfrozen():
 def _fake_exp(y, predictions, val_mae):
     results = {n: {"test": {"mae": float(np.mean(np.abs(p - y)))}, "val": {"mae": val_mae[n]}}
                for n, p in predictions.items()}
-    return types.SimpleNamespace(results=results, y_eur=lambda part: y,
+    return types.SimpleNamespace(results=results, data=types.SimpleNamespace(y_eur=lambda part: y),
                                  predictions={n: {"test": p} for n, p in predictions.items()})
 
 
@@ -214,35 +218,41 @@ def test_conclusions_say_whether_the_missed_fusion_goal_was_a_real_gain(relative
 
 
 def _save_ridge(exp, name):
-    """A tabular model trained and saved by ``exp`` (so it records ``exp``'s split)."""
+    """A tabular model trained and saved by ``exp`` (so it records ``exp``'s provenance)."""
     from sklearn.linear_model import Ridge
 
-    model = Ridge().fit(exp.tabular["train"], exp.y_log("train"))
-    exp.evaluate(ModelBundle(name, ("tabular",), model, exp.preprocessor), train_seconds=0.0)
-    return ModelBundle.load(exp.models_dir / name)
+    from shared.experiment import Trained
+
+    model = Ridge().fit(exp.data.tabular["train"], exp.data.y_log("train"))
+    exp.evaluate(Trained(ModelBundle(name, ("tabular",), model, exp.data.preprocessor), 0.0),
+                 log=lambda *_: None)
+    return ModelBundle.load(exp.cfg.models_dir / name)
 
 
-def test_a_saved_model_is_reused_only_on_the_split_it_records(small_dir, tmp_path):
-    from deliverable2 import references
-    from shared.experiment import prepare
+def test_a_saved_model_is_reused_only_on_the_split_and_budget_it_records(small_dir, tmp_path):
+    from shared.experiment import prepare, provenance, provenance_difference
 
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
     bundle = _save_ridge(exp, "mlp")
-    assert bundle.trained_on == exp.provenance()
-    assert bundle.trained_on["split_fingerprint"] == exp.split.fingerprint
-    assert bundle.trained_on["listings_sha256"] == exp.dataset.csv_sha256
-    assert references.fits_this_split(bundle, exp)
+    current = provenance(exp.data, exp.cfg)
+    assert bundle.trained_on == current
+    assert bundle.trained_on["split_fingerprint"] == exp.data.split.fingerprint
+    assert bundle.trained_on["listings_sha256"] == exp.data.dataset.csv_sha256
+    assert bundle.trained_on["budget"] == "smoke"
+    assert provenance_difference(bundle.trained_on, current) is None
     # the same rows split with another seed: another split, same fingerprint of the rows
     other = prepare(small_dir, tmp_path / "other-models", smoke=True, seed=7)
-    assert other.split.fingerprint == exp.split.fingerprint
-    assert not references.fits_this_split(bundle, other)
+    assert other.data.split.fingerprint == exp.data.split.fingerprint
+    assert "split" in provenance_difference(bundle.trained_on, provenance(other.data, other.cfg))
     # another version of listings.csv (same IDs, other contents)
-    other.split = exp.split
-    other.dataset.csv_sha256 = "0" * 64
-    assert not references.fits_this_split(bundle, other)
-    # a bundle that does not record its split (saved before bundles recorded it)
-    bundle.trained_on = {}
-    assert not references.fits_this_split(bundle, exp)
+    edited = {**current, "listings_sha256": "0" * 64}
+    assert "another version of the data" in provenance_difference(bundle.trained_on, edited)
+    # another budget (a smoke-trained model in a full run)
+    full = prepare(small_dir, tmp_path / "models", smoke=False)
+    reason = provenance_difference(bundle.trained_on, provenance(full.data, full.cfg))
+    assert reason == "the saved model was trained under another budget (smoke, this run: full)"
+    # a bundle that does not record its provenance (saved by an older version)
+    assert "does not record" in provenance_difference({}, current)
 
 
 def test_load_or_train_retrains_a_reference_saved_on_another_split(small_dir, tmp_path):
@@ -260,12 +270,13 @@ def test_load_or_train_retrains_a_reference_saved_on_another_split(small_dir, tm
     class Stop(Exception):
         pass
 
-    def train_missing(exp, names):
+    def train_missing(exp, names, log):
         asked.extend(names)
         raise Stop
 
     with pytest.raises(Stop):
-        references.load_or_train(second, train_missing=train_missing, log=lambda *_: None)
+        references.load_or_train(second.data, second.cfg, second, train_missing=train_missing,
+                                 log=lambda *_: None)
     assert "hgb" in asked and "mlp" not in asked   # mlp fits this split; hgb was another split's
 
 
@@ -278,12 +289,12 @@ def test_every_fusion_model_is_trained_evaluated_and_saved(trained):
     exp = trained.exp
     for name in FUSION:
         assert name in exp.results, name
-        assert (exp.models_dir / name / "metadata.json").is_file()
+        assert (exp.cfg.models_dir / name / "metadata.json").is_file()
         assert np.isfinite(exp.results[name]["test"]["mae"])
-        assert len(exp.predictions[name]["test"]) == len(exp.parts["test"].frame)
+        assert len(exp.predictions[name]["test"]) == len(exp.data.parts["test"].frame)
     # the references are on the same rows
     for name in ("mlp", "hgb", trained.run.refs.best_image):
-        assert len(exp.predictions[name]["test"]) == len(exp.parts["test"].frame)
+        assert len(exp.predictions[name]["test"]) == len(exp.data.parts["test"].frame)
 
 
 @needs_data
@@ -291,7 +302,7 @@ def test_every_fusion_model_is_trained_evaluated_and_saved(trained):
 @pytest.mark.slow
 def test_fusion_inputs_contain_no_price_derived_column(trained):
     exp = trained.exp
-    test = exp.parts["test"]
+    test = exp.data.parts["test"]
     tampered = test.subset(test.ids)
     frame = tampered.frame
     for column in ("Price", "Weekly Price", "Monthly Price"):
@@ -356,9 +367,9 @@ def test_late_fusion_phases_behave_as_documented(trained):
 def test_saved_fusion_models_predict_identically_after_reload(trained):
     exp = trained.exp
     for name in FUSION:
-        reloaded = ModelBundle.load(exp.models_dir / name)
+        reloaded = ModelBundle.load(exp.cfg.models_dir / name)
         assert reloaded.inputs == trained.run.bundles[name].inputs
-        pred = reloaded.predict_eur(exp.parts["test"])
+        pred = reloaded.predict_eur(exp.data.parts["test"])
         assert np.allclose(pred, exp.predictions[name]["test"], rtol=1e-4), name
 
 
@@ -367,18 +378,44 @@ def test_saved_fusion_models_predict_identically_after_reload(trained):
 @pytest.mark.slow
 def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     from deliverable2 import references
-    from shared.experiment import prepare
+    from shared.experiment import prepare, provenance, provenance_difference
 
     exp = trained.exp
-    again = references.load_or_train(exp,
-                                     train_missing=lambda *_: pytest.fail("nothing to train"),
+    again = references.load_or_train(exp.data, exp.cfg, exp,
+                                     train_missing=lambda *_, **__: pytest.fail("nothing to train"),
                                      log=lambda *_: None)
     assert again.origin["mlp"] == again.origin["hgb"] == "reused"
     assert again.origin["transfer_frozen"] == "reused"
     # another set of rows gives another split: the saved models do not fit it
-    make_subset(Path(DATA_DIR), tmp_path / "other", ids=list(exp.dataset.ids[10:70]))
+    make_subset(Path(DATA_DIR), tmp_path / "other", ids=list(exp.data.dataset.ids[10:70]))
     other = prepare(tmp_path / "other", tmp_path / "models", smoke=True)
-    assert not references.fits_this_split(again.bundles["mlp"], other)
+    assert provenance_difference(again.bundles["mlp"].trained_on, provenance(other.data, other.cfg))
+
+
+@needs_data
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_smoke_models_are_never_reused_by_a_full_run(trained, tmp_path):
+    """``python -m deliverable1.train --smoke`` into a folder, then a full deliverable 2 on the
+    same folder: every deliverable-1 reference is retrained, and metrics.json says why."""
+    data, models = trained.root / "data", tmp_path / "models"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for args in (["deliverable1.train", "--smoke"], ["deliverable2.train"]):
+        proc = subprocess.run([sys.executable, "-m", *args, "--data-dir", str(data),
+                               "--models-dir", str(models), "--out", str(tmp_path / args[0])],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    smoke = json.loads((tmp_path / "deliverable1.train" / "metrics.json").read_text())
+    full = json.loads((tmp_path / "deliverable2.train" / "metrics.json").read_text())
+    assert smoke["run"]["budget"] == "smoke" and full["run"]["budget"] == "full"
+    origin = full["run"]["references"]["origin"]
+    why = "the saved model was trained under another budget (smoke, this run: full)"
+    for name in ("mlp", "hgb", "transfer_frozen", "transfer_finetuned"):
+        assert origin[name] == f"retrained: {why}", (name, origin[name])
+    assert origin["cnn_scratch"] == f"not used: {why}"
+    for name in ("mlp", "hgb", "transfer_frozen", "transfer_finetuned"):
+        meta = json.loads((models / name / "metadata.json").read_text())
+        assert meta["trained_on"]["budget"] == "full"
 
 
 @needs_data
@@ -388,11 +425,11 @@ def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(traine
     from shared.cli import main
 
     exp = trained.exp
-    ids = [int(i) for i in exp.parts["test"].ids[:5]]
+    ids = [int(i) for i in exp.data.parts["test"].ids[:5]]
     make_subset(Path(DATA_DIR), tmp_path / "fresh", ids=ids, corrupt=ids[2])
     for name in FUSION:
         out = tmp_path / f"{name}.csv"
-        status = main(["predict", "--model", str(exp.models_dir / name),
+        status = main(["predict", "--model", str(exp.cfg.models_dir / name),
                        "--data-dir", str(tmp_path / "fresh"), "--out", str(out)])
         captured = capsys.readouterr()
         assert status == 1, captured.err
@@ -404,7 +441,7 @@ def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(traine
         assert (result["predicted_price"] > 0).all()
         assert ((result["price_low"] <= result["predicted_price"])
                 & (result["predicted_price"] <= result["price_high"])).all()
-        expected = dict(zip(exp.parts["test"].ids, exp.predictions[name]["test"]))
+        expected = dict(zip(exp.data.parts["test"].ids, exp.predictions[name]["test"]))
         for listing, price in zip(result["ID"], result["predicted_price"]):
             assert price == pytest.approx(expected[listing], abs=0.02), (name, listing)
 
@@ -416,7 +453,7 @@ def test_python_m_deliverable2_train_writes_metrics_json(trained, tmp_path):
     """The command-line path runs the whole evaluation (models, analysis) and writes the same
     metrics.json as the report would, with no machine path in it."""
     models = tmp_path / "models"
-    shutil.copytree(trained.exp.models_dir, models)
+    shutil.copytree(trained.exp.cfg.models_dir, models)
     for name in FUSION:  # the fusion models are trained again by the command
         shutil.rmtree(models / name)
     out = tmp_path / "out"

@@ -4,7 +4,7 @@ MultiWorkerMirroredStrategy with two worker processes on 127.0.0.1; mixed precis
 Devices must be configured before TensorFlow initialises, and a process holds at most one
 multi-worker cluster, so the training runs in child processes (``tests/distributed_worker.py``),
 each bounded by a timeout. The strategy comes from ``shared.devices.setup_devices`` and the
-models from the project's builders, compiled and fitted by ``shared.modeling``.
+models from the project's builders, compiled and fitted by ``shared.training``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_mirrored_two_replicas_train_like_one_device(mirrored_run, model):
 def test_model_trained_on_two_replicas_reloads_on_one_device(mirrored_run):
     """Saved from a MirroredStrategy run, loaded in this process (no strategy), it predicts
     what it predicted when it was trained."""
-    from shared.modeling import ModelBundle
+    from shared.bundles import ModelBundle
 
     result, workdir = mirrored_run
     bundle = ModelBundle.load(workdir / "mirrored_mlp")
@@ -98,8 +98,9 @@ def test_model_trained_on_two_replicas_reloads_on_one_device(mirrored_run):
 
 def test_multi_worker_two_processes_train_one_model(small_dir, tmp_path):
     """Two workers on 127.0.0.1 run the project's mlp step together under
-    MultiWorkerMirroredStrategy; they end with identical weights; the chief's saved model
-    reloads here (no cluster, one device) and predicts what the chief predicted."""
+    MultiWorkerMirroredStrategy; they end with identical weights; only the chief writes (split,
+    model, metrics); its saved model reloads here (no cluster, one device) and predicts what the
+    chief predicted."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     procs = []
@@ -130,13 +131,18 @@ def test_multi_worker_two_processes_train_one_model(small_dir, tmp_path):
         assert worker["model_replicas"] == 2
         assert worker["variable_types"] == ["MirroredVariable"]
     assert (chief["task_index"], other["task_index"]) == (0, 1)
+    # only the chief writes: its split, model and metrics; the other worker nothing at all
+    assert chief["is_chief"] is True and other["is_chief"] is False
+    assert "metrics.json" in chief["written"] and "models/split.json" in chief["written"]
+    assert any(p.startswith("models/mlp/") for p in chief["written"])
+    assert other["written"] == [] and other["metrics"] is None
     assert len(chief["weights"]) == len(other["weights"]) > 0
     for a, b in zip(chief["weights"], other["weights"]):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(chief["val_predictions"], other["val_predictions"])
 
     from shared.dataset import load_dataset
-    from shared.modeling import ModelBundle
+    from shared.bundles import ModelBundle
     from shared.split import load_or_make_split
 
     models_dir = Path(chief["saved"]).parent
@@ -153,11 +159,12 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
 
     from sklearn.preprocessing import StandardScaler
 
-    from deliverable1.cnn_scratch import build_cnn
-    from deliverable1.transfer import assemble_end_to_end
-    from deliverable2.late_fusion import build_from_branches, build_two_branch
-    from shared.modeling import (ModelBundle, build_mlp, compile_regressor, fit_regressor,
-                                 linear_head)
+    from shared.models.cnn_scratch import build_cnn
+    from shared.models.transfer import assemble_end_to_end
+    from shared.models.late_fusion import build_from_branches, build_two_branch
+    from shared.bundles import ModelBundle
+    from shared.models.layers import build_mlp, linear_head
+    from shared.training import compile_regressor, fit_regressor
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -228,8 +235,8 @@ def test_one_device_builds_exactly_as_without_strategy():
 
     import keras
 
-    from shared.modeling import (build_mlp, compile_regressor, replicas_of, strategy_of,
-                                 under_strategy)
+    from shared.models.layers import build_mlp
+    from shared.training import compile_regressor, replicas_of, strategy_of, under_strategy
 
     @under_strategy
     def step(exp):

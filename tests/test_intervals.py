@@ -29,7 +29,7 @@ from shared.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalErr
                               evaluation_groups, fit_calibration, interval_metrics,
                               interval_report, interval_table, model_kind,
                               plot_coverage_by_group)
-from shared.modeling import ModelBundle, ModelLoadError
+from shared.bundles import ModelBundle, ModelLoadError
 from shared.split import make_split
 
 ROOMS = np.array(["Entire home/apt", "Private room"])

@@ -169,22 +169,22 @@ def test_prepare_fits_the_preprocessor_on_training_rows_only(small_dir, tmp_path
     monkeypatch.setattr(feats, "make_preprocessor", spying_preprocessor)
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
 
-    assert len(fitted_on) == 1 and sorted(fitted_on[0]) == exp.split.train.tolist()
+    assert len(fitted_on) == 1 and sorted(fitted_on[0]) == exp.data.split.train.tolist()
     assert (tmp_path / "models" / "split.json").is_file()
 
     # the experiment's matrices are those of a pipeline fitted on the training rows alone
-    on_train = original().fit(exp.parts["train"].frame)
-    on_all = original().fit(exp.dataset.frame)
+    on_train = original().fit(exp.data.parts["train"].frame)
+    on_all = original().fit(exp.data.dataset.frame)
     for part in ("train", "val", "test"):
-        expected = on_train.transform(exp.parts[part].frame)
-        np.testing.assert_allclose(exp.tabular[part], expected, rtol=1e-6, atol=1e-6)
-    assert exp.tabular["test"].shape[1] != on_all.transform(exp.parts["test"].frame).shape[1] or \
-        not np.allclose(exp.tabular["test"], on_all.transform(exp.parts["test"].frame), atol=1e-6)
+        expected = on_train.transform(exp.data.parts[part].frame)
+        np.testing.assert_allclose(exp.data.tabular[part], expected, rtol=1e-6, atol=1e-6)
+    assert exp.data.tabular["test"].shape[1] != on_all.transform(exp.data.parts["test"].frame).shape[1] or \
+        not np.allclose(exp.data.tabular["test"], on_all.transform(exp.data.parts["test"].frame), atol=1e-6)
 
     # the parts follow the split and the targets are the log prices of each part
     for part in ("train", "val", "test"):
-        assert exp.parts[part].ids.tolist() == getattr(exp.split, part).tolist()
-        np.testing.assert_allclose(exp.y_log(part), np.log(exp.parts[part].prices), rtol=1e-6)
+        assert exp.data.parts[part].ids.tolist() == getattr(exp.data.split, part).tolist()
+        np.testing.assert_allclose(exp.data.y_log(part), np.log(exp.data.parts[part].prices), rtol=1e-6)
 
 
 def test_engineering_a_row_does_not_depend_on_other_rows():

@@ -1,4 +1,4 @@
-"""shared.modeling: ModelBundle save/load round trips, load errors, Keras building blocks."""
+"""shared.training: ModelBundle save/load round trips, load errors, Keras building blocks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from shared import features as feats
-from shared.modeling import (ModelBundle, ModelLoadError, TrainingDiverged, build_mlp,
-                             compile_regressor, fit_regressor, linear_head, ridge_path,
-                             tune_on_validation)
+from shared.bundles import ModelBundle, ModelLoadError
+from shared.search import Fitted, TrainingDiverged, tune_on_validation
+from shared.models.layers import build_mlp, linear_head
+from shared.training import compile_regressor, fit_regressor
+from shared.ridge import ridge_path
 from shared.split import make_split
 
 keras = pytest.importorskip("keras")
@@ -157,7 +159,7 @@ def test_tune_on_validation_keeps_the_lowest_validation_mae():
 
     def build_and_fit(params):
         built.append(params)
-        return params["offset"]
+        return Fitted(params["offset"])
 
     result = tune_on_validation(build_and_fit, grid, lambda off, _: y_val + off, y_val)
     best, params, trials = result.model, result.params, result.trials
@@ -166,14 +168,20 @@ def test_tune_on_validation_keeps_the_lowest_validation_mae():
     assert [t["val_mae"] for t in trials] == [10.0, 1.0, 5.0]
 
 
+def test_tune_on_validation_refuses_a_build_that_returns_a_bare_model():
+    with pytest.raises(TypeError, match="build_and_fit must return a Fitted"):
+        tune_on_validation(lambda p: 1.0, [{}], lambda m, _: np.zeros(1), np.zeros(1))
+
+
 def test_tune_on_validation_never_picks_a_diverged_candidate():
     y_val = np.array([50.0, 60.0])
     grid = [{"pred": np.inf}, {"pred": 55.0}, {"pred": np.nan}]
-    result = tune_on_validation(lambda p: p["pred"], grid, lambda pred, _: np.full(2, pred), y_val)
+    result = tune_on_validation(lambda p: Fitted(p["pred"]), grid, lambda pred, _: np.full(2, pred),
+                                y_val)
     params, trials = result.params, result.trials
     assert params == {"pred": 55.0} and trials[1]["val_mae"] == 5.0
     with pytest.raises(TrainingDiverged, match="no candidate reached a finite validation MAE"):
-        tune_on_validation(lambda p: p["pred"], [grid[0], grid[2]],
+        tune_on_validation(lambda p: Fitted(p["pred"]), [grid[0], grid[2]],
                            lambda pred, _: np.full(2, pred), y_val)
 
 
@@ -221,13 +229,13 @@ class _ConstantModel:
 
 
 def test_mlp_search_goes_through_the_guarded_search(monkeypatch):
-    from deliverable1 import mlp
+    from shared.models import mlp
 
     x_val, y_val = np.zeros((4, 3), np.float32), np.array([40.0, 50.0, 60.0, 50.0])
     outputs = iter([np.nan, np.log(50.0), np.inf])   # candidate 1 diverged, 3 overflowed
 
     def fake_fit(*args, **kwargs):
-        return _ConstantModel(next(outputs)), {"loss": [1.0, 0.5], "val_loss": [1.0, 0.6]}
+        return Fitted(_ConstantModel(next(outputs)), {"loss": [1.0, 0.5], "val_loss": [1.0, 0.6]})
 
     monkeypatch.setattr(mlp, "fit_mlp", fake_fit)
     lines = []

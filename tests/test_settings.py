@@ -58,8 +58,8 @@ def test_budget_is_chosen_by_the_smoke_flag_and_is_frozen():
 
 
 def test_grids_sliced_by_the_full_budget_are_whole():
-    from deliverable1.baselines import HGB_GRID
-    from deliverable2.late_fusion import PHOTO_GRID
+    from shared.models.baselines import HGB_GRID
+    from shared.models.late_fusion import PHOTO_GRID
 
     assert HGB_GRID[:settings.FULL.hgb_candidates] == HGB_GRID
     assert PHOTO_GRID[:settings.FULL.late_grid_size] == PHOTO_GRID

@@ -21,9 +21,7 @@ classifier, ``predictions``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.resources
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from shared.io import atomic_path
+from shared.config import cache_dir
+from shared.io import atomic_path, sha256_file
 
 from .torch_legacy import load_legacy_state_dict
 
@@ -270,19 +269,9 @@ def pth_path() -> Path:
     return path
 
 
-def cache_dir() -> Path:
-    """Project cache directory: ``$AIRBNB_DL_CACHE`` if set, else ``~/.cache/airbnb-dl``."""
-    configured = os.environ.get("AIRBNB_DL_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "airbnb-dl"
-
-
 @functools.lru_cache(maxsize=8)
 def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def weights_sha256() -> str:

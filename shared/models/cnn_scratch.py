@@ -24,8 +24,10 @@ import keras
 import numpy as np
 
 from shared.images import make_image_dataset
-from shared.modeling import (ModelBundle, batch_normalization, compile_regressor, fit_regressor,
-                             regression_output, under_strategy)
+from shared.bundles import ModelBundle
+from shared.experiment import Trained
+from shared.models.layers import batch_normalization, regression_output
+from shared.training import compile_regressor, fit_regressor, under_strategy
 
 CHANNELS = (16, 32, 64, 128)
 
@@ -47,24 +49,23 @@ def build_cnn(image_size: int, target_mean: float, channels=CHANNELS, dropout: f
 
 
 @under_strategy
-def train_cnn_scratch(exp, learning_rate: float = 1e-3) -> ModelBundle:
-    """Train, evaluate and save ``cnn_scratch`` (photo size and epochs from ``exp.budget``)."""
-    image_size, epochs = exp.budget.cnn_image_size, exp.budget.cnn_epochs
-    batch_size = exp.budget.photo_batch_size
+def train_cnn_scratch(data, cfg, learning_rate: float = 1e-3) -> Trained:
+    """Train ``cnn_scratch`` (photo size and epochs from ``cfg.budget``)."""
+    image_size, epochs = cfg.budget.cnn_image_size, cfg.budget.cnn_epochs
+    batch_size = cfg.budget.photo_batch_size
     start = time.perf_counter()
-    keras.utils.set_random_seed(exp.seed)
-    y_train = exp.y_log("train")
+    keras.utils.set_random_seed(cfg.seed)
+    y_train = data.y_log("train")
     model = compile_regressor(build_cnn(image_size, float(np.mean(y_train))), learning_rate)
     with tempfile.TemporaryDirectory(prefix="cnn-photo-cache-") as cache:
-        train = make_image_dataset(exp.paths("train"), y_train, image_size=image_size,
-                                   batch_size=exp.global_batch(batch_size), shuffle=True,
-                                   augment=True, seed=exp.seed, cache_dir=f"{cache}/train")
-        val = make_image_dataset(exp.paths("val"), exp.y_log("val"), image_size=image_size,
-                                 batch_size=exp.global_batch(batch_size), cache_dir=f"{cache}/val")
+        train = make_image_dataset(data.paths("train"), y_train, image_size=image_size,
+                                   batch_size=cfg.global_batch(batch_size), shuffle=True,
+                                   augment=True, seed=cfg.seed, cache_dir=f"{cache}/train")
+        val = make_image_dataset(data.paths("val"), data.y_log("val"), image_size=image_size,
+                                 batch_size=cfg.global_batch(batch_size), cache_dir=f"{cache}/val")
         history = fit_regressor(model, train, val, epochs=epochs, patience=8)
     params = {"image_size": image_size, "channels": list(CHANNELS), "learning_rate": learning_rate,
               "epochs_run": len(history["loss"]), "augmentation": "flip, brightness, contrast, zoom"}
     bundle = ModelBundle("cnn_scratch", ("image",), model, image_size=image_size, params=params,
                          deliverable="deliverable1")
-    exp.evaluate(bundle, time.perf_counter() - start, history=history)
-    return bundle
+    return Trained(bundle, time.perf_counter() - start, history=history)

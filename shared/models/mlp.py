@@ -14,8 +14,11 @@ import keras
 import numpy as np
 
 from shared import features as feats
-from shared.modeling import (ModelBundle, SearchResult, build_mlp, compile_regressor, fit_regressor,
-                             tune_on_validation, under_strategy)
+from shared.bundles import ModelBundle
+from shared.experiment import Trained
+from shared.search import Fitted, SearchResult, tune_on_validation
+from shared.models.layers import build_mlp
+from shared.training import compile_regressor, fit_regressor, under_strategy
 
 ORIGINAL = {"hidden": (64, 64), "dropout": 0.2, "l2": 0.0, "learning_rate": 1e-3}
 SEARCH_SPACE = {
@@ -45,14 +48,14 @@ def sample_configs(n: int, seed: int) -> list[dict]:
 
 def fit_mlp(X_train, y_train, X_val, y_val, config: dict, seed: int, epochs: int,
             batch_size: int, patience: int = 20, name: str = "mlp"):
-    """Build and fit one MLP configuration; returns (model, history)."""
+    """Build and fit one MLP configuration; returns its :class:`~shared.search.Fitted`."""
     keras.utils.set_random_seed(seed)
     model = build_mlp(X_train.shape[1], tuple(config["hidden"]), config["dropout"], config["l2"],
                       target_mean=float(np.mean(y_train)), name=name)
     compile_regressor(model, config["learning_rate"])
     history = fit_regressor(model, (X_train, y_train), (X_val, y_val), epochs=epochs,
                             patience=patience, batch_size=batch_size, seed=seed)
-    return model, history
+    return Fitted(model, history)
 
 
 def config_record(config: dict) -> dict:
@@ -63,7 +66,7 @@ def config_record(config: dict) -> dict:
 
 def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, epochs: int,
                batch_size: int, progress=print) -> SearchResult:
-    """Random search through :func:`shared.modeling.tune_on_validation` (candidate ``i`` trains
+    """Random search through :func:`shared.training.tune_on_validation` (candidate ``i`` trains
     with seed ``seed + i``); trials record epochs run and seconds."""
     y_val_log = feats.log_target(y_val_eur)
     grid = [{"index": i, "config": config}
@@ -77,15 +80,14 @@ def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, ep
 
 
 @under_strategy
-def train_mlp(exp, n_configs: int | None = None, epochs: int | None = None) -> ModelBundle:
-    """Search, evaluate and save ``mlp`` (``n_configs`` / ``epochs``: default ``exp.budget``)."""
-    n_configs = n_configs or exp.budget.mlp_configs
-    epochs = epochs or exp.budget.mlp_epochs
+def train_mlp(data, cfg, n_configs: int | None = None, epochs: int | None = None) -> Trained:
+    """Search ``mlp`` on validation (``n_configs`` / ``epochs``: default ``cfg.budget``)."""
+    n_configs = n_configs or cfg.budget.mlp_configs
+    epochs = epochs or cfg.budget.mlp_epochs
     start = time.perf_counter()
-    search = search_mlp(exp.tabular["train"], exp.y_log("train"), exp.tabular["val"],
-                        exp.y_eur("val"), n_configs, exp.seed, epochs, exp.budget.mlp_batch_size)
+    search = search_mlp(data.tabular["train"], data.y_log("train"), data.tabular["val"],
+                        data.y_eur("val"), n_configs, cfg.seed, epochs, cfg.budget.mlp_batch_size)
     params = {**config_record(search.params["config"]), "trials": search.trials}
-    bundle = ModelBundle("mlp", ("tabular",), search.model, exp.preprocessor, params=params,
+    bundle = ModelBundle("mlp", ("tabular",), search.model, data.preprocessor, params=params,
                          deliverable="deliverable1")
-    exp.evaluate(bundle, time.perf_counter() - start, history=search.history)
-    return bundle
+    return Trained(bundle, time.perf_counter() - start, history=search.history)

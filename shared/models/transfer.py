@@ -6,9 +6,7 @@
     (:mod:`shared.feature_cache`). The head is a *linear probe*: standardised features -> log
     price, ridge regression solved in closed form (one SVD gives every penalty of the grid) with
     the penalty chosen on validation. It fits in well under a second, so a second run is as fast
-    as reading the cache. Earlier runs also searched Keras heads with a 256-unit hidden layer
-    (:data:`EARLIER_KERAS_HEADS`): a validation MAE within the noise of the small validation set
-    of the linear head's, for minutes of training on every run.
+    as reading the cache.
 
 ``transfer_finetuned``
     The frozen model is assembled end to end (photo -> backbone -> the same standardisation as a
@@ -31,57 +29,56 @@ from shared.split import PART_NAMES as PARTS
 from shared.backbones import DEFAULT_BACKBONE, build_backbone, top_block_layers
 from shared.feature_cache import extract_features
 from shared.images import make_image_dataset
-from shared.modeling import (ModelBundle, compile_regressor, fit_regressor, linear_head, ridge_path,
-                             tune_on_validation, under_strategy)
+from shared.bundles import ModelBundle
+from shared.experiment import Trained
+from shared.training import compile_regressor, fit_regressor, under_strategy
+from shared.models.layers import linear_head
+from shared.ridge import ridge_path
+from shared.search import Fitted, tune_on_validation
 
 #: Ridge penalties tried for the linear head (on the summed squared error of the standardised
 #: 1280 correlated features; the Keras equivalent is l2 = alpha / n_train, with n_train ~6,200
 #: on the 10k set).
 HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
-#: What an earlier run measured when it also searched Keras heads with a 256-unit hidden layer
-#: (validation MAE in EUR of the best of each kind, and the seconds the Keras search took); the
-#: reason the head is a closed-form linear probe.
-EARLIER_KERAS_HEADS = {"keras_head_val_mae": 20.06, "linear_head_val_mae": 20.99,
-                       "keras_search_seconds": 200}
 FINETUNE_LR = 3e-5  # learning rate of fine-tuning: low, the pretrained weights move little
 
 
-def default_image_size(exp) -> int:
+def default_image_size(cfg) -> int:
     """Photo side (px) of the transfer models, reused by the fusion models
-    (``exp.budget.transfer_image_size``)."""
-    return exp.budget.transfer_image_size
+    (``cfg.budget.transfer_image_size``)."""
+    return cfg.budget.transfer_image_size
 
 
 @under_strategy
-def backbone_features(exp, backbone: str, image_size: int) -> tuple[dict, dict]:
+def backbone_features(data, cfg, backbone: str, image_size: int) -> tuple[dict, dict]:
     """Cached backbone features per part: ({"train": (n, D), ...}, extraction stats)."""
-    all_paths = [p for part in PARTS for p in exp.paths(part)]
+    all_paths = [p for part in PARTS for p in data.paths(part)]
     vectors, stats = extract_features(all_paths, backbone, image_size)
-    sizes = np.cumsum([0] + [len(exp.paths(p)) for p in PARTS])
+    sizes = np.cumsum([0] + [len(data.paths(p)) for p in PARTS])
     parts = {p: vectors[sizes[i]:sizes[i + 1]] for i, p in enumerate(PARTS)}
     return parts, stats
 
 
 @under_strategy
-def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE,
-                          image_size: int | None = None) -> tuple[ModelBundle, dict]:
-    """Linear probe on cached features. Returns (bundle, extraction stats)."""
-    image_size = image_size or default_image_size(exp)
+def train_transfer_frozen(data, cfg, backbone: str = DEFAULT_BACKBONE,
+                          image_size: int | None = None) -> Trained:
+    """Linear probe on cached features (``extra["extraction"]``: the feature-cache stats)."""
+    image_size = image_size or default_image_size(cfg)
     start = time.perf_counter()
-    raw, stats = backbone_features(exp, backbone, image_size)
+    raw, stats = backbone_features(data, cfg, backbone, image_size)
     scaler = StandardScaler().fit(raw["train"])  # training rows only
     X = {part: scaler.transform(v).astype(np.float32) for part, v in raw.items()}
-    y_train, n_train = exp.y_log("train"), len(raw["train"])
+    y_train, n_train = data.y_log("train"), len(raw["train"])
     coefs, intercept = ridge_path(X["train"], y_train, HEAD_ALPHAS)
     heads = {alpha: coef for alpha, coef in zip(HEAD_ALPHAS, coefs)}
 
     def build_and_fit(params):
-        return linear_head(heads[params["alpha"]], intercept, l2=params["alpha"] / n_train,
-                           name="transfer_head")
+        return Fitted(linear_head(heads[params["alpha"]], intercept, l2=params["alpha"] / n_train,
+                                  name="transfer_head"))
 
     search = tune_on_validation(
         build_and_fit, [{"alpha": alpha} for alpha in HEAD_ALPHAS],
-        lambda m, _: feats.price_from_log(m(X["val"], training=False).numpy()), exp.y_eur("val"))
+        lambda m, _: feats.price_from_log(m(X["val"], training=False).numpy()), data.y_eur("val"))
     model, params, trials = search.model, search.params, search.trials
     bundle = ModelBundle("transfer_frozen", ("image_features",), model, image_reducer=scaler,
                          backbone=backbone, image_size=image_size, deliverable="deliverable1",
@@ -89,9 +86,35 @@ def train_transfer_frozen(exp, backbone: str = DEFAULT_BACKBONE,
                                  "l2_keras": params["alpha"] / n_train, "trials": trials,
                                  "backbone": backbone, "features_cached": stats["cached"],
                                  "features_computed": stats["computed"]})
-    predictions = {p: feats.price_from_log(model(X[p], training=False).numpy()) for p in PARTS}
-    exp.evaluate(bundle, time.perf_counter() - start, predictions=predictions)
-    return bundle, stats
+    return Trained(bundle, time.perf_counter() - start,
+                   predict=lambda part: feats.price_from_log(model(X[part], training=False).numpy()),
+                   extra={"extraction": stats})
+
+
+def feature_standardisation(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, variance) of the raw backbone features a transfer model standardises with, each (D,);
+    None when the bundle holds neither a fitted scaler nor a ``feature_standardisation`` layer."""
+    scaler = bundle.image_reducer
+    if scaler is not None and hasattr(scaler, "mean_") and hasattr(scaler, "var_"):
+        return np.asarray(scaler.mean_), np.asarray(scaler.var_)
+    if bundle.is_keras:
+        try:
+            layer = bundle.estimator.get_layer("feature_standardisation")
+        except ValueError:
+            return None
+        mean = getattr(layer, "mean", None)
+        var = getattr(layer, "variance", None)
+        if mean is None or var is None:  # built from given statistics: they are not weights
+            mean, var = layer.input_mean, layer.input_variance
+        return (np.asarray(keras_to_numpy(mean), dtype=np.float64).reshape(-1),
+                np.asarray(keras_to_numpy(var), dtype=np.float64).reshape(-1))
+    return None
+
+
+def keras_to_numpy(value) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value))
 
 
 def assemble_end_to_end(frozen: ModelBundle, weights: str | None = "imagenet") -> keras.Model:
@@ -124,23 +147,23 @@ def unfreeze_top(model: keras.Model, backbone_name: str, n_blocks: int) -> int:
 
 
 @under_strategy
-def train_transfer_finetuned(exp, frozen: ModelBundle, epochs: int | None = None,
-                             learning_rate: float = FINETUNE_LR) -> ModelBundle:
-    """Fine-tune ``frozen`` end to end (``epochs``: default ``exp.budget.finetune_epochs``)."""
-    n_blocks = exp.budget.finetune_blocks
-    epochs = epochs or exp.budget.finetune_epochs
-    batch_size = exp.budget.photo_batch_size
+def train_transfer_finetuned(data, cfg, frozen: ModelBundle, epochs: int | None = None,
+                             learning_rate: float = FINETUNE_LR) -> Trained:
+    """Fine-tune ``frozen`` end to end (``epochs``: default ``cfg.budget.finetune_epochs``)."""
+    n_blocks = cfg.budget.finetune_blocks
+    epochs = epochs or cfg.budget.finetune_epochs
+    batch_size = cfg.budget.photo_batch_size
     start = time.perf_counter()
-    keras.utils.set_random_seed(exp.seed)
+    keras.utils.set_random_seed(cfg.seed)
     model = assemble_end_to_end(frozen)
     n_trainable = unfreeze_top(model, frozen.backbone, n_blocks)
     compile_regressor(model, learning_rate)
     size = frozen.image_size
-    train = make_image_dataset(exp.paths("train"), exp.y_log("train"), image_size=size,
-                               batch_size=exp.global_batch(batch_size), shuffle=True, augment=True,
-                               seed=exp.seed)
-    val = make_image_dataset(exp.paths("val"), exp.y_log("val"), image_size=size,
-                             batch_size=exp.global_batch(batch_size))
+    train = make_image_dataset(data.paths("train"), data.y_log("train"), image_size=size,
+                               batch_size=cfg.global_batch(batch_size), shuffle=True, augment=True,
+                               seed=cfg.seed)
+    val = make_image_dataset(data.paths("val"), data.y_log("val"), image_size=size,
+                             batch_size=cfg.global_batch(batch_size))
     history = fit_regressor(model, train, val, epochs=epochs, patience=3)
     params = {"backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
               "trainable_backbone_tensors": n_trainable, "learning_rate": learning_rate,
@@ -148,5 +171,4 @@ def train_transfer_finetuned(exp, frozen: ModelBundle, epochs: int | None = None
               "augmentation": "flip, brightness, contrast, zoom"}
     bundle = ModelBundle("transfer_finetuned", ("image",), model, backbone=frozen.backbone,
                          image_size=size, params=params, deliverable="deliverable1")
-    exp.evaluate(bundle, time.perf_counter() - start, history=history)
-    return bundle
+    return Trained(bundle, time.perf_counter() - start, history=history)

@@ -17,7 +17,7 @@
 
 ``hgb_with_embeddings``
     Gradient boosting on the tabular features plus photo columns: the non-neural yardstick for
-    fusion. Its grid is deliverable 1's (``deliverable1.baselines.train_hgb``); the photo columns
+    fusion. Its grid is deliverable 1's (``shared.models.baselines.train_hgb``); the photo columns
     are early fusion's chosen reduction or the photo price score, whichever validation prefers
     (trees use a single informative column more easily than whitened components).
 
@@ -37,15 +37,18 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from deliverable1 import baselines
-from deliverable1.mlp import ORIGINAL, fit_mlp, sample_configs
+from shared.models import baselines
+from shared.models.mlp import ORIGINAL, fit_mlp, sample_configs
 from shared import features as feats
 from shared.split import PART_NAMES as PARTS
-from shared.modeling import ModelBundle, tune_on_validation, under_strategy
+from shared.bundles import ModelBundle
+from shared.experiment import Trained
+from shared.search import Fitted, tune_on_validation
+from shared.training import under_strategy
 
 #: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`)
-#: (``exp.budget.fusion_components``; the MLP configurations tried at the chosen reduction,
-#: besides deliverable 1's: ``exp.budget.early_extra_configs``.)
+#: (``cfg.budget.fusion_components``; the MLP configurations tried at the chosen reduction,
+#: besides deliverable 1's: ``cfg.budget.early_extra_configs``.)
 SCORE_ALPHAS = tuple(np.logspace(0, 5, 11))
 
 
@@ -59,8 +62,8 @@ def make_image_reducer(n_components: int, seed: int) -> Pipeline:
     It computes in float64 (the cached features are float32): a float32 PCA rounds differently
     with each BLAS kernel and thread count (OpenBLAS picks them from the CPU it runs on), so the
     same features gave other components, sometimes of the other sign, on another machine, and
-    the MLP trained on them ended elsewhere (early fusion 14.95 vs 15.03 EUR test MAE on the 814
-    set, and another reduction chosen for ``hgb_with_embeddings``). In float64 those differences
+    the MLP trained on them ended elsewhere (another test MAE, another reduction chosen for
+    ``hgb_with_embeddings``). In float64 those differences
     stay far below float32 resolution, so the (n, k) float32 outputs are the same everywhere.
     """
     return Pipeline([("float64", FunctionTransformer(_as_float64, feature_names_out="one-to-one")),
@@ -135,10 +138,10 @@ def reducer_label(reducer) -> str:
     return f"pca-{reducer.named_steps['pca'].n_components_}"
 
 
-def joined_matrices(exp, raw: dict, reducer) -> dict[str, np.ndarray]:
-    """{"train"/"val"/"test": (n, d_tab + k) float32}: tabular columns first, then photo columns."""
+def joined_matrices(data, raw: dict, reducer) -> dict[str, np.ndarray]:
+    """{part: (n, d_tab + k) float32}: tabular columns first, then photo columns."""
     photo = reduced_features(raw, reducer)
-    return {part: np.hstack([exp.tabular[part], photo[part]]) for part in PARTS}
+    return {part: np.hstack([data.tabular[part], photo[part]]) for part in PARTS}
 
 
 def _config_key(config: dict) -> dict:
@@ -147,39 +150,39 @@ def _config_key(config: dict) -> dict:
 
 
 @under_strategy
-def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_config: dict | None = None,
-                       log=print) -> tuple[ModelBundle, dict]:
-    """Search ``k`` then the MLP on validation; evaluate and save ``models/early_fusion``.
+def train_early_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
+                       base_config: dict | None = None, log=print) -> tuple[Trained, dict]:
+    """Search ``k`` then the MLP on validation.
 
-    Returns (bundle, {label: fitted reducer} of every photo reduction tried, e.g. "pca-8",
-    "score": all fitted on the training rows only).
+    Returns (trained ``early_fusion``, {label: fitted reducer} of every photo reduction tried,
+    e.g. "pca-8", "score": all fitted on the training rows only).
 
-    Photo reductions tried, extra MLP configurations and epochs come from ``exp.budget``.
+    Photo reductions tried, extra MLP configurations and epochs come from ``cfg.budget``.
 
     Args:
         raw: {"train"/"val"/"test": (n, D) float32} raw cached backbone features.
         base_config: MLP configuration to start from (deliverable 1's chosen ``mlp``), keys
             hidden / dropout / l2 / learning_rate.
     """
-    components = exp.budget.fusion_components
-    n_extra = exp.budget.early_extra_configs
-    epochs = exp.budget.mlp_epochs
+    components = cfg.budget.fusion_components
+    n_extra = cfg.budget.early_extra_configs
+    epochs = cfg.budget.mlp_epochs
     base = dict(base_config or ORIGINAL)
     base["hidden"] = tuple(base["hidden"])
     start = time.perf_counter()
-    y_train, y_val = exp.y_log("train"), exp.y_log("val")
+    y_train, y_val = data.y_log("train"), data.y_log("val")
     reducers, matrices = {}, {}
 
     def inputs_for(k):
         if k not in matrices:
-            reducers[k] = fit_image_reducer(raw, k, exp.seed, y_train)
-            matrices[k] = joined_matrices(exp, raw, reducers[k])
+            reducers[k] = fit_image_reducer(raw, k, cfg.seed, y_train)
+            matrices[k] = joined_matrices(data, raw, reducers[k])
         return matrices[k]
 
     def build_and_fit(params):
         X = inputs_for(params["n_components"])
-        return fit_mlp(X["train"], y_train, X["val"], y_val, params["config"], exp.seed, epochs,
-                       exp.budget.mlp_batch_size, name="early_fusion")
+        return fit_mlp(X["train"], y_train, X["val"], y_val, params["config"], cfg.seed, epochs,
+                       cfg.budget.mlp_batch_size, name="early_fusion")
 
     def predict_val(model, params):
         return feats.price_from_log(model.predict(matrices[params["n_components"]]["val"],
@@ -187,18 +190,18 @@ def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_conf
 
     # Stage 1: the photo reduction, with deliverable 1's MLP configuration.
     stage1 = [{"n_components": k, "config": base} for k in components]
-    best = tune_on_validation(build_and_fit, stage1, predict_val, exp.y_eur("val"))
+    best = tune_on_validation(build_and_fit, stage1, predict_val, data.y_eur("val"))
     trials1 = best.trials
     k = best.params["n_components"]
     log(f"  early fusion: photo reduction {k} chosen on validation (validation MAE: "
         + ", ".join(f"{t['n_components']}: {t['val_mae']}" for t in trials1) + ")")
     # Stage 2: a few other MLP configurations at that k (seeded draws, deliverable 1's space).
-    extra = [c for c in sample_configs(n_extra + 2, exp.seed + 1000)
+    extra = [c for c in sample_configs(n_extra + 2, cfg.seed + 1000)
              if _config_key(c) != _config_key(base)][:n_extra]
     trials2 = []
     if extra:
         stage2 = tune_on_validation(build_and_fit, [{"n_components": k, "config": c} for c in extra],
-                                    predict_val, exp.y_eur("val"))
+                                    predict_val, data.y_eur("val"))
         trials2 = stage2.trials
         if min(t["val_mae"] for t in trials2) < min(t["val_mae"] for t in trials1):
             best = stage2
@@ -214,21 +217,21 @@ def train_early_fusion(exp, raw: dict, backbone: str, image_size: int, base_conf
                         "pca_explained_variance": round(float(np.sum(
                             reducer.named_steps["pca"].explained_variance_ratio_)), 4)}
     bundle = ModelBundle(
-        "early_fusion", ("tabular", "image_features"), best.model, exp.preprocessor,
+        "early_fusion", ("tabular", "image_features"), best.model, data.preprocessor,
         image_reducer=reducer, backbone=backbone, image_size=image_size, deliverable="deliverable2",
         params={**photo_params, **_config_key(best.params["config"]),
                 "epochs_run": len(best.history["loss"]),
                 "input_dim": int(matrices[k]["train"].shape[1]),
                 "backbone": backbone, "image_size": image_size, "trials": trials})
-    predictions = {p: feats.price_from_log(best.model.predict(matrices[k][p], verbose=0))
-                   for p in PARTS}
-    exp.evaluate(bundle, time.perf_counter() - start, history=best.history, predictions=predictions)
-    return bundle, {reducer_label(r): r for r in reducers.values()}
+    return (Trained(bundle, time.perf_counter() - start, history=best.history,
+                    predict=lambda part: feats.price_from_log(best.model.predict(matrices[k][part],
+                                                                                 verbose=0))),
+            {reducer_label(r): r for r in reducers.values()})
 
 
-def train_hgb_with_embeddings(exp, raw: dict, reducers: dict, backbone: str,
-                              image_size: int) -> ModelBundle:
-    """Gradient boosting on tabular + photo columns; saved as ``models/hgb_with_embeddings``.
+def train_hgb_with_embeddings(data, cfg, raw: dict, reducers: dict, backbone: str,
+                              image_size: int) -> Trained:
+    """Gradient boosting on tabular + photo columns (``hgb_with_embeddings``).
 
     Args:
         reducers: {label: fitted reducer} candidates (early fusion's chosen PCA and the photo
@@ -237,15 +240,15 @@ def train_hgb_with_embeddings(exp, raw: dict, reducers: dict, backbone: str,
     """
     def build_and_fit(params):
         reducer = reducers[params["photo"]]
-        return baselines.fit_hgb(
-            exp, name="hgb_with_embeddings", image_features=reduced_features(raw, reducer),
+        return Fitted(baselines.train_hgb(
+            data, cfg, name="hgb_with_embeddings", image_features=reduced_features(raw, reducer),
             image_reducer=reducer, backbone=backbone, image_size=image_size,
-            deliverable="deliverable2"), None   # (bundle, predictions, seconds), no history
+            deliverable="deliverable2"))
 
     search = tune_on_validation(build_and_fit, [{"photo": label} for label in reducers],
-                                lambda fit, _: fit[1]["val"], exp.y_eur("val"))
-    bundle, predictions, seconds = search.model
-    bundle.params["photo_reduction"] = search.params["photo"]
-    bundle.params["photo_candidates_val_mae"] = {t["photo"]: t["val_mae"] for t in search.trials}
-    exp.evaluate(bundle, seconds, predictions=predictions)  # only the kept candidate
-    return bundle
+                                lambda trained, _: trained.predict("val"), data.y_eur("val"))
+    trained = search.model  # only the kept candidate is evaluated
+    trained.bundle.params["photo_reduction"] = search.params["photo"]
+    trained.bundle.params["photo_candidates_val_mae"] = {t["photo"]: t["val_mae"]
+                                                         for t in search.trials}
+    return trained

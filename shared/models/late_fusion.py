@@ -43,13 +43,16 @@ import time
 import keras
 import numpy as np
 
-from deliverable1.transfer import unfreeze_top
+from shared.models.transfer import feature_standardisation, unfreeze_top
 from shared import features as feats
 from shared.split import PART_NAMES as PARTS
 from shared.backbones import build_backbone
 from shared.images import make_image_dataset
-from shared.modeling import (ModelBundle, compile_regressor, dense_block, fit_regressor,
-                             regression_output, tune_on_validation, under_strategy)
+from shared.bundles import ModelBundle
+from shared.experiment import Trained
+from shared.training import compile_regressor, fit_regressor, under_strategy
+from shared.models.layers import dense_block, regression_output
+from shared.search import Fitted, tune_on_validation
 
 #: Photo-branch and head shapes tried in phase 1 (the tabular branch is deliverable 1's ``mlp``):
 #: a narrow photo branch merged directly, and a wider one with a hidden layer after the merge.
@@ -101,13 +104,13 @@ def assemble_end_to_end(network: keras.Model, encoder: keras.Model, image_size: 
                        network({"tabular": tabular, "image": vectors}), name=name)
 
 
-def photo_data(exp, part: str, image_size: int, batch_size: int = 32, training: bool = False,
+def photo_data(data, cfg, part: str, image_size: int, batch_size: int = 32, training: bool = False,
                cache_dir: str | None = None):
     """tf.data of ({"image", "tabular"}, log price) for one part (shuffled + augmented if training),
     ``batch_size`` rows per replica."""
-    return make_image_dataset(exp.paths(part), exp.y_log(part), extra_inputs=exp.tabular[part],
-                              image_size=image_size, batch_size=exp.global_batch(batch_size),
-                              shuffle=training, augment=training, seed=exp.seed, cache_dir=cache_dir)
+    return make_image_dataset(data.paths(part), data.y_log(part), extra_inputs=data.tabular[part],
+                              image_size=image_size, batch_size=cfg.global_batch(batch_size),
+                              shuffle=training, augment=training, seed=cfg.seed, cache_dir=cache_dir)
 
 
 def split_end_to_end(bundle: ModelBundle) -> tuple[keras.Model, keras.Model]:
@@ -180,71 +183,71 @@ def _all_layers(model):
 # --------------------------------------------------------------------------- late_fusion
 
 @under_strategy
-def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config: dict,
+def train_late_fusion(data, cfg, raw: dict, backbone: str, image_size: int, tab_config: dict,
                       epochs: int | None = None, finetune_epochs: int | None = None,
-                      log=print) -> ModelBundle:
-    """Phase 1 on cached features (grid on validation), phase 2 end to end; save the bundle.
+                      log=print) -> Trained:
+    """Phase 1 on cached features (grid on validation), phase 2 end to end.
 
     Args:
         raw: {"train"/"val"/"test": (n, D)} cached backbone features at ``image_size``.
         tab_config: tabular branch = deliverable 1's chosen ``mlp`` (hidden, dropout, l2,
             learning_rate).
-        epochs / finetune_epochs: phase 1 / phase 2 epochs (default ``exp.budget.mlp_epochs`` /
-            ``exp.budget.late_finetune_epochs``).
+        epochs / finetune_epochs: phase 1 / phase 2 epochs (default ``cfg.budget.mlp_epochs`` /
+            ``cfg.budget.late_finetune_epochs``).
     """
-    grid = PHOTO_GRID[:exp.budget.late_grid_size]
-    epochs = epochs or exp.budget.mlp_epochs
-    finetune_epochs = finetune_epochs or exp.budget.late_finetune_epochs
-    n_blocks, finetune_lr = exp.budget.finetune_blocks, FINETUNE_LR
+    grid = PHOTO_GRID[:cfg.budget.late_grid_size]
+    epochs = epochs or cfg.budget.mlp_epochs
+    finetune_epochs = finetune_epochs or cfg.budget.late_finetune_epochs
+    n_blocks, finetune_lr = cfg.budget.finetune_blocks, FINETUNE_LR
     start = time.perf_counter()
-    y_train, y_val = exp.y_log("train"), exp.y_log("val")
-    X = {p: {"tabular": exp.tabular[p], "image": raw[p]} for p in PARTS}
+    y_train, y_val = data.y_log("train"), data.y_log("val")
+    X = {p: {"tabular": data.tabular[p], "image": raw[p]} for p in PARTS}
     mean, var = raw["train"].mean(axis=0), raw["train"].var(axis=0)  # training rows only
 
     def build_and_fit(params):
-        keras.utils.set_random_seed(exp.seed)
+        keras.utils.set_random_seed(cfg.seed)
         config = {"tab_hidden": tuple(tab_config["hidden"]), "dropout": tab_config["dropout"],
                   "l2": tab_config["l2"], **params}
-        model = build_two_branch(exp.tabular["train"].shape[1], raw["train"].shape[1], mean, var,
+        model = build_two_branch(data.tabular["train"].shape[1], raw["train"].shape[1], mean, var,
                                  config, float(np.mean(y_train)))
         compile_regressor(model, tab_config["learning_rate"])
-        return model, fit_regressor(model, (X["train"], y_train), (X["val"], y_val),
-                                    epochs=epochs, patience=20, batch_size=32, seed=exp.seed)
+        return Fitted(model, fit_regressor(model, (X["train"], y_train), (X["val"], y_val),
+                                           epochs=epochs, patience=20, batch_size=32, seed=cfg.seed))
 
     search = tune_on_validation(
         build_and_fit, grid, lambda m, _: feats.price_from_log(m.predict(X["val"], verbose=0)),
-        exp.y_eur("val"))
+        data.y_eur("val"))
     network, params, trials = search.model, search.params, search.trials
     phase1_val_log = network.predict(X["val"], verbose=0).reshape(-1)
     log(f"  late fusion phase 1 (cached features): validation MAE "
-        f"{_mae_eur(phase1_val_log, exp.y_eur('val')):.2f} EUR with {params}")
+        f"{_mae_eur(phase1_val_log, data.y_eur('val')):.2f} EUR with {params}")
 
     # Phase 2: end to end on photos, top blocks of the backbone unfrozen, low learning rate.
     encoder = build_backbone(backbone, image_size=image_size)
     encoder.trainable = False
     model = assemble_end_to_end(network, encoder, image_size, name="late_fusion")
     with tempfile.TemporaryDirectory(prefix="late-fusion-photos-") as cache:
-        val = photo_data(exp, "val", image_size, cache_dir=f"{cache}/val")
+        val = photo_data(data, cfg, "val", image_size, cache_dir=f"{cache}/val")
         e2e_val_log = model.predict(val, verbose=0).reshape(-1)
         equivalence = float(np.max(np.abs(e2e_val_log - phase1_val_log)))
         n_trainable = unfreeze_top(model, backbone, n_blocks)
         compile_regressor(model, finetune_lr)
-        train = photo_data(exp, "train", image_size, training=True, cache_dir=f"{cache}/train")
+        train = photo_data(data, cfg, "train", image_size, training=True, cache_dir=f"{cache}/train")
         after = {}
 
         def val_mae_after():
             after["log"] = model.predict(val, verbose=0).reshape(-1)
-            return _mae_eur(after["log"], exp.y_eur("val"))
+            return _mae_eur(after["log"], data.y_eur("val"))
 
         phase2 = train_if_better(
             model, lambda: fit_regressor(model, train, val, epochs=finetune_epochs, patience=2),
-            val_mae_after, before=_mae_eur(e2e_val_log, exp.y_eur("val")))
+            val_mae_after, before=_mae_eur(e2e_val_log, data.y_eur("val")))
     # validation predictions of the weights kept: phase 2's, or the end-to-end phase-1 network's
     val_log = after["log"] if phase2["kept"] else e2e_val_log
     log(f"  late fusion phase 2 (end to end): validation MAE {phase2['val_mae_before']} -> "
         f"{phase2['val_mae_after']} EUR, {'kept' if phase2['kept'] else 'reverted to phase 1'}")
     bundle = ModelBundle(
-        "late_fusion", ("tabular", "image"), model, exp.preprocessor, backbone=backbone,
+        "late_fusion", ("tabular", "image"), model, data.preprocessor, backbone=backbone,
         image_size=image_size, deliverable="deliverable2",
         params={"tab_hidden": list(tab_config["hidden"]), "dropout": tab_config["dropout"],
                 "l2": tab_config["l2"], "img_hidden": list(params["img_hidden"]),
@@ -260,15 +263,15 @@ def train_late_fusion(exp, raw: dict, backbone: str, image_size: int, tab_config
                 "batchnorm": "backbone BN frozen (inference mode)"})
     history = {k: search.history[k] + phase2["history"].get(k, [])
                for k in ("loss", "val_loss")}
-    exp.evaluate(bundle, time.perf_counter() - start, history=history,
-                 predictions={"val": feats.price_from_log(val_log)})
-    return bundle
+    val_pred = feats.price_from_log(val_log)
+    return Trained(bundle, time.perf_counter() - start, history=history,
+                   predict=lambda part: val_pred if part == "val" else None)
 
 
 # --------------------------------------------------------------------------- from branches
 
 def split_at_output(model: keras.Model, name: str, output_layer: str = "log_price"):
-    """A deliverable-1 MLP (``shared.modeling.build_mlp``) -> (trunk, (kernel, bias)).
+    """A deliverable-1 MLP (``shared.training.build_mlp``) -> (trunk, (kernel, bias)).
 
     ``trunk`` is a copy of the model up to its last hidden layer, (b, d_in) -> (b, u) (identity
     when the model has no hidden layer); ``kernel`` (u, 1) and ``bias`` (1,) are its output
@@ -291,8 +294,6 @@ def image_branch_of(bundle: ModelBundle):
     standardisation is its fitted scaler. ``transfer_finetuned``: its fine-tuned backbone, the
     ``feature_standardisation`` layer and the nested head.
     """
-    from deliverable2.references import feature_standardisation
-
     mean, var = feature_standardisation(bundle)
     if "image_features" in bundle.inputs:
         return None, mean, var, bundle.estimator
@@ -321,33 +322,34 @@ def build_from_branches(tab_model: keras.Model, img_head: keras.Model, img_mean,
 
 
 @under_strategy
-def train_late_fusion_from_branches(exp, refs, raw_features, log=print) -> ModelBundle:
+def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: ModelBundle,
+                                    transfer_name: str, raw_features, log=print) -> Trained:
     """Initialise from ``mlp`` + the best transfer model, train the head, then both branches.
 
     Args:
-        refs: :class:`deliverable2.references.References` (bundles "mlp" and ``best_transfer``).
+        mlp: deliverable 1's trained ``mlp`` (the tabular branch).
+        transfer, transfer_name: the transfer model best on validation (the image branch).
         raw_features: ``image_size -> {"train"/"val"/"test": (n, D)}`` cached ImageNet features.
     """
-    head_epochs, joint_epochs = exp.budget.branches_head_epochs, exp.budget.branches_joint_epochs
+    head_epochs, joint_epochs = cfg.budget.branches_head_epochs, cfg.budget.branches_joint_epochs
     head_lr, joint_lr = BRANCHES_HEAD_LR, BRANCHES_JOINT_LR
     start = time.perf_counter()
-    transfer = refs.bundles[refs.best_transfer]
     size = transfer.image_size
     encoder, mean, var, img_head = image_branch_of(transfer)
     if encoder is None:
         vectors = raw_features(size)
     else:
-        vectors = {p: encode_photos(encoder, exp.paths(p), size) for p in PARTS}
-    X = {p: {"tabular": exp.tabular[p], "image": vectors[p]} for p in PARTS}
-    y_train, y_val = exp.y_log("train"), exp.y_log("val")
-    keras.utils.set_random_seed(exp.seed)
-    network = build_from_branches(refs.bundles["mlp"].estimator, img_head, mean, var)
+        vectors = {p: encode_photos(encoder, data.paths(p), size) for p in PARTS}
+    X = {p: {"tabular": data.tabular[p], "image": vectors[p]} for p in PARTS}
+    y_train, y_val = data.y_log("train"), data.y_log("val")
+    keras.utils.set_random_seed(cfg.seed)
+    network = build_from_branches(mlp.estimator, img_head, mean, var)
     start_log = network.predict(X["val"], verbose=0).reshape(-1)
-    mlp_log = np.log(exp.predictions["mlp"]["val"])
+    mlp_log = np.log(mlp.predict_eur(data.parts["val"]))
     start_gap = float(np.max(np.abs(start_log - mlp_log)))
 
     def val_mae():
-        return _mae_eur(network.predict(X["val"], verbose=0), exp.y_eur("val"))
+        return _mae_eur(network.predict(X["val"], verbose=0), data.y_eur("val"))
 
     branches = [layer for layer in network.layers if isinstance(layer, keras.Model)]
     for branch in branches:        # phase A: the branches frozen, only the new head learns
@@ -355,28 +357,28 @@ def train_late_fusion_from_branches(exp, refs, raw_features, log=print) -> Model
     compile_regressor(network, head_lr)
     phase_a = train_if_better(network, lambda: fit_regressor(
         network, (X["train"], y_train), (X["val"], y_val), epochs=head_epochs, patience=15,
-        seed=exp.seed),
+        seed=cfg.seed),
         val_mae)
     for branch in branches:        # phase B: both branches unfrozen, batch norm still frozen
         _frozen_batchnorm(branch, trainable=True)
     compile_regressor(network, joint_lr)
     phase_b = train_if_better(network, lambda: fit_regressor(
         network, (X["train"], y_train), (X["val"], y_val), epochs=joint_epochs, patience=10,
-        seed=exp.seed),
+        seed=cfg.seed),
         val_mae)
     log(f"  from branches: validation MAE start {phase_a['val_mae_before']} -> head "
         f"{phase_a['val_mae_after']} ({'kept' if phase_a['kept'] else 'reverted'}) -> joint "
         f"{phase_b['val_mae_after']} ({'kept' if phase_b['kept'] else 'reverted'}) EUR")
-    u_tab = refs.bundles["mlp"].estimator.get_layer("log_price").get_weights()[0].shape[0]
+    u_tab = mlp.estimator.get_layer("log_price").get_weights()[0].shape[0]
     photo_weight = float(np.linalg.norm(network.get_layer("fusion_log_price").get_weights()[0][u_tab:]))
     if encoder is None:
         encoder = build_backbone(transfer.backbone, image_size=size)
     encoder.trainable = False
     model = assemble_end_to_end(network, encoder, size, name="late_fusion_from_branches")
     bundle = ModelBundle(
-        "late_fusion_from_branches", ("tabular", "image"), model, exp.preprocessor,
+        "late_fusion_from_branches", ("tabular", "image"), model, data.preprocessor,
         backbone=transfer.backbone, image_size=size, deliverable="deliverable2",
-        params={"tabular_branch": "mlp", "image_branch": refs.best_transfer,
+        params={"tabular_branch": "mlp", "image_branch": transfer_name,
                 "start_equals_mlp_max_abs_log_diff": start_gap,
                 "head_learning_rate": head_lr, "joint_learning_rate": joint_lr,
                 **{f"head_{k}": v for k, v in phase_a.items() if k != "history"},
@@ -386,5 +388,4 @@ def train_late_fusion_from_branches(exp, refs, raw_features, log=print) -> Model
                 "backbone": transfer.backbone, "image_size": size})
     history = {k: phase_a["history"].get(k, []) + phase_b["history"].get(k, [])
                for k in ("loss", "val_loss")}
-    exp.evaluate(bundle, time.perf_counter() - start, history=history)
-    return bundle
+    return Trained(bundle, time.perf_counter() - start, history=history)
