@@ -7,7 +7,8 @@ cost per photo of each stage on one thread (the diagnosis behind the CPU-bound c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import numpy as np
 

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -347,7 +347,7 @@ def replicate_dataset(source, dest, factor: int, rows: int | None = None) -> dic
         copy = frame.copy()
         copy[schema.ID_COLUMN] = [str(i) for i in new_ids]
         copies.append(copy)
-        for old, new in zip(ids, new_ids):
+        for old, new in zip(ids, new_ids, strict=True):
             photo = images_in / f"{old}.jpg"
             if photo.is_file():
                 kind = _link(photo, images_out / f"{new}.jpg")

@@ -85,7 +85,7 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
         results = [train(*job) for job in jobs]
 
     figures = [_training_figure(name, factor, keys, listings, settings,
-                                {key: [r for job, r in zip(jobs, results) if job == (name, key)]
+                                {key: [r for job, r in zip(jobs, results, strict=True) if job == (name, key)]
                                  for key in keys}, data)
                for name in ENTRIES]
     return figures + [_original_figure(sizes, listings, factor, settings, child, data)]

@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.linear_model import RidgeCV
 
 from shared import features as feats
+from shared import evaluation
 from shared.evaluation import paired_bootstrap_mae
 
 TABULAR = ("mlp", "hgb")
@@ -205,7 +206,7 @@ def photo_permutation(exp, bundle, raw_part: np.ndarray, part: str = "test", n_r
     y = exp.data.y_eur(part)
 
     def mae(p):
-        return float(np.mean(np.abs(feats.price_from_log(predict(p)) - y)))
+        return evaluation.mae(y, feats.price_from_log(predict(p)))
 
     base = mae(photo)
     rng = np.random.default_rng(seed)
@@ -244,14 +245,14 @@ def plot_group_errors(tables: dict[str, pd.DataFrame]):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 3.8), squeeze=False)
-    for ax, (title, table) in zip(axes.flat, tables.items()):
+    for ax, (title, table) in zip(axes.flat, tables.items(), strict=False):
         models = [c for c in table.columns if c != "n"]
         width = 0.8 / len(models)
         x = np.arange(len(table))
         for k, name in enumerate(models):
             ax.bar(x + (k - (len(models) - 1) / 2) * width, table[name], width, label=name,
                    color=plt.cm.tab10(k % 10))
-        ax.set_xticks(x, [f"{g}\n(n={n})" for g, n in zip(table.index, table["n"])], fontsize=8)
+        ax.set_xticks(x, [f"{g}\n(n={n})" for g, n in zip(table.index, table["n"], strict=True)], fontsize=8)
         ax.set(ylabel="mean absolute error (EUR)", title=title)
     axes.flat[0].legend(fontsize=7, ncols=2)
     fig.tight_layout()

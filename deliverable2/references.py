@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from shared.bundles import ModelBundle, ModelLoadError
+from shared.evaluation import mae
 from shared.experiment import provenance, provenance_difference
 from shared.models import train_single_source
 from shared.training import under_strategy
@@ -96,7 +96,7 @@ def load_or_train(data, cfg, exp, log=print, train_missing=train_single_source) 
         if name in bundles:
             val_pred[name] = (exp.predictions[name]["val"] if name in exp.predictions
                               else bundles[name].predict_eur(data.parts["val"]))
-            refs.val_mae[name] = float(np.mean(np.abs(val_pred[name] - data.y_eur("val"))))
+            refs.val_mae[name] = mae(data.y_eur("val"), val_pred[name])
     refs.best_image = min(refs.val_mae, key=refs.val_mae.get)
     refs.best_transfer = min(TRANSFER_MODELS, key=refs.val_mae.get)
     for name in IMAGE_REFERENCES:

@@ -145,7 +145,7 @@ class ModelBundle:
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> "ModelBundle":
+    def load(cls, directory: Path) -> ModelBundle:
         """Load a saved bundle; raise :class:`ModelLoadError` with the reason if it cannot be used."""
         directory = Path(directory)
         meta_path = directory / "metadata.json"

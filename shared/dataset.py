@@ -96,7 +96,7 @@ class Dataset:
         """Photo file per listing, shape (n,), str."""
         return self.frame["image_path"].to_numpy(dtype=object)
 
-    def subset(self, ids) -> "Dataset":
+    def subset(self, ids) -> Dataset:
         """A Dataset holding only ``ids`` (in the given order)."""
         position = pd.Series(np.arange(len(self.frame)), index=self.frame[schema.ID_COLUMN])
         rows = position.loc[list(ids)].to_numpy()
@@ -351,7 +351,7 @@ def _attach_photos(frame: pd.DataFrame, data_dir: Path, drops: dict, check_photo
     if index is not None:
         index.save()
     keep = np.array([c.reason is None for c in checks], dtype=bool)
-    for listing_id, check in zip(frame[schema.ID_COLUMN].tolist(), checks):
+    for listing_id, check in zip(frame[schema.ID_COLUMN].tolist(), checks, strict=True):
         if check.reason:
             drops[check.reason].append(listing_id)
     frame = frame.assign(image_path=[c.path for c in checks],

@@ -27,6 +27,11 @@ METRIC_NAMES = ("mae", "rmse", "mape", "medape", "r2_log")
 N_BOOTSTRAP = 1000
 
 
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error, in the unit of the inputs (EUR for prices); shapes (n,)."""
+    return float(np.mean(np.abs(np.asarray(y_pred) - np.asarray(y_true))))
+
+
 def _point_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     error = y_pred - y_true
     ape = np.abs(error) / y_true * 100.0
@@ -34,7 +39,7 @@ def _point_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     ss_res = float(np.sum((log_true - log_pred) ** 2))
     ss_tot = float(np.sum((log_true - log_true.mean()) ** 2))
     return {
-        "mae": float(np.mean(np.abs(error))),
+        "mae": mae(y_true, y_pred),
         "rmse": float(np.sqrt(np.mean(error ** 2))),
         "mape": float(np.mean(ape)),
         "medape": float(np.median(ape)),
@@ -124,7 +129,7 @@ def plot_predicted_vs_actual(predictions: dict[str, np.ndarray], y_true_eur, nco
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False)
     y = np.asarray(y_true_eur)
     lim = (0, float(max(y.max(), max(np.max(p) for p in predictions.values()))) * 1.05)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         ax.scatter(y, predictions[name], s=8, alpha=0.5)
         ax.plot(lim, lim, color="grey", lw=1, ls="--")
         ax.set(xlim=lim, ylim=lim, title=name, xlabel="actual price (EUR)",
@@ -177,7 +182,7 @@ def plot_mae_with_intervals(models: dict, split: str = "test", title: str = "Tes
              if split in r and "mae" in r[split]]
     items.sort(key=lambda t: -t[1])
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(items) + 1.2))
-    for i, (name, mae, ci) in enumerate(items):
+    for i, (_, mae, ci) in enumerate(items):
         err = [[mae - ci[0]], [ci[1] - mae]] if ci else None
         ax.barh(i, mae, xerr=err, color=plt.cm.tab10(i % 10), alpha=0.8, capsize=3)
         ax.text(mae, i, f" {mae:.1f}", va="center", fontsize=8)
@@ -194,7 +199,7 @@ def plot_learning_curves(histories: dict[str, dict], metric: str = "loss"):
     names = [n for n, h in histories.items() if h and metric in h]
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.4),
                              squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         history = histories[name]
         ax.plot(history[metric], label="train")
         if f"val_{metric}" in history:

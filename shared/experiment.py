@@ -201,10 +201,8 @@ def dataset_location(data_dir) -> dict:
         return {"source": None}
     path = Path(data_dir).resolve()
     out = {"source": path.name}
-    try:
+    if path.is_relative_to(config.PROJECT_ROOT.resolve()):
         out["source_path"] = str(path.relative_to(config.PROJECT_ROOT.resolve()))
-    except ValueError:
-        pass
     return out
 
 

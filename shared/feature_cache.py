@@ -63,9 +63,8 @@ def extract_features(paths, backbone: str, image_size: int = 224, batch_size: in
             for vector in vectors:
                 index = missing[done]
                 files[index].parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(files[index], suffix=".npy") as tmp:
-                    with open(tmp, "wb") as handle:
-                        np.save(handle, vector)
+                with atomic_path(files[index], suffix=".npy") as tmp, open(tmp, "wb") as handle:
+                    np.save(handle, vector)
                 done += 1
             bar.update(len(vectors))
         bar.close()

@@ -63,8 +63,8 @@ Public interface (what training code and the reports call)
     saved in a model bundle as ``intervals.json``); ``IntervalCalibration.interval`` for any
     coverage in (0, 1); :func:`interval_metrics` / :func:`interval_report` (coverage with its
     bootstrap interval, median width, per-group coverage); :func:`evaluation_groups`;
-    :func:`plot_coverage_by_group`; :func:`interval_table`; :func:`model_kind`;
-    :func:`coverage_sentence`; :func:`calibrate_bundle` (the same from a bundle and the parts).
+    :func:`plot_coverage_by_group`; :func:`interval_table`;
+    :func:`coverage_sentence`.
 """
 
 from __future__ import annotations
@@ -159,14 +159,14 @@ class Difficulty:
     n_train: int
 
     @classmethod
-    def fit(cls, pred_log: np.ndarray, y_log: np.ndarray, frame: pd.DataFrame) -> "Difficulty":
+    def fit(cls, pred_log: np.ndarray, y_log: np.ndarray, frame: pd.DataFrame) -> Difficulty:
         """Fit on training rows: ``pred_log``, ``y_log`` (n,) log EUR, ``frame`` (n rows)."""
         rooms = _room_types(frame, len(pred_log))
         center, scale = float(pred_log.mean()), float(pred_log.std())
         scale = scale if scale > 1e-12 else 1.0
         z = (pred_log - center) / scale
         levels, counts = np.unique(rooms, return_counts=True)
-        frequent = [str(lv) for lv, c in zip(levels, counts) if c >= MIN_LEVEL_ROWS]
+        frequent = [str(lv) for lv, c in zip(levels, counts, strict=True) if c >= MIN_LEVEL_ROWS]
         reference = str(levels[np.argmax(counts)])
         room_types = tuple(lv for lv in frequent if lv != reference)
         partial = cls(center, scale, (float(z.min()), float(z.max())), room_types,
@@ -198,7 +198,7 @@ class Difficulty:
                 "features": ["z", "z^2"] + [f"room type = {r}" for r in self.room_types]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Difficulty":
+    def from_dict(cls, data: dict) -> Difficulty:
         return cls(float(data["center"]), float(data["scale"]),
                    tuple(map(float, data["z_range"])), tuple(map(str, data["room_types"])),
                    tuple(map(float, data["coef"])), float(data["intercept"]),
@@ -282,7 +282,7 @@ class IntervalCalibration:
                 "calibration_ids": list(self.calibration_ids)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "IntervalCalibration":
+    def from_dict(cls, data: dict) -> IntervalCalibration:
         """Inverse of :meth:`to_dict`; :class:`IntervalError` when the content is not usable."""
         try:
             if data.get("format") != CALIBRATION_FORMAT:
@@ -360,31 +360,6 @@ def fit_calibration(pred_log, y_log, frame: pd.DataFrame, train_pred_log=None, t
     scores = np.sort(np.abs(y_log - pred_log) / sigma)
     id_tuple = () if ids is None else tuple(int(i) for i in np.sort(ids))
     return IntervalCalibration(tuple(map(float, scores)), difficulty, id_tuple)
-
-
-def calibrate_bundle(bundle, calibration_part, train_part=None, pred_log=None,
-                     train_pred_log=None) -> IntervalCalibration:
-    """:func:`fit_calibration` for a trained bundle from the parts of the split (Datasets).
-
-    Args:
-        bundle: anything with ``predict_log(dataset) -> (n,)`` (a ``ModelBundle``).
-        calibration_part: the calibration part (``.frame``, ``.prices`` in EUR).
-        train_part: the training part, for the difficulty model; None gives plain split
-            conformal (e.g. when predicting every training photo would take too long).
-        pred_log, train_pred_log: the bundle's log-price predictions of those parts when they
-            are already computed (shape (n_cal,) / (n_train,)); computed here otherwise.
-    """
-    from shared.features import log_target
-
-    if pred_log is None:
-        pred_log = bundle.predict_log(calibration_part)
-    train = {}
-    if train_part is not None:
-        train = {"train_pred_log": (bundle.predict_log(train_part) if train_pred_log is None
-                                    else train_pred_log),
-                 "train_y_log": log_target(train_part.prices), "train_frame": train_part.frame}
-    return fit_calibration(pred_log, log_target(calibration_part.prices), calibration_part.frame,
-                           **train)
 
 
 def save_calibration(calibration: IntervalCalibration, directory: Path) -> Path:
@@ -500,14 +475,6 @@ def interval_report(calibration: IntervalCalibration, pred_log, frame: pd.DataFr
 
 # --------------------------------------------------------------------------- report helpers
 
-def model_kind(inputs) -> str:
-    """``"tabular"``, ``"photo"`` or ``"fusion"`` from a bundle's ``inputs``."""
-    inputs = set(inputs)
-    if inputs == {"tabular"}:
-        return "tabular"
-    return "fusion" if "tabular" in inputs else "photo"
-
-
 def interval_table(reports: dict[str, dict]):
     """pandas DataFrame, one row per model: coverage [95% CI] and median width (EUR) at each
     coverage of ``reports`` (``{model: interval_report(...)}``)."""
@@ -538,16 +505,16 @@ def plot_coverage_by_group(metrics_by_model: dict[str, dict], group_names=("room
     fig, axes = plt.subplots(1, len(group_names), squeeze=False,
                              figsize=(5.5 * len(group_names), 4))
     width = 0.8 / max(1, len(names))
-    for ax, group in zip(axes.flat, group_names):
+    for ax, group in zip(axes.flat, group_names, strict=False):
         levels = _level_order({lv for m in metrics_by_model.values()
                                for lv in m.get("groups", {}).get(group, {})})
         for k, name in enumerate(names):
             stats = metrics_by_model[name].get("groups", {}).get(group, {})
             xs = np.arange(len(levels)) + (k - (len(names) - 1) / 2) * width
             values = [stats.get(lv, {}).get("coverage", np.nan) for lv in levels]
-            cis = [stats.get(lv, {}).get("coverage_ci95") or [v, v] for lv, v in zip(levels, values)]
-            err = np.array([[v - c[0] for v, c in zip(values, cis)],
-                            [c[1] - v for v, c in zip(values, cis)]])
+            cis = [stats.get(lv, {}).get("coverage_ci95") or [v, v] for lv, v in zip(levels, values, strict=True)]
+            err = np.array([[v - c[0] for v, c in zip(values, cis, strict=True)],
+                            [c[1] - v for v, c in zip(values, cis, strict=True)]])
             ax.bar(xs, values, width * 0.9, yerr=err, capsize=2, label=name,
                    color=plt.cm.tab10(k % 10), alpha=0.85)
         counts = {lv: max(m.get("groups", {}).get(group, {}).get(lv, {}).get("n", 0)

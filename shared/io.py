@@ -12,7 +12,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 
 #: Suffix of the temporary files :func:`atomic_path` creates (``.<name>.<random>.tmp``).

@@ -59,7 +59,7 @@ class PhotoCheckIndex:
     _seen: set = field(default_factory=set)
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "PhotoCheckIndex":
+    def load(cls, path: Path | None = None) -> PhotoCheckIndex:
         """The index at ``path`` (default :func:`index_path`); empty when absent, unreadable or
         written by another check or Pillow version."""
         path = Path(path) if path is not None else index_path()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared import evaluation
+
 @dataclass(frozen=True)
 class Fitted:
     """What ``build_and_fit`` returns: the fitted model and its Keras history dict (per-epoch
@@ -62,8 +64,7 @@ def tune_on_validation(build_and_fit, grid: list[dict], predict_val_eur, y_val_e
         if not isinstance(fitted, Fitted):
             raise TypeError(f"build_and_fit must return a Fitted, got {type(fitted).__name__}")
         model, history = fitted.model, fitted.history
-        mae = float(np.mean(np.abs(np.asarray(predict_val_eur(model, params)).reshape(-1)
-                                   - y_val_eur)))
+        mae = evaluation.mae(y_val_eur, np.asarray(predict_val_eur(model, params)).reshape(-1))
         record = {**describe(params), "val_mae": round(mae, 3)}
         if details:
             record["epochs_run"] = len(history["loss"]) if history else 0

@@ -28,7 +28,7 @@ class Reply:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     timeout = 10  # server-side socket timeout, so a stuck client cannot hold a thread forever
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
@@ -64,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
-    owner: "LocalServer"
+    owner: LocalServer
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - quiet
         pass
@@ -85,7 +85,7 @@ class LocalServer:
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self._thread.start()
         return self
 

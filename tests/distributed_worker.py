@@ -61,7 +61,7 @@ def _relative_distance(weights, reference, start) -> float:
     of the same model ended apart, relative to how far training moved it."""
     def norm(a, b):
         return np.sqrt(sum(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2)
-                           for x, y in zip(a, b)))
+                           for x, y in zip(a, b, strict=True)))
     return float(norm(weights, reference) / norm(reference, start))
 
 

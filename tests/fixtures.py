@@ -24,7 +24,7 @@ import io
 import os
 import random
 from pathlib import Path
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from PIL import Image
 

@@ -25,19 +25,8 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.acq_server import LocalServer, Reply
 
-LISTINGS_TABLE_COLUMNS = (
-    "ID,Host ID,Host Since,Host Name,Street,Neighbourhood Cleansed,City,State,Zipcode,"
-    "Smart Location,Country Code,Country,Latitude,Longitude,Property Type,Room Type,Bathrooms,"
-    "Bedrooms,Beds,Bed Type,Price,Number of Reviews,Cancellation Policy,Geolocation").split(",")
-MORE_COLUMNS = (
-    "Host Listings Count;Neighbourhood Cleansed;City;State;Zipcode;Latitude;Longitude;"
-    "Property Type;Room Type;Accommodates;Bathrooms;Bedrooms;Beds;Bed Type;Square Feet;Price;"
-    "Weekly Price;Monthly Price;Security Deposit;Cleaning Fee;Guests Included;Extra People;"
-    "Minimum Nights;Maximum Nights;Availability 30;Availability 60;Availability 90;"
-    "Availability 365;Number of Reviews;Review Scores Rating;Review Scores Accuracy;"
-    "Review Scores Cleanliness;Review Scores Checkin;Review Scores Communication;"
-    "Review Scores Location;Review Scores Value;Cancellation Policy;"
-    "Calculated host listings count;Reviews per Month").split(";")
+LISTINGS_TABLE_COLUMNS = ["ID", "Host ID", "Host Since", "Host Name", "Street", "Neighbourhood Cleansed", "City", "State", "Zipcode", "Smart Location", "Country Code", "Country", "Latitude", "Longitude", "Property Type", "Room Type", "Bathrooms", "Bedrooms", "Beds", "Bed Type", "Price", "Number of Reviews", "Cancellation Policy", "Geolocation"]
+MORE_COLUMNS = ["Host Listings Count", "Neighbourhood Cleansed", "City", "State", "Zipcode", "Latitude", "Longitude", "Property Type", "Room Type", "Accommodates", "Bathrooms", "Bedrooms", "Beds", "Bed Type", "Square Feet", "Price", "Weekly Price", "Monthly Price", "Security Deposit", "Cleaning Fee", "Guests Included", "Extra People", "Minimum Nights", "Maximum Nights", "Availability 30", "Availability 60", "Availability 90", "Availability 365", "Number of Reviews", "Review Scores Rating", "Review Scores Accuracy", "Review Scores Cleanliness", "Review Scores Checkin", "Review Scores Communication", "Review Scores Location", "Review Scores Value", "Cancellation Policy", "Calculated host listings count", "Reviews per Month"]
 
 LISTINGS_REPO, MORE_REPO, PHOTOS_REPO = "ana/warehouse", "arix/keepml", "mc/practica"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

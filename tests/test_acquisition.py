@@ -631,7 +631,7 @@ def test_real_export_and_photos_through_the_opendatasoft_source(tmp_path, server
         photo = (REAL_DATA_DIR / "images" / f"{row[0]}.jpg").read_bytes()
         row[picture] = server.route(f"/photos/{row[0]}.jpg", Reply(photo))
         row[thumbnail] = server.url(f"/thumbs/{row[0]}.jpg")
-    export = export_csv([dict(zip(header, row)) for row in rows])
+    export = export_csv([dict(zip(header, row, strict=True)) for row in rows])
     dest = tmp_path / "data"
 
     summary = fetch(dest, "opendatasoft", url=server.route("/export.csv", Reply(export)))

@@ -11,7 +11,7 @@ def _results(val_mae: dict, test: dict) -> dict:
 
 def test_transfer_goal_is_judged_on_the_model_validation_picks():
     names = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen", "transfer_finetuned")
-    val = dict(zip(names, (25.0, 12.0, 12.0, 11.0, 25.0, 21.0, 22.0)))
+    val = dict(zip(names, (25.0, 12.0, 12.0, 11.0, 25.0, 21.0, 22.0), strict=True))
     test = {n: {"mae": 20.0, "r2_log": 0.1} for n in names}
     test["transfer_finetuned"] = {"mae": 18.0, "r2_log": 0.5}   # better on test only
     results = _results(val, test)

@@ -241,7 +241,7 @@ def test_fingerprints_are_stable_and_distinct():
     prints = [backbones.backbone_fingerprint(name) for name in backbones.BACKBONES]
     assert prints == [backbones.backbone_fingerprint(name) for name in backbones.BACKBONES]
     assert len(set(prints)) == len(prints)
-    assert all(p.startswith(f"{name}-") for p, name in zip(prints, backbones.BACKBONES))
+    assert all(p.startswith(f"{name}-") for p, name in zip(prints, backbones.BACKBONES, strict=True))
 
 
 def test_offline_keras_weights_raise_clear_error(monkeypatch):
@@ -340,4 +340,4 @@ def test_lite0_cache_file_is_reused(lite0_classifier, lite0_cache, monkeypatch):
     out = features.predict(np.full((1, 96, 96, 3), 128.0, dtype="float32"), verbose=0)
     assert features.name == "efficientnet_lite0"
     assert out.shape == (1, 1280) == (1, backbones.feature_dim("efficientnet_lite0"))
-    assert 0.0 <= out.min() and out.max() <= 6.0  # pooled ReLU6 activations
+    assert out.min() >= 0.0 and out.max() <= 6.0  # pooled ReLU6 activations

@@ -65,7 +65,7 @@ def test_tricky_directory_keeps_the_usable_rows_and_names_every_drop(tricky_dir,
 def test_prices_with_currency_symbols_and_thousands_separators(tricky_dir, isolated_cache):
     dataset = load_dataset(tricky_dir)
 
-    assert dict(zip(dataset.ids.tolist(), dataset.prices.tolist())) == TRICKY_PRICES
+    assert dict(zip(dataset.ids.tolist(), dataset.prices.tolist(), strict=True)) == TRICKY_PRICES
     assert dataset.prices.dtype == np.float64 and dataset.ids.dtype == np.int64
 
 
@@ -88,7 +88,7 @@ def test_city_variant_is_kept_and_other_city_or_country_dropped(tmp_path, isolat
 
 def test_photos_that_tensorflow_decodes_are_used_in_place(tricky_dir, isolated_cache):
     dataset = load_dataset(tricky_dir)
-    paths = dict(zip(dataset.ids.tolist(), dataset.image_paths))
+    paths = dict(zip(dataset.ids.tolist(), dataset.image_paths, strict=True))
 
     for listing in (101, 102, 103, 105, 113):  # RGB / grayscale JPEG, PNG-in-.jpg, RGBA PNG
         assert paths[listing] == str(tricky_dir / "images" / f"{listing}.jpg")
@@ -101,7 +101,7 @@ def test_cmyk_photo_is_converted_into_the_cache_never_the_data_dir(tricky_dir, i
 
     dataset = load_dataset(tricky_dir)
 
-    converted = dict(zip(dataset.ids.tolist(), dataset.image_paths))[104]
+    converted = dict(zip(dataset.ids.tolist(), dataset.image_paths, strict=True))[104]
     assert converted.startswith(str(isolated_cache / "converted_photos"))
     assert not converted.startswith(str(tricky_dir))
     with Image.open(converted) as image:
@@ -111,7 +111,7 @@ def test_cmyk_photo_is_converted_into_the_cache_never_the_data_dir(tricky_dir, i
     # a second load reuses the converted copy (same path, nothing new written)
     cache_before = tree_state(isolated_cache)
     again = load_dataset(tricky_dir)
-    assert dict(zip(again.ids.tolist(), again.image_paths))[104] == converted
+    assert dict(zip(again.ids.tolist(), again.image_paths, strict=True))[104] == converted
     assert tree_state(isolated_cache) == cache_before
 
 
@@ -119,7 +119,7 @@ def test_explicit_converted_dir_is_used(tricky_dir, tmp_path, isolated_cache):
     target = tmp_path / "elsewhere"
     dataset = load_dataset(tricky_dir, converted_dir=target)
 
-    converted = dict(zip(dataset.ids.tolist(), dataset.image_paths))[104]
+    converted = dict(zip(dataset.ids.tolist(), dataset.image_paths, strict=True))[104]
     assert converted.startswith(str(target))
     assert not (isolated_cache / "converted_photos").exists()  # only the photo-check index there
 
@@ -218,7 +218,7 @@ def test_header_only_csv_gives_an_empty_dataset(tmp_path):
 def test_require_price_false_keeps_rows_without_a_valid_price(tricky_dir, isolated_cache):
     dataset = load_dataset(tricky_dir, require_price=False)
 
-    prices = dict(zip(dataset.ids.tolist(), dataset.prices.tolist()))
+    prices = dict(zip(dataset.ids.tolist(), dataset.prices.tolist(), strict=True))
     assert {109, 110, 111} <= set(prices)
     assert all(math.isnan(prices[i]) for i in (109, 110, 111))
     assert prices[102] == 1200.0

@@ -140,7 +140,7 @@ def test_from_branches_starts_as_exactly_the_tabular_model(img_hidden):
     before = [w.copy() for w in tab.get_weights()]
     network.get_layer("tabular_branch").layers[1].kernel.assign(
         np.zeros(network.get_layer("tabular_branch").layers[1].kernel.shape))
-    assert all(np.array_equal(a, b) for a, b in zip(before, tab.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(before, tab.get_weights(), strict=True))
 
 
 def test_train_if_better_restores_the_weights_when_validation_gets_worse():
@@ -154,7 +154,7 @@ def test_train_if_better_restores_the_weights_when_validation_gets_worse():
 
     outcome = late_fusion.train_if_better(model, fit, lambda: next(scores))
     assert not outcome["kept"]
-    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights(), strict=True))
     scores = iter([10.0, 8.0])
     assert late_fusion.train_if_better(model, fit, lambda: next(scores))["kept"]
     assert float(model.get_layer("log_price").bias.numpy()[0]) == 9.0
@@ -441,8 +441,8 @@ def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(traine
         assert (result["predicted_price"] > 0).all()
         assert ((result["price_low"] <= result["predicted_price"])
                 & (result["predicted_price"] <= result["price_high"])).all()
-        expected = dict(zip(exp.data.parts["test"].ids, exp.predictions[name]["test"]))
-        for listing, price in zip(result["ID"], result["predicted_price"]):
+        expected = dict(zip(exp.data.parts["test"].ids, exp.predictions[name]["test"], strict=True))
+        for listing, price in zip(result["ID"], result["predicted_price"], strict=True):
             assert price == pytest.approx(expected[listing], abs=0.02), (name, listing)
 
 

@@ -121,7 +121,7 @@ def test_multi_worker_two_processes_train_one_model(small_dir, tmp_path):
             proc.kill()
             proc.communicate()
         pytest.fail(f"the two workers did not finish within {TIMEOUT} s")
-    for proc, (stdout, stderr) in zip(procs, outputs):
+    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, f"worker failed:\n{stdout[-2000:]}\n{stderr[-4000:]}"
     chief, other = (_last_json(stdout) for stdout, _ in outputs)
 
@@ -137,7 +137,7 @@ def test_multi_worker_two_processes_train_one_model(small_dir, tmp_path):
     assert any(p.startswith("models/mlp/") for p in chief["written"])
     assert other["written"] == [] and other["metrics"] is None
     assert len(chief["weights"]) == len(other["weights"]) > 0
-    for a, b in zip(chief["weights"], other["weights"]):
+    for a, b in zip(chief["weights"], other["weights"], strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(chief["val_predictions"], other["val_predictions"])
 

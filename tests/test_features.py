@@ -25,7 +25,7 @@ def test_engineered_table_has_the_declared_columns_and_index():
     assert list(table.columns) == ENGINEERED_COLUMNS
     assert table.index.tolist() == list(range(100, 112))
     assert all(table[c].dtype == np.float64 for c in NUMERIC)
-    assert ENGINEERED_COLUMNS == [*NUMERIC, *CATEGORICAL]
+    assert [*NUMERIC, *CATEGORICAL] == ENGINEERED_COLUMNS
 
 
 def test_money_percent_and_missing_fee_parsing():

@@ -54,7 +54,7 @@ def test_real_photos_are_the_pinned_ones(reference):
 
 def _serve(server: LocalServer, tmp_path: Path, reference) -> tuple[str, Path, dict]:
     header, chosen, photos = reference
-    rows = [dict(zip(header, row)) for row in chosen.values()]
+    rows = [dict(zip(header, row, strict=True)) for row in chosen.values()]
     tables = gs.source_tables(rows, gs.excluded_rows(rows[0]))
     pins = gs.pins_for(tables, DEFAULT_GITHUB_SOURCES.photos.manifest)
     base = gs.serve(server, pins, tables, {key: Reply(data) for key, data in photos.items()})

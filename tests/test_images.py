@@ -53,7 +53,7 @@ def test_batches_are_float32_in_range_with_the_right_shape(photos):
     images = np.concatenate(batches)
     assert images.dtype == np.float32
     assert images.min() >= 0.0 and images.max() <= 255.0
-    for image, colour in zip(images, colours):  # solid colours survive decoding + resizing
+    for image, colour in zip(images, colours, strict=True):  # solid colours survive decoding + resizing
         np.testing.assert_allclose(image.mean(axis=(0, 1)), colour, atol=12)
     gray = images[1]
     assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
@@ -143,7 +143,7 @@ def test_cache_dir_mode_caches_decoded_photos_on_disk(tmp_path, photos):
     for path in paths:  # second epoch: photos come from the cache, not from the files
         Image.new("RGB", (10, 10), (0, 0, 0)).save(path, format="JPEG")
     second = collect(dataset)
-    for (x1, y1), (x2, y2) in zip(first, second):
+    for (x1, y1), (x2, y2) in zip(first, second, strict=True):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
 
@@ -177,8 +177,8 @@ def test_cached_and_uncached_pipelines_give_identical_shuffled_batches(tmp_path)
         return [collect(data) for _ in range(2)]
 
     plain, cached = epochs(None), epochs(tmp_path / "cache")
-    for epoch_plain, epoch_cached in zip(plain, cached):
-        for (x1, y1), (x2, y2) in zip(epoch_plain, epoch_cached):
+    for epoch_plain, epoch_cached in zip(plain, cached, strict=True):
+        for (x1, y1), (x2, y2) in zip(epoch_plain, epoch_cached, strict=True):
             np.testing.assert_array_equal(x1["image"], x2["image"])
             np.testing.assert_array_equal(x1["tabular"], x2["tabular"])
             np.testing.assert_array_equal(y1, y2)

@@ -25,9 +25,9 @@ from fixtures import make_dataset_dir, synthetic_rows, tree_state
 from shared import features as feats
 from shared.cli import EXIT_INPUT_ERROR, main
 from shared.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalError,
-                              calibrate_bundle, check_coverage, conformal_rank, coverage_sentence,
+                              check_coverage, conformal_rank, coverage_sentence,
                               evaluation_groups, fit_calibration, interval_metrics,
-                              interval_report, interval_table, model_kind,
+                              interval_report, interval_table, 
                               plot_coverage_by_group)
 from shared.bundles import ModelBundle, ModelLoadError
 from shared.split import make_split
@@ -246,7 +246,8 @@ def test_interval_report_table_plot_and_sentence():
     reports = {}
     for name, error_scale in (("ridge", 1.0), ("cnn", 1.4), ("fusion", 0.7)):
         # "models" whose errors are larger (cnn) or smaller (fusion) than the tabular one's
-        shift = lambda part: part[1] - error_scale * (part[1] - part[0])  # noqa: E731
+        def shift(part, error_scale=error_scale):
+            return part[1] - error_scale * (part[1] - part[0])
         calibration = fit_calibration(shift(cal), cal[1], cal[2], shift(train), train[1],
                                       train[2])
         reports[name] = interval_report(calibration, shift(test), test[2], y_eur, n_boot=100)
@@ -262,8 +263,7 @@ def test_interval_report_table_plot_and_sentence():
     at80 = {name: r["0.8"] for name, r in reports.items()}
     figure = plot_coverage_by_group(at80)
     assert len(figure.axes) == 2
-    kinds = {"ridge": model_kind(("tabular",)), "cnn": model_kind(("image",)),
-             "fusion": model_kind(("tabular", "image_features"))}
+    kinds = {"ridge": "tabular", "cnn": "photo", "fusion": "fusion"}
     assert kinds == {"ridge": "tabular", "cnn": "photo", "fusion": "fusion"}
     sentence = coverage_sentence(at80, kinds)
     width = {name: m["median_width_eur"] for name, m in at80.items()}
@@ -302,21 +302,10 @@ def calibrated(small_dataset):
                                      feats.log_target(train.prices))
     bundle = ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor,
                          deliverable="deliverable1")
-    bundle.intervals = calibrate_bundle(bundle, val, train)
+    bundle.intervals = fit_calibration(bundle.predict_log(val), feats.log_target(val.prices),
+                                       val.frame, bundle.predict_log(train),
+                                       feats.log_target(train.prices), train.frame)
     return bundle, split
-
-
-def test_calibrate_bundle_is_fit_calibration_on_the_validation_and_training_parts(
-        calibrated, small_dataset):
-    bundle, split = calibrated
-    train, val = small_dataset.subset(split.train), small_dataset.subset(split.val)
-    direct = fit_calibration(bundle.predict_log(val), feats.log_target(val.prices), val.frame,
-                             bundle.predict_log(train), feats.log_target(train.prices),
-                             train.frame)
-    assert bundle.intervals.to_dict() == direct.to_dict()
-    assert bundle.intervals.difficulty is not None
-    plain = calibrate_bundle(bundle, val, pred_log=bundle.predict_log(val))
-    assert plain.difficulty is None and plain.n == len(split.val)
 
 
 def test_bundle_round_trip_keeps_the_calibration(calibrated, small_dataset, tmp_path):

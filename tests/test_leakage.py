@@ -71,7 +71,7 @@ def test_onehot_levels_come_only_from_training_rows(parts):
         pipeline = make_preprocessor(min_frequency=min_frequency).fit(train)
         encoder = _onehot(pipeline)
         engineered = engineer_features(train)
-        for column, levels in zip(CATEGORICAL, encoder.categories_):
+        for column, levels in zip(CATEGORICAL, encoder.categories_, strict=True):
             seen = set(engineered[column].fillna("missing"))
             assert set(levels) == seen, column
         names = list(pipeline.get_feature_names_out())

@@ -192,7 +192,7 @@ def test_ridge_path_matches_scikit_learn_and_linear_head_holds_it():
     y = X[:, :3] @ np.array([0.3, -0.2, 0.1]) + 4.0 + rng.normal(scale=0.05, size=40)
     alphas = (0.5, 10.0, 300.0)
     coefs, intercept = ridge_path(X, y, alphas)
-    for alpha, coef in zip(alphas, coefs):
+    for alpha, coef in zip(alphas, coefs, strict=True):
         reference = Ridge(alpha=alpha).fit(X, y)
         np.testing.assert_allclose(coef, reference.coef_, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(intercept, reference.intercept_, rtol=1e-9)

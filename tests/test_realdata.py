@@ -79,7 +79,7 @@ def test_real_split_sizes_and_persistence(real, tmp_path):
     assert tuple(len(ids) for ids in split.parts().values()) == REAL_SPLIT_SIZES
     union = np.concatenate(list(split.parts().values()))
     assert len(np.unique(union)) == REAL_USABLE and set(union) == set(dataset.ids.tolist())
-    for a, b in zip(split.parts().values(), make_split(dataset).parts().values()):
+    for a, b in zip(split.parts().values(), make_split(dataset).parts().values(), strict=True):
         assert np.array_equal(a, b)
     assert json.loads((tmp_path / SPLIT_FILE).read_text())["train"] == split.train.tolist()
 
@@ -151,9 +151,9 @@ def test_unseen_directory_loads_with_the_expected_drops(unseen, tmp_path):
     dropped = {i for ids in expected["drops"].values() for i in ids}
     usable = sorted(set(expected["ids"]) - dropped)
     assert dataset.ids.tolist() == usable
-    assert dict(zip(dataset.ids.tolist(), dataset.prices.tolist())) == \
+    assert dict(zip(dataset.ids.tolist(), dataset.prices.tolist(), strict=True)) == \
         {i: expected["prices"][i] for i in usable}
-    paths = dict(zip(dataset.ids.tolist(), dataset.image_paths))
+    paths = dict(zip(dataset.ids.tolist(), dataset.image_paths, strict=True))
     assert paths[expected["png"]] == str(root / "images" / f"{expected['png']}.jpg")
     assert paths[expected["cmyk"]].startswith(str(tmp_path / "converted"))
     assert expected["comunidad"] in paths

@@ -64,7 +64,7 @@ def test_same_split_twice_and_independent_of_row_order():
     shuffled = Dataset(dataset.frame.sample(frac=1.0, random_state=7).reset_index(drop=True))
     third = make_split(shuffled)
 
-    for a, b, c in zip(first.parts().values(), second.parts().values(), third.parts().values()):
+    for a, b, c in zip(first.parts().values(), second.parts().values(), third.parts().values(), strict=True):
         assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
@@ -154,7 +154,7 @@ def test_load_or_make_split_replaces_the_file_of_another_dataset_or_seed(tmp_pat
     assert stored["dataset_fingerprint"] == dataset_fingerprint(other)
     assert set(np.concatenate(list(split.parts().values())).tolist()) == set(other.ids.tolist())
     assert split.parts().keys() == make_split(other).parts().keys()
-    for a, b in zip(split.parts().values(), make_split(other).parts().values()):
+    for a, b in zip(split.parts().values(), make_split(other).parts().values(), strict=True):
         assert np.array_equal(a, b)
 
     reseeded = load_or_make_split(other, tmp_path, seed=7)

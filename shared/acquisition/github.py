@@ -116,7 +116,7 @@ class GithubSources:
         return locations
 
     @classmethod
-    def from_json(cls, path: Path) -> "GithubSources":
+    def from_json(cls, path: Path) -> GithubSources:
         """Read pins from JSON: ``{"listings": TABLE, "more_columns": [TABLE, ...], "photos":
         {"repo", "commit", "folder", "manifest"}}`` with TABLE = ``{"repo", "commit", "path",
         "sha256", "delimiter"}``; a relative manifest path is relative to the JSON file."""
@@ -219,7 +219,7 @@ def read_table(path: Path, delimiter: str, required: Sequence[str],
         rows = []
         for record in reader:
             if len(record) == len(header):
-                rows.append(dict(zip(header, record)))
+                rows.append(dict(zip(header, record, strict=True)))
             elif record:
                 report.drop_listing(record[0], "malformed_row",
                                     f"{path.name} line {reader.line_num}: {len(record)} fields, "

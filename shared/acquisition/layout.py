@@ -103,14 +103,13 @@ def write_listings_csv(path: Path, rows: Iterable[Sequence[str]],
     """Write ``listings.csv`` (header = ``columns``, by default all 89 OpenDataSoft columns)
     atomically; return the row count."""
     count = 0
-    with atomic_output(path, fsync=True) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            out.write(format_csv_row(columns))
-            for row in rows:
-                if len(row) != len(columns):
-                    raise ValueError(f"row with {len(row)} fields, expected {len(columns)}")
-                out.write(format_csv_row(row))
-                count += 1
+    with atomic_output(path, fsync=True) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        out.write(format_csv_row(columns))
+        for row in rows:
+            if len(row) != len(columns):
+                raise ValueError(f"row with {len(row)} fields, expected {len(columns)}")
+            out.write(format_csv_row(row))
+            count += 1
     return count
 
 

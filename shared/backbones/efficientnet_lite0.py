@@ -288,12 +288,11 @@ def cached_weights_path() -> Path:
 
 def _save_weights_atomically(model: keras.Model, path: Path) -> None:
     """``model.save_weights`` through :func:`shared.io.atomic_path` (Keras wants ``.weights.h5``)."""
-    with atomic_path(path, suffix=".tmp.weights.h5") as tmp:
-        with warnings.catch_warnings():
-            # Keras' TF backend calls np.array(variable) once per weight: numpy 2 noise, harmless.
-            warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy",
-                                    category=DeprecationWarning)
-            model.save_weights(str(tmp))
+    with atomic_path(path, suffix=".tmp.weights.h5") as tmp, warnings.catch_warnings():
+        # Keras' TF backend calls np.array(variable) once per weight: numpy 2 noise, harmless.
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy",
+                                category=DeprecationWarning)
+        model.save_weights(str(tmp))
 
 
 def ensure_cached_weights() -> Path:

@@ -173,7 +173,7 @@ class StateDictUnpickler(RestrictedUnpickler):
             raise LegacyFormatError(f"malformed storage view {view_metadata!r} of {key}")
         _view_key, offset, view_numel = view_metadata
         if not (isinstance(offset, int) and isinstance(view_numel, int)
-                and 0 <= offset and 0 <= view_numel and offset + view_numel <= numel):
+                and offset >= 0 and view_numel >= 0 and offset + view_numel <= numel):
             raise LegacyFormatError(f"invalid storage view {view_metadata!r} of {key}")
         return _StorageView(root, offset, view_numel)
 
@@ -220,7 +220,7 @@ def _materialize(tensor: _LazyTensor) -> np.ndarray:
     if any(s < 0 for s in tensor.stride):
         raise LegacyFormatError(f"negative strides are not supported: {tensor.stride}")
     # Bounds check: as_strided does none, and the file is untrusted.
-    last = start + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
+    last = start + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride, strict=True))
     if last >= view.offset + view.numel:
         raise LegacyFormatError(f"tensor of size {tensor.size} overruns its storage {view.root.key}")
     data = view.root.data

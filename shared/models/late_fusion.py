@@ -49,6 +49,7 @@ from shared.split import PART_NAMES as PARTS
 from shared.backbones import build_backbone
 from shared.images import make_image_dataset
 from shared.bundles import ModelBundle
+from shared.evaluation import mae
 from shared.experiment import Trained
 from shared.training import compile_regressor, fit_regressor, under_strategy
 from shared.models.layers import dense_block, regression_output
@@ -143,7 +144,7 @@ def encode_photos(encoder: keras.Model, paths, image_size: int, batch_size: int 
 
 
 def _mae_eur(pred_log, y_eur) -> float:
-    return float(np.mean(np.abs(feats.price_from_log(pred_log) - np.asarray(y_eur))))
+    return mae(y_eur, feats.price_from_log(pred_log))
 
 
 def train_if_better(model: keras.Model, fit, val_mae, before: float | None = None) -> dict:
