@@ -129,7 +129,7 @@ class RunConfig:
 
     ``strategy`` is the ``tf.distribute.Strategy`` every Keras model is built, compiled and
     trained under (None: the current one, the default strategy outside any scope); ``replicas``
-    its number of replicas in sync. ``is_chief`` is False on the non-chief workers of a
+    its number of replicas in sync (batches follow :func:`shared.devices.global_batch_size`). ``is_chief`` is False on the non-chief workers of a
     multi-worker run: they train (their replicas are needed) but write nothing lasting.
     """
 
@@ -142,10 +142,3 @@ class RunConfig:
     strategy: object = field(default=None, compare=False)
     replicas: int = 1
     is_chief: bool = True
-
-    def global_batch(self, per_replica_batch: int) -> int:
-        """Batch size for a tf.data pipeline: ``per_replica_batch`` rows on each replica
-        (:func:`shared.devices.global_batch_size`; unchanged on one device)."""
-        from shared.devices import global_batch_size
-
-        return global_batch_size(per_replica_batch, self.replicas)

@@ -25,6 +25,7 @@ import numpy as np
 
 from shared.images import make_image_dataset
 from shared.bundles import ModelBundle
+from shared.devices import global_batch_size
 from shared.experiment import Trained
 from shared.models.layers import batch_normalization, regression_output
 from shared.training import compile_regressor, fit_regressor, under_strategy
@@ -59,10 +60,10 @@ def train_cnn_scratch(data, cfg, learning_rate: float = 1e-3) -> Trained:
     model = compile_regressor(build_cnn(image_size, float(np.mean(y_train))), learning_rate)
     with tempfile.TemporaryDirectory(prefix="cnn-photo-cache-") as cache:
         train = make_image_dataset(data.paths("train"), y_train, image_size=image_size,
-                                   batch_size=cfg.global_batch(batch_size), shuffle=True,
+                                   batch_size=global_batch_size(batch_size, cfg.replicas), shuffle=True,
                                    augment=True, seed=cfg.seed, cache_dir=f"{cache}/train")
         val = make_image_dataset(data.paths("val"), data.y_log("val"), image_size=image_size,
-                                 batch_size=cfg.global_batch(batch_size), cache_dir=f"{cache}/val")
+                                 batch_size=global_batch_size(batch_size, cfg.replicas), cache_dir=f"{cache}/val")
         history = fit_regressor(model, train, val, epochs=epochs, patience=8)
     params = {"image_size": image_size, "channels": list(CHANNELS), "learning_rate": learning_rate,
               "epochs_run": len(history["loss"]), "augmentation": "flip, brightness, contrast, zoom"}

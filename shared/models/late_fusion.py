@@ -49,6 +49,7 @@ from shared.split import PART_NAMES as PARTS
 from shared.backbones import build_backbone
 from shared.images import make_image_dataset
 from shared.bundles import ModelBundle
+from shared.devices import global_batch_size
 from shared.evaluation import mae
 from shared.experiment import Trained
 from shared.training import compile_regressor, fit_regressor, under_strategy
@@ -110,7 +111,7 @@ def photo_data(data, cfg, part: str, image_size: int, batch_size: int = 32, trai
     """tf.data of ({"image", "tabular"}, log price) for one part (shuffled + augmented if training),
     ``batch_size`` rows per replica."""
     return make_image_dataset(data.paths(part), data.y_log(part), extra_inputs=data.tabular[part],
-                              image_size=image_size, batch_size=cfg.global_batch(batch_size),
+                              image_size=image_size, batch_size=global_batch_size(batch_size, cfg.replicas),
                               shuffle=training, augment=training, seed=cfg.seed, cache_dir=cache_dir)
 
 

@@ -30,6 +30,7 @@ from shared.backbones import DEFAULT_BACKBONE, build_backbone, top_block_layers
 from shared.feature_cache import extract_features
 from shared.images import make_image_dataset
 from shared.bundles import ModelBundle
+from shared.devices import global_batch_size
 from shared.experiment import Trained
 from shared.training import compile_regressor, fit_regressor, under_strategy
 from shared.models.layers import linear_head
@@ -160,10 +161,10 @@ def train_transfer_finetuned(data, cfg, frozen: ModelBundle, epochs: int | None 
     compile_regressor(model, learning_rate)
     size = frozen.image_size
     train = make_image_dataset(data.paths("train"), data.y_log("train"), image_size=size,
-                               batch_size=cfg.global_batch(batch_size), shuffle=True, augment=True,
+                               batch_size=global_batch_size(batch_size, cfg.replicas), shuffle=True, augment=True,
                                seed=cfg.seed)
     val = make_image_dataset(data.paths("val"), data.y_log("val"), image_size=size,
-                             batch_size=cfg.global_batch(batch_size))
+                             batch_size=global_batch_size(batch_size, cfg.replicas))
     history = fit_regressor(model, train, val, epochs=epochs, patience=3)
     params = {"backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
               "trainable_backbone_tensors": n_trainable, "learning_rate": learning_rate,
