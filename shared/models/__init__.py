@@ -1,0 +1,46 @@
+"""The model families of both deliverables, one small module each:
+
+* :mod:`shared.models.layers`       Keras building blocks (dense block, output, MLP, linear head);
+* :mod:`shared.models.baselines`    ``mean``, ``ridge``, ``hgb`` (gradient boosting);
+* :mod:`shared.models.mlp`          ``mlp``, the tabular network;
+* :mod:`shared.models.cnn_scratch`  ``cnn_scratch``, a small CNN on the photo;
+* :mod:`shared.models.transfer`     ``transfer_frozen`` / ``transfer_finetuned`` (ImageNet backbone);
+* :mod:`shared.models.early_fusion` ``early_fusion``, ``hgb_with_embeddings``;
+* :mod:`shared.models.late_fusion`  ``late_fusion``, ``late_fusion_from_branches``.
+
+Every trainer has the form ``train_X(data, cfg, ...) -> Trained``
+(:class:`~shared.experiment.Trained`): it reads the run's :class:`~shared.data.ModelData` and
+:class:`~shared.config.RunConfig` and returns the fitted bundle; the evaluation loop
+(:meth:`shared.experiment.Experiment.evaluate`) scores, calibrates and saves it.
+:func:`train_single_source` trains deliverable 1's models (tabular only or photo only), which
+deliverable 2 also uses as its references.
+"""
+
+from __future__ import annotations
+
+#: Deliverable 1's models, in training order (``transfer_finetuned`` starts from ``transfer_frozen``).
+SINGLE_SOURCE_MODELS = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen",
+                        "transfer_finetuned")
+
+
+def train_single_source(exp, names=SINGLE_SOURCE_MODELS, log=print) -> dict:
+    """Train the named single-source models in :data:`SINGLE_SOURCE_MODELS` order, each evaluated,
+    calibrated and saved by ``exp`` as soon as it is trained; returns {name: Trained}.
+    ``transfer_finetuned`` needs ``transfer_frozen`` in ``names``."""
+    from shared.models import baselines, cnn_scratch, mlp, transfer
+
+    trained = {}
+    steps = {"mean": baselines.train_mean, "ridge": baselines.train_ridge,
+             "hgb": baselines.train_hgb, "mlp": mlp.train_mlp,
+             "cnn_scratch": cnn_scratch.train_cnn_scratch,
+             "transfer_frozen": transfer.train_transfer_frozen,
+             "transfer_finetuned": lambda data, cfg: transfer.train_transfer_finetuned(
+                 data, cfg, trained["transfer_frozen"].bundle)}
+    unknown = set(names) - set(SINGLE_SOURCE_MODELS)
+    if unknown:
+        raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {SINGLE_SOURCE_MODELS}")
+    for name in SINGLE_SOURCE_MODELS:
+        if name in names:
+            trained[name] = steps[name](exp.data, exp.cfg)
+            exp.evaluate(trained[name], log=log)
+    return trained
