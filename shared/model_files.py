@@ -208,10 +208,13 @@ def read_metadata(folder: Path, bundle_format: int) -> dict:
     found = meta["format"]
     if found != bundle_format:
         if isinstance(found, int) and found < bundle_format:
+            deliverable = meta.get("deliverable")
+            how = (f"retrain it with `nox -s {deliverable}`"
+                   if deliverable in ("deliverable1", "deliverable2") else RETRAIN)
             raise ModelLoadError(
                 f"{folder} was saved by an older version of the project (saved-model format "
                 f"{found}, its parts pickled with joblib, which can run code when loaded): it is "
-                f"not loaded; {RETRAIN}")
+                f"not loaded; {how}")
         raise ModelLoadError(f"{folder}: saved-model format {found!r}, this project reads "
                              f"format {bundle_format}; retrain the model.")
     return meta
@@ -248,8 +251,9 @@ def verify_files(folder: Path, meta: dict, required=()) -> None:
                                  "again or retrain the model")
         size = path.stat().st_size
         if size < digest["bytes"]:
-            raise ModelLoadError(f"{path}: truncated ({size} of {digest['bytes']} bytes): copy the "
-                                 "model folder again or retrain the model")
+            raise ModelLoadError(f"{path}: truncated or replaced ({size} of the {digest['bytes']} "
+                                 "bytes recorded when the model was saved): copy the model folder "
+                                 "again or retrain the model")
         if size != digest["bytes"] or sha256_file(path) != digest["sha256"]:
             raise ModelLoadError(f"{path}: altered or from another model (its sha256 differs from "
                                  "the one recorded when this model was saved): restore the folder "
