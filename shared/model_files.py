@@ -243,22 +243,33 @@ def verify_files(folder: Path, meta: dict, required=()) -> None:
             raise ModelLoadError(f"{folder / name}: the metadata records no such file although "
                                  f"the model needs it; {RETRAIN}")
     for name, digest in recorded.items():
-        path = folder / name
         if Path(name).name != name or name in (".", "..", METADATA_FILE):
             raise ModelLoadError(f"{where}: records an invalid file name {name!r}")
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: missing (the model folder is incomplete): copy it "
-                                 "again or retrain the model")
-        size = path.stat().st_size
-        if size < digest["bytes"]:
-            raise ModelLoadError(f"{path}: truncated or replaced ({size} of the {digest['bytes']} "
-                                 "bytes recorded when the model was saved): copy the model folder "
-                                 "again or retrain the model")
-        if size != digest["bytes"] or sha256_file(path) != digest["sha256"]:
-            raise ModelLoadError(f"{path}: altered or from another model (its sha256 differs from "
-                                 "the one recorded when this model was saved): restore the folder "
-                                 "or retrain the model")
-    unrecorded = [path for path in _part_paths(folder) if path.name not in recorded]
+        _check_file(folder / name, digest)
+    try:
+        unrecorded = [path for path in _part_paths(folder) if path.name not in recorded]
+    except OSError as exc:
+        raise ModelLoadError(f"{folder}: cannot be listed ({_reason(exc)})") from None
     if unrecorded:
         raise ModelLoadError(f"{unrecorded[0]}: not part of this model (metadata.json "
                              "does not record it; copied from another model?): remove it")
+
+
+def _check_file(path: Path, digest: dict) -> None:
+    """:class:`ModelLoadError` unless ``path`` has the recorded size and sha256."""
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: missing (the model folder is incomplete): copy it "
+                             "again or retrain the model")
+    try:
+        size = path.stat().st_size
+        same = size == digest["bytes"] and sha256_file(path) == digest["sha256"]
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot be read ({_reason(exc)})") from None
+    if size < digest["bytes"]:
+        raise ModelLoadError(f"{path}: truncated or replaced ({size} of the {digest['bytes']} "
+                             "bytes recorded when the model was saved): copy the model folder "
+                             "again or retrain the model")
+    if not same:
+        raise ModelLoadError(f"{path}: altered or from another model (its sha256 differs from "
+                             "the one recorded when this model was saved): restore the folder "
+                             "or retrain the model")
