@@ -11,36 +11,34 @@ size, and metadata. It declares which inputs it consumes:
 Models consuming several matrix inputs get them concatenated (tabular first); a model consuming
 ``tabular`` and ``image`` gets a dict ``{"tabular", "image"}`` (two-branch networks).
 
-Saved layout (``models/<name>/``): ``metadata.json``, ``model.keras`` or ``estimator.joblib``,
-``preprocessor.joblib`` and ``image_reducer.joblib`` when used, ``intervals.json`` (the
+Saved layout (``models/<name>/``): ``metadata.json``, ``model.keras`` or ``estimator.skops``,
+``preprocessor.skops`` and ``image_reducer.skops`` when used, ``intervals.json`` (the
 prediction-interval calibration, :mod:`shared.intervals`) when fitted. The metadata records the
 feature set version and feature names, so loading a model saved with another feature set fails
 clearly, and what the model was trained on (``trained_on``: the split fingerprint and seed, the
-sha256 of ``listings.csv``), so a saved model is reused only on the same split of the same data.
+sha256 of ``listings.csv``, the budget), so a saved model is reused only on the same split of
+the same data under the same budget. Loading runs no code from the folder and checks every file
+against the sha256 the metadata records (:mod:`shared.model_files`).
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from shared import features as feats
 from shared.intervals import IntervalCalibration, IntervalError, load_calibration, save_calibration
-from shared.io import write_json_atomic
+from shared.model_files import (ModelLoadError, load_keras, load_part, read_metadata, save_part,
+                                verify_files, write_metadata)
 
-BUNDLE_FORMAT = 1
+#: 2: no pickle (skops parts), every file's sha256 in the metadata. 1 (joblib) is refused.
+BUNDLE_FORMAT = 2
 INPUT_KINDS = ("tabular", "image_features", "image")
-
-
-class ModelLoadError(RuntimeError):
-    """A saved model cannot be used by this version of the project; the message says why."""
 
 
 @dataclass
@@ -128,14 +126,14 @@ class ModelBundle:
         if self.is_keras:
             self.estimator.save(staging / "model.keras")
         else:
-            joblib.dump(self.estimator, staging / "estimator.joblib")
+            save_part(self.estimator, staging / "estimator.skops")
         if self.preprocessor is not None:
-            joblib.dump(self.preprocessor, staging / "preprocessor.joblib")
+            save_part(self.preprocessor, staging / "preprocessor.skops")
         if self.image_reducer is not None:
-            joblib.dump(self.image_reducer, staging / "image_reducer.joblib")
+            save_part(self.image_reducer, staging / "image_reducer.skops")
         if self.intervals is not None:
             save_calibration(self.intervals, staging)
-        write_json_atomic(staging / "metadata.json", self.metadata())
+        write_metadata(staging, self.metadata())  # last: records every file's sha256
         backup = directory.with_name(f".{directory.name}.old")
         shutil.rmtree(backup, ignore_errors=True)
         if directory.exists():
@@ -152,38 +150,35 @@ class ModelBundle:
         if not meta_path.is_file():
             raise ModelLoadError(f"{directory} is not a saved model (no metadata.json). "
                                  "Train one with `nox -s deliverable1` or `nox -s deliverable2`.")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != BUNDLE_FORMAT:
-            raise ModelLoadError(f"{directory}: saved-model format {meta.get('format')!r}, "
-                                 f"this project reads format {BUNDLE_FORMAT}; retrain the model.")
+        meta = read_metadata(directory, BUNDLE_FORMAT)
         if meta.get("feature_set_version") != feats.FEATURE_SET_VERSION:
             raise ModelLoadError(
                 f"{directory} was saved with feature set {meta.get('feature_set_version')!r}, but "
                 f"this version of the project builds {feats.FEATURE_SET_VERSION!r}: the inputs "
                 "differ, so its predictions would be wrong. Retrain it with the current project.")
-        preprocessor = _load_joblib(directory / "preprocessor.joblib")
+        keras_model = meta.get("estimator") == "keras"
+        verify_files(directory, meta, required=["model.keras" if keras_model else "estimator.skops"])
+        preprocessor = _load_part(directory / "preprocessor.skops")
         if preprocessor is not None:
             names = list(map(str, preprocessor.get_feature_names_out()))
             if names != meta.get("feature_names"):
                 raise ModelLoadError(f"{directory}: the saved preprocessor's feature names do not "
                                      "match its metadata; the model directory is inconsistent.")
-        if meta["estimator"] == "keras":
-            import keras
-
-            estimator = keras.models.load_model(directory / "model.keras", compile=False)
+        if keras_model:
+            estimator = load_keras(directory / "model.keras")
         else:
-            estimator = _load_joblib(directory / "estimator.joblib")
+            estimator = load_part(directory / "estimator.skops")
         try:
             intervals = load_calibration(directory)
         except IntervalError as exc:
             raise ModelLoadError(f"{exc}; retrain the model") from None
         return cls(name=meta["name"], inputs=tuple(meta["inputs"]), estimator=estimator,
-                   preprocessor=preprocessor, image_reducer=_load_joblib(
-                       directory / "image_reducer.joblib"), backbone=meta.get("backbone"),
+                   preprocessor=preprocessor, image_reducer=_load_part(
+                       directory / "image_reducer.skops"), backbone=meta.get("backbone"),
                    image_size=meta.get("image_size"), params=meta.get("params", {}),
                    deliverable=meta.get("deliverable", ""), intervals=intervals,
                    trained_on=meta.get("trained_on", {}))
 
 
-def _load_joblib(path: Path):
-    return joblib.load(path) if path.is_file() else None
+def _load_part(path: Path):
+    return load_part(path) if path.is_file() else None  # verified: present iff recorded

@@ -6,8 +6,9 @@
     airbnb-dl predict      --model models/<name> --data-dir D --out predictions.csv
                            [--coverage 0.8]
 
-Errors in the input (missing directory, missing columns, a model saved with another feature set)
-are reported in one clear line and a non-zero exit status, never as a traceback.
+Errors in the input (missing directory, missing columns, a model saved with another feature set,
+a model folder that is damaged, edited, mixed up, pickled by an older version or names an untrusted
+type) are reported in one clear line and a non-zero exit status, never as a traceback.
 """
 
 from __future__ import annotations

@@ -167,7 +167,8 @@ class FeatureEngineer(BaseEstimator, TransformerMixin):
 
 class _Present:
     """Column selector of the ColumnTransformer: the names of ``columns`` present in the table
-    (picklable, unlike a lambda, so the fitted preprocessor can be saved)."""
+    (a class, unlike a lambda, so the fitted preprocessor can be saved; a trusted type of
+    :mod:`shared.model_files`)."""
 
     def __init__(self, columns):
         self.columns = list(columns)

@@ -107,7 +107,7 @@ def test_memory_and_e2e_train_on_at_most_max_rows_of_a_larger_dataset(small_dir,
     figures = e2e.run(small_dir, settings, tmp_path)
     assert [_rows_of(args) for args, _ in calls] == [7, 7]  # deliverable 1, then 2
     assert len(figures) == 2 and "the first 7 of the dataset's 40 rows" in figures[0]["data"]
-    from deliverable1.train import COLUMN_COST_ENV, column_cost_data_dir
+    from shared.config import COLUMN_COST_ENV, column_cost_data_dir
 
     # the column-cost table looks where it would for the real dataset, not beside the copy
     assert calls[0][1] == {COLUMN_COST_ENV: str(column_cost_data_dir(small_dir))}

@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +22,7 @@ from shared import features as feats
 from shared import schema
 from shared.dataset import load_dataset
 from shared.io import sha256_file
+from shared.model_files import load_part, save_part
 from shared.split import make_split
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "features_814_reference.json"
@@ -93,8 +93,7 @@ def test_the_preprocessor_records_its_input_columns_and_names_the_missing_ones(t
     # extra columns are ignored: same matrix
     np.testing.assert_array_equal(pipeline.transform(synthetic_frame(40)), pipeline.transform(frame))
     # a saved and reloaded preprocessor keeps the record
-    joblib.dump(pipeline, tmp_path / "p.joblib")
-    reloaded = joblib.load(tmp_path / "p.joblib")
+    reloaded = load_part(save_part(pipeline, tmp_path / "p.skops"))
     assert feats.input_columns(reloaded) == inputs
     with pytest.raises(feats.MissingColumnsError) as info:
         reloaded.transform(frame.drop(columns=["Zipcode", "Bedrooms"]))

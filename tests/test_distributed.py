@@ -239,11 +239,11 @@ def test_one_device_builds_exactly_as_without_strategy():
     from shared.training import compile_regressor, replicas_of, strategy_of, under_strategy
 
     @under_strategy
-    def step(exp):
+    def step(data, cfg):
         model = compile_regressor(build_mlp(3, (4,), 0.0, 0.0, 1.0), 1e-3)
-        return model, strategy_of(exp)
+        return model, strategy_of(cfg)
 
-    model, strategy = step(types.SimpleNamespace(strategy=None))
+    model, strategy = step(None, types.SimpleNamespace(strategy=None))
     assert strategy.num_replicas_in_sync == 1 and replicas_of(model) == 1
     assert model._distribute_strategy is None  # what Keras keeps outside any scope
     rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))

@@ -30,6 +30,7 @@ from shared.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalErr
                               interval_report, interval_table, 
                               plot_coverage_by_group)
 from shared.bundles import ModelBundle, ModelLoadError
+from shared.model_files import write_metadata
 from shared.split import make_split
 
 ROOMS = np.array(["Entire home/apt", "Private room"])
@@ -330,6 +331,9 @@ def test_bundle_without_or_with_a_broken_calibration(calibrated, tmp_path):
 
     directory = bundle.save(tmp_path / "broken")
     (directory / CALIBRATION_FILE).write_text('{"format": 1, "scores": [0.3, 0.1]}')
+    with pytest.raises(ModelLoadError, match="intervals.json: truncated or replaced"):  # its sha256 differs
+        ModelBundle.load(directory)
+    write_metadata(directory, json.loads((directory / "metadata.json").read_text()))  # re-sealed
     with pytest.raises(ModelLoadError, match="intervals.json.*sorted.*retrain"):
         ModelBundle.load(directory)
 

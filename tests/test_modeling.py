@@ -10,6 +10,7 @@ from sklearn.linear_model import Ridge
 
 from shared import features as feats
 from shared.bundles import ModelBundle, ModelLoadError
+from shared.model_files import write_metadata
 from shared.search import Fitted, TrainingDiverged, tune_on_validation
 from shared.models.layers import build_mlp, linear_head
 from shared.training import compile_regressor, fit_regressor
@@ -45,7 +46,7 @@ def test_sklearn_bundle_round_trip_gives_identical_predictions(fitted, tmp_path)
     loaded = ModelBundle.load(directory)
 
     assert sorted(p.name for p in directory.iterdir()) == \
-        ["estimator.joblib", "metadata.json", "preprocessor.joblib"]
+        ["estimator.skops", "metadata.json", "preprocessor.skops"]
     np.testing.assert_array_equal(loaded.predict_log(test), before)
     np.testing.assert_array_equal(loaded.predict_eur(test), np.exp(before))
     assert before.shape == (len(test.frame),) and before.dtype == np.float64
@@ -127,6 +128,9 @@ def test_loading_another_format_or_inconsistent_feature_names_fails(fitted, tmp_
         ModelBundle.load(directory)
 
     meta_path.write_text(json.dumps({**meta, "feature_names": meta["feature_names"][:-1]}))
+    with pytest.raises(ModelLoadError, match="metadata.json: edited after the model was saved"):
+        ModelBundle.load(directory)
+    write_metadata(directory, {**meta, "feature_names": meta["feature_names"][:-1]})  # re-sealed
     with pytest.raises(ModelLoadError, match="feature names"):
         ModelBundle.load(directory)
 
@@ -134,11 +138,11 @@ def test_loading_another_format_or_inconsistent_feature_names_fails(fitted, tmp_
 def test_save_replaces_the_directory_as_a_whole(fitted, tmp_path):
     target = tmp_path / "models" / "ridge"
     target.mkdir(parents=True)
-    (target / "image_reducer.joblib").write_text("stale file of an older model")
+    (target / "image_reducer.skops").write_text("stale file of an older model")
 
     sklearn_bundle(fitted).save(target)
 
-    assert not (target / "image_reducer.joblib").exists()
+    assert not (target / "image_reducer.skops").exists()
     assert ModelBundle.load(target).image_reducer is None
     assert sorted(p.name for p in target.parent.iterdir()) == ["ridge"]  # no staging/backup left
 

@@ -71,7 +71,7 @@ def train_transfer_frozen(data, cfg, backbone: str = DEFAULT_BACKBONE,
     X = {part: scaler.transform(v).astype(np.float32) for part, v in raw.items()}
     y_train, n_train = data.y_log("train"), len(raw["train"])
     coefs, intercept = ridge_path(X["train"], y_train, HEAD_ALPHAS)
-    heads = {alpha: coef for alpha, coef in zip(HEAD_ALPHAS, coefs)}
+    heads = {alpha: coef for alpha, coef in zip(HEAD_ALPHAS, coefs, strict=True)}
 
     def build_and_fit(params):
         return Fitted(linear_head(heads[params["alpha"]], intercept, l2=params["alpha"] / n_train,
