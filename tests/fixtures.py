@@ -65,7 +65,7 @@ def listing_row(listing_id, **overrides) -> dict[str, str | None]:
         "Description": 'A "bright" flat in the centre; lift, wifi and a small balcony.',
         "Experiences Offered": "none",
         "Picture Url": f"https://example.invalid/{lid}.jpg",
-        "Host ID": "1000",
+        "Host ID": f"9{lid}",  # one host per listing (host groups are planted by the tests)
         "Host Name": "Ana",
         "Host Since": "2014-05-08",
         "Host Response Time": "within an hour",

@@ -1,4 +1,5 @@
-"""shared.split: 60/10/10/20 sizes, disjoint and complete, deterministic, stratified, persisted."""
+"""shared.split: 60/10/10/20, grouped by host and identical photo, disjoint and complete,
+deterministic, stratified on price, persisted with its rule."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pandas as pd
 import pytest
 
 from shared.dataset import Dataset, dataset_fingerprint
-from shared.split import SPLIT_FILE, SplitError, load_or_make_split, make_split
+from shared.split import (FRACTIONS, RANDOM_RULE, RULE, SPLIT_FILE, SplitError, listing_groups,
+                          load_or_make_split, make_random_split, make_split)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,13 +29,54 @@ def priced_dataset(n: int, seed: int = 0) -> Dataset:
     return Dataset(pd.DataFrame({"ID": ids.astype(np.int64), "price": prices}))
 
 
-def expected_sizes(n: int) -> tuple[int, int, int, int]:
-    """(train, val, cal, test) sizes from the 60/10/10/20 fractions: test rounded up, then the
-    held-out 25% of the rest rounded up, then its calibration half rounded up."""
-    test = int(np.ceil(0.2 * n))
-    held = int(np.ceil(0.25 * (n - test)))
-    cal = int(np.ceil(0.5 * held))
-    return n - test - held, held - cal, cal, test
+FRACTION_TOLERANCE = 0.02   # each part's share within 2 points of its fraction (60/10/10/20)
+DECILE_TOLERANCE = 0.03     # each price decile's share of the test part within 10% +- 3 points
+
+
+def grouped_dataset(tmp_path: Path, n: int = 600, seed: int = 0) -> Dataset:
+    """``n`` listings with planted groups: hosts with 1 to 25 listings (about half the listings
+    share a host, as in Madrid), and identical photos, some shared by listings of two different
+    hosts (so host groups merge through the photo). Photos are tiny files in ``tmp_path``."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(np.arange(1, 50 * n), size=n, replace=False).astype(np.int64)
+    sizes, hosts = [], []
+    while sum(sizes) < n:
+        sizes.append(int(min(rng.choice([1, 1, 1, 2, 3, 5, 8, 25]), n - sum(sizes))))
+    for host, size in enumerate(sizes):
+        hosts += [f"h{host}"] * size
+    prices = np.round(np.exp(rng.normal(4.0, 0.6, size=n) + 0.3 * (np.arange(n) % 7 == 0)), 0)
+    photos = tmp_path / "photos"
+    photos.mkdir(exist_ok=True)
+    paths = []
+    for i, listing in enumerate(ids):
+        shared = i % 37 == 0  # every 37th listing reuses the photo of the listing 5 rows on
+        content = f"photo of {ids[(i + 5) % n] if shared else listing}".encode()
+        path = photos / f"{listing}.jpg"
+        path.write_bytes(content)
+        paths.append(str(path))
+    for i in range(n):  # the listing 5 rows on has that same photo too
+        if i % 37 == 0:
+            Path(paths[(i + 5) % n]).write_bytes(f"photo of {ids[(i + 5) % n]}".encode())
+    frame = pd.DataFrame({"ID": ids, "price": prices, "Host ID": hosts, "image_path": paths})
+    return Dataset(frame)
+
+
+def assert_grouped(dataset: Dataset, split) -> None:
+    """No host and no identical photo in two parts; fractions and test deciles within bounds."""
+    part = pd.Series("", index=dataset.ids)
+    for name, ids in split.parts().items():
+        part[ids] = name
+    frame = dataset.frame.set_index("ID")
+    photo = frame["image_path"].map(lambda p: Path(p).read_bytes())
+    for key in (frame["Host ID"], photo):
+        assert (part.groupby(key.reindex(part.index)).nunique() == 1).all()
+    n = len(dataset.ids)
+    for name, fraction in FRACTIONS.items():
+        assert abs(len(split.parts()[name]) / n - fraction) <= FRACTION_TOLERANCE, name
+    deciles = pd.qcut(pd.Series(dataset.prices, index=dataset.ids).rank(method="first"), 10,
+                      labels=False)
+    shares = deciles[split.test].value_counts(normalize=True).reindex(range(10), fill_value=0)
+    assert (shares - 0.1).abs().max() <= DECILE_TOLERANCE, shares.round(3).tolist()
 
 
 @pytest.mark.parametrize("n", [10, 15, 25, 57, 200, 814])
@@ -42,20 +85,48 @@ def test_sizes_disjoint_and_complete(n):
     split = make_split(dataset)
 
     parts = split.parts()
-    assert tuple(len(ids) for ids in parts.values()) == expected_sizes(n)
     for name, ids in parts.items():
         assert ids.dtype == np.int64 and np.all(np.diff(ids) > 0), f"{name} not sorted/unique"
+        assert len(ids) > 0, name
     union = np.concatenate(list(parts.values()))
     assert len(np.unique(union)) == len(union) == n  # disjoint
     assert set(union.tolist()) == set(dataset.ids.tolist())  # covers all IDs
-    assert split.fingerprint == dataset_fingerprint(dataset)
+    assert split.fingerprint == dataset_fingerprint(dataset) and split.rule == RULE
+    if n >= 200:
+        for name, fraction in FRACTIONS.items():
+            assert abs(len(parts[name]) / n - fraction) <= FRACTION_TOLERANCE, name
 
 
-def test_real_size_numbers():
-    assert expected_sizes(814) == (488, 81, 82, 163)
-    split = make_split(priced_dataset(814))
-    assert (len(split.train), len(split.val), len(split.cal), len(split.test)) == (488, 81, 82, 163)
-    assert expected_sizes(10351)[3] == 2071
+def test_planted_host_and_photo_groups_never_straddle_two_parts(tmp_path):
+    dataset = grouped_dataset(tmp_path)
+    groups = listing_groups(dataset)
+    hosts = dataset.frame["Host ID"].nunique()
+    assert len(np.unique(groups)) < hosts  # identical photos merged some host groups
+    split = make_split(dataset)
+    assert_grouped(dataset, split)
+    # the random split of the same data (kept only to measure what it overstates) does not
+    random = make_random_split(dataset)
+    part = pd.Series("", index=dataset.ids)
+    for name, ids in random.parts().items():
+        part[ids] = name
+    host = dataset.frame.set_index("ID")["Host ID"]
+    assert (part.groupby(host.reindex(part.index)).nunique() > 1).any()
+    assert random.rule == RANDOM_RULE
+
+
+def test_too_few_groups_raise_split_error(tmp_path):
+    dataset = priced_dataset(40)
+    dataset.frame["Host ID"] = ["one host"] * 35 + ["a", "b", "c", "d", "e"]
+    with pytest.raises(SplitError, match="at least 10 groups"):
+        make_split(dataset)
+
+
+@pytest.mark.realdata
+def test_the_real_data_is_split_by_host(real_data_dir):
+    from shared.dataset import load_dataset
+
+    dataset = load_dataset(real_data_dir)
+    assert_grouped(dataset, make_split(dataset))
 
 
 def test_same_split_twice_and_independent_of_row_order():
@@ -92,7 +163,7 @@ def test_same_split_in_fresh_interpreters_with_other_hash_seeds(small_dir, small
 
 
 def test_split_is_stratified_on_price():
-    dataset = priced_dataset(1000, seed=11)
+    dataset = priced_dataset(1000, seed=11)  # one listing per group: stratification alone
     split = make_split(dataset)
     prices = pd.Series(dataset.prices, index=dataset.ids)
     deciles = pd.qcut(prices.rank(method="first"), 10, labels=False)
@@ -100,7 +171,9 @@ def test_split_is_stratified_on_price():
     for name, ids in split.parts().items():
         counts = deciles.loc[ids].value_counts().reindex(range(10), fill_value=0).to_numpy()
         expected = len(ids) / 10
-        assert np.abs(counts - expected).max() <= 2, f"{name}: per-decile counts {counts}"
+        # each decile's share of the part within one point of 10% (two listings on small parts)
+        assert np.abs(counts - expected).max() <= max(2, 0.01 * len(ids)), \
+            f"{name}: per-decile counts {counts}"
         part_prices = prices.loc[ids]
         assert abs(part_prices.median() - prices.median()) / prices.median() < 0.08, name
 
@@ -134,14 +207,18 @@ def test_load_or_make_split_persists_and_reuses(tmp_path):
     assert reused.val.tolist() == stored["val"] and reused.train.tolist() == stored["train"]
     assert path.stat().st_mtime_ns == mtime
 
-    # a split persisted with other fractions (the earlier 70/10/20, no calibration part) is
-    # replaced, so no model trains on a layout that lacks the calibration rows
+    # a split persisted with other fractions (the earlier 70/10/20, no calibration part) or by
+    # another rule (the earlier ungrouped split) is replaced
     old = {**stored, "fractions": {"train": 0.7, "val": 0.1, "test": 0.2}}
     del old["cal"]
     path.write_text(json.dumps(old))
     remade = load_or_make_split(dataset, tmp_path)
     assert remade.parts_sha256() == split.parts_sha256() and len(remade.cal) > 0
     assert json.loads(path.read_text())["fractions"]["cal"] == 0.1
+    path.write_text(json.dumps({**json.loads(path.read_text()), "rule": RANDOM_RULE,
+                                "test": stored["train"][:5]}))
+    assert load_or_make_split(dataset, tmp_path).parts_sha256() == split.parts_sha256()
+    assert json.loads(path.read_text())["rule"] == RULE
 
 
 def test_load_or_make_split_replaces_the_file_of_another_dataset_or_seed(tmp_path):
