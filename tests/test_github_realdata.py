@@ -25,9 +25,12 @@ from PIL import Image
 
 from shared.acquisition import (DEFAULT_GITHUB_SOURCES, REPORTS_SET, DatasetSet, PhotoScaling,
                                 fetch_dataset)
-from shared.acquisition.github import git_blob_id, load_manifest
+from shared.acquisition import REPORTS_LISTINGS_SHA256, FetchReport
+from shared.acquisition.github import csv_rows, git_blob_id, join_tables, load_manifest
+from shared.acquisition.layout import select_listings, write_listings_csv
 from shared.acquisition.sets import load_set_manifest, set_manifest_rows
 from shared.cli import main
+from shared.io import sha256_file
 
 try:
     import github_sources as gs
@@ -93,6 +96,23 @@ def _serve(server: LocalServer, tmp_path: Path, reference) -> tuple[str, Path, d
     pins = gs.pins_for(tables, DEFAULT_GITHUB_SOURCES.photos.manifest)
     base = gs.serve(server, pins, tables, {key: Reply(data) for key, data in photos.items()})
     return base, gs.write_pins_json(pins, tmp_path / "pins.json"), tables
+
+
+def test_tables_rebuilt_from_all_10k_rows_give_the_pinned_listings_csv(ten_k_dir, tmp_path):
+    """The join and the writer on the whole set (no photos): the pinned sha256, ff9f587b..."""
+    header, *rows = gs.read_csv(ten_k_dir / "listings.csv")
+    rows = [dict(zip(header, row)) for row in rows]
+    tables = gs.source_tables(rows, gs.excluded_rows(rows[0]))
+    files = {}
+    for path, data in tables.items():
+        files[Path(path).name] = tmp_path / Path(path).name
+        files[Path(path).name].write_bytes(data)
+    report = FetchReport("github", tmp_path, {})
+    columns, kept = join_tables(files, gs.pins_for(tables, REPORTS_SET.manifest), report)
+    listings = sorted(select_listings(kept, report, count_rows=False))
+    assert columns == header and len(listings) == 10351
+    write_listings_csv(tmp_path / "listings.csv", csv_rows(columns, listings), columns)
+    assert sha256_file(tmp_path / "listings.csv") == REPORTS_LISTINGS_SHA256
 
 
 def _fetch(base: str, pins_file: Path, dest: Path, *extra: str) -> int:

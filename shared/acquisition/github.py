@@ -378,12 +378,17 @@ def fetch_github(options: FetchOptions, report: FetchReport, staged: StagedSourc
     with_photo = {outcome.listing_id for outcome in outcomes if outcome.status != "failed"}
     kept = sorted((item for item in listings if item[0] in with_photo), key=lambda item: item[0])
     listings_path = options.dest / LISTINGS_FILE
-    report.written = write_listings_csv(
-        listings_path,
-        ([str(listing_id)] + [row.get(name, "") for name in staged.columns[1:]]
-         for listing_id, row in kept), staged.columns)
+    report.written = write_listings_csv(listings_path, csv_rows(staged.columns, kept),
+                                        staged.columns)
     report.identity = set_identity(dataset, outcomes, {item[0] for item in kept}, listings_path,
                                    options.log)
+
+
+def csv_rows(columns: Sequence[str],
+             listings: Sequence[tuple[int, dict[str, str]]]) -> list[list[str]]:
+    """The ``listings.csv`` rows (text, ``columns`` order, ID first) of ``(ID, row)`` listings."""
+    return [[str(listing_id)] + [row.get(name, "") for name in columns[1:]]
+            for listing_id, row in listings]
 
 
 # --------------------------------------------------------------------------- scaled photos
