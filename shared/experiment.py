@@ -155,8 +155,13 @@ class Experiment:
         return info
 
     def write_metrics(self, path: Path, extra_run: dict | None = None) -> None:
+        """``metrics.json``; ``run.cpu`` records the CPU kind (:func:`shared.reproduce.cpu_kind`)
+        so ``nox -s reproduce`` knows whether a rerun must match exactly."""
+        from shared.reproduce import cpu_kind
+
         run = {"device": self.device, "smoke": self.smoke,
                "seconds": round(time.time() - self.started, 1), **(extra_run or {})}
+        run.setdefault("cpu", cpu_kind())
         write_metrics(path, self.dataset_info(), self.results, run)
 
 
