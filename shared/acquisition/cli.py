@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "drive: the student's 1000 listings, final_data.npy + images.npy; "
                              "opendatasoft: the CSV export plus each listing's photo URL")
     parser.add_argument("--dest", type=Path, default=None,
-                        help="destination folder (default: the project's data directory)")
+                        help="destination folder (default: $AIRBNB_DATA_DIR, else data/<set>/ "
+                             "in the project, see below)")
     parser.add_argument("--url", default=None,
                         help=f"github: a base URL replacing {RAW_FILE_HOST} (a mirror); "
                              "drive: final_data.npy; opendatasoft: the CSV export; "

@@ -129,8 +129,10 @@ class DatasetSet:
         if self.every_listing:
             what = "every listing of the source"
         else:
-            what = f"the {len(self.expected_photos()):,} listings of its manifest"
-        return f"{self.name}: {what}, photos scaled to {self.scaling.recipe}"
+            what = f"its {len(self.expected_photos()):,} listings"
+        if self.listings_sha256:
+            what += ", checked byte for byte against shipped hashes"
+        return f"{self.name}: {what}; photos scaled to {self.scaling.recipe}"
 
 
 REPORTS_SET = DatasetSet(REPORTS_SET_NAME, REPORTS_MANIFEST, REPORTS_LISTINGS_SHA256)
