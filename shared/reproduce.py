@@ -244,10 +244,11 @@ def _notes(reference: dict, candidate: dict) -> list[str]:
                      f"published run {ref_data.get('listings_sha256')} ({ref_data.get('source')})")
     elif ref_data.get("split_fingerprint") != cand_data.get("split_fingerprint"):
         notes.append("this run used another split of the same dataset")
-    ref_smoke = (reference.get("run") or {}).get("smoke")
-    cand_smoke = (candidate.get("run") or {}).get("smoke")
-    if ref_smoke != cand_smoke:
-        notes.append(f"the published run has smoke={ref_smoke}, this run smoke={cand_smoke}")
+    ref_run, cand_run = reference.get("run") or {}, candidate.get("run") or {}
+    for key in ("smoke", "budget"):  # a run records its budget once it has several
+        if key in ref_run and key in cand_run and ref_run[key] != cand_run[key]:
+            notes.append(f"the published run has {key}={ref_run[key]}, this run "
+                         f"{key}={cand_run[key]}")
     return notes
 
 

@@ -116,10 +116,13 @@ def test_a_missing_model_fails_and_a_new_one_is_only_listed():
 def test_another_dataset_or_budget_is_noted():
     candidate = metrics()
     candidate["dataset"]["listings_sha256"] = "cd" * 32
-    candidate["run"]["smoke"] = True
-    notes = compare_metrics(metrics(), candidate).notes
+    candidate["run"].update(smoke=True, budget="smoke")
+    reference = metrics()
+    reference["run"]["budget"] = "full"
+    notes = compare_metrics(reference, candidate).notes
     assert notes[0].startswith("this run used another dataset: listings.csv sha256 " + "cd" * 32)
-    assert notes[1] == "the published run has smoke=False, this run smoke=True"
+    assert notes[1:] == ["the published run has smoke=False, this run smoke=True",
+                         "the published run has budget=full, this run budget=smoke"]
 
 
 def test_tolerance_rule():
