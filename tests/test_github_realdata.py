@@ -101,7 +101,7 @@ def _serve(server: LocalServer, tmp_path: Path, reference) -> tuple[str, Path, d
 def test_tables_rebuilt_from_all_10k_rows_give_the_pinned_listings_csv(ten_k_dir, tmp_path):
     """The join and the writer on the whole set (no photos): the pinned sha256, ff9f587b..."""
     header, *rows = gs.read_csv(ten_k_dir / "listings.csv")
-    rows = [dict(zip(header, row)) for row in rows]
+    rows = [dict(zip(header, row, strict=True)) for row in rows]
     tables = gs.source_tables(rows, gs.excluded_rows(rows[0]))
     files = {}
     for path, data in tables.items():
@@ -181,12 +181,12 @@ EXTRA_IDS = (900_000_101, 900_000_102, 900_000_103)
 def test_default_fetch_rebuilds_the_10k_files_and_all_gives_the_larger_set(
         reference, ten_k_dir, tmp_path, capsys):
     header, chosen, photos = reference
-    template = dict(zip(header, chosen[min(chosen)]))
+    template = dict(zip(header, chosen[min(chosen)], strict=True))
     extra_rows = [{**template, "ID": str(key), "Latitude": f"40.9{index}123456789",
                    "Longitude": f"-3.9{index}123456789"} for index, key in enumerate(EXTRA_IDS)]
     extra_photos = {key: _jpeg((639, 426), (40 * index, 120, 30))
                     for index, key in enumerate(EXTRA_IDS)}
-    rows = [dict(zip(header, row)) for row in chosen.values()] + extra_rows
+    rows = [dict(zip(header, row, strict=True)) for row in chosen.values()] + extra_rows
     tables = gs.source_tables(rows, gs.excluded_rows(rows[0]))
     pins = gs.pins_for(tables, _write_manifest(tmp_path / "manifest.csv", extra_photos))
     csv_header, ten_k_lines = _ten_k_lines(ten_k_dir)
@@ -249,7 +249,7 @@ def test_a_tampered_photo_or_another_scaling_is_not_byte_identical(
         reference, ten_k_dir, tmp_path):
     header, chosen, photos = reference
     ids = sorted(chosen)[:30]
-    rows = [dict(zip(header, chosen[key])) for key in ids]
+    rows = [dict(zip(header, chosen[key], strict=True)) for key in ids]
     tables = gs.source_tables(rows)
     subset = _subset_set(ten_k_dir, ids, tmp_path / "subset.csv")
     victim = ids[3]

@@ -126,7 +126,7 @@ def test_another_dataset_or_budget_is_noted():
 
 
 def test_tolerance_rule():
-    assert DEFAULT_TOLERANCE == Tolerance(0.03, 0.01)
+    assert Tolerance(0.03, 0.01) == DEFAULT_TOLERANCE
     assert Tolerance().allows(100.0, 103.0) and not Tolerance().allows(100.0, 103.01)
     assert Tolerance().allows(0.0, 0.01) and not Tolerance().allows(0.0, 0.011)
 

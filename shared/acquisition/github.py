@@ -425,7 +425,7 @@ class PhotoLedger:
                         entries[int(record[0])] = (record[1], record[2], record[3])
         return entries
 
-    def __enter__(self) -> "PhotoLedger":
+    def __enter__(self) -> PhotoLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -449,7 +449,8 @@ class PhotoLedger:
     def _open(self):
         size = self.path.stat().st_size if self.path.is_file() else 0
         torn = size > 0 and self.path.read_bytes()[-1:] != b"\n"
-        handle = open(self.path, "a", encoding="utf-8", newline="")
+        # kept open across records (one append per photo), closed by __exit__
+        handle = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
         if size == 0:
             handle.write(",".join(LEDGER_HEADER) + "\n")
         elif torn:
