@@ -15,7 +15,8 @@ Sessions::
     nox -s tests                      # the test suite (CPU)
     nox -s deliverable1 [-- --smoke]  # train deliverable-1 models, render docs/deliverable1/
     nox -s deliverable2 [-- --smoke]  # fusion models, render docs/deliverable2/
-    nox -s data [-- --source drive]   # fetch the real dataset (default source: github)
+    nox -s data [-- --source drive]   # fetch the real dataset (default: the reports' 10k set)
+    nox -s reproduce -- deliverable1  # retrain in a scratch folder, compare with docs/*/metrics.json
     nox -s bench [-- --quick]         # benchmarks -> docs/benchmarks.md/json
     nox -s lint                       # ruff on the Python code, hadolint on the Dockerfile
     nox -s docs                       # static documentation site (MkDocs, strict)
@@ -70,9 +71,20 @@ def deliverable2(session: nox.Session) -> None:
 
 @nox.session
 def data(session: nox.Session) -> None:
-    """Fetch the real dataset into the data directory (default source ``github``;
-    ``-- --source drive`` or ``-- --source opendatasoft`` for the others)."""
+    """Fetch the real dataset into the data directory (default source ``github``, the reports'
+    set ``airbnb-madrid-10k``; ``-- --all`` every listing; ``-- --source drive`` or
+    ``-- --source opendatasoft`` for the others)."""
     _run(session, "-m", "shared.cli", "data", "fetch", *session.posargs)
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """Check the published numbers: ``-- deliverable1`` (or ``deliverable2``) trains again into
+    a scratch folder and compares every model's test metrics with
+    ``docs/<deliverable>/metrics.json`` (exit 0 when they agree; see shared/reproduce.py)."""
+    if not session.posargs:
+        session.error("name the deliverable: nox -s reproduce -- deliverable1 (or deliverable2)")
+    _run(session, "-m", "shared.reproduce", *session.posargs)
 
 
 # --------------------------------------------------------------------- lint, docs, container

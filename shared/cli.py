@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="check or fetch the dataset")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     check = data_commands.add_parser("check", help="validate a dataset directory and summarise it")
-    check.add_argument("--data-dir", help="dataset directory (default: $AIRBNB_DATA_DIR or data/airbnb-madrid)")
+    check.add_argument("--data-dir", help="dataset directory (default: $AIRBNB_DATA_DIR or data/airbnb-madrid-10k)")
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.set_defaults(func=cmd_data_check)
     try:

@@ -7,7 +7,8 @@ This is the only module that reads the project's environment variables (``AIRBNB
 
 Resolution order for the dataset directory (see :func:`resolve_data_dir`):
 ``--data-dir`` on the command line, else the ``AIRBNB_DATA_DIR`` environment variable, else
-``data/airbnb-madrid/`` inside the project (gitignored, filled by ``airbnb-dl data fetch``).
+``data/airbnb-madrid-10k/`` inside the project (gitignored, filled by ``airbnb-dl data fetch``
+with the reports' dataset, which it is named after).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 from shared.settings import Budget
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "airbnb-madrid"
+#: Named after the set ``airbnb-dl data fetch`` builds by default (the reports' dataset).
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "airbnb-madrid-10k"
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DOCS_DIR = PROJECT_ROOT / "docs"
 

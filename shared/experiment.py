@@ -184,12 +184,17 @@ class Experiment:
         return info
 
     def write_metrics(self, path: Path, extra_run: dict | None = None) -> Path | None:
-        """Write ``metrics.json`` (the chief only; None elsewhere)."""
+        """Write ``metrics.json`` (the chief only; None elsewhere). ``run.cpu`` records the CPU
+        kind (:func:`shared.reproduce.cpu_kind`) so ``nox -s reproduce`` knows whether a rerun
+        must match exactly."""
+        from shared.reproduce import cpu_kind
+
         if not self.cfg.is_chief:
             return None
         run = {"device": self.cfg.device, "smoke": self.cfg.smoke,
                "budget": settings.budget_name(self.cfg.budget),
                "seconds": round(time.time() - self.started, 1), **(extra_run or {})}
+        run.setdefault("cpu", cpu_kind())
         write_metrics(path, self.dataset_info(), self.results, run)
         return path
 

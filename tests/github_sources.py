@@ -6,6 +6,8 @@ more-columns tables (39 columns, ';', no ID, rows shuffled over train and test, 
 differently in some rows), plus rows the source must leave out (another city, price 0 or
 missing, ...). The pins (:class:`GithubSources`) carry the sha256 of the tables as written, and
 :func:`serve` routes everything on a :class:`LocalServer` under ``/OWNER/REPO/COMMIT/PATH``.
+:func:`write_set_manifest` and :func:`listings_bytes` give what a set (:class:`DatasetSet`) pins:
+the sha256 of each scaled photo and the bytes ``listings.csv`` must have.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from shared.acquisition.github import GithubSources, PinnedPhotos, PinnedTable, git_blob_id
+from shared.acquisition.layout import format_csv_row
 
 try:
     from acq_server import LocalServer, Reply
@@ -72,6 +75,20 @@ def write_manifest(path: Path, photos: Mapping[int, bytes]) -> Path:
                                           for listing_id, data in sorted(photos.items())]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def write_set_manifest(path: Path, scaled: Mapping[int, bytes]) -> Path:
+    """A set manifest (``ID,sha256,bytes``) pinning these scaled photos."""
+    lines = ["ID,sha256,bytes"] + [f"{listing_id},{hashlib.sha256(data).hexdigest()},{len(data)}"
+                                   for listing_id, data in sorted(scaled.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def listings_bytes(rows: Iterable[Iterable[str]]) -> bytes:
+    """``listings.csv`` as the fetch must write these rows (header first), the way pandas'
+    ``to_csv(sep=";", index=False)`` writes them."""
+    return "".join(format_csv_row(list(row)) for row in rows).encode("utf-8")
 
 
 def pins_for(tables: Mapping[str, bytes], manifest: Path) -> GithubSources:

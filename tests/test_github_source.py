@@ -2,11 +2,14 @@
 
 The tables are written the way the pinned repositories hold them (tests/github_sources.py) from
 the rows ``listings.csv`` must hold, so the expected output is known cell for cell. Photos are a
-few generated JPEGs; every fault the source must survive is scripted on the server.
+few generated JPEGs; every fault the source must survive is scripted on the server. Each test
+builds a *set* of its own (:class:`DatasetSet`, like the reports' ``airbnb-madrid-10k``): its
+listings, the sha256 of their scaled photos and of ``listings.csv``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -15,9 +18,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.acquisition import (DEFAULT_GITHUB_SOURCES, DEFAULT_SOURCE, DEFAULT_SOURCE_URLS,
-                                REPORT_FILE, SOURCES, GithubSources, fetch_dataset)
-from shared.acquisition.github import git_blob_id, load_manifest
+from shared.acquisition import (ALL_LISTINGS, DEFAULT_GITHUB_SOURCES, DEFAULT_SOURCE,
+                                DEFAULT_SOURCE_URLS, REPORT_FILE, REPORTS_SET, SOURCES,
+                                DatasetSet, DestinationError, GithubSources, PhotoScaling,
+                                fetch_dataset)
+from shared.acquisition.github import LEDGER_FILE, PhotoLedger, git_blob_id, load_manifest
 from shared.cli import build_parser, main
 from shared.dataset import load_dataset
 from shared.schema import OPENDATASOFT_COLUMNS
@@ -47,31 +52,48 @@ def output_row(listing_id: int, index: int) -> dict[str, str]:
     return row
 
 
-def jpeg(seed: int) -> bytes:
+SCALING = PhotoScaling()
+
+
+def jpeg(seed: int, size: tuple[int, int] = (24, 16)) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (24, 16), (seed * 37 % 256, 90, 200)).save(buffer, "JPEG", quality=90)
+    image = Image.new("RGB", size, (seed * 37 % 256, 90, 200))
+    image.paste((20, seed % 256, 40), (0, 0, size[0] // 3, size[1] // 2))  # an edge to resample
+    image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 
 class Setup:
-    """Rows, tables, photos and pins of one synthetic source, served by ``server``."""
+    """Rows, tables, photos and pins of one synthetic source, served by ``server``, and the set
+    of all its photographed listings (``self.dataset``) pinning their scaled photos and
+    ``listings.csv``."""
 
     def __init__(self, tmp_path: Path, server: LocalServer, ids: list[int],
-                 unphotographed: tuple[int, ...] = ()) -> None:
+                 unphotographed: tuple[int, ...] = (), size: tuple[int, int] = (24, 16)) -> None:
         self.rows = {listing_id: output_row(listing_id, index)
                      for index, listing_id in enumerate([*ids, *unphotographed])}
-        self.photos = {listing_id: jpeg(listing_id) for listing_id in ids}
+        self.photos = {listing_id: jpeg(listing_id, size) for listing_id in ids}
+        self.scaled = {listing_id: SCALING.scale(data) for listing_id, data in self.photos.items()}
         self.tables = gs.source_tables(list(self.rows.values()),
                                        gs.excluded_rows(self.rows[ids[0]]))
         manifest = gs.write_manifest(tmp_path / "manifest.csv", self.photos)
         self.pins = gs.pins_for(self.tables, manifest)
+        self.dataset = self.set_of(tmp_path, ids)
         self.server = server
         self.base = gs.serve(server, self.pins, self.tables,
                              {key: Reply(data) for key, data in self.photos.items()})
 
+    def set_of(self, tmp_path: Path, ids, name: str = "madrid-test") -> DatasetSet:
+        """The set of these listings, pinning their scaled photos and listings.csv."""
+        manifest = gs.write_set_manifest(tmp_path / f"{name}-{len(ids)}.csv",
+                                         {key: self.scaled[key] for key in ids})
+        csv_sha256 = hashlib.sha256(gs.listings_bytes(self.expected(ids))).hexdigest()
+        return DatasetSet(name, manifest, csv_sha256)
+
     def fetch(self, dest: Path, **options) -> dict:
         settings = {"url": self.base, "timeout": 1.0, "retries": 1, "backoff": 0.01,
-                    "progress": False, "log": None, "github_sources": self.pins}
+                    "progress": False, "log": None, "github_sources": self.pins,
+                    "dataset": self.dataset}
         return fetch_dataset(dest, "github", **{**settings, **options})
 
     def expected(self, ids) -> list[list[str]]:
@@ -100,11 +122,12 @@ def test_builds_the_joined_table_and_photos_and_a_rerun_fetches_nothing(tmp_path
     # the listings table wins on shared columns (State differs in the more-columns tables)
     assert {row[COLUMNS.index("State")] for row in gs.read_csv(dest / "listings.csv")[1:]} == \
         {"Comunidad de Madrid"}
-    for listing_id, data in setup.photos.items():
+    for listing_id, data in setup.scaled.items():
         assert (dest / "images" / f"{listing_id}.jpg").read_bytes() == data
     assert summary["listings"] == {"source_rows": 7, "written": 3, "dropped": {
         "not_in_madrid": 1, "no_positive_price": 2, "no_photo_in_repository": 1}}
     assert summary["photos"]["fetched"] == 3 and summary["failures"] == []
+    assert summary["dataset"] == "madrid-test" and summary["identity"]["byte_identical"] is True
     assert json.loads((dest / REPORT_FILE).read_text()) == summary
     assert no_partial_files(dest)
 
@@ -180,6 +203,7 @@ def test_each_photo_fault_is_dropped_or_retried_and_counted_by_reason(tmp_path, 
         == (0, 6, 2)
     assert setup.photo_hits(101) == setup.photo_hits(105) == 0
     assert gs.read_csv(dest / "listings.csv") == setup.expected(ids)
+    assert again["identity"]["byte_identical"] is True
 
 
 def test_a_photo_over_the_size_cap_is_dropped(tmp_path, server):
@@ -300,7 +324,7 @@ def test_cli_fetch_with_pins_file_and_exit_codes(tmp_path, server, capsys):
     setup = Setup(tmp_path, server, [3, 4])
     pins_file = gs.write_pins_json(setup.pins, tmp_path / "pins.json")
     base = ["data", "fetch", "--source", "github", "--url", setup.base, "--pins", str(pins_file),
-            "--timeout", "1", "--retries", "0", "--workers", "2", "--no-progress"]
+            "--timeout", "1", "--retries", "0", "--workers", "2", "--no-progress", "--all"]
 
     assert main([*base, "--dest", str(tmp_path / "ok")]) == 0
     output = capsys.readouterr().out
@@ -312,6 +336,10 @@ def test_cli_fetch_with_pins_file_and_exit_codes(tmp_path, server, capsys):
     (tmp_path / "bad.json").write_text("{}")
     assert main([*base[:7], str(tmp_path / "bad.json"), "--dest", str(tmp_path / "x")]) == 2
     assert "bad.json: not a usable pins file" in capsys.readouterr().err
+
+    assert main(["data", "fetch", "--source", "drive", "--all", "--dest", str(tmp_path / "d")]) \
+        == 2
+    assert "--all only applies to --source github" in capsys.readouterr().err
 
 
 def test_github_is_the_default_source_everywhere():
@@ -340,3 +368,153 @@ def test_vendored_manifest_lists_every_pinned_photo():
 def test_git_blob_id_is_gits():
     # `printf 'hello\n' | git hash-object --stdin`
     assert git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+# --------------------------------------------------------------------------- sets, scaling
+
+
+def test_photos_are_scaled_to_a_224_px_shorter_side(tmp_path, server):
+    setup = Setup(tmp_path, server, [1, 2], size=(639, 426))
+    dest = tmp_path / "data"
+    assert setup.fetch(dest)["identity"]["byte_identical"] is True
+    for listing_id in (1, 2):
+        with Image.open(dest / "images" / f"{listing_id}.jpg") as image:
+            assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (336, 224))
+    # the rule itself: the shorter side becomes 224 (rounded), smaller photos keep their size
+    for size, scaled in [((426, 639), (224, 336)), ((300, 225), (299, 224)),
+                         ((200, 150), (200, 150)), ((224, 500), (224, 500))]:
+        with Image.open(io.BytesIO(SCALING.scale(jpeg(3, size)))) as image:
+            assert (image.size, image.mode) == (scaled, "RGB"), size
+
+
+def test_the_set_keeps_its_listings_and_every_listing_gives_the_larger_set(tmp_path, server):
+    setup = Setup(tmp_path, server, [1, 2, 3, 4])
+    chosen = setup.set_of(tmp_path, [1, 3])
+    lines: list[str] = []
+
+    summary = setup.fetch(tmp_path / "set", dataset=chosen, log=lines.append)
+
+    assert gs.read_csv(tmp_path / "set" / "listings.csv") == setup.expected([1, 3])
+    assert sorted(p.name for p in (tmp_path / "set" / "images").iterdir()) == ["1.jpg", "3.jpg"]
+    assert summary["listings"]["dropped"]["not_in_madrid-test"] == 2
+    assert (summary["exit_code"], summary["identity"]["byte_identical"]) == (0, True)
+    assert "byte-identical to the reports' dataset madrid-test" in lines[-1]
+    assert setup.photo_hits(2) == setup.photo_hits(4) == 0
+
+    every = DatasetSet("madrid-all", chosen.manifest, every_listing=True)
+    summary = setup.fetch(tmp_path / "all", dataset=every, log=lines.append)
+
+    assert gs.read_csv(tmp_path / "all" / "listings.csv") == setup.expected([1, 2, 3, 4])
+    for listing_id in (1, 2, 3, 4):
+        assert (tmp_path / "all" / "images" / f"{listing_id}.jpg").read_bytes() == \
+            setup.scaled[listing_id]
+    identity = summary["identity"]
+    assert (summary["exit_code"], identity["byte_identical"]) == (0, None)
+    assert identity["photos"] == {"identical": 2, "differing": 0, "unchecked": 2}
+    assert "madrid-all: not the reports' dataset" in lines[-1]
+
+
+def test_a_photo_unlike_its_pinned_hash_is_kept_named_with_both_hashes_and_resumes(
+        tmp_path, server):
+    setup = Setup(tmp_path, server, [5, 6, 7])
+    manifest = setup.dataset.manifest
+    good = hashlib.sha256(setup.scaled[6]).hexdigest()
+    wrong = "0" * 64
+    manifest.write_text(manifest.read_text().replace(good, wrong))
+    dest = tmp_path / "data"
+    lines: list[str] = []
+
+    summary = setup.fetch(dest, log=lines.append)
+
+    named = [line for line in lines if line.startswith("images/6.jpg")]
+    assert named == [f"images/6.jpg: sha256 {good} is not the reports' dataset's {wrong} "
+                     f"(scaled: {SCALING.recipe}); kept, it decodes"]
+    assert (dest / "images" / "6.jpg").read_bytes() == setup.scaled[6]  # kept
+    assert gs.read_csv(dest / "listings.csv") == setup.expected([5, 6, 7])
+    assert (summary["status"], summary["exit_code"]) == ("complete", 0)
+    identity = summary["identity"]
+    assert identity["byte_identical"] is False
+    assert identity["differing"] == [{"listing_id": "6", "file": "images/6.jpg",
+                                      "expected_sha256": wrong, "sha256": good}]
+    assert "the set is not byte-identical to the reports' dataset (madrid-test): 1 photo(s) " \
+        "differ. Models trained on it may give slightly different numbers" in lines[-1]
+
+    hits = dict(server.hits)  # the ledger (raw/scaled-photos.csv) lets a rerun skip photo 6
+    again = setup.fetch(dest, log=None)
+    assert server.hits == hits and again["photos"]["already_present"] == 3
+    assert again["identity"]["photos"]["differing"] == 1
+
+
+def test_another_scaling_is_reported_as_not_byte_identical(tmp_path, server):
+    setup = Setup(tmp_path, server, [5, 6], size=(300, 260))
+    other = DatasetSet("madrid-test", setup.dataset.manifest, setup.dataset.listings_sha256,
+                       scaling=PhotoScaling(quality=90))
+    lines: list[str] = []
+    summary = setup.fetch(tmp_path / "data", dataset=other, log=lines.append)
+    assert summary["exit_code"] == 0 and summary["identity"]["byte_identical"] is False
+    assert summary["identity"]["photos"]["differing"] == 2
+    assert sum(line.startswith(("images/5.jpg: sha256", "images/6.jpg: sha256"))
+               for line in lines) == 2
+    assert "not byte-identical to the reports' dataset" in lines[-1]
+
+
+def test_a_damaged_photo_in_the_destination_is_fetched_again(tmp_path, server):
+    setup = Setup(tmp_path, server, [1, 2, 3])
+    dest = tmp_path / "data"
+    setup.fetch(dest)
+    (dest / "images" / "2.jpg").write_bytes(setup.photos[2])  # the original, not the set's photo
+    server.hits.clear()
+    summary = setup.fetch(dest)
+    assert {key: setup.photo_hits(key) for key in (1, 2, 3)} == {1: 0, 2: 1, 3: 0}
+    assert (dest / "images" / "2.jpg").read_bytes() == setup.scaled[2]
+    assert summary["identity"]["byte_identical"] is True
+
+
+def test_a_folder_holding_another_set_is_not_mixed_into(tmp_path, server):
+    setup = Setup(tmp_path, server, [1, 2])
+    dest = tmp_path / "data"
+    assert setup.fetch(dest)["exit_code"] == 0
+    other = DatasetSet("madrid-other", setup.dataset.manifest, every_listing=True)
+    with pytest.raises(DestinationError, match="holds the set 'madrid-test'; building "
+                                               "'madrid-other' there would mix"):
+        setup.fetch(dest, dataset=other)
+    assert setup.fetch(dest, dataset=other, force=True)["exit_code"] == 0
+
+    report = json.loads((dest / REPORT_FILE).read_text())
+    del report["dataset"]  # a fetch made before sets: the original photos
+    (dest / REPORT_FILE).write_text(json.dumps(report))
+    with pytest.raises(DestinationError, match="original photos"):
+        setup.fetch(dest)
+
+
+def test_the_ledger_ignores_a_torn_line(tmp_path):
+    path = tmp_path / LEDGER_FILE
+    path.write_text("ID,git_blob_sha1,recipe,sha256\n1,aa,r,11\n2,bb,r")  # killed mid-line
+    with PhotoLedger(path) as ledger:
+        assert ledger.entries == {1: ("aa", "r", "11")}
+        ledger.record(3, "cc", "r, with a comma", "33")
+    assert PhotoLedger(path).entries == {1: ("aa", "r", "11"), 3: ("cc", "r, with a comma", "33")}
+
+
+def test_the_reports_set_and_the_default_folders_carry_the_set_name(monkeypatch):
+    from shared import config
+    from shared.acquisition.cli import default_dest
+
+    ids = REPORTS_SET.ids()
+    assert len(ids) == 10351 and not REPORTS_SET.every_listing
+    assert ids <= set(load_manifest(DEFAULT_GITHUB_SOURCES.photos.manifest))
+    assert REPORTS_SET.listings_sha256 == \
+        "ff9f587b8b0aafff38c2933b65173065fcd382aafd899984c9e3dbcb59ce8045"
+    assert ALL_LISTINGS.every_listing and ALL_LISTINGS.listings_sha256 is None
+    assert REPORTS_SET.scaling == ALL_LISTINGS.scaling == PhotoScaling(224, 85, True)
+
+    monkeypatch.delenv("AIRBNB_DATA_DIR", raising=False)
+    assert config.DEFAULT_DATA_DIR.name == REPORTS_SET.name == "airbnb-madrid-10k"
+    assert config.resolve_data_dir(None, must_exist=False) == config.DEFAULT_DATA_DIR
+    assert default_dest("github", REPORTS_SET) == config.DEFAULT_DATA_DIR
+    data = config.DEFAULT_DATA_DIR.parent
+    assert default_dest("github", ALL_LISTINGS) == data / "airbnb-madrid-12k"
+    assert default_dest("drive") == data / "airbnb-madrid-drive"
+    monkeypatch.setenv("AIRBNB_DATA_DIR", "/somewhere/else")
+    assert default_dest("github", ALL_LISTINGS) == Path("/somewhere/else")
+    assert build_parser().parse_args(["data", "fetch", "--all"]).all_listings

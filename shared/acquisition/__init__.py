@@ -3,9 +3,13 @@
 Three sources (``airbnb-dl data fetch --source github|drive|opendatasoft``):
 
 ``github`` (default, :mod:`.github`)
-    12,232 Madrid listings (48 OpenDataSoft columns) and their photos, rebuilt from three public
-    GitHub repositories read at pinned commits: each table checked against its pinned sha256,
-    each photo against its pinned git blob id. Only listings with a good photo are written.
+    Madrid listings (48 OpenDataSoft columns) and their photos, rebuilt from three public GitHub
+    repositories read at pinned commits: each table checked against its pinned sha256, each
+    photo against its pinned git blob id, then scaled to a 224 px shorter side. Only listings
+    with a good photo are written. By default the *set* built is the reports' dataset,
+    ``airbnb-madrid-10k`` (10,351 listings), byte for byte: each scaled photo and
+    ``listings.csv`` checked against shipped hashes; ``--all`` builds every listing (12,232)
+    the same way (:mod:`.sets`).
 ``drive`` (:mod:`.drive`)
     What the original student published: ``final_data.npy`` (1000 listings x the 89 OpenDataSoft
     columns, a pickled object array, on GitHub) and ``images.npy`` (uint8 ``(1000, 224, 224, 3)``,
@@ -29,6 +33,7 @@ Result (the canonical layout of :mod:`shared.schema`, plus bookkeeping)::
     <dest>/images/<ID>.jpg      one photo per listing that has one
     <dest>/fetch_report.json    summary: what was fetched, already present, failed and why
     <dest>/raw/                 the downloaded source files, so a rerun does not fetch them again
+                                (github: also scaled-photos.csv, what each photo was made from)
 
 Reruns resume: complete files are skipped, everything is written through a temporary file renamed
 into place, so an interrupted run leaves no truncated file behind. ``fetch_report.json``
@@ -37,7 +42,7 @@ into place, so an interrupted run leaves no truncated file behind. ``fetch_repor
 
 The package is split by job: :mod:`.fetch` (entry point), :mod:`.base` (options, raw files,
 photo worker pool), :mod:`.report`, :mod:`.layout` (IDs, photos, ``listings.csv``), :mod:`.http`
-(downloads), one module per source.
+(downloads), :mod:`.sets` (the sets the ``github`` source builds), one module per source.
 """
 
 from __future__ import annotations
@@ -54,8 +59,11 @@ from .http import DownloadError
 from .layout import format_csv_row, format_value, photo_is_valid, photo_path, write_listings_csv
 from .opendatasoft import OPENDATASOFT_EXPORT_URL
 from .report import REPORT_FILE, FetchReport, PhotoOutcome, format_summary
+from .sets import (ALL_LISTINGS, REPORTS_LISTINGS_SHA256, REPORTS_SET, DatasetSet,
+                   PhotoScaling)
 
 __all__ = [
+    "ALL_LISTINGS", "REPORTS_LISTINGS_SHA256", "REPORTS_SET", "DatasetSet", "PhotoScaling",
     "DEFAULT_GITHUB_SOURCES", "DEFAULT_MAX_FILE_BYTES", "DEFAULT_MAX_PHOTO_BYTES",
     "DEFAULT_SOURCE", "DEFAULT_SOURCE_URLS", "DRIVE_FOLDER_URL", "DRIVE_IMAGES_FILE_ID",
     "DRIVE_IMAGES_URL", "FINAL_DATA_URL", "OPENDATASOFT_EXPORT_URL", "RAW_DIR", "REPORT_FILE",

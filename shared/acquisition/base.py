@@ -48,6 +48,9 @@ class FetchOptions:
     #: The pinned repositories of the ``github`` source (:class:`.github.GithubSources`);
     #: None means the real pins. Tests and mirrors of other commits pass their own.
     github_sources: Any = None
+    #: The set the ``github`` source builds (:class:`.sets.DatasetSet`); None means the
+    #: reports' dataset (:data:`.sets.REPORTS_SET`).
+    dataset: Any = None
 
     @property
     def raw_dir(self) -> Path:

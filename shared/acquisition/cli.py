@@ -9,8 +9,19 @@ from pathlib import Path
 from . import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DEFAULT_SOURCE,
                DEFAULT_SOURCE_URLS, SOURCES, DestinationError, GithubSources, fetch_dataset)
 from .github import RAW_FILE_HOST
+from .sets import ALL_LISTINGS, REPORTS_SET
 
 EPILOG = """\
+github builds the reports' dataset, airbnb-madrid-10k (10,351 listings, photos scaled to a 224 px
+shorter side), checked byte for byte against shipped hashes; --all builds every listing of the
+source (12,232) the same way. A scaled photo that differs from its pinned hash (another Pillow)
+is kept when it decodes and named with both hashes; the summary then says the set is not
+byte-identical to the reports' dataset (numbers may differ slightly).
+
+default destination: $AIRBNB_DATA_DIR when set, else data/<set name>/ in the project
+(data/airbnb-madrid-10k/, with --all data/airbnb-madrid-12k/; drive and opendatasoft:
+data/airbnb-madrid-<source>/).
+
 exit status: 0 when the dataset is complete (for opendatasoft, dead photo URLs are expected and
 only counted), 1 when something failed that a rerun may fix or (github) when listings were
 dropped because their photo failed (rerunning resumes and skips complete files), 2 when a
@@ -26,18 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "<dest>/listings.csv + <dest>/images/<ID>.jpg.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=SOURCES, default=DEFAULT_SOURCE,
-                        help="github: 12,232 Madrid listings (48 columns) and photos from "
-                             "pinned public GitHub commits, verified byte for byte (default); "
+                        help="github: the reports' 10,351 Madrid listings (48 columns, photos "
+                             "scaled to 224 px) from pinned public GitHub commits, verified byte "
+                             "for byte (default; --all: all 12,232); "
                              "drive: the student's 1000 listings, final_data.npy + images.npy; "
                              "opendatasoft: the CSV export plus each listing's photo URL")
     parser.add_argument("--dest", type=Path, default=None,
-                        help="destination folder (default: the project's data directory)")
+                        help="destination folder (default: $AIRBNB_DATA_DIR, else data/<set>/ "
+                             "in the project, see below)")
     parser.add_argument("--url", default=None,
                         help=f"github: a base URL replacing {RAW_FILE_HOST} (a mirror); "
                              "drive: final_data.npy; opendatasoft: the CSV export; "
                              "an http(s) URL, file:// URL or local path "
                              f"(defaults: {DEFAULT_SOURCE_URLS['drive']['final_data.npy']} / "
                              "the OpenDataSoft export)")
+    parser.add_argument("--all", dest="all_listings", action="store_true",
+                        help="github only: every listing of the source (12,232), photos scaled "
+                             "the same way (default: the reports' 10,351, airbnb-madrid-10k)")
     parser.add_argument("--pins", type=Path, default=None,
                         help="github only: a JSON file of other pinned repositories, commits, "
                              "paths, sha256 and photo manifest (default: the built-in pins)")
@@ -66,7 +82,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_fetch(args: argparse.Namespace) -> int:
     """Handle ``data fetch``; return the exit status."""
     try:
-        dest = args.dest if args.dest is not None else _default_dest()
+        if args.all_listings and args.source != "github":
+            raise ValueError("--all only applies to --source github")
+        dataset = (ALL_LISTINGS if args.all_listings else REPORTS_SET) \
+            if args.source == "github" else None
+        dest = args.dest if args.dest is not None else default_dest(args.source, dataset)
         pins = GithubSources.from_json(args.pins) if args.pins is not None else None
         summary = fetch_dataset(
             dest, source=args.source, url=args.url, images_url=args.images_url,
@@ -74,19 +94,26 @@ def run_fetch(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             max_photo_bytes=int(args.max_photo_mb * 2**20),
             max_file_bytes=int(args.max_file_mb * 2**20), force=args.force,
-            github_sources=pins)
+            github_sources=pins, dataset=dataset)
     except (DestinationError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return int(summary["exit_code"])
 
 
-def _default_dest() -> Path:
-    try:
-        from shared.config import resolve_data_dir
-    except ImportError as error:  # pragma: no cover - shared.config is written separately
-        raise ValueError(f"no --dest given and the data directory is unknown ({error})") from error
-    return resolve_data_dir(None, must_exist=False)
+def default_dest(source: str, dataset=None) -> Path:
+    """Where ``data fetch`` writes without ``--dest``: ``$AIRBNB_DATA_DIR`` when set, else a
+    folder of ``data/`` named after what is fetched: the set (``airbnb-madrid-10k``, the
+    project's default data directory; ``airbnb-madrid-12k`` with ``--all``), or
+    ``airbnb-madrid-<source>`` for drive and opendatasoft, so no folder name labels another set."""
+    import os
+
+    from shared import config
+
+    if os.environ.get("AIRBNB_DATA_DIR"):
+        return config.resolve_data_dir(None, must_exist=False)
+    name = dataset.name if dataset is not None else f"airbnb-madrid-{source}"
+    return config.DEFAULT_DATA_DIR.parent / name
 
 
 def _positive_int(text: str) -> int:

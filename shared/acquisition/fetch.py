@@ -18,6 +18,7 @@ from .github import (DEFAULT_GITHUB_SOURCES, GithubSources, StagedSource, fetch_
 from .http import DownloadError, HttpSettings, remove_stale_parts
 from .opendatasoft import OPENDATASOFT_EXPORT_URL
 from .report import REPORT_FILE, FetchReport, format_summary
+from .sets import REPORTS_SET, DatasetSet
 
 #: Every source, the default first.
 SOURCES = ("github", "drive", "opendatasoft")
@@ -53,8 +54,11 @@ def source_locations(source: str, url: str | None = None, images_url: str | None
     return locations
 
 
-def check_destination(dest: Path, source: str, force: bool = False) -> None:
-    """Refuse to overwrite a dataset not fetched by us, or fetched from another source."""
+def check_destination(dest: Path, source: str, force: bool = False,
+                      dataset: str | None = None) -> None:
+    """Refuse to overwrite a dataset not fetched by us, fetched from another source, or (for
+    ``github``) another set (``dataset``: the set's name; a fetch made before sets existed
+    holds the original photos and counts as another set)."""
     if dest.exists() and not dest.is_dir():
         raise DestinationError(f"destination {dest} exists and is not a folder")
     if force:
@@ -62,13 +66,20 @@ def check_destination(dest: Path, source: str, force: bool = False) -> None:
     report = dest / REPORT_FILE
     if report.is_file():
         try:
-            previous = json.loads(report.read_text(encoding="utf-8")).get("source")
+            previous = json.loads(report.read_text(encoding="utf-8"))
+            previous_source, previous_set = previous.get("source"), previous.get("dataset")
         except (ValueError, OSError, AttributeError):
-            previous = None
-        if previous and previous != source:
+            previous_source = previous_set = None
+        if previous_source and previous_source != source:
             raise DestinationError(
-                f"{dest} holds a dataset fetched from source {previous!r}; fetching {source!r} "
-                "there would mix the two: use another --dest (or --force)")
+                f"{dest} holds a dataset fetched from source {previous_source!r}; fetching "
+                f"{source!r} there would mix the two: use another --dest (or --force)")
+        if previous_source == source and dataset is not None and previous_set != dataset:
+            held = (f"the set {previous_set!r}" if previous_set
+                    else "a set fetched with the original photos (before sets were scaled)")
+            raise DestinationError(
+                f"{dest} holds {held}; building {dataset!r} there would mix the two: use "
+                "another --dest (or --force)")
     elif (dest / LISTINGS_FILE).exists():
         raise DestinationError(
             f"{dest} already holds a {LISTINGS_FILE} that `data fetch` did not create (no "
@@ -81,6 +92,7 @@ def fetch_dataset(dest: Path, source: str = DEFAULT_SOURCE, url: str | None = No
                   max_photo_bytes: int = DEFAULT_MAX_PHOTO_BYTES,
                   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, force: bool = False,
                   github_sources: GithubSources | None = None,
+                  dataset: DatasetSet | None = None,
                   log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Fetch ``source`` into ``dest`` in the canonical layout; return the summary.
 
@@ -89,22 +101,32 @@ def fetch_dataset(dest: Path, source: str = DEFAULT_SOURCE, url: str | None = No
     ``unusable``) and ``summary["exit_code"]`` (0 / 1 / 1 / 2). For ``github`` (``url``: a base
     replacing the raw-file host; ``github_sources``: other pins than the real ones), nothing at
     all is written into ``dest`` until every table matches its pinned sha256
-    (``summary["written"]`` is False then). Invalid arguments raise ``ValueError``, a
-    destination that must not be overwritten :class:`DestinationError`.
+    (``summary["written"]`` is False then). ``dataset`` (``github`` only) is the set to build,
+    by default the reports' dataset (:data:`.sets.REPORTS_SET`); the summary's ``identity``
+    says whether the result is byte-identical to its pinned hashes. Invalid arguments raise
+    ``ValueError``, a destination that must not be overwritten :class:`DestinationError`.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if dataset is not None and source != "github":
+        raise ValueError(f"a set ({dataset.name}, --all) only applies to --source github")
     dest = Path(dest).expanduser().resolve()
     locations = source_locations(source, url, images_url, github_sources)
-    check_destination(dest, source, force)
+    if source == "github":
+        dataset = dataset or REPORTS_SET
+    check_destination(dest, source, force, dataset.name if dataset else None)
     options = FetchOptions(dest=dest, settings=HttpSettings(timeout, retries, backoff),
                            url=url, images_url=images_url, workers=workers, progress=progress,
                            max_photo_bytes=max_photo_bytes, max_file_bytes=max_file_bytes,
-                           log=log or (lambda message: None), github_sources=github_sources)
+                           log=log or (lambda message: None), github_sources=github_sources,
+                           dataset=dataset)
     options.log(f"fetching the {source} dataset into {dest}")
+    if dataset is not None:
+        options.log(f"  set: {dataset.describe()}")
     for item, location in locations.items():
         options.log(f"  {item}: {location}")
-    report = FetchReport(source, dest, locations, photos_required=source == "github")
+    report = FetchReport(source, dest, locations, photos_required=source == "github",
+                         dataset=dataset.name if dataset else None)
     if source == "github":
         written = _run_github(options, report)
     else:

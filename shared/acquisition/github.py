@@ -20,6 +20,15 @@ whose photo fails (404, HTML page, truncated body, 5xx or timeout after the retr
 listing's photo ...) is left out of ``listings.csv`` and counted by reason, with its ID, in
 ``fetch_report.json``. ``listings.csv`` holds the OpenDataSoft columns the tables provide, in
 export order (48 with the pinned tables), rows sorted by ID.
+
+Which listings are written and how their photos are prepared is the *set* (:mod:`.sets`): by
+default the reports' dataset ``airbnb-madrid-10k`` (its 10,351 listings; each verified original
+scaled to a 224 px shorter side, the scaled photo checked against the shipped sha256 manifest,
+``listings.csv`` against the pinned sha256), with ``--all`` every listing, scaled the same way. A
+scaled photo that differs from its pinned hash (another Pillow, say) is kept when it decodes,
+named in one log line with both hashes, and the summary says the set is "not byte-identical to the
+reports' dataset" (:func:`set_identity`). ``raw/scaled-photos.csv`` records what each photo was
+made from (:class:`PhotoLedger`), so a rerun skips every photo already made.
 """
 
 from __future__ import annotations
@@ -28,11 +37,15 @@ import csv
 import functools
 import gzip
 import hashlib
+import io
 import json
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from PIL import Image
 
 from shared.dataset import check_photo, parse_price
 from shared.io import sha256_file
@@ -41,7 +54,8 @@ from shared.schema import ID_COLUMN, LISTINGS_FILE, OPENDATASOFT_COLUMNS
 from .base import FetchOptions, UnusableSourceError, run_photo_jobs
 from .http import ContentError, DownloadError, atomic_output, download
 from .layout import photo_path, select_listings, write_listings_csv
-from .report import FetchReport, PhotoOutcome
+from .report import MAX_FAILURES_LISTED, FetchReport, PhotoOutcome
+from .sets import REPORTS_SET, DatasetSet, ExpectedPhoto, PhotoScaling
 
 RAW_FILE_HOST = "https://raw.githubusercontent.com"
 MANIFEST_DIR = Path(__file__).resolve().parent / "data"
@@ -153,6 +167,10 @@ DEFAULT_GITHUB_SOURCES = GithubSources(
 
 def sources_of(options: FetchOptions) -> GithubSources:
     return options.github_sources or DEFAULT_GITHUB_SOURCES
+
+
+def dataset_of(options: FetchOptions) -> DatasetSet:
+    return options.dataset or REPORTS_SET
 
 
 # --------------------------------------------------------------------------- tables
@@ -336,43 +354,220 @@ def stage_github(options: FetchOptions, report: FetchReport, staging: Path) -> S
 
 
 def fetch_github(options: FetchOptions, report: FetchReport, staged: StagedSource) -> None:
-    """Keep the verified tables in ``raw/``, fetch and check every photo, write listings.csv."""
+    """Keep the verified tables in ``raw/``, fetch, check and scale the photos of the set's
+    listings, write listings.csv, then compare the result with the set's pinned hashes."""
     install_tables(staged.tables, options)
-    manifest = staged.manifest
+    manifest, dataset = staged.manifest, dataset_of(options)
+    wanted = dataset.ids()
     listings = []
     for listing_id, row in select_listings(staged.rows, report, count_rows=False):
-        if listing_id in manifest:
-            listings.append((listing_id, row))
-        else:
+        if listing_id not in manifest:
             report.exclude("no_photo_in_repository")
+        elif wanted is not None and listing_id not in wanted:
+            report.exclude(f"not_in_{dataset.name}")
+        else:
+            listings.append((listing_id, row))
     owners = {photo.blob: listing_id for listing_id, photo in manifest.items()}
     photos = sources_of(options).photos
-    jobs = [functools.partial(fetch_photo, listing_id, manifest[listing_id], photos, options,
-                              owners) for listing_id, _ in listings]
-    outcomes = run_photo_jobs(jobs, options, report)
+    options.raw_dir.mkdir(parents=True, exist_ok=True)
+    with PhotoLedger(options.raw_dir / LEDGER_FILE) as ledger:
+        target = PhotoTarget(dataset.scaling, dataset.expected_photos(), ledger)
+        jobs = [functools.partial(fetch_photo, listing_id, manifest[listing_id], photos, options,
+                                  owners, target) for listing_id, _ in listings]
+        outcomes = run_photo_jobs(jobs, options, report)
     with_photo = {outcome.listing_id for outcome in outcomes if outcome.status != "failed"}
     kept = sorted((item for item in listings if item[0] in with_photo), key=lambda item: item[0])
-    report.written = write_listings_csv(
-        options.dest / LISTINGS_FILE,
-        ([str(listing_id)] + [row.get(name, "") for name in staged.columns[1:]]
-         for listing_id, row in kept), staged.columns)
+    listings_path = options.dest / LISTINGS_FILE
+    report.written = write_listings_csv(listings_path, csv_rows(staged.columns, kept),
+                                        staged.columns)
+    report.identity = set_identity(dataset, outcomes, {item[0] for item in kept}, listings_path,
+                                   options.log)
+
+
+def csv_rows(columns: Sequence[str],
+             listings: Sequence[tuple[int, dict[str, str]]]) -> list[list[str]]:
+    """The ``listings.csv`` rows (text, ``columns`` order, ID first) of ``(ID, row)`` listings."""
+    return [[str(listing_id)] + [row.get(name, "") for name in columns[1:]]
+            for listing_id, row in listings]
+
+
+# --------------------------------------------------------------------------- scaled photos
+
+LEDGER_FILE = "scaled-photos.csv"
+LEDGER_HEADER = ["ID", "git_blob_sha1", "recipe", "sha256"]
+MAX_DIFFERENCES_LOGGED = 20
+
+
+class PhotoLedger:
+    """What each photo in ``images/`` was made from: ``raw/scaled-photos.csv``, one line per
+    photo written (``ID, git blob id of the original, scaling recipe, sha256 of the file``; the
+    last line of an ID wins).
+
+    Lines are appended, and flushed, once the photo has been renamed into place; a torn line left
+    by a killed run is ignored. A rerun then trusts a present photo whose sha256 is the set's
+    pinned one, or that this ledger says was made from the pinned original with the current
+    recipe (Pillow version included) and still has the recorded sha256: a set that is not
+    byte-identical (another Pillow) or has no pinned photo hashes (``--all``) resumes too.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[int, tuple[str, str, str]] = self._read()
+        self._lock = threading.Lock()
+        self._handle = None
+
+    def _read(self) -> dict[int, tuple[str, str, str]]:
+        entries: dict[int, tuple[str, str, str]] = {}
+        if self.path.is_file():
+            with open(self.path, encoding="utf-8", newline="") as handle:
+                for record in csv.reader(handle):
+                    if len(record) == len(LEDGER_HEADER) and record[0].isdigit():
+                        entries[int(record[0])] = (record[1], record[2], record[3])
+        return entries
+
+    def __enter__(self) -> PhotoLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def matches(self, listing_id: int, blob: str, recipe: str, sha256: str) -> bool:
+        return self.entries.get(listing_id) == (blob, recipe, sha256)
+
+    def record(self, listing_id: int, blob: str, recipe: str, sha256: str) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([listing_id, blob, recipe, sha256])
+        with self._lock:
+            if self._handle is None:
+                self._handle = self._open()
+            self._handle.write(buffer.getvalue())
+            self._handle.flush()
+            self.entries[listing_id] = (blob, recipe, sha256)
+
+    def _open(self):
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        torn = size > 0 and self.path.read_bytes()[-1:] != b"\n"
+        # kept open across records (one append per photo), closed by __exit__
+        handle = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        if size == 0:
+            handle.write(",".join(LEDGER_HEADER) + "\n")
+        elif torn:
+            handle.write("\n")
+        return handle
+
+
+@dataclass
+class PhotoTarget:
+    """What every photo of the set must become: the scaling, the pinned hashes of the scaled
+    photos (``{ID: ExpectedPhoto}``, may be empty) and the ledger of photos already made."""
+
+    scaling: PhotoScaling
+    expected: dict[int, ExpectedPhoto]
+    ledger: PhotoLedger
+
+    def present(self, listing_id: int, pinned: PinnedPhoto, path: Path) -> str | None:
+        """The sha256 of ``path`` when it is a finished photo of this set, else None."""
+        if not path.is_file():
+            return None
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        expected = self.expected.get(listing_id)
+        if expected is not None and expected.sha256 == sha256:
+            return sha256
+        if self.ledger.matches(listing_id, pinned.blob, self.scaling.recipe, sha256):
+            return sha256
+        return None
 
 
 def fetch_photo(listing_id: int, pinned: PinnedPhoto, photos: PinnedPhotos,
-                options: FetchOptions, owners: dict[str, int]) -> PhotoOutcome:
-    """Make sure ``images/<ID>.jpg`` holds exactly the pinned photo (a verified one is kept)."""
+                options: FetchOptions, owners: dict[str, int], target: PhotoTarget) -> PhotoOutcome:
+    """Make sure ``images/<ID>.jpg`` holds the set's photo: the pinned original (git blob id,
+    full decode) scaled by ``target.scaling``; a finished one is kept."""
     path = photo_path(options.images_dir, listing_id)
-    if path.is_file() and git_blob_id(path.read_bytes()) == pinned.blob:
-        return PhotoOutcome(listing_id, "already_present")
+    present = target.present(listing_id, pinned, path)
+    if present:
+        return PhotoOutcome(listing_id, "already_present", sha256=present)
     url = photos.url(listing_id, options.url or RAW_FILE_HOST)
+    made: list[str] = []
     try:
         download(url, path, settings=options.settings, max_bytes=options.max_photo_bytes,
-                 finalize=photo_check(listing_id, pinned, owners))
+                 finalize=scaled_photo_check(listing_id, pinned, owners, target.scaling, made))
     except DownloadError as error:
         return PhotoOutcome(listing_id, "failed", error.reason, url=url,
                             detail=f"listing {listing_id}: {error.detail}",
                             transient=error.retryable)
-    return PhotoOutcome(listing_id, "fetched", url=url)
+    target.ledger.record(listing_id, pinned.blob, target.scaling.recipe, made[-1])
+    return PhotoOutcome(listing_id, "fetched", url=url, sha256=made[-1])
+
+
+def scaled_photo_check(listing_id: int, pinned: PinnedPhoto, owners: dict[str, int],
+                       scaling: PhotoScaling, made: list[str]) -> Callable[[Path], None]:
+    """The finalizer of a photo download: :func:`photo_check` on the original, then replace it
+    by its scaled version, which must decode; the scaled file's sha256 is appended to ``made``."""
+    check_original = photo_check(listing_id, pinned, owners)
+
+    def finalize(path: Path) -> None:
+        check_original(path)
+        try:
+            data = scaling.scale(path.read_bytes())
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise ContentError("unscalable", f"the pinned photo could not be scaled "
+                               f"({type(error).__name__}: {error})") from error
+        path.write_bytes(data)
+        decoded = check_photo(path, convert=False)
+        if decoded.reason is not None:
+            raise ContentError("unscalable", f"the scaled photo does not decode ({decoded.reason})")
+        made.append(hashlib.sha256(data).hexdigest())
+
+    return finalize
+
+
+def set_identity(dataset: DatasetSet, outcomes: Sequence[PhotoOutcome], written: set[int],
+                 listings_path: Path, log: Callable[[str], None]) -> dict:
+    """Compare what was written with the set's pinned hashes; log one line per difference.
+
+    ``byte_identical`` is True when ``listings.csv`` has the pinned sha256 and every photo its
+    pinned one, False when something differs, None when the set pins no ``listings.csv``.
+    """
+    expected = dataset.expected_photos()
+    counts = {"identical": 0, "differing": 0, "unchecked": 0}
+    differences = []
+    for outcome in sorted(outcomes, key=lambda item: item.listing_id):
+        if outcome.status == "failed":
+            continue
+        pinned = expected.get(outcome.listing_id)
+        if pinned is None:
+            counts["unchecked"] += 1
+        elif pinned.sha256 == outcome.sha256:
+            counts["identical"] += 1
+        else:
+            counts["differing"] += 1
+            differences.append({"listing_id": str(outcome.listing_id),
+                                "file": f"images/{outcome.listing_id}.jpg",
+                                "expected_sha256": pinned.sha256, "sha256": outcome.sha256})
+    for entry in differences[:MAX_DIFFERENCES_LOGGED]:
+        log(f"{entry['file']}: sha256 {entry['sha256']} is not the reports' dataset's "
+            f"{entry['expected_sha256']} (scaled: {dataset.scaling.recipe}); kept, it decodes")
+    if len(differences) > MAX_DIFFERENCES_LOGGED:
+        log(f"... and {len(differences) - MAX_DIFFERENCES_LOGGED} more photos differ (listed in "
+            "fetch_report.json)")
+    wanted = dataset.ids()
+    missing = sorted(wanted - written) if wanted is not None else []
+    csv_sha256 = sha256_file(listings_path)
+    byte_identical = None
+    if dataset.listings_sha256 is not None:
+        byte_identical = (csv_sha256 == dataset.listings_sha256 and not differences
+                          and not missing)
+        if csv_sha256 != dataset.listings_sha256:
+            log(f"{listings_path.name}: sha256 {csv_sha256} is not the reports' dataset's "
+                f"{dataset.listings_sha256}")
+    return {"dataset": dataset.name, "byte_identical": byte_identical,
+            "recipe": dataset.scaling.recipe,
+            "listings_csv": {"sha256": csv_sha256, "expected": dataset.listings_sha256},
+            "missing_listings": len(missing), "missing_ids": [str(key) for key in
+                                                              missing[:MAX_FAILURES_LISTED]],
+            "photos": counts, "differing": differences[:MAX_FAILURES_LISTED]}
 
 
 def photo_check(listing_id: int, pinned: PinnedPhoto,

@@ -4,6 +4,11 @@ The summary counts listings written and dropped (by reason), photos fetched, alr
 failed (by reason), and lists each failure with its listing ID, so ``airbnb-dl data check`` can be
 compared with it. ``exit_code`` is 0 (complete), 1 (something failed that a rerun may fix, or,
 for a source whose every listing needs its photo, some listings were dropped) or 2 (unusable).
+
+For the ``github`` source the summary also names the set built (``dataset``) and says whether the
+result is byte-identical to the set's pinned hashes (``identity``, one line by
+:func:`identity_line`). A set that is complete but not byte-identical (e.g. photos scaled by
+another Pillow) still exits 0: it is usable, and the summary says numbers may differ slightly.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class PhotoOutcome:
     url: str = ""
     detail: str = ""
     transient: bool = False
+    #: sha256 (hex) of the photo file as written or found (``github``: the scaled photo).
+    sha256: str = ""
 
 
 @dataclass
@@ -54,6 +61,10 @@ class FetchReport:
     #: True for a source that writes only listings with a photo: any failed photo then drops a
     #: listing and the fetch is incomplete (exit 1); otherwise only transient failures count.
     photos_required: bool = False
+    #: The set the ``github`` source builds (its name), None for the other sources.
+    dataset: str | None = None
+    #: How the result compares with the set's pinned hashes (``github`` only, set at the end).
+    identity: dict[str, Any] | None = None
 
     def file(self, name: str, status: str) -> None:
         """Record a source file as ``fetched`` or ``already_present``."""
@@ -98,8 +109,9 @@ class FetchReport:
 
     def summary(self) -> dict[str, Any]:
         exit_codes = {"complete": 0, "unusable": 2}
-        return {
+        summary = {
             "source": self.source,
+            "dataset": self.dataset,
             "dest": str(self.dest),
             "locations": self.locations,
             "status": self.status,
@@ -120,6 +132,9 @@ class FetchReport:
                        "failed_by_reason": dict(sorted(self.photo_failures.items()))},
             "failures": self.failures,
         }
+        if self.identity is not None:
+            summary["identity"] = self.identity
+        return summary
 
     def write(self, summary: dict[str, Any] | None = None) -> Path:
         """Write the summary (or the in-progress state) to ``<dest>/fetch_report.json`` atomically."""
@@ -146,6 +161,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     failed = _counts(photos["failed_by_reason"])
     lines.append(f"  photos: {photos['fetched']} fetched, {photos['already_present']} already "
                  f"present, {photos['failed']} failed" + (f" ({failed})" if failed else ""))
+    if summary.get("identity"):
+        lines.append(f"  {identity_line(summary['identity'])}")
     if photos["transient_failures"]:
         lines.append(f"  {photos['transient_failures']} photo failures may be transient: "
                      "rerun the same command to retry them")
@@ -154,6 +171,31 @@ def format_summary(summary: dict[str, Any]) -> str:
     else:
         lines.append(f"  nothing was written into {summary['dest']}")
     return "\n".join(lines)
+
+
+def identity_line(identity: dict[str, Any]) -> str:
+    """One line: is the set byte-identical to its pinned hashes, and if not, what differs."""
+    name, photos = identity["dataset"], identity["photos"]
+    if identity["byte_identical"]:
+        return (f"byte-identical to the reports' dataset {name}: listings.csv sha256 "
+                f"{identity['listings_csv']['sha256']}, {photos['identical']} photos verified")
+    checked = (f"{photos['identical']} of its photos byte-identical to the reports' dataset"
+               + (f", {photos['differing']} differ" if photos["differing"] else "")
+               + (f", {photos['unchecked']} without a pinned hash" if photos["unchecked"] else ""))
+    if identity["byte_identical"] is None:
+        return f"{name}: not the reports' dataset (no pinned listings.csv); {checked}"
+    problems = []
+    if photos["differing"]:
+        problems.append(f"{photos['differing']} photo(s) differ")
+    if identity["missing_listings"]:
+        problems.append(f"{identity['missing_listings']} listing(s) missing")
+    csv_hashes = identity["listings_csv"]
+    if csv_hashes["sha256"] != csv_hashes["expected"]:
+        problems.append(f"listings.csv sha256 {csv_hashes['sha256']}, expected "
+                        f"{csv_hashes['expected']}")
+    return (f"the set is not byte-identical to the reports' dataset ({name}): "
+            f"{'; '.join(problems)}. Models trained on it may give slightly different numbers "
+            f"than the published reports")
 
 
 def _counts(counter: dict[str, int]) -> str:
