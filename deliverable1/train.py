@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deliverable1 import analysis, column_cost
+from deliverable1.split_sensitivity import split_sensitivity
 from shared import config, schema
 from shared.data import prepare_data
-from shared.experiment import Experiment, start_run, training_main
+from shared.experiment import Experiment, save_json_if_chief, start_run, training_main
 from shared.models import SINGLE_SOURCE_MODELS, train_single_source
+from shared.split import FRACTIONS
 
 MODEL_NAMES = SINGLE_SOURCE_MODELS
 
@@ -34,6 +36,7 @@ class Deliverable1Run:
 
     exp: Experiment
     bundles: dict = field(default_factory=dict)
+    trained: dict = field(default_factory=dict)      # name -> shared.experiment.Trained
     extraction: dict = field(default_factory=dict)   # computed / cached / seconds
     analysis: dict = field(default_factory=dict)     # see deliverable1.analysis.analyse
     metrics_path: Path | None = None
@@ -44,7 +47,23 @@ def train_all(exp: Experiment, log=print) -> Deliverable1Run:
     by ``exp`` as soon as it is trained."""
     trained = train_single_source(exp, MODEL_NAMES, log=log)
     return Deliverable1Run(exp, bundles={name: t.bundle for name, t in trained.items()},
+                           trained=trained,
                            extraction=trained["transfer_frozen"].extra["extraction"])
+
+
+#: The models retrained with several seeds on the fixed split (the seed study).
+SEED_STUDY = ("hgb", "mlp")
+
+
+def published_split(exp: Experiment) -> dict:
+    """The split every model of the run was trained and tested on, as ``docs/deliverable1/
+    split.json`` publishes it: the listing IDs of each part, the dataset and the rule."""
+    split = exp.data.split
+    return {"rule": split.rule, "seed": int(split.seed), "fractions": FRACTIONS,
+            "dataset": {"source": Path(exp.data.dataset.data_dir).name,
+                        "listings_sha256": exp.data.dataset.csv_sha256,
+                        "usable_listings": int(len(exp.data.dataset.frame))},
+            "parts": {name: ids.tolist() for name, ids in split.parts().items()}}
 
 
 def column_cost_experiment(exp: Experiment, log=print):
@@ -85,10 +104,14 @@ def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print,
     """Everything deliverable 1 computes; ``metrics.json`` into ``output_dir`` (None: not written)."""
     exp = start_run(data_dir, models_dir, smoke=smoke, budget=budget)
     result = train_all(exp, log=log)
+    for name in SEED_STUDY:
+        exp.record_seeds(name, result.trained[name].reseed, log=log)
     result.analysis = analysis.analyse(exp.results)
+    result.analysis["split_sensitivity"] = split_sensitivity(exp, log)
     result.analysis["column_cost"] = column_cost_table(exp, log)
     if output_dir is not None:
         result.metrics_path = exp.write_metrics(Path(output_dir) / "metrics.json", result.analysis)
+        save_json_if_chief(exp.cfg, Path(output_dir) / "split.json", published_split(exp))
     return result
 
 

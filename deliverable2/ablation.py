@@ -33,9 +33,10 @@ TABULAR = ("mlp", "hgb")
 FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
 #: The deliverable's goal, its one definition (issue 11, on the 10,351-listing set): the fusion
 #: model validation picks has a test MAE at least 3% below the best tabular-only model's, and is
-#: better in at least 95% of the paired bootstrap resamples (on the 814-listing set the bar was
-#: "more than half": no comparison could be conclusive on 163 test listings).
-GOALS = {"max_relative_diff": -0.03, "min_p_better": 0.95}
+#: better in at least 95% of the paired bootstrap resamples, and better in every seed of the seed
+#: study but at most one (4 of 5): the paired bootstrap resamples the test rows, the seeds the
+#: training randomness.
+GOALS = {"max_relative_diff": -0.03, "min_p_better": 0.95, "max_seeds_lost": 1}
 
 
 def roles(image_reference: str) -> dict[str, str]:
@@ -92,9 +93,24 @@ def goal_check(exp, comparisons: dict[str, dict], reference: str) -> dict:
     chosen = chosen_fusion(exp, tuple(comparisons))
     met = {n: meets_goal(c) for n, c in comparisons.items()}
     c = comparisons[chosen]
+    seeds = seeds_won(exp.results.get(chosen, {}), exp.results.get(reference, {}))
     return {"reference": reference, "chosen_on_validation": chosen,
             "relative_diff": c["relative_diff"], "p_fusion_better": c["p_a_better"],
-            "reached": met[chosen], "reached_by": [n for n, ok in met.items() if ok]}
+            "seeds": seeds, "reached": bool(met[chosen] and seeds["enough"]),
+            "reached_by": [n for n, ok in met.items() if ok]}
+
+
+def seeds_won(fusion: dict, reference: dict) -> dict:
+    """In how many seeds of the seed study the fusion model's test MAE is below the reference's
+    (seed by seed); ``enough`` when it wins in all but at most one (:data:`GOALS`). Without a
+    seed study for both, ``enough`` is False and ``why`` says so."""
+    a, b = fusion.get("seeds"), reference.get("seeds")
+    if not a or not b:
+        return {"won": None, "of": None, "enough": False,
+                "why": fusion.get("seeds_skipped", "no seed study")}
+    pairs = {r["seed"]: r["test_mae"] for r in b}
+    won = sum(r["test_mae"] < pairs[r["seed"]] for r in a if r["seed"] in pairs)
+    return {"won": int(won), "of": len(a), "enough": won >= len(a) - GOALS["max_seeds_lost"]}
 
 
 def meets_goal(comparison: dict) -> bool:

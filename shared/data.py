@@ -65,7 +65,12 @@ def prepare_data(data_dir, models_dir, seed: int = config.SEED, persist: bool = 
     models_dir = Path(models_dir)
     if persist:
         models_dir.mkdir(parents=True, exist_ok=True)
-    split = load_or_make_split(dataset, models_dir, seed, persist=persist)
+    return data_for_split(dataset, load_or_make_split(dataset, models_dir, seed, persist=persist))
+
+
+def data_for_split(dataset: Dataset, split: Split) -> ModelData:
+    """:class:`ModelData` of ``dataset`` cut by ``split``, the preprocessor fitted on its training
+    rows only."""
     parts = {name: dataset.subset(ids) for name, ids in split.parts().items()}
     preprocessor = feats.make_preprocessor()
     preprocessor.fit(parts["train"].frame)  # training rows only

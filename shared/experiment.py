@@ -30,7 +30,7 @@ from shared import features as feats
 from shared.bundles import ModelBundle
 from shared.config import RunConfig
 from shared.data import PARTS, ModelData, prepare_data
-from shared.evaluation import regression_metrics, write_metrics
+from shared.evaluation import mae, regression_metrics, write_metrics
 from shared.intervals import DEFAULT_COVERAGES, IntervalCalibration, fit_calibration, interval_report
 from shared.io import write_json_atomic
 
@@ -41,7 +41,9 @@ class Trained:
 
     ``predict``: ``part -> predicted prices EUR (n,)`` computed from what the trainer already
     holds (e.g. cached photo features), so the evaluation need not recompute them; None: the
-    evaluation predicts with the bundle. ``extra``: anything else the trainer measured that
+    evaluation predicts with the bundle. ``reseed``: ``seed -> predict`` of the chosen settings
+    retrained with another seed (initialisation, shuffling, subsampling), for the seed study;
+    None when the model has no cheap retrain. ``extra``: anything else the trainer measured that
     the run reports (e.g. feature-extraction stats).
     """
 
@@ -49,11 +51,18 @@ class Trained:
     seconds: float
     history: dict | None = None
     predict: Callable[[str], np.ndarray] | None = None
+    reseed: Callable[[int], Callable[[str], np.ndarray]] | None = None
     extra: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.bundle.name
+
+
+def seeds_of(cfg: RunConfig) -> list[int]:
+    """The seeds of the seed study: the run's seed (its reported models), then ``budget.seeds
+    - 1`` others, far from the seeds a search gives its candidates (run seed + candidate index)."""
+    return [cfg.seed] + [cfg.seed + 1000 * i for i in range(1, cfg.budget.seeds)]
 
 
 def budget_fingerprint(budget: settings.Budget) -> str:
@@ -165,6 +174,22 @@ class Experiment:
         return fit_calibration(np.log(np.asarray(cal_pred_eur, dtype=np.float64)),
                                self.data.y_log("cal"), self.data.parts["cal"].frame, train_pred_log,
                                feats.log_target(train.prices), train.frame)
+
+    def record_seeds(self, name: str, reseed, log=print) -> list[dict]:
+        """Retrain ``name``'s chosen settings with the other seeds of :func:`seeds_of` and record
+        ``results[name]["seeds"] = [{"seed", "test_mae"}]``: first the run's own model (its
+        entry says ``"reported": true``), then a retrain (``reseed(seed) -> predict``) per seed.
+        Test rows are only scored here, never used to choose."""
+        y = self.data.y_eur("test")
+        records = [{"seed": int(self.cfg.seed), "reported": True,
+                    "test_mae": mae(y, self.predictions[name]["test"])}]
+        for seed in seeds_of(self.cfg)[1:]:
+            records.append({"seed": int(seed), "test_mae": mae(y, reseed(seed)("test"))})
+        self.results[name]["seeds"] = records
+        values = [r["test_mae"] for r in records]
+        log(f"{name}: test MAE over {len(values)} seeds {np.mean(values):.2f} "
+            f"± {np.std(values, ddof=1):.2f} EUR")
+        return records
 
     def forget(self, name: str) -> None:
         """Drop a model's results (a candidate that is not reported)."""

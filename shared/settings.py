@@ -17,8 +17,8 @@ class Budget:
     """Sizes of one training run. Epochs are upper bounds (early stopping usually ends sooner)."""
 
     # deliverable 1: baselines
-    hgb_candidates: int | None      # settings of baselines.HGB_GRID tried (None: the whole grid)
-    hgb_max_iter: int               # boosting iterations of every gradient-boosting fit
+    hgb_candidates: int             # settings of baselines.HGB_SPACE tried (random search)
+    hgb_max_iter: int               # most boosting iterations of a fit (early stopping decides)
     # deliverable 1: mlp (also the MLP of early fusion and phase 1 of late fusion)
     mlp_configs: int                # candidates of the random search, the original's included
     mlp_epochs: int
@@ -39,6 +39,8 @@ class Budget:
     branches_joint_epochs: int      # late_fusion_from_branches phase B
     # prediction intervals (every model)
     interval_difficulty_rows: int   # training rows (seeded sample) the interval width model sees
+    # the seed study (hgb, mlp, the fusion model validation picks)
+    seeds: int                      # seeds per model, the run's own included
 
 
 #: The budget of the rendered reports (``nox -s deliverable1`` / ``deliverable2``), sized for the
@@ -46,13 +48,13 @@ class Budget:
 #: deliverable 2 within 30 min with a warm feature cache. Photo sides and epoch caps are what
 #: those limits allow; early stopping ends the tabular searches well before their cap.
 FULL = Budget(
-    hgb_candidates=None, hgb_max_iter=400,
+    hgb_candidates=16, hgb_max_iter=3000,
     mlp_configs=12, mlp_epochs=200, mlp_batch_size=128,
     cnn_image_size=96, cnn_epochs=20, transfer_image_size=224, finetune_blocks=2,
     finetune_epochs=3, photo_batch_size=32,
     fusion_components=(8, 16, 32, 64, "score"), early_extra_configs=1, late_grid_size=None,
     late_finetune_epochs=2, branches_head_epochs=200, branches_joint_epochs=100,
-    interval_difficulty_rows=2000,
+    interval_difficulty_rows=2000, seeds=5,
 )
 
 #: A budget for the 814-listing set: more epochs and larger photos, affordable on ~490 training
@@ -68,7 +70,7 @@ SMOKE = Budget(
     finetune_epochs=1, photo_batch_size=32,
     fusion_components=(8, "score"), early_extra_configs=1, late_grid_size=1,
     late_finetune_epochs=1, branches_head_epochs=3, branches_joint_epochs=2,
-    interval_difficulty_rows=64,
+    interval_difficulty_rows=64, seeds=2,
 )
 
 

@@ -111,6 +111,12 @@ def fit_regressor(model, train, validation, epochs: int, patience: int = 10,
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
+def stopped_by(history: dict | None, epochs: int) -> str:
+    """What ended a Keras training: ``"early_stopping"`` when it ran fewer than ``epochs`` epochs,
+    else ``"epoch_limit"`` (the budget's cap, which the reports then say)."""
+    return "early_stopping" if len((history or {}).get("loss", [])) < epochs else "epoch_limit"
+
+
 def arrays_dataset(arrays: tuple, batch_size: int, shuffle: bool = False, seed: int = 0):
     """(x, y) arrays -> a batched tf.data.Dataset, built once and reused by every epoch.
 

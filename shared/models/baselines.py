@@ -3,7 +3,8 @@
 * ``mean``  predicts the training mean of log price for every listing (R² on log price ~ 0).
 * ``ridge`` a linear model on the same tabular features; ``alpha`` chosen on validation.
 * ``hgb``   scikit-learn's HistGradientBoostingRegressor, the usual strongest model on small
-  tabular data; a small grid chosen on validation.
+  tabular data; a random search of its settings on validation, each fit early-stopped on the
+  validation part.
 
 All three train on log price and consume the tabular matrix of :mod:`shared.features`;
 ``train_hgb`` also accepts extra image-feature columns (deliverable 2's ``hgb_with_embeddings``).
@@ -11,7 +12,6 @@ All three train on log price and consume the tabular matrix of :mod:`shared.feat
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
@@ -25,10 +25,34 @@ from shared.experiment import Trained
 from shared.search import Fitted, tune_on_validation
 
 RIDGE_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
-HGB_GRID = [
-    {"learning_rate": lr, "max_leaf_nodes": leaves, "min_samples_leaf": leaf, "l2_regularization": 1.0}
-    for lr, leaves, leaf in itertools.product((0.03, 0.08), (15, 31), (10, 20))
-]
+#: The space of the gradient-boosting random search. Every fit stops early on the validation
+#: part (no improvement of its loss for ``HGB_PATIENCE`` iterations), so the number of trees is
+#: chosen on validation too. Features are subsampled at every split (``max_features`` < 1): a
+#: regulariser, and what makes a retrain with another seed a different model.
+HGB_SPACE = {"learning_rate": (0.02, 0.04, 0.08), "max_leaf_nodes": (15, 31, 63, 127),
+             "min_samples_leaf": (5, 10, 20, 40), "l2_regularization": (0.0, 1.0, 10.0),
+             "max_features": (0.5, 0.7, 0.9)}
+HGB_PATIENCE = 50
+
+
+def hgb_candidates(n: int, seed: int) -> list[dict]:
+    """``n`` distinct settings drawn from :data:`HGB_SPACE` (seeded)."""
+    rng = np.random.default_rng(seed)
+    grid, seen = [], set()
+    while len(grid) < n:
+        params = {k: v[rng.integers(len(v))] for k, v in HGB_SPACE.items()}
+        key = tuple(sorted(params.items()))
+        if key not in seen:
+            seen.add(key)
+            grid.append({k: (float(v) if isinstance(v, float) else int(v)) for k, v in params.items()})
+    return grid
+
+
+def fit_hgb(X, y, X_val, y_val, params: dict, max_iter: int, seed: int):
+    """One gradient-boosting fit on log price, early-stopped on the validation rows."""
+    return HistGradientBoostingRegressor(max_iter=max_iter, early_stopping=True,
+                                         n_iter_no_change=HGB_PATIENCE, random_state=seed,
+                                         **params).fit(X, y, X_val=X_val, y_val=y_val)
 
 
 def train_mean(data, cfg) -> Trained:
@@ -52,20 +76,37 @@ def train_ridge(data, cfg, alphas=RIDGE_ALPHAS) -> Trained:
     return Trained(bundle, time.perf_counter() - start)
 
 
+def hgb_reseed(data, cfg, params: dict):
+    """``seed -> predict(part)``: a loaded ``hgb`` (its bundle ``params``) refitted with another
+    seed on ``data``'s training rows, early-stopped on its validation rows (the seed study of a
+    model trained in an earlier run)."""
+    settings = {k: params[k] for k in HGB_SPACE}
+    X, X_val = data.tabular["train"], data.tabular["val"]
+
+    def reseed(seed):
+        model = fit_hgb(X, data.y_log("train"), X_val, data.y_log("val"), settings,
+                        cfg.budget.hgb_max_iter, seed)
+        return lambda part: feats.price_from_log(model.predict(data.tabular[part]))
+
+    return reseed
+
+
 def train_hgb(data, cfg, name: str = "hgb", grid=None, image_features: dict | None = None,
               image_reducer=None, backbone: str | None = None, image_size: int | None = None,
               deliverable: str = "deliverable1") -> Trained:
-    """Gradient boosting on the tabular features (+ optional reduced image features per part),
-    its settings searched on validation.
+    """Gradient boosting on the tabular features (+ optional reduced image features per part):
+    a seeded random search of :data:`HGB_SPACE` on validation, every fit early-stopped on the
+    validation part.
 
     Args:
         image_features: {part: (n, k) float32} already reduced by ``image_reducer`` (fitted on
             training rows); None for tabular only.
 
     Returns:
-        :class:`~shared.experiment.Trained` whose ``predict(part)`` reuses the matrices built here.
+        :class:`~shared.experiment.Trained` whose ``predict(part)`` reuses the matrices built here
+        and whose ``reseed(seed)`` refits the chosen settings with another seed.
     """
-    grid = grid or HGB_GRID[:cfg.budget.hgb_candidates]
+    grid = grid or hgb_candidates(cfg.budget.hgb_candidates, cfg.seed)
     start = time.perf_counter()
 
     def matrix(part):
@@ -73,16 +114,24 @@ def train_hgb(data, cfg, name: str = "hgb", grid=None, image_features: dict | No
             return data.tabular[part]
         return np.hstack([data.tabular[part], image_features[part]])
 
-    X, y = matrix("train"), data.y_log("train")
-    search = tune_on_validation(
-        lambda p: Fitted(HistGradientBoostingRegressor(max_iter=cfg.budget.hgb_max_iter,
-                                                       early_stopping=False, random_state=cfg.seed,
-                                                       **p).fit(X, y)),
-        grid, lambda m, _: feats.price_from_log(m.predict(matrix("val"))), data.y_eur("val"))
+    X, y, X_val, y_val = matrix("train"), data.y_log("train"), matrix("val"), data.y_log("val")
+
+    def fit(params, seed):
+        return fit_hgb(X, y, X_val, y_val, params, cfg.budget.hgb_max_iter, seed)
+
+    def predictor(model):
+        return lambda part: feats.price_from_log(model.predict(matrix(part)))
+
+    search = tune_on_validation(lambda p: Fitted(fit(p, cfg.seed)), grid,
+                                lambda m, _: feats.price_from_log(m.predict(X_val)),
+                                data.y_eur("val"))
     model = search.model
     inputs = ("tabular",) if image_features is None else ("tabular", "image_features")
+    stopped = "early_stopping" if model.n_iter_ < cfg.budget.hgb_max_iter else "epoch_limit"
     bundle = ModelBundle(name, inputs, model, data.preprocessor, image_reducer=image_reducer,
                          backbone=backbone, image_size=image_size, deliverable=deliverable,
-                         params={**search.params, "trials": search.trials})
-    return Trained(bundle, time.perf_counter() - start,
-                   predict=lambda part: feats.price_from_log(model.predict(matrix(part))))
+                         params={**search.params, "n_trees": int(model.n_iter_),
+                                 "max_trees": cfg.budget.hgb_max_iter, "stopped_by": stopped,
+                                 "trials": search.trials})
+    return Trained(bundle, time.perf_counter() - start, predict=predictor(model),
+                   reseed=lambda seed: predictor(fit(search.params, seed)))

@@ -28,7 +28,7 @@ from shared.bundles import ModelBundle
 from shared.devices import global_batch_size
 from shared.experiment import Trained
 from shared.models.layers import batch_normalization, regression_output
-from shared.training import compile_regressor, fit_regressor, under_strategy
+from shared.training import compile_regressor, fit_regressor, stopped_by, under_strategy
 
 CHANNELS = (16, 32, 64, 128)
 
@@ -66,7 +66,8 @@ def train_cnn_scratch(data, cfg, learning_rate: float = 1e-3) -> Trained:
                                  batch_size=global_batch_size(batch_size, cfg.replicas), cache_dir=f"{cache}/val")
         history = fit_regressor(model, train, val, epochs=epochs, patience=8)
     params = {"image_size": image_size, "channels": list(CHANNELS), "learning_rate": learning_rate,
-              "epochs_run": len(history["loss"]), "augmentation": "flip, brightness, contrast, zoom"}
+              "epochs_run": len(history["loss"]), "max_epochs": epochs,
+              "stopped_by": stopped_by(history, epochs), "augmentation": "flip, brightness, contrast, zoom"}
     bundle = ModelBundle("cnn_scratch", ("image",), model, image_size=image_size, params=params,
                          deliverable="deliverable1")
     return Trained(bundle, time.perf_counter() - start, history=history)

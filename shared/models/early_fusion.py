@@ -44,7 +44,7 @@ from shared.split import PART_NAMES as PARTS
 from shared.bundles import ModelBundle
 from shared.experiment import Trained
 from shared.search import Fitted, tune_on_validation
-from shared.training import under_strategy
+from shared.training import in_strategy, stopped_by, under_strategy
 
 #: Photo reductions tried: k PCA components, or "score" (:class:`PhotoPriceScore`)
 #: (``cfg.budget.fusion_components``; the MLP configurations tried at the chosen reduction,
@@ -181,8 +181,9 @@ def train_early_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
 
     def build_and_fit(params):
         X = inputs_for(params["n_components"])
-        return fit_mlp(X["train"], y_train, X["val"], y_val, params["config"], cfg.seed, epochs,
-                       cfg.budget.mlp_batch_size, name="early_fusion")
+        return fit_mlp(X["train"], y_train, X["val"], y_val, params["config"],
+                       params.get("seed", cfg.seed), epochs, cfg.budget.mlp_batch_size,
+                       name="early_fusion")
 
     def predict_val(model, params):
         return feats.price_from_log(model.predict(matrices[params["n_components"]]["val"],
@@ -220,12 +221,19 @@ def train_early_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
         "early_fusion", ("tabular", "image_features"), best.model, data.preprocessor,
         image_reducer=reducer, backbone=backbone, image_size=image_size, deliverable="deliverable2",
         params={**photo_params, **_config_key(best.params["config"]),
-                "epochs_run": len(best.history["loss"]),
+                "epochs_run": len(best.history["loss"]), "max_epochs": epochs,
+                "stopped_by": stopped_by(best.history, epochs),
                 "input_dim": int(matrices[k]["train"].shape[1]),
                 "backbone": backbone, "image_size": image_size, "trials": trials})
+    def predictor(model):
+        return lambda part: feats.price_from_log(model.predict(matrices[k][part], verbose=0))
+
+    def reseed(seed):
+        with in_strategy(cfg):
+            return predictor(build_and_fit({**best.params, "seed": seed}).model)
+
     return (Trained(bundle, time.perf_counter() - start, history=best.history,
-                    predict=lambda part: feats.price_from_log(best.model.predict(matrices[k][part],
-                                                                                 verbose=0))),
+                    predict=predictor(best.model), reseed=reseed),
             {reducer_label(r): r for r in reducers.values()})
 
 

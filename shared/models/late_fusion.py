@@ -52,7 +52,7 @@ from shared.bundles import ModelBundle
 from shared.devices import global_batch_size
 from shared.evaluation import mae
 from shared.experiment import Trained
-from shared.training import compile_regressor, fit_regressor, under_strategy
+from shared.training import compile_regressor, fit_regressor, stopped_by, under_strategy
 from shared.models.layers import dense_block, regression_output
 from shared.search import Fitted, tune_on_validation
 
@@ -255,6 +255,10 @@ def train_late_fusion(data, cfg, raw: dict, backbone: str, image_size: int, tab_
                 "l2": tab_config["l2"], "img_hidden": list(params["img_hidden"]),
                 "head_hidden": list(params["head_hidden"]), "img_dropout": IMG_DROPOUT,
                 "img_l2": IMG_L2, "phase1_epochs": len(search.history["loss"]),
+                "phase1_max_epochs": epochs, "phase1_stopped_by": stopped_by(search.history, epochs),
+                "phase2_max_epochs": finetune_epochs,
+                "phase2_stopped_by": stopped_by(phase2["history"], finetune_epochs),
+                "stopped_by": stopped_by(phase2["history"], finetune_epochs),
                 "phase1_trials": [{**{k: list(v) if isinstance(v, tuple) else v
                                       for k, v in t.items()}} for t in trials],
                 "phase1_equivalence_max_abs_log_diff": equivalence,
@@ -386,6 +390,11 @@ def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: Model
                 **{f"head_{k}": v for k, v in phase_a.items() if k != "history"},
                 **{f"joint_{k}": v for k, v in phase_b.items() if k != "history"},
                 "photo_weights_norm": round(photo_weight, 4),
+                "head_max_epochs": head_epochs,
+                "head_stopped_by": stopped_by(phase_a["history"], head_epochs),
+                "joint_max_epochs": joint_epochs,
+                "joint_stopped_by": stopped_by(phase_b["history"], joint_epochs),
+                "stopped_by": stopped_by(phase_b["history"], joint_epochs),
                 "batchnorm": "frozen (inference mode) in both branches and the backbone",
                 "backbone": transfer.backbone, "image_size": size})
     history = {k: phase_a["history"].get(k, []) + phase_b["history"].get(k, [])

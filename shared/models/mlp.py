@@ -18,7 +18,7 @@ from shared.bundles import ModelBundle
 from shared.experiment import Trained
 from shared.search import Fitted, SearchResult, tune_on_validation
 from shared.models.layers import build_mlp
-from shared.training import compile_regressor, fit_regressor, under_strategy
+from shared.training import compile_regressor, fit_regressor, in_strategy, stopped_by, under_strategy
 
 ORIGINAL = {"hidden": (64, 64), "dropout": 0.2, "l2": 0.0, "learning_rate": 1e-3}
 SEARCH_SPACE = {
@@ -79,15 +79,36 @@ def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, seed: int, ep
         label="mlp candidate")
 
 
+def mlp_reseed(data, cfg, params: dict):
+    """``seed -> predict(part)``: a loaded ``mlp`` (its bundle ``params``) retrained with another
+    seed (the seed study of a model trained in an earlier run)."""
+    config = config_of(params)
+    epochs = cfg.budget.mlp_epochs
+
+    def reseed(seed):
+        with in_strategy(cfg):
+            model = fit_mlp(data.tabular["train"], data.y_log("train"), data.tabular["val"],
+                            data.y_log("val"), config, seed, epochs, cfg.budget.mlp_batch_size).model
+        return lambda part: feats.price_from_log(model.predict(data.tabular[part], verbose=0))
+
+    return reseed
+
+
 @under_strategy
 def train_mlp(data, cfg, n_configs: int | None = None, epochs: int | None = None) -> Trained:
     """Search ``mlp`` on validation (``n_configs`` / ``epochs``: default ``cfg.budget``)."""
     n_configs = n_configs or cfg.budget.mlp_configs
     epochs = epochs or cfg.budget.mlp_epochs
     start = time.perf_counter()
-    search = search_mlp(data.tabular["train"], data.y_log("train"), data.tabular["val"],
-                        data.y_eur("val"), n_configs, cfg.seed, epochs, cfg.budget.mlp_batch_size)
-    params = {**config_record(search.params["config"]), "trials": search.trials}
+    X, y, X_val = data.tabular["train"], data.y_log("train"), data.tabular["val"]
+    search = search_mlp(X, y, X_val, data.y_eur("val"), n_configs, cfg.seed, epochs,
+                        cfg.budget.mlp_batch_size)
+    config = search.params["config"]
+    params = {**config_record(config), "epochs_run": len(search.history["loss"]),
+              "max_epochs": epochs, "stopped_by": stopped_by(search.history, epochs),
+              "trials": search.trials}
     bundle = ModelBundle("mlp", ("tabular",), search.model, data.preprocessor, params=params,
                          deliverable="deliverable1")
-    return Trained(bundle, time.perf_counter() - start, history=search.history)
+
+    return Trained(bundle, time.perf_counter() - start, history=search.history,
+                   reseed=mlp_reseed(data, cfg, params))

@@ -32,7 +32,7 @@ from shared.images import make_image_dataset
 from shared.bundles import ModelBundle
 from shared.devices import global_batch_size
 from shared.experiment import Trained
-from shared.training import compile_regressor, fit_regressor, under_strategy
+from shared.training import compile_regressor, fit_regressor, stopped_by, under_strategy
 from shared.models.layers import linear_head
 from shared.ridge import ridge_path
 from shared.search import Fitted, tune_on_validation
@@ -168,7 +168,8 @@ def train_transfer_finetuned(data, cfg, frozen: ModelBundle, epochs: int | None 
     history = fit_regressor(model, train, val, epochs=epochs, patience=3)
     params = {"backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
               "trainable_backbone_tensors": n_trainable, "learning_rate": learning_rate,
-              "epochs_run": len(history["loss"]), "batchnorm": "frozen, inference mode",
+              "epochs_run": len(history["loss"]), "max_epochs": epochs,
+              "stopped_by": stopped_by(history, epochs), "batchnorm": "frozen, inference mode",
               "augmentation": "flip, brightness, contrast, zoom"}
     bundle = ModelBundle("transfer_finetuned", ("image",), model, backbone=frozen.backbone,
                          image_size=size, params=params, deliverable="deliverable1")
