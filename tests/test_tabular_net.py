@@ -121,3 +121,11 @@ def test_trainer_contract_on_a_smoke_budget(small_dir, tmp_path):
     assert params["arch"] in tn.ARCHS and params["embedded_columns"] > 0
     pred = trained.bundle.predict_eur(exp.data.parts["val"])
     assert pred.shape == (len(exp.data.parts["val"].frame),) and np.all(np.isfinite(pred))
+
+
+def test_smoke_budget_of_tabular_net_stays_tiny():
+    from shared import settings
+
+    smoke, full = settings.SMOKE, settings.FULL
+    assert smoke.tabular_net_configs <= 2 and smoke.tabular_net_epochs <= 5
+    assert full.tabular_net_configs >= 1 and full.tabular_net_epochs >= 50
