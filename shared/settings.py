@@ -23,6 +23,10 @@ class Budget:
     mlp_configs: int                # candidates of the random search, the original's included
     mlp_epochs: int
     mlp_batch_size: int
+    # deliverable 1: tabular_net (PLR embeddings + TabM ensemble, shared/models/tabular_net.py)
+    tabular_net_configs: int        # candidates of its validation search, the default included
+    tabular_net_epochs: int
+    tabular_net_batch_size: int
     # deliverable 1: photo models
     cnn_image_size: int             # px, square
     cnn_epochs: int
@@ -50,6 +54,7 @@ class Budget:
 FULL = Budget(
     hgb_candidates=16, hgb_max_iter=3000,
     mlp_configs=12, mlp_epochs=200, mlp_batch_size=128,
+    tabular_net_configs=4, tabular_net_epochs=100, tabular_net_batch_size=256,
     cnn_image_size=96, cnn_epochs=20, transfer_image_size=224, finetune_blocks=2,
     finetune_epochs=3, photo_batch_size=32,
     fusion_components=(8, 16, 32, 64, "score"), early_extra_configs=1, late_grid_size=None,
@@ -66,6 +71,7 @@ SMALL_SET = replace(FULL, mlp_epochs=300, mlp_batch_size=64, cnn_image_size=128,
 SMOKE = Budget(
     hgb_candidates=2, hgb_max_iter=50,
     mlp_configs=2, mlp_epochs=5, mlp_batch_size=64,
+    tabular_net_configs=2, tabular_net_epochs=3, tabular_net_batch_size=64,
     cnn_image_size=64, cnn_epochs=2, transfer_image_size=96, finetune_blocks=1,
     finetune_epochs=1, photo_batch_size=32,
     fusion_components=(8, "score"), early_extra_configs=1, late_grid_size=1,
