@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from shared.intervals import interval_analysis
 
-TABULAR = ("ridge", "hgb", "mlp")
+TABULAR = ("ridge", "hgb", "mlp", "tabular_net")
+#: The tabular networks; the goal is judged on the one validation picks.
+NETWORKS = ("mlp", "tabular_net")
 PHOTO = ("cnn_scratch", "transfer_frozen", "transfer_finetuned")
 TRANSFER = ("transfer_frozen", "transfer_finetuned")
 
-#: The deliverable's goals on the test split of the 10,351-listing set (issue 11; on the
-#: 814-listing set they were 10%, 0.30 and "beats the mean").
+#: The deliverable's goals on the test split of the 10,351-listing set.
 GOALS = {
-    "mlp_vs_hgb_max_relative": 0.03,   # mlp test MAE at most 3% above hgb's
+    "network_vs_hgb_max_relative": 0.0,  # the tabular network validation picks: test MAE <= hgb's,
+                                         # and so is its mean over the seed study
     "transfer_min_r2_log": 0.40,       # the transfer model validation picks: R² on log price
     "cnn_min_r2_log": 0.20,            # cnn_scratch (no pretrained weights): R² on log price
 }
@@ -29,17 +31,30 @@ def best_on_validation(results: dict, names) -> str:
     return min((n for n in names if n in results), key=lambda n: results[n]["val"]["mae"])
 
 
+def seed_mean(record: dict) -> float | None:
+    """Mean test MAE (EUR) over a model's seed study (None without one)."""
+    seeds = record.get("seeds")
+    return sum(s["test_mae"] for s in seeds) / len(seeds) if seeds else None
+
+
 def check_goals(results: dict) -> list[dict]:
     """One row per goal: {"goal", "measured", "reached"} (text, text, bool), from test metrics."""
     r = {n: results[n]["test"] for n in results}
     transfer = best_on_validation(results, TRANSFER)
-    within, min_r2, cnn_r2 = (GOALS["mlp_vs_hgb_max_relative"], GOALS["transfer_min_r2_log"],
+    within, min_r2, cnn_r2 = (GOALS["network_vs_hgb_max_relative"], GOALS["transfer_min_r2_log"],
                               GOALS["cnn_min_r2_log"])
-    relative = r["mlp"]["mae"] / r["hgb"]["mae"] - 1
+    net = best_on_validation(results, NETWORKS)
+    relative = r[net]["mae"] / r["hgb"]["mae"] - 1
+    means = {n: seed_mean(results[n]) for n in (net, "hgb")}
+    seeds_ok = None not in means.values() and means[net] <= (1 + within) * means["hgb"]
+    seeds_text = (f"; over the seed study {means[net]:.2f} vs {means['hgb']:.2f} EUR"
+                  if None not in means.values() else "; no seed study")
     return [
-        {"goal": f"mlp test MAE within {within:.0%} of hgb's",
-         "measured": f"mlp {r['mlp']['mae']:.2f} vs hgb {r['hgb']['mae']:.2f} EUR ({relative * 100:+.1f}%)",
-         "reached": bool(r["mlp"]["mae"] <= (1 + within) * r["hgb"]["mae"])},
+        {"goal": "tabular network (chosen on validation) test MAE <= hgb's, single run and mean "
+                 "over the seed study",
+         "measured": f"{net} {r[net]['mae']:.2f} vs hgb {r['hgb']['mae']:.2f} EUR "
+                     f"({relative * 100:+.1f}%){seeds_text}",
+         "reached": bool(r[net]["mae"] <= (1 + within) * r["hgb"]["mae"] and seeds_ok)},
         {"goal": f"transfer model (chosen on validation) R² on log price >= {min_r2:.2f} "
                  "from the photo alone",
          "measured": f"{transfer} R² {r[transfer]['r2_log']:.3f}",
@@ -53,15 +68,16 @@ def check_goals(results: dict) -> list[dict]:
 def conclusions(results: dict) -> list[str]:
     """The report's conclusions (Markdown bullet lines), every number from ``results``."""
     r = {n: results[n]["test"] for n in results}
-    within = GOALS["mlp_vs_hgb_max_relative"]
+    net = best_on_validation(results, NETWORKS)
     best_tab = min(TABULAR, key=lambda n: r[n]["mae"])
     best_img = min(PHOTO, key=lambda n: r[n]["mae"])
     improved = r["transfer_finetuned"]["mae"] < r["transfer_frozen"]["mae"]
     return [
         f"- Lowest test MAE of the tabular models: **{best_tab}**, {r[best_tab]['mae']:.2f} EUR "
         f"(mean predictor {r['mean']['mae']:.2f} EUR), R² on log price {r[best_tab]['r2_log']:.3f}.",
-        f"- The MLP is {'within' if r['mlp']['mae'] <= (1 + within) * r['hgb']['mae'] else 'not within'} "
-        f"{within:.0%} of gradient boosting ({r['mlp']['mae']:.2f} vs {r['hgb']['mae']:.2f} EUR).",
+        f"- The tabular network validation picks (**{net}**) "
+        f"{'matches or beats' if r[net]['mae'] <= r['hgb']['mae'] else 'does not beat'} gradient "
+        f"boosting on test ({r[net]['mae']:.2f} vs {r['hgb']['mae']:.2f} EUR).",
         f"- Lowest test MAE of the photo-only models: **{best_img}**, {r[best_img]['mae']:.2f} EUR, "
         f"R² on log price {r[best_img]['r2_log']:.3f}: the photo carries some price information "
         f"({'more' if r[best_img]['r2_log'] > 0 else 'no more'} than the mean predictor), far less "

@@ -31,7 +31,7 @@ from shared.experiment import provenance, provenance_difference
 from shared.models import train_single_source
 from shared.training import under_strategy
 
-TABULAR_REFERENCES = ("mlp", "hgb")
+TABULAR_REFERENCES = ("mlp", "tabular_net", "hgb")
 TRANSFER_MODELS = ("transfer_frozen", "transfer_finetuned")
 IMAGE_REFERENCES = ("cnn_scratch", *TRANSFER_MODELS)
 

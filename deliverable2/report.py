@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from deliverable2 import ablation, analysis
+from deliverable2 import ablation, analysis, references
 from shared.models import early_fusion, late_fusion
 from deliverable2 import train as d2
 from shared import evaluation, intervals
@@ -58,7 +58,7 @@ print("train / val / cal / test listings:", " / ".join(map(str, n.values())),
 # Saved deliverable-1 models are reused only if their metadata records this split and data.
 
 # %%
-val_mae = {m: exp.results[m]["val"]["mae"] for m in ("mlp", "hgb")} | refs.val_mae
+val_mae = {m: exp.results[m]["val"]["mae"] for m in references.TABULAR_REFERENCES} | refs.val_mae
 display(pd.DataFrame({"origin": refs.origin, "val MAE (EUR)": pd.Series(val_mae).round(2)}))
 print(f"best photo-only model on validation: {refs.best_image}; "
       f"best transfer model (the image branch of late_fusion_from_branches): {refs.best_transfer}")

@@ -21,7 +21,7 @@ from deliverable2 import ablation, analysis
 from deliverable2.references import References, load_or_train
 from shared.backbones import DEFAULT_BACKBONE
 from shared.experiment import Experiment, Trained, start_run, training_main
-from shared.models import baselines, early_fusion, late_fusion, mlp
+from shared.models import baselines, early_fusion, late_fusion, mlp, tabular_net
 from shared.models.mlp import config_of
 from shared.models.transfer import backbone_features, default_image_size
 
@@ -123,8 +123,8 @@ def seed_study(run: FusionRun, trained: dict, log=print) -> None:
         exp.results[chosen]["seeds_skipped"] = ("retrained end to end on every photo; too slow "
                                                 "for the budget")
     params = run.refs.bundles[reference].params
-    reseed = (baselines.hgb_reseed(exp.data, exp.cfg, params) if reference == "hgb"
-              else mlp.mlp_reseed(exp.data, exp.cfg, params))
+    reseed = {"hgb": baselines.hgb_reseed, "mlp": mlp.mlp_reseed,
+              "tabular_net": tabular_net.tabular_net_reseed}[reference](exp.data, exp.cfg, params)
     exp.record_seeds(reference, reseed, log=log)
 
 

@@ -147,6 +147,8 @@ def load_keras(path: Path):
     arbitrary code) and uncompiled; :class:`ModelLoadError` in one line when it cannot be."""
     import keras
 
+    import shared.models.tabular_net  # noqa: F401 - registers the project's own Keras layers
+
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # refused or unreadable: one line, no traceback

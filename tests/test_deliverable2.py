@@ -410,10 +410,10 @@ def test_smoke_models_are_never_reused_by_a_full_run(trained, tmp_path):
     assert smoke["run"]["budget"] == "smoke" and full["run"]["budget"] == "full"
     origin = full["run"]["references"]["origin"]
     why = "the saved model was trained under another budget (smoke, this run: full)"
-    for name in ("mlp", "hgb", "transfer_frozen", "transfer_finetuned"):
+    for name in ("mlp", "tabular_net", "hgb", "transfer_frozen", "transfer_finetuned"):
         assert origin[name] == f"retrained: {why}", (name, origin[name])
     assert origin["cnn_scratch"] == f"not used: {why}"
-    for name in ("mlp", "hgb", "transfer_frozen", "transfer_finetuned"):
+    for name in ("mlp", "tabular_net", "hgb", "transfer_frozen", "transfer_finetuned"):
         meta = json.loads((models / name / "metadata.json").read_text())
         assert meta["trained_on"]["budget"] == "full"
 

@@ -2,7 +2,9 @@
 
 * :mod:`shared.models.layers`       Keras building blocks (dense block, output, MLP, linear head);
 * :mod:`shared.models.baselines`    ``mean``, ``ridge``, ``hgb`` (gradient boosting);
-* :mod:`shared.models.mlp`          ``mlp``, the tabular network;
+* :mod:`shared.models.mlp`          ``mlp``, the tabular MLP (also the fusion models' tabular part);
+* :mod:`shared.models.tabular_net`  ``tabular_net``: numeric-feature (PLR) embeddings and a TabM
+  ensemble;
 * :mod:`shared.models.cnn_scratch`  ``cnn_scratch``, a small CNN on the photo;
 * :mod:`shared.models.transfer`     ``transfer_frozen`` / ``transfer_finetuned`` (ImageNet backbone);
 * :mod:`shared.models.early_fusion` ``early_fusion``, ``hgb_with_embeddings``;
@@ -19,19 +21,21 @@ deliverable 2 also uses as its references.
 from __future__ import annotations
 
 #: Deliverable 1's models, in training order (``transfer_finetuned`` starts from ``transfer_frozen``).
-SINGLE_SOURCE_MODELS = ("mean", "ridge", "hgb", "mlp", "cnn_scratch", "transfer_frozen",
-                        "transfer_finetuned")
+SINGLE_SOURCE_MODELS = ("mean", "ridge", "hgb", "mlp", "tabular_net", "cnn_scratch",
+                        "transfer_frozen", "transfer_finetuned")
 
 
 def train_single_source(exp, names=SINGLE_SOURCE_MODELS, log=print) -> dict:
     """Train the named single-source models in :data:`SINGLE_SOURCE_MODELS` order, each evaluated,
     calibrated and saved by ``exp`` as soon as it is trained; returns {name: Trained}.
     ``transfer_finetuned`` needs ``transfer_frozen`` in ``names``."""
-    from shared.models import baselines, cnn_scratch, mlp, transfer
+    from shared.models import baselines, cnn_scratch, mlp, tabular_net, transfer
 
     trained = {}
     steps = {"mean": baselines.train_mean, "ridge": baselines.train_ridge,
              "hgb": baselines.train_hgb, "mlp": mlp.train_mlp,
+             "tabular_net": lambda data, cfg: tabular_net.train_tabular_net(data, cfg,
+                                                                             progress=log),
              "cnn_scratch": cnn_scratch.train_cnn_scratch,
              "transfer_frozen": transfer.train_transfer_frozen,
              "transfer_finetuned": lambda data, cfg: transfer.train_transfer_finetuned(

@@ -29,7 +29,7 @@ RIDGE_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 #: part (no improvement of its loss for ``HGB_PATIENCE`` iterations), so the number of trees is
 #: chosen on validation too. Features are subsampled at every split (``max_features`` < 1): a
 #: regulariser, and what makes a retrain with another seed a different model.
-HGB_SPACE = {"learning_rate": (0.02, 0.04, 0.08), "max_leaf_nodes": (15, 31, 63, 127),
+HGB_SPACE = {"learning_rate": (0.02, 0.04, 0.08), "max_leaf_nodes": (7, 15, 31, 63),
              "min_samples_leaf": (5, 10, 20, 40), "l2_regularization": (0.0, 1.0, 10.0),
              "max_features": (0.5, 0.7, 0.9)}
 HGB_PATIENCE = 50

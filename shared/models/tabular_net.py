@@ -36,7 +36,7 @@ from shared import features as feats
 from shared.bundles import ModelBundle
 from shared.experiment import Trained
 from shared.search import Fitted, SearchResult, tune_on_validation
-from shared.training import fit_regressor, under_strategy
+from shared.training import fit_regressor, in_strategy, stopped_by, under_strategy
 
 PACKAGE = "airbnb_dl"
 #: Huber threshold on log-price residuals: |error| > 0.5 (a factor of e^0.5 = 1.65 in price)
@@ -403,11 +403,6 @@ def fit_tabular_net(X_train, y_train, X_val, y_val, numeric: list[int], config: 
     return Fitted(inference, history)
 
 
-def stopped_by(history: dict | None, epochs: int) -> str:
-    """``early_stopping`` when the run ended before the epoch cap, else ``epoch_limit``."""
-    return "early_stopping" if history and len(history["loss"]) < epochs else "epoch_limit"
-
-
 def search_tabular_net(X_train, y_train, X_val, y_val_eur, numeric: list[int], n_configs: int,
                        seed: int, epochs: int, batch_size: int, patience: int = 16,
                        progress=print) -> SearchResult:
@@ -434,6 +429,25 @@ def search_tabular_net(X_train, y_train, X_val, y_val_eur, numeric: list[int], n
         details=True, progress=progress, label="tabular_net candidate")
 
 
+def tabular_net_reseed(data, cfg, params: dict):
+    """``seed -> predict(part)``: the configuration in a ``tabular_net`` bundle's ``params``
+    retrained with another seed (the seed study)."""
+    config = {key: params[key] for key in DEFAULT}
+    config["hidden"] = tuple(config["hidden"])
+    numeric = numeric_columns(data.preprocessor.get_feature_names_out())
+    epochs = cfg.budget.tabular_net_epochs
+
+    def reseed(seed):
+        with in_strategy(cfg):
+            model = fit_tabular_net(data.tabular["train"], data.y_log("train"), data.tabular["val"],
+                                    data.y_log("val"), numeric, config, seed, epochs,
+                                    cfg.budget.tabular_net_batch_size).model
+        return lambda part: feats.price_from_log(model.predict(data.tabular[part], batch_size=1024,
+                                                               verbose=0))
+
+    return reseed
+
+
 @under_strategy
 def train_tabular_net(data, cfg, n_configs: int | None = None, epochs: int | None = None,
                       name: str = "tabular_net", progress=print) -> Trained:
@@ -448,10 +462,13 @@ def train_tabular_net(data, cfg, n_configs: int | None = None, epochs: int | Non
     search = search_tabular_net(data.tabular["train"], data.y_log("train"), data.tabular["val"],
                                 data.y_eur("val"), numeric, n_configs, cfg.seed, epochs,
                                 cfg.budget.tabular_net_batch_size, progress=progress)
-    params = {**config_record(search.params["config"]),
+    config = search.params["config"]
+    params = {**config_record(config),
               "epochs_run": len(search.history["loss"]),
-              "stopped_by": stopped_by(search.history, epochs), "epoch_limit": epochs,
+              "stopped_by": stopped_by(search.history, epochs), "max_epochs": epochs,
               "embedded_columns": len(numeric), "trials": search.trials}
     bundle = ModelBundle(name, ("tabular",), search.model, data.preprocessor, params=params,
                          deliverable="deliverable1")
-    return Trained(bundle, time.perf_counter() - start, history=search.history)
+
+    return Trained(bundle, time.perf_counter() - start, history=search.history,
+                   reseed=tabular_net_reseed(data, cfg, params))
