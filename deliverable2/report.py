@@ -220,14 +220,19 @@ display(Markdown(a["intervals"]["sentence"] + "\n\n" + a["intervals"]["calibrati
 goal, g = a["goal"], ablation.GOALS
 display(Markdown(f"Goal: a fusion model whose test MAE is at least {-g['max_relative_diff']:.0%} "
                  f"below the best tabular-only model's, with the paired bootstrap saying it is "
-                 f"better in at least {g['min_p_better']:.0%} of the resamples."))
+                 f"better in at least {g['min_p_better']:.0%} of the resamples, and better in all "
+                 f"seeds of the seed study but {g['max_seeds_lost']}."))
 display(pd.DataFrame([{
     "fusion model (chosen on validation)": goal["chosen_on_validation"],
     "best tabular-only (test)": reference,
     "relative test MAE difference": f"{goal['relative_diff'] * 100:+.1f}%",
     "P(fusion better)": round(goal["p_fusion_better"], 3),
+    "seeds won": (f"{goal['seeds']['won']} of {goal['seeds']['of']}" if goal["seeds"]["won"] is not None
+                  else goal["seeds"].get("why")),
     "goal reached": goal["reached"],
     "fusion models meeting it": ", ".join(goal["reached_by"]) or "none"}]).T)
+display(evaluation.seed_table(exp.results))
+display(evaluation.training_table(exp.results))
 ig, lo_hi = a["interval_goal"], analysis.INTERVAL_GOAL["coverage_range"]
 display(Markdown(f"Interval goal: the nominal {analysis.INTERVAL_GOAL['coverage']:.0%} range of "
                  f"the best tabular model and of the chosen fusion model each cover "

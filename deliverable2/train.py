@@ -73,8 +73,11 @@ def train_hgb_embeddings(run: FusionRun, log=print) -> Trained:
     score = run.photo_reducers.get("score")
     if score is not None and chosen != "score":
         candidates["score"] = score
+    hgb = run.refs.bundles["hgb"].params  # deliverable 1's settings; only the photo columns are new
+    settings = {key: hgb[key] for key in baselines.HGB_SPACE}
     return early_fusion.train_hgb_with_embeddings(run.exp.data, run.exp.cfg, run.raw_features(),
-                                                  candidates, run.backbone, run.image_size)
+                                                  candidates, run.backbone, run.image_size,
+                                                  grid=[settings])
 
 
 def train_late(run: FusionRun, log=print) -> Trained:

@@ -120,6 +120,38 @@ def write_metrics(path, dataset_info: dict, models: dict, run: dict | None = Non
 
 # --------------------------------------------------------------------------- plots
 
+def seed_table(results: dict):
+    """pandas DataFrame, one row per model with a seed study: the reported run's test MAE and
+    the mean, standard deviation, minimum and maximum over the seeds (EUR)."""
+    import pandas as pd
+
+    rows = {}
+    for name, record in results.items():
+        maes = [s["test_mae"] for s in record.get("seeds", [])]
+        if maes:
+            rows[name] = {"reported run": record["test"]["mae"], "seeds": len(maes),
+                          "mean": float(np.mean(maes)), "sd": float(np.std(maes, ddof=1)),
+                          "min": min(maes), "max": max(maes)}
+    return pd.DataFrame(rows).T.round(2)
+
+
+def training_table(results: dict):
+    """pandas DataFrame, one row per model that trains iteratively: what stopped it
+    (``early_stopping`` or ``epoch_limit``), epochs (or trees) run of the cap, and its number of
+    weights (Keras models)."""
+    import pandas as pd
+
+    rows = {}
+    for name, record in results.items():
+        p = record.get("params", {})
+        if "stopped_by" in p:
+            ran = p.get("epochs_run", p.get("n_trees"))
+            cap = p.get("max_epochs", p.get("max_trees"))
+            rows[name] = {"stopped by": p["stopped_by"], "epochs (trees) run": ran, "cap": cap,
+                          "weights": record.get("n_params", "")}
+    return pd.DataFrame(rows).T
+
+
 def plot_predicted_vs_actual(predictions: dict[str, np.ndarray], y_true_eur, ncols: int = 3):
     """Scatter of predicted vs actual price (EUR), one panel per model; returns the figure."""
     import matplotlib.pyplot as plt

@@ -59,6 +59,18 @@ class Trained:
         return self.bundle.name
 
 
+def architecture_of(bundle: ModelBundle) -> dict:
+    """For a Keras model: {"n_params": total weights, "architecture": one row per top-level layer
+    (layer, type, output shape, parameters)}; {} for other estimators."""
+    if not bundle.is_keras:
+        return {}
+    model = bundle.estimator
+    rows = [{"layer": layer.name, "type": type(layer).__name__,
+             "output_shape": str(getattr(getattr(layer, "output", None), "shape", "")),
+             "params": int(layer.count_params())} for layer in model.layers]
+    return {"n_params": int(model.count_params()), "architecture": rows}
+
+
 def seeds_of(cfg: RunConfig) -> list[int]:
     """The seeds of the seed study: the run's seed (its reported models), then ``budget.seeds
     - 1`` others, far from the seeds a search gives its candidates (run seed + candidate index)."""
@@ -113,7 +125,8 @@ class Experiment:
         save it; return its record."""
         start = time.perf_counter()
         bundle = trained.bundle
-        record = {"train_seconds": float(trained.seconds), "params": bundle.params}
+        record = {"train_seconds": float(trained.seconds), "params": bundle.params,
+                  **architecture_of(bundle)}
         self._score(bundle, record, trained.predict)
         if trained.history:
             self.histories[bundle.name] = trained.history

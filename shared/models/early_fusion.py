@@ -238,20 +238,22 @@ def train_early_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
 
 
 def train_hgb_with_embeddings(data, cfg, raw: dict, reducers: dict, backbone: str,
-                              image_size: int) -> Trained:
+                              image_size: int, grid: list[dict] | None = None) -> Trained:
     """Gradient boosting on tabular + photo columns (``hgb_with_embeddings``).
 
     Args:
         reducers: {label: fitted reducer} candidates (early fusion's chosen PCA and the photo
-            price score); the one with the lowest validation MAE is kept, with deliverable 1's
-            ``hgb`` grid searched on validation for each.
+            price score); the one with the lowest validation MAE is kept.
+        grid: the gradient-boosting settings tried for each (default: the random search of
+            :func:`shared.models.baselines.train_hgb`; deliverable 2 passes ``hgb``'s chosen
+            settings, so only the photo columns differ). Trees are early-stopped on validation.
     """
     def build_and_fit(params):
         reducer = reducers[params["photo"]]
         return Fitted(baselines.train_hgb(
             data, cfg, name="hgb_with_embeddings", image_features=reduced_features(raw, reducer),
             image_reducer=reducer, backbone=backbone, image_size=image_size,
-            deliverable="deliverable2"))
+            deliverable="deliverable2", grid=grid))
 
     search = tune_on_validation(build_and_fit, [{"photo": label} for label in reducers],
                                 lambda trained, _: trained.predict("val"), data.y_eur("val"))
