@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -210,7 +211,8 @@ def test_a_smoke_run_reproduces_a_smoke_run_and_a_perturbed_metric_is_named(smal
 
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "comparison: exact: every test metric must be equal" in again.stdout
-    assert "AGREE: all 105 test metrics of the 7 published models are equal" in again.stdout
+    assert re.search(r"AGREE: all \d+ test metrics of the \d+ published models are equal",
+                     again.stdout), again.stdout[-2000:]
     assert (tmp_path / "again" / "out" / "metrics.json").is_file()
 
     published = json.loads(reference.read_text())
