@@ -49,7 +49,7 @@ def roles(image_reference: str) -> dict[str, str]:
 def best_tabular(exp, names=TABULAR) -> str:
     """The tabular-only model with the lowest *test* MAE: the strictest yardstick for fusion
     (choosing it on test can only make the comparison harder for the fusion models)."""
-    return min(names, key=lambda n: exp.results[n]["test"]["mae"])
+    return min((n for n in names if n in exp.results), key=lambda n: exp.results[n]["test"]["mae"])
 
 
 def chosen_fusion(exp, names=FUSION) -> str:
