@@ -195,7 +195,15 @@ def test_goal_is_judged_on_the_fusion_model_validation_picks():
     assert goal["chosen_on_validation"] == "late_fusion" and not goal["reached"]
     assert goal["reached_by"] == ["early_fusion"]
     exp.results["early_fusion"]["val"]["mae"] = 1.0
-    assert ablation.goal_check(exp, comparisons, reference)["reached"]
+    goal = ablation.goal_check(exp, comparisons, reference)
+    assert not goal["reached"] and goal["seeds"]["why"] == "no seed study"  # seeds are needed too
+    exp.results["mlp"]["seeds"] = [{"seed": s, "test_mae": 10.0} for s in range(5)]
+    exp.results["early_fusion"]["seeds"] = [{"seed": s, "test_mae": 9.0 + 1.5 * (s == 4)}
+                                            for s in range(5)]       # wins 4 of 5
+    goal = ablation.goal_check(exp, comparisons, reference)
+    assert goal["reached"] and goal["seeds"] == {"won": 4, "of": 5, "enough": True}
+    exp.results["early_fusion"]["seeds"][3]["test_mae"] = 11.0     # wins 3 of 5
+    assert not ablation.goal_check(exp, comparisons, reference)["reached"]
 
 
 @pytest.mark.parametrize("relative_diff, p_better, significant", [
