@@ -105,6 +105,35 @@ def _show_cell_output() -> None:
     log.setLevel(logging.INFO)
 
 
+def move_stderr_to_log(notebook) -> str:
+    """Remove every stderr stream (progress bars, library warnings) from the executed
+    ``notebook`` in place and return it as text for a log file beside the report: a reader sees
+    results, not training logs. Carriage-return progress lines keep their last state only."""
+    lines = []
+    for index, cell in enumerate(notebook.cells):
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = "".join(output.get("text", ""))
+                for line in text.split("\n"):
+                    last = line.split("\r")[-1].rstrip()
+                    if last:
+                        lines.append(f"[cell {index}] {last}")
+            else:
+                kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def notebook_html(notebook) -> str:
+    """The report's HTML page, as nbconvert's lab template renders ``notebook``."""
+    from nbconvert import HTMLExporter
+
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    return html
+
+
 def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 3600) -> dict:
     """Execute ``script`` and write ``<stem>.ipynb``, ``<stem>.html`` (+ whatever the report wrote
     into its ``output_dir`` parameter, e.g. ``metrics.json``) into ``out_dir``.
@@ -115,7 +144,6 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
     """
     import nbformat
     import papermill
-    from nbconvert import HTMLExporter
     from papermill.exceptions import PapermillExecutionError
 
     script, out_dir = Path(script), Path(out_dir).resolve()
@@ -147,9 +175,11 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
     # staging folder's absolute path)
     notebook.metadata.papermill.update(input_path=display_path(script),
                                        output_path=display_path(out_dir / f"{stem}.ipynb"))
+    log_text = move_stderr_to_log(notebook)
+    if log_text:
+        (staging / f"{stem}.log").write_text(log_text, encoding="utf-8")
     nbformat.write(notebook, staging / f"{stem}.ipynb")
-    html, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
-    (staging / f"{stem}.html").write_text(html, encoding="utf-8")
+    (staging / f"{stem}.html").write_text(notebook_html(notebook), encoding="utf-8")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for item in sorted(staging.iterdir()):

@@ -146,3 +146,18 @@ def test_rendered_notebook_records_no_absolute_path_of_its_staging(tmp_path, kee
     meta = nbformat.read(out / "report.ipynb", as_version=4).metadata.papermill
     assert isinstance(meta["input_path"], str) and meta["input_path"].endswith("report.py")
     assert meta["output_path"].endswith("report.ipynb") and "staging" not in meta["output_path"]
+
+
+def test_stderr_moves_from_the_notebook_to_the_log():
+    import nbformat
+
+    from shared.reporting import move_stderr_to_log
+
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr",
+                                           text="features:  50%|#  \rfeatures: 100%|##\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="MAE 12.3\n")]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    log = move_stderr_to_log(notebook)
+    assert log == "[cell 0] features: 100%|##\n"
+    assert [o["name"] for o in notebook.cells[0].outputs] == ["stdout"]
