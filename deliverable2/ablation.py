@@ -30,7 +30,8 @@ from shared import evaluation
 from shared.evaluation import paired_bootstrap_mae
 
 TABULAR = ("mlp", "tabular_net", "hgb")
-FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
+FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches",
+          "blend")
 #: The deliverable's goal, its one definition (issue 11, on the 10,351-listing set): the fusion
 #: model validation picks has a test MAE at least 3% below the best tabular-only model's, and is
 #: better in at least 95% of the paired bootstrap resamples, and better in every seed of the seed

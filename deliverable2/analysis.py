@@ -53,6 +53,8 @@ def permutations(run) -> dict[str, dict]:
     out = {}
     for name in ablation.FUSION:
         bundle = run.bundles[name]
+        if not bundle.inputs:  # the blend: its photo member's shuffle is measured on its own
+            continue
         out[name] = ablation.photo_permutation(run.exp, bundle,
                                                run.raw_features(bundle.image_size)["test"],
                                                n_repeats=PERMUTATIONS)
@@ -205,7 +207,8 @@ def metrics_extra(run) -> dict:
     a, refs = run.analysis, run.refs
     for name, comparison in a["comparisons"].items():
         run.exp.results[name]["test_vs_best_tabular"] = {"reference": a["reference"], **comparison}
-        run.exp.results[name]["test_photo_permutation"] = a["permutation"][name]
+        if name in a["permutation"]:
+            run.exp.results[name]["test_photo_permutation"] = a["permutation"][name]
     return {"references": {"origin": refs.origin, "image_val_mae": refs.val_mae,
                            "best_image": refs.best_image, "best_transfer": refs.best_transfer},
             "roles": a["roles"], "goal": a["goal"], "photo_redundancy": a["photo_redundancy"],

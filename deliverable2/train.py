@@ -6,26 +6,31 @@
 (``deliverable2/report.py``, rendered by ``nox -s deliverable2``) call, so both write the same
 ``metrics.json``: the deliverable-1 references (loaded when saved on this split, trained
 otherwise), then ``early_fusion``, ``hgb_with_embeddings`` (same photo reducers),
-``late_fusion`` and ``late_fusion_from_branches``, then the analysis
+``late_fusion``, ``late_fusion_from_branches`` and ``blend`` (a tabular and a photo-seeing model
+averaged in log space, pair and weight chosen on validation), then the analysis
 (:mod:`deliverable2.analysis`). ``--out`` defaults to ``docs/deliverable2/``
 (``<models-dir>/smoke-metrics/deliverable2/`` with ``--smoke``).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from deliverable2 import ablation, analysis
-from deliverable2.references import References, load_or_train
+from deliverable2.references import TABULAR_REFERENCES, References, load_or_train
 from shared.backbones import DEFAULT_BACKBONE
+from shared.bundles import ModelBundle
 from shared.experiment import Experiment, Trained, start_run, training_main
-from shared.models import baselines, early_fusion, late_fusion, mlp, tabular_net
+from shared.models import baselines, blend, early_fusion, late_fusion, reseed_of
 from shared.models.mlp import config_of
 from shared.models.transfer import backbone_features, default_image_size
 
-MODEL_NAMES = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
+MODEL_NAMES = ablation.FUSION  # in training order; ``blend`` last, it combines the others
 
 
 @dataclass
@@ -37,6 +42,7 @@ class FusionRun:
     backbone: str = DEFAULT_BACKBONE
     refs: References | None = None
     bundles: dict = field(default_factory=dict)
+    trained: dict = field(default_factory=dict)         # this run's fusion models, by name
     photo_reducers: dict = field(default_factory=dict)  # early fusion's fitted candidates, by label
     _features: dict = field(default_factory=dict)
     extraction: dict = field(default_factory=dict)
@@ -92,8 +98,71 @@ def train_from_branches(run: FusionRun, log=print) -> Trained:
         refs.best_transfer, run.raw_features, log=log)
 
 
+def member_predictors(run: FusionRun) -> dict:
+    """{model: part -> (n,) EUR, computed once per part} of every model a blend may combine: the
+    tabular references and the image reference, and this run's fusion models (with their own
+    predictions from the cached photo features where the trainer kept them)."""
+    data, exp = run.exp.data, run.exp
+
+    def cached(name, bundle, own=None):
+        @functools.cache
+        def predict_part(part):
+            if part in exp.predictions.get(name, {}):
+                return exp.predictions[name][part]
+            pred = own(part) if own is not None else None
+            return pred if pred is not None else bundle.predict_eur(data.parts[part])
+        return predict_part
+
+    members = {name: cached(name, run.refs.bundles[name])
+               for name in (*TABULAR_REFERENCES, run.refs.best_image)}
+    for name, trained in run.trained.items():
+        members[name] = cached(name, trained.bundle, trained.predict)
+    return members
+
+
+def train_blend(run: FusionRun, log=print) -> Trained:
+    """``blend``: every (tabular reference, photo-seeing model) pair, the weight of the second
+    from 0 to 1, chosen together on validation (:func:`shared.models.blend.choose_blend`)."""
+    start = time.perf_counter()
+    members = member_predictors(run)
+    photo_side = [run.refs.best_image, *run.trained]
+    pairs = [(tab, photo) for tab in TABULAR_REFERENCES for photo in photo_side]
+    val_log = {name: np.log(members[name]("val")) for name in members}
+    choice = blend.choose_blend(val_log, run.exp.data.y_eur("val"), pairs)
+    first, second = choice["members"]
+    log(f"  blend: {first} and {second} with weight {choice['weight']:.2f} on {second}, chosen "
+        f"on validation (MAE {choice['val_mae']:.2f} EUR, {len(pairs)} pairs)")
+    bundle = ModelBundle("blend", (), None, deliverable="deliverable2",
+                         params={"members": choice["members"], "weight": choice["weight"],
+                                 "weights_tried": list(blend.WEIGHTS), "trials": choice["trials"],
+                                 "saved": "no folder of its own: the members' folders and this "
+                                          "weight rebuild it"})
+    return Trained(bundle, time.perf_counter() - start,
+                   predict=blend.blend_predictor(members, choice),
+                   reseed=blend_reseed(run, choice, members))
+
+
+def blend_reseed(run: FusionRun, choice: dict, members: dict):
+    """``seed -> predict`` of the blend with its members retrained with that seed (a member
+    without a cheap retrain keeps the reported run's predictions); None when neither has one."""
+    exp, (first, second) = run.exp, choice["members"]
+    reseeds = {first: reseed_of(first, exp.data, exp.cfg, run.refs.bundles[first].params)}
+    reseeds[second] = (run.trained[second].reseed if second in run.trained
+                       else reseed_of(second, exp.data, exp.cfg, run.refs.bundles[second].params))
+    if all(r is None for r in reseeds.values()):
+        return None
+
+    def reseed(seed):
+        predictors = {name: (r(seed) if r is not None else members[name])
+                      for name, r in reseeds.items()}
+        return blend.blend_predictor(predictors, choice)
+
+    return reseed
+
+
 STEPS = {"early_fusion": train_early, "hgb_with_embeddings": train_hgb_embeddings,
-         "late_fusion": train_late, "late_fusion_from_branches": train_from_branches}
+         "late_fusion": train_late, "late_fusion_from_branches": train_from_branches,
+         "blend": train_blend}
 
 
 def train_all(exp: Experiment, log=print) -> FusionRun:
@@ -104,10 +173,10 @@ def train_all(exp: Experiment, log=print) -> FusionRun:
     for name, how in run.refs.origin.items():
         log(f"  {name}: {how}")
     log(f"references ready ({time.perf_counter() - start:.0f} s)")
-    trained = {}
+    trained = run.trained
     for name in MODEL_NAMES:
         trained[name] = STEPS[name](run, log=log)
-        exp.evaluate(trained[name], log=log)
+        exp.evaluate(trained[name], save=name != "blend", log=log)  # a blend is its members
         run.bundles[name] = trained[name].bundle
     seed_study(run, trained, log)
     return run
@@ -125,10 +194,8 @@ def seed_study(run: FusionRun, trained: dict, log=print) -> None:
     else:
         exp.results[chosen]["seeds_skipped"] = ("retrained end to end on every photo; too slow "
                                                 "for the budget")
-    params = run.refs.bundles[reference].params
-    reseed = {"hgb": baselines.hgb_reseed, "mlp": mlp.mlp_reseed,
-              "tabular_net": tabular_net.tabular_net_reseed}[reference](exp.data, exp.cfg, params)
-    exp.record_seeds(reference, reseed, log=log)
+    exp.record_seeds(reference, reseed_of(reference, exp.data, exp.cfg,
+                                          run.refs.bundles[reference].params), log=log)
 
 
 def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print,

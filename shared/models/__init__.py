@@ -8,7 +8,8 @@
 * :mod:`shared.models.cnn_scratch`  ``cnn_scratch``, a small CNN on the photo;
 * :mod:`shared.models.transfer`     ``transfer_frozen`` / ``transfer_finetuned`` (ImageNet backbone);
 * :mod:`shared.models.early_fusion` ``early_fusion``, ``hgb_with_embeddings``;
-* :mod:`shared.models.late_fusion`  ``late_fusion``, ``late_fusion_from_branches``.
+* :mod:`shared.models.late_fusion`  ``late_fusion``, ``late_fusion_from_branches``;
+* :mod:`shared.models.blend`        ``blend``, a tabular and a photo model averaged in log space.
 
 Every trainer has the form ``train_X(data, cfg, ...) -> Trained``
 (:class:`~shared.experiment.Trained`): it reads the run's :class:`~shared.data.ModelData` and
@@ -48,3 +49,13 @@ def train_single_source(exp, names=SINGLE_SOURCE_MODELS, log=print) -> dict:
             trained[name] = steps[name](exp.data, exp.cfg)
             exp.evaluate(trained[name], log=log)
     return trained
+
+
+def reseed_of(name: str, data, cfg, params: dict):
+    """``seed -> predict(part)`` retraining a saved tabular model's chosen settings (its bundle
+    ``params``) with another seed, for the seed study; None for a model without a cheap retrain."""
+    from shared.models import baselines, mlp, tabular_net
+
+    reseeds = {"hgb": baselines.hgb_reseed, "mlp": mlp.mlp_reseed,
+               "tabular_net": tabular_net.tabular_net_reseed}
+    return reseeds[name](data, cfg, params) if name in reseeds else None

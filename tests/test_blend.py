@@ -1,0 +1,84 @@
+"""The blend (shared.models.blend) and the stacked photo score (out-of-fold only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.models.blend import WEIGHTS, blend_log, blend_predictor, choose_blend
+from shared.models.early_fusion import PhotoPriceScore
+
+
+def _two_models(rng, n=400):
+    """True log prices and two models whose errors are independent, the second twice as noisy."""
+    y = rng.normal(4.0, 0.5, n)
+    return y, y + rng.normal(0, 0.1, n), y + rng.normal(0, 0.2, n)
+
+
+def test_weight_is_chosen_on_validation_and_near_the_optimum():
+    rng = np.random.default_rng(0)
+    y, a, b = _two_models(rng, 4000)
+    choice = choose_blend({"tab": a, "photo": b}, np.exp(y), [("tab", "photo")])
+    # Independent errors with sd 0.1 and 0.2: the variance-optimal weight of the second is 0.2.
+    assert choice["members"] == ["tab", "photo"]
+    assert 0.1 <= choice["weight"] <= 0.3
+    single = np.mean(np.abs(np.exp(a) - np.exp(y)))
+    assert choice["val_mae"] < single
+
+
+def test_the_pair_validation_prefers_wins_and_every_pair_is_recorded():
+    rng = np.random.default_rng(1)
+    y, a, b = _two_models(rng)
+    useless = y + rng.normal(0, 2.0, len(y))
+    choice = choose_blend({"tab": a, "good": b, "noise": useless}, np.exp(y),
+                          [("tab", "noise"), ("tab", "good")])
+    assert choice["members"] == ["tab", "good"]
+    assert [t["members"] for t in choice["trials"]] == [["tab", "noise"], ["tab", "good"]]
+    noise_trial = choice["trials"][0]
+    assert noise_trial["weight"] <= 0.1  # a pure-noise member gets (almost) no weight
+
+
+def test_a_member_that_adds_nothing_gets_weight_zero():
+    rng = np.random.default_rng(2)
+    y = rng.normal(4.0, 0.5, 300)
+    same = y + rng.normal(0, 0.1, 300)
+    choice = choose_blend({"a": same, "b": same.copy()}, np.exp(y), [("a", "b")])
+    assert choice["weight"] == 0.0  # ties go to the smaller weight
+
+
+def test_test_rows_change_nothing_the_choice_only_sees_validation():
+    rng = np.random.default_rng(3)
+    y, a, b = _two_models(rng)
+    members_val = {"tab": a, "photo": b}
+    choice = choose_blend(members_val, np.exp(y), [("tab", "photo")])
+    # Predictions on another part (say test) come from the fixed choice, whatever they are.
+    test = {"tab": lambda part: np.full(5, 50.0), "photo": lambda part: np.full(5, 200.0)}
+    predict = blend_predictor(test, choice)
+    w = choice["weight"]
+    np.testing.assert_allclose(predict("test"), np.exp((1 - w) * np.log(50.0) + w * np.log(200.0)))
+
+
+def test_blend_log_rejects_bad_weights_and_shapes():
+    with pytest.raises(ValueError, match="within"):
+        blend_log(np.zeros(3), np.zeros(3), 1.5)
+    with pytest.raises(ValueError, match="rows"):
+        blend_log(np.zeros(3), np.zeros(4), 0.5)
+    assert WEIGHTS[0] == 0.0 and WEIGHTS[-1] == 1.0
+
+
+def test_stacked_photo_score_is_out_of_fold_on_training_rows():
+    """Changing one training row's target must not change that row's own stacked score: each
+    training row is scored by a ridge fitted without it (the alpha is fixed here, so nothing
+    else depends on that target)."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 6))
+    y = X @ rng.normal(size=6) + rng.normal(0, 0.1, 120)
+    first = PhotoPriceScore(alphas=[1.0, 1.0], n_folds=5, seed=0).fit(X, y)
+    y2 = y.copy()
+    y2[7] += 50.0
+    second = PhotoPriceScore(alphas=[1.0, 1.0], n_folds=5, seed=0).fit(X, y2)
+    # Scores are standardised by the out-of-fold mean/sd, which do depend on y: undo that.
+    raw1 = first.oof_[:, 0] * first.scale_ + first.center_
+    raw2 = second.oof_[:, 0] * second.scale_ + second.center_
+    assert raw1[7] == pytest.approx(raw2[7], abs=1e-5)  # float32 scores
+    assert not np.allclose(raw1, raw2)  # other folds did see the change
