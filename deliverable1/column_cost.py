@@ -68,3 +68,21 @@ def column_cost(data, cfg, columns=schema.MADRID_10K_COLUMNS, grid=None) -> pd.D
             row[f"{part}_r2_log"] = metrics["r2_log"]
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def cost_sentence(cost: dict) -> str:
+    """What the column-cost table (``{"listings", "split", "rows"}``) says, in one sentence whose
+    wording follows the numbers: which variant is better on validation and on test, and whether
+    they agree."""
+    (full_name, full), (few_name, few) = list(cost["rows"].items())[:2]
+    better = {part: (full_name if full[f"{part}_mae"] < few[f"{part}_mae"] else few_name)
+              for part in ("val", "test")}
+    gap = {part: few[f"{part}_mae"] - full[f"{part}_mae"] for part in ("val", "test")}
+    agree = better["val"] == better["test"]
+    return (f"On {cost['listings']} listings, validation prefers {better['val']} "
+            f"({gap['val']:+.2f} EUR for dropping the columns) and test prefers {better['test']} "
+            f"({gap['test']:+.2f} EUR). "
+            + ("They agree." if agree else
+               f"They disagree: with {cost['split']['val']} validation and {cost['split']['test']} "
+               "test listings the difference is within the noise, so the missing columns cost "
+               "little that this sample can measure."))

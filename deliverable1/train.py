@@ -108,6 +108,8 @@ def run(data_dir, models_dir, smoke: bool = False, output_dir=None, log=print,
     result.analysis = analysis.analyse(exp.results)
     result.analysis["split_sensitivity"] = split_sensitivity(exp, log)
     result.analysis["column_cost"] = column_cost_table(exp, log)
+    result.analysis["answer"] = analysis.answer(exp.results, result.analysis["goals"],
+                                                result.analysis["split_sensitivity"])
     if output_dir is not None:
         result.metrics_path = exp.write_metrics(Path(output_dir) / "metrics.json", result.analysis)
         save_json_if_chief(exp.cfg, Path(output_dir) / "split.json", published_split(exp))

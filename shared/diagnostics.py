@@ -133,13 +133,16 @@ def permutation_importance(predict_eur, dataset, y_eur=None, columns=None, n_rep
 
 
 def plot_importance(table: pd.DataFrame, top: int = 15,
-                    title: str = "Permutation importance (validation)"):
+                    title: str = "Permutation importance (validation)", ax=None):
     """Horizontal bars of the ``top`` columns of :func:`permutation_importance` (largest at the
-    top), error bars = sd over repeats; returns the Figure."""
+    top), error bars = sd over repeats, into ``ax`` (a new figure when None); returns the Figure."""
     import matplotlib.pyplot as plt
 
     shown = table.head(top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.3))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.3))
+    else:
+        fig = ax.figure
     ax.barh(np.arange(len(shown)), shown["mae_increase_eur"], xerr=shown["sd_eur"], capsize=2,
             color="tab:blue", alpha=0.8)
     ax.set_yticks(np.arange(len(shown)), [str(c) for c in shown.index], fontsize=8)
@@ -477,3 +480,53 @@ def coverage_by_band(y_eur, low_eur, high_eur, pred_eur, bands=COVERAGE_BANDS,
     table.index.name = f"{by} price band (EUR)"
     table.attrs["by"] = by
     return table
+
+
+# --------------------------------------------------------------------------- photo models
+
+def end_to_end_photo_model(bundle):
+    """A photo-only bundle as one Keras model: (n, S, S, 3) float32 in [0, 255] -> (n, 1) log
+    price, S = ``bundle.image_size`` (a frozen-backbone bundle is assembled with its backbone)."""
+    if "image" in bundle.inputs:
+        return bundle.estimator
+    from shared.models.transfer import assemble_end_to_end
+
+    return assemble_end_to_end(bundle)
+
+
+def load_photos(paths, image_size: int) -> np.ndarray:
+    """(n, image_size, image_size, 3) float32 in [0, 255]: photos decoded as the models see them."""
+    import tensorflow as tf
+
+    from shared.images import decode_photo
+
+    return np.stack([decode_photo(tf.constant(str(p)), image_size).numpy() for p in paths]
+                    ).astype(np.float32)
+
+
+def photo_sensitivity(bundle, paths, patch: int = 32, stride: int = 32) -> np.ndarray:
+    """Mean occlusion map (gh, gw), per-photo maps scaled to mean 1 first, of a photo-only bundle
+    over the photos at ``paths`` (:func:`occlusion_sensitivity`)."""
+    model = end_to_end_photo_model(bundle)
+    maps = occlusion_sensitivity(model, load_photos(paths, bundle.image_size), patch=patch,
+                                 stride=stride)
+    return mean_sensitivity_map(maps, per_photo=True)
+
+
+def local_photo_grid(tables: dict[str, pd.DataFrame], paths_by_id: dict, directory, name: str,
+                     image_size: int = 224) -> Path:
+    """The photos of :func:`extremes`' listings, captioned with the table they come from and true
+    / predicted EUR, saved to ``directory`` (never ``docs/``: listing photos are not published);
+    returns the PNG's path."""
+    import matplotlib.pyplot as plt
+
+    paths, captions = [], []
+    for kind, table in tables.items():
+        for row in table.itertuples(index=False):
+            paths.append(paths_by_id[row[0]])
+            captions.append(f"{kind}: {row[1]:.0f} -> {row[2]:.0f} EUR")
+    fig = photo_grid(paths, captions, ncols=4, image_size=image_size)
+    try:
+        return save_local_figure(fig, directory, name)
+    finally:
+        plt.close(fig)

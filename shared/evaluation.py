@@ -113,6 +113,23 @@ def metrics_table(models: dict, split: str = "test"):
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def summary_table(models: dict):
+    """pandas DataFrame, the reports' one results table: per model the test MAE (EUR) with its 95%
+    interval, R² on log price, validation MAE, what stopped its training and its weights."""
+    import pandas as pd
+
+    rows = {}
+    for name, record in models.items():
+        test, params = record["test"], record.get("params", {})
+        ci = test.get("mae_ci95")
+        rows[name] = {
+            "test MAE (EUR)": f"{test['mae']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""),
+            "test R² log": round(test["r2_log"], 3), "val MAE (EUR)": round(record["val"]["mae"], 2),
+            "stopped by": params.get("stopped_by", "n/a (closed form)").replace("_", " "),
+            "weights": record.get("n_params", "")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def write_metrics(path, dataset_info: dict, models: dict, run: dict | None = None) -> None:
     """Write ``metrics.json`` (schema in the module docstring), atomically."""
     write_json_atomic(path, {"dataset": dataset_info, "run": run or {}, "models": models})
@@ -153,19 +170,26 @@ def training_table(results: dict):
 
 
 def plot_predicted_vs_actual(predictions: dict[str, np.ndarray], y_true_eur, ncols: int = 3):
-    """Scatter of predicted vs actual price (EUR), one panel per model; returns the figure."""
+    """Scatter of predicted vs actual price (EUR), one panel per model; returns the figure.
+
+    Both axes span the actual prices' range (the data's price cap): the rare prediction above it
+    is drawn on the top edge as a triangle, and the panel title counts them."""
     import matplotlib.pyplot as plt
 
     names = list(predictions)
     nrows = int(np.ceil(len(names) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False)
     y = np.asarray(y_true_eur)
-    lim = (0, float(max(y.max(), max(np.max(p) for p in predictions.values()))) * 1.05)
+    lim = (0, float(y.max()) * 1.05)
     for ax, name in zip(axes.flat, names, strict=False):
-        ax.scatter(y, predictions[name], s=8, alpha=0.5)
+        pred = np.asarray(predictions[name])
+        above = pred > lim[1]
+        ax.scatter(y[~above], pred[~above], s=8, alpha=0.5)
+        if above.any():
+            ax.scatter(y[above], np.full(above.sum(), lim[1]), s=14, marker="^", color="C3")
         ax.plot(lim, lim, color="grey", lw=1, ls="--")
-        ax.set(xlim=lim, ylim=lim, title=name, xlabel="actual price (EUR)",
-               ylabel="predicted price (EUR)")
+        ax.set(xlim=lim, ylim=lim, xlabel="actual price (EUR)", ylabel="predicted price (EUR)",
+               title=name + (f" ({above.sum()} above {lim[1]:.0f})" if above.any() else ""))
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
@@ -224,8 +248,13 @@ def plot_mae_with_intervals(models: dict, split: str = "test", title: str = "Tes
     return fig
 
 
-def plot_learning_curves(histories: dict[str, dict], metric: str = "loss"):
-    """Training vs validation curves (one panel per model) from Keras ``History.history`` dicts."""
+def plot_learning_curves(histories: dict[str, dict], metric: str = "loss",
+                         phases: dict[str, list[dict]] | None = None):
+    """Training vs validation curves (one panel per model) from Keras ``History.history`` dicts.
+
+    ``phases``: {model: [{"start": epoch index, "label": text}]} for models trained in phases
+    (e.g. head first, then end to end); each phase start gets a dashed vertical line and its
+    label (say there whether the phase was kept or reverted)."""
     import matplotlib.pyplot as plt
 
     names = [n for n, h in histories.items() if h and metric in h]
@@ -236,6 +265,10 @@ def plot_learning_curves(histories: dict[str, dict], metric: str = "loss"):
         ax.plot(history[metric], label="train")
         if f"val_{metric}" in history:
             ax.plot(history[f"val_{metric}"], label="validation")
+        for phase in (phases or {}).get(name, []):
+            ax.axvline(phase["start"], color="grey", ls="--", lw=1)
+            ax.annotate(phase["label"], (phase["start"], 1), xycoords=("data", "axes fraction"),
+                        xytext=(3, -12), textcoords="offset points", fontsize=7, color="grey")
         ax.set(title=name, xlabel="epoch", ylabel=metric)
         ax.legend(fontsize=8)
     fig.tight_layout()

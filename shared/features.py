@@ -188,6 +188,51 @@ def input_columns(preprocessor) -> list[str]:
     return list(getattr(first, "input_columns_", SOURCE_COLUMNS))
 
 
+def feature_group(feature: str) -> str:
+    """The group a feature belongs to in the reports' input table."""
+    if feature in ("Latitude", "Longitude", "distance_to_centre_km", "Neighbourhood Cleansed",
+                   "Neighbourhood Group Cleansed", "zipcode"):
+        return "location"
+    if feature.startswith("Review") or "review" in feature.lower():
+        return "reviews"
+    if feature.startswith("Availability") or "Nights" in feature or feature in (
+            "instant_bookable", "Cancellation Policy", "log1p_Extra People", "Guests Included"):
+        return "booking terms"
+    if "host" in feature.lower():
+        return "host"
+    if feature in ("has_security_deposit", "has_cleaning_fee", "log1p_Security Deposit",
+                   "log1p_Cleaning Fee"):
+        return "fees (not the price)"
+    return "property"
+
+
+def input_table(preprocessor) -> pd.DataFrame:
+    """One row per engineered feature a fitted preprocessor uses: its group, the raw columns it is
+    computed from, and what the model receives (columns: group, raw columns, becomes); sorted by
+    group. Built from the fitted pipeline, so it lists what a run really used."""
+    engineer = preprocessor.named_steps["engineer"]
+    onehot = (preprocessor.named_steps["columns"].named_transformers_["categorical"]
+              .named_steps["onehot"])
+    levels = dict(zip(CATEGORICAL, [0] * len(CATEGORICAL), strict=True))
+    fitted_categorical = [c for c in CATEGORICAL if c in engineer.features_]
+    for column, categories in zip(fitted_categorical, onehot.categories_, strict=True):
+        levels[column] = len(categories)
+    rows = []
+    for feature in engineer.features_:
+        if feature in CATEGORICAL:
+            becomes = (f"one-hot, {levels[feature]} levels (rare ones grouped as "
+                       "\"infrequent\")")
+        elif feature.startswith("log1p_"):
+            becomes = "log(1 + value), standardised; missing: k-NN imputed, flagged"
+        elif feature in (*ENGINEERED_NUMERIC,):
+            becomes = "derived number, standardised"
+        else:
+            becomes = "standardised; missing: k-NN imputed, flagged"
+        rows.append({"feature": feature, "group": feature_group(feature),
+                     "raw columns": ", ".join(FEATURE_SOURCES[feature]), "becomes": becomes})
+    return pd.DataFrame(rows).sort_values(["group", "feature"], kind="stable").set_index("feature")
+
+
 def check_input_columns(preprocessor, columns) -> None:
     """Raise :class:`MissingColumnsError` naming the inputs of ``preprocessor`` not in ``columns``."""
     present = set(columns)

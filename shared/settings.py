@@ -45,6 +45,9 @@ class Budget:
     interval_difficulty_rows: int   # training rows (seeded sample) the interval width model sees
     # the seed study (hgb, mlp, the fusion model validation picks)
     seeds: int                      # seeds per model, the run's own included
+    # report diagnostics (what the reports show; nothing is trained with them)
+    importance_repeats: int = 3     # shuffles per column of the permutation importance
+    occlusion_photos: int = 48      # validation photos of the occlusion-sensitivity map
 
 
 #: The budget of the rendered reports (``nox -s deliverable1`` / ``deliverable2``), sized for the
@@ -76,7 +79,7 @@ SMOKE = Budget(
     finetune_epochs=1, photo_batch_size=32,
     fusion_components=(8, "score"), early_extra_configs=1, late_grid_size=1,
     late_finetune_epochs=1, branches_head_epochs=3, branches_joint_epochs=2,
-    interval_difficulty_rows=64, seeds=2,
+    interval_difficulty_rows=64, seeds=2, importance_repeats=1, occlusion_photos=4,
 )
 
 

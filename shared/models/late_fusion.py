@@ -148,6 +148,11 @@ def _mae_eur(pred_log, y_eur) -> float:
     return mae(y_eur, feats.price_from_log(pred_log))
 
 
+def _kept(phase: dict) -> str:
+    """"kept" or "reverted": whether validation kept a phase's weights (learning-curve labels)."""
+    return "kept" if phase["kept"] else "reverted"
+
+
 def train_if_better(model: keras.Model, fit, val_mae, before: float | None = None) -> dict:
     """Run ``fit()`` (returns a Keras history dict); keep the new weights only if ``val_mae()``
     (EUR) went down, else restore the weights from before. ``before``: the validation MAE of
@@ -264,6 +269,9 @@ def train_late_fusion(data, cfg, raw: dict, backbone: str, image_size: int, tab_
                 "phase1_equivalence_max_abs_log_diff": equivalence,
                 "phase2_unfrozen_top_blocks": n_blocks, "phase2_trainable_backbone_tensors": n_trainable,
                 "phase2_learning_rate": finetune_lr,
+                "phases": [{"start": 0, "label": "1: cached features"},
+                           {"start": len(search.history["loss"]),
+                            "label": "2: end to end " + _kept(phase2)}],
                 **{f"phase2_{k}": v for k, v in phase2.items() if k != "history"},
                 "backbone": backbone, "image_size": image_size,
                 "batchnorm": "backbone BN frozen (inference mode)"})
@@ -395,6 +403,9 @@ def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: Model
                 "joint_max_epochs": joint_epochs,
                 "joint_stopped_by": stopped_by(phase_b["history"], joint_epochs),
                 "stopped_by": stopped_by(phase_b["history"], joint_epochs),
+                "phases": [{"start": 0, "label": "A: head " + _kept(phase_a)},
+                           {"start": len(phase_a["history"].get("loss", [])),
+                            "label": "B: joint " + _kept(phase_b)}],
                 "batchnorm": "frozen (inference mode) in both branches and the backbone",
                 "backbone": transfer.backbone, "image_size": size})
     history = {k: phase_a["history"].get(k, []) + phase_b["history"].get(k, [])
