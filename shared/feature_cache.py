@@ -8,7 +8,9 @@ bytes hits the cache; a changed photo or another backbone misses it.
 
 Layout: ``<cache>/features/<fingerprint>-<size>px-decode<version>/<sha[:2]>/<sha>.npy``
 (the fingerprint is ``<backbone>-<16 hex>``), each a
-float32 vector of shape (D,), written atomically.
+float32 vector of shape (D,), written atomically. The features of the horizontally flipped
+photo (``flip=True``, for flip test-time averaging) live in a sibling folder with the suffix
+``-hflip``; the folders of unflipped features are named as they always were.
 """
 
 from __future__ import annotations
@@ -24,18 +26,23 @@ from shared.images import DECODE_VERSION, make_image_dataset
 from shared.io import atomic_path, sha256_file
 
 
-def feature_cache_dir(backbone: str, image_size: int, root: Path | None = None) -> Path:
-    """Folder holding the cached vectors of one backbone at one input size."""
+def feature_cache_dir(backbone: str, image_size: int, root: Path | None = None,
+                      flip: bool = False) -> Path:
+    """Folder holding the cached vectors of one backbone at one input size (``flip``: of the
+    horizontally flipped photos, a separate folder)."""
     from shared.backbones import backbone_fingerprint
 
     root = Path(root) if root is not None else config.cache_dir() / "features"
-    return root / f"{backbone_fingerprint(backbone)}-{image_size}px-decode{DECODE_VERSION}"
+    suffix = "-hflip" if flip else ""
+    return root / f"{backbone_fingerprint(backbone)}-{image_size}px-decode{DECODE_VERSION}{suffix}"
 
 
 def extract_features(paths, backbone: str, image_size: int = 224, batch_size: int = 32,
                      cache_root: Path | None = None, progress: bool = True,
-                     model=None) -> tuple[np.ndarray, dict]:
+                     model=None, flip: bool = False) -> tuple[np.ndarray, dict]:
     """Return backbone features for ``paths``, shape (n, D) float32, computing only cache misses.
+
+    ``flip``: features of the horizontally mirrored photos (cached apart from the unflipped ones).
 
     Returns:
         (features, stats) with stats = {"cached": hits, "computed": misses, "seconds": ...}.
@@ -43,7 +50,7 @@ def extract_features(paths, backbone: str, image_size: int = 224, batch_size: in
     import time
 
     start = time.perf_counter()
-    folder = feature_cache_dir(backbone, image_size, cache_root)
+    folder = feature_cache_dir(backbone, image_size, cache_root, flip=flip)
     keys = [sha256_file(p) for p in paths]
     files = [folder / key[:2] / f"{key}.npy" for key in keys]
     missing = sorted({i for i, f in enumerate(files) if not f.is_file()})
@@ -53,9 +60,12 @@ def extract_features(paths, backbone: str, image_size: int = 224, batch_size: in
             model = build_backbone(backbone, image_size=image_size)
         todo = [paths[i] for i in missing]
         data = make_image_dataset(todo, image_size=image_size, batch_size=batch_size)
-        bar = tqdm(total=len(todo), desc=f"{backbone} features", unit="photo", disable=not progress)
+        desc = f"{backbone} features{' (flipped)' if flip else ''}"
+        bar = tqdm(total=len(todo), desc=desc, unit="photo", disable=not progress)
         done = 0
         for batch in data:
+            if flip:  # (batch, height, width, 3): mirror the width axis
+                batch = batch[:, :, ::-1, :]
             # predict_on_batch runs the compiled (graph) function: ~1.6x the photos per second of
             # an eager call on a 2-core CPU (the last float bits differ from eager's, so every
             # vector in a cache folder must come from this same call)

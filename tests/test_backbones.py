@@ -341,3 +341,162 @@ def test_lite0_cache_file_is_reused(lite0_classifier, lite0_cache, monkeypatch):
     assert features.name == "efficientnet_lite0"
     assert out.shape == (1, 1280) == (1, backbones.feature_dim("efficientnet_lite0"))
     assert out.min() >= 0.0 and out.max() <= 6.0  # pooled ReLU6 activations
+
+
+# --------------------------------------------------------------------------- Lite2 (EfficientNet-Lite family)
+
+from shared.backbones import efficientnet_lite as lite  # noqa: E402
+
+LITE2_BLOCKS = 21
+# Keras count_params of the Lite2 feature extractor (no classifier): the 6,150,168 of the
+# checkpoint (BN moving statistics included) minus the 1000-way dense layer (1,281,000).
+LITE2_FEATURE_PARAMS = 4_869_168
+LITE2_STRIDE2_BLOCKS = {1, 4, 7, 15}  # first blocks of the stride-2 stages (stage repeats 1,3,3,4,4,5,1)
+
+
+def numpy_reference(state: dict[str, np.ndarray], images: np.ndarray, stride2_blocks: set[int]) -> tuple:
+    """Independent forward pass of a lukemelas-style EfficientNet-Lite state dict in numpy
+    (NCHW, torch weight layouts used as they are, TF "same" padding as Conv2dStaticSamePadding).
+    The block structure is read from the state dict itself; only the strides are given.
+    Returns (pooled features (n, 1280), class probabilities (n, 1000))."""
+
+    def conv(x, w, stride, depthwise=False):  # x (C, H, W); w (O, C or 1, k, k)
+        k, (_, h, wd) = w.shape[-1], x.shape
+        oh, ow = -(-h // stride), -(-wd // stride)
+        ph, pw = max((oh - 1) * stride + k - h, 0), max((ow - 1) * stride + k - wd, 0)
+        xp = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
+        patches = np.stack([np.stack([xp[:, i:i + stride * oh:stride, j:j + stride * ow:stride]
+                                      for j in range(k)], 1) for i in range(k)], 1)  # (C, k, k, oh, ow)
+        if depthwise:
+            return np.einsum("cijhw,cij->chw", patches, w[:, 0])
+        return np.einsum("cijhw,ocij->ohw", patches, w)
+
+    def bn(x, prefix):
+        g, b, m, v = (state[f"{prefix}.{s}"] for s in ("weight", "bias", "running_mean", "running_var"))
+        return ((x - m[:, None, None]) / np.sqrt(v[:, None, None] + 1e-3)) * g[:, None, None] + b[:, None, None]
+
+    def relu6(x):
+        return np.clip(x, 0.0, 6.0)
+
+    n_blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("_blocks."))
+    features, probs = [], []
+    for image in images.astype(np.float64):
+        x = (image.transpose(2, 0, 1) - 127.0) / 128.0
+        x = relu6(bn(conv(x, state["_conv_stem.weight"], 2), "_bn0"))
+        for i in range(n_blocks):
+            p, inputs = f"_blocks.{i}", x
+            if f"{p}._expand_conv.weight" in state:
+                x = relu6(bn(conv(x, state[f"{p}._expand_conv.weight"], 1), f"{p}._bn0"))
+            stride = 2 if i in stride2_blocks else 1
+            x = relu6(bn(conv(x, state[f"{p}._depthwise_conv.weight"], stride, depthwise=True), f"{p}._bn1"))
+            x = bn(conv(x, state[f"{p}._project_conv.weight"], 1), f"{p}._bn2")
+            if stride == 1 and x.shape == inputs.shape:
+                x = x + inputs
+        x = relu6(bn(conv(x, state["_conv_head.weight"], 1), "_bn1"))
+        pooled = x.mean(axis=(1, 2))
+        logits = state["_fc.weight"] @ pooled + state["_fc.bias"]
+        e = np.exp(logits - logits.max())
+        features.append(pooled)
+        probs.append(e / e.sum())
+    return np.stack(features), np.stack(probs)
+
+
+@pytest.fixture(scope="module")
+def lite2_state():
+    return torch_legacy.load_legacy_state_dict(lite.pth_path("lite2"))
+
+
+def test_lite_stages_follow_the_efficientnet_lite_scaling():
+    assert lite.stages("lite0") == lite.LITE0_STAGES
+    # width 1.1 rounds to multiples of 8; depth 1.2 scales every stage but the first and last
+    assert [(s.out_channels, s.repeats) for s in lite.stages("lite2")] == [
+        (16, 1), (24, 3), (48, 3), (88, 4), (120, 4), (208, 5), (352, 1)]
+    assert [s.repeats for s in lite.stages("lite1")] == [1, 3, 3, 4, 4, 5, 1]
+    blocks = lite.block_specs(lite.stages("lite2"))
+    assert len(blocks) == LITE2_BLOCKS
+    assert {b.index for b in blocks if b.stride == 2} == LITE2_STRIDE2_BLOCKS
+    assert (lite.VARIANTS["lite2"].width, lite.VARIANTS["lite2"].depth, lite.VARIANTS["lite2"].image_size) == (
+        1.1, 1.2, 260)
+
+
+def test_lite2_converter_maps_every_tensor(lite2_state):
+    converted = lite.keras_weights_from_state_dict(lite2_state, "lite2")
+    # stem conv+bn, block 0 (no expand) 4 layers, blocks 1-20 6 layers each, head conv+bn, fc
+    assert len(converted) == 2 + 4 + (LITE2_BLOCKS - 1) * 6 + 2 + 1
+    n_converted = sum(a.size for arrays in converted.values() for a in arrays)
+    n_state = sum(v.size for k, v in lite2_state.items() if not k.endswith("num_batches_tracked"))
+    assert n_converted == n_state == LITE2_FEATURE_PARAMS + 1000 * 1280 + 1000
+    assert converted["block20_project_conv"][0].shape == (1, 1, 1248, 352)
+    assert converted["top_conv"][0].shape == (1, 1, 352, 1280)
+
+
+def test_lite_converter_fails_loudly_on_shape_mismatch(lite2_state):
+    with pytest.raises(ValueError, match=r"_blocks\.0\._bn2\.weight has shape"):
+        lite.keras_weights_from_state_dict({**lite2_state, "_blocks.0._bn2.weight": np.ones(17, np.float32)},
+                                           "lite2")
+    lite0_state = torch_legacy.load_legacy_state_dict(lite0.pth_path())
+    with pytest.raises(ValueError, match="shape|lacks"):  # Lite0's checkpoint is no Lite2
+        lite.keras_weights_from_state_dict(lite0_state, "lite2")
+    with pytest.raises(ValueError, match=r"_blocks\.3\._depthwise_conv\.weight has shape"):  # nor the reverse
+        lite.keras_weights_from_state_dict(lite2_state, "lite0")
+    with pytest.raises(ValueError, match=r"not used by EfficientNet-Lite0: \['_blocks\.16\."):
+        lite.keras_weights_from_state_dict({**lite0_state, "_blocks.16._bn0.weight": np.ones(3)}, "lite0")
+
+
+def test_lite2_builds_at_260_px_with_1280_features():
+    size = backbones.NATIVE_IMAGE_SIZE["efficientnet_lite2"]
+    model = backbones.build_backbone("efficientnet_lite2", image_size=size, weights=None)
+    assert model.name == "efficientnet_lite2" and model.input_shape == (None, 260, 260, 3)
+    assert model.count_params() == LITE2_FEATURE_PARAMS
+    assert backbones.feature_dim("efficientnet_lite2") == 1280
+    names = [layer.name for layer in backbones.top_block_layers(model, "efficientnet_lite2", 2)]
+    assert names[0] == "block19_expand_conv" and names[-1] == "top_relu"
+    assert len({n[:7] for n in names if n.startswith("block")}) == 2
+    with pytest.raises(ValueError, match=r"n_blocks must be in \[0, 21\]"):
+        backbones.top_block_layers(model, "efficientnet_lite2", LITE2_BLOCKS + 1)
+
+
+@pytest.fixture(scope="module")
+def lite2_classifier(lite0_cache):
+    return lite.build_efficientnet_lite("lite2", weights="imagenet", include_top=True)
+
+
+@pytest.mark.slow
+def test_lite2_matches_numpy_reference(lite2_classifier, lite2_state):
+    size = 96  # any size: the weights do not depend on it, and numpy stays fast
+    images = np.random.default_rng(3).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    expected_features, expected_probs = numpy_reference(lite2_state, images, LITE2_STRIDE2_BLOCKS)
+    model = lite.build_efficientnet_lite("lite2", size, weights="imagenet", include_top=True)
+    features_model = keras.Model(model.input, model.get_layer("avg_pool").output)
+    np.testing.assert_allclose(features_model.predict(images, verbose=0), expected_features,
+                               atol=2e-4, rtol=1e-3)
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected_probs, atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_lite2_classifies_espresso_and_cat(lite2_classifier):
+    from skimage import data
+    from skimage.transform import resize
+
+    images = np.stack([resize(img, (260, 260), anti_aliasing=True, preserve_range=True).astype("float32")
+                       for img in (data.coffee(), data.chelsea())])
+    coffee, cat = lite2_classifier.predict(images, verbose=0)
+    assert coffee.argmax() == ESPRESSO and coffee[ESPRESSO] >= 0.7  # measured 0.86
+    assert cat.argmax() in CAT_CLASSES and cat[list(CAT_CLASSES)].sum() >= 0.7  # measured 0.85
+
+
+@pytest.mark.slow
+def test_lite2_cache_file_is_reused(lite2_classifier, lite0_cache, monkeypatch):
+    cached = lite.cached_weights_path("lite2")
+    assert cached.parent == lite0_cache and cached.name.startswith("efficientnet_lite2-")
+    mtime = cached.stat().st_mtime_ns
+
+    def must_not_reconvert(path):
+        raise AssertionError("the .pth was read again although the cache exists")
+
+    monkeypatch.setattr(lite, "load_legacy_state_dict", must_not_reconvert)
+    features = backbones.build_backbone("efficientnet_lite2", image_size=260)
+    assert cached.stat().st_mtime_ns == mtime
+    out = features.predict(np.full((1, 260, 260, 3), 128.0, dtype="float32"), verbose=0)
+    assert features.name == "efficientnet_lite2" and out.shape == (1, 1280)
+    assert out.min() >= 0.0 and out.max() <= 6.0

