@@ -100,7 +100,7 @@ def answer(results: dict, goals: list[dict], sensitivity: dict | None = None) ->
     lines = [
         f"- **From the listing's features**, `{best_tab}` prices a new host's listing within "
         f"{r[best_tab]['mae']:.2f} EUR a night on average (R² on log price "
-        f"{r[best_tab]['r2_log']:.2f}); always answering the mean misses by {r['mean']['mae']:.2f}.",
+        f"{r[best_tab]['r2_log']:.2f}); always answering the mean misses by {r['mean']['mae']:.2f} EUR.",
         f"- **The deep tabular network** validation picks, `{net}`, misses by {r[net]['mae']:.2f} "
         f"EUR, {(r[net]['mae'] / r['hgb']['mae'] - 1) * 100:+.1f}% against gradient boosting: "
         f"goal {verdict[net_goal]}.",

@@ -26,7 +26,7 @@ output_dir = "docs/deliverable1"
 smoke = False        # tiny settings for CI: numbers are then meaningless
 
 # %%
-from shared.reporting import quiet_notebook
+from shared.reporting import log_line, quiet_notebook
 
 quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
 
@@ -37,11 +37,11 @@ from IPython.display import Markdown, display
 
 from deliverable1 import analysis, train
 from deliverable1.column_cost import cost_sentence
-from shared.models import cnn_scratch, mlp, transfer
+from shared.models import cnn_scratch, mlp
 from shared import diagnostics, evaluation, features, intervals, split
 
 pd.set_option("display.width", 160)
-result = train.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir)
+result = train.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir, log=log_line)
 exp, bundles, budget = result.exp, result.bundles, result.exp.cfg.budget
 n = {part: len(exp.data.parts[part].frame) for part in split.PART_NAMES}
 print(f"device: {exp.cfg.device}; smoke run: {smoke}; training log: report.log")
@@ -281,7 +281,7 @@ display(Markdown(result.analysis["intervals"]["sentence"] + "\n\n"
                  + result.analysis["intervals"]["calibration_check"]))
 print("hgb's 80% range by predicted price band (test):")
 low, high = bundles["hgb"].intervals.interval(np.log(exp.predictions["hgb"]["test"]), frame_test, 0.8)
-display(diagnostics.coverage_by_band(y_test, np.exp(low), np.exp(high),
+display(diagnostics.coverage_by_band(y_test, low, high,
                                      exp.predictions["hgb"]["test"]).round(3))
 
 # %% [markdown]

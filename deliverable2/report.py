@@ -23,7 +23,7 @@ smoke = False        # tiny settings for CI: numbers are then meaningless
 
 # %%
 # %matplotlib inline
-from shared.reporting import quiet_notebook
+from shared.reporting import log_line, quiet_notebook
 
 quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
 
@@ -34,17 +34,27 @@ from IPython.display import Markdown, display
 from deliverable2 import ablation, analysis, references
 from shared.models import early_fusion, late_fusion
 from deliverable2 import train as d2
-from shared import evaluation, intervals
+from shared import diagnostics, evaluation, intervals
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
-run = d2.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir)
+run = d2.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir, log=log_line)
 exp, refs, a, budget = run.exp, run.refs, run.analysis, run.exp.cfg.budget
 n = {part: len(exp.data.parts[part].frame) for part in exp.data.parts}
 print(f"device: {exp.cfg.device}; smoke run: {smoke}; photo size for fusion: {run.image_size} px; "
       f"backbone: {run.backbone}")
 print("train / val / cal / test listings:", " / ".join(map(str, n.values())),
-      f"; tabular features: {exp.data.tabular['train'].shape[1]}")
+      f"; tabular features: {exp.data.tabular['train'].shape[1]}; training log: report.log")
+local_figures = exp.cfg.models_dir / "figures" / "deliverable2"  # never committed: photos
+
+# %% [markdown]
+# ## The answer
+
+# %%
+display(Markdown("\n".join(a["answer"])))
+display(evaluation.summary_table({m: exp.results[m] for m in a["roles"] if m in exp.results}))
+if smoke:
+    display(Markdown("**Smoke run**: tiny settings; these numbers say nothing about the models."))
 
 # %% [markdown]
 # ## 1. Early and late fusion
@@ -71,7 +81,7 @@ print(f"best photo-only model on validation: {refs.best_image}; "
 # each row scored by a ridge fitted without it ([methodology](../methodology.html#photo-features)).
 
 # %%
-stats, curve = run.extraction[run.image_size], a["pca_curve"]
+stats, curve = run.extraction[f"{run.backbone}@{run.image_size}"], a["pca_curve"]
 print(f"backbone features: {run.raw_features()['train'].shape[1]}-d for {n['train']} training "
       f"listings; {stats['computed']} computed, {stats['cached']} from the cache "
       f"({stats['seconds']:.1f} s); out-of-fold score folds: {early_fusion.PhotoPriceScore().n_folds}")
@@ -100,7 +110,9 @@ print("chosen:", {k: v for k, v in early.params.items() if k not in ("trials", "
 # %% [markdown]
 # ## 5. `hgb_with_embeddings`: gradient boosting on the same joined features
 #
-# `hgb` plus early fusion's photo columns or the photo price score, whichever validates better.
+# `hgb` plus early fusion's photo columns or the photo price score, whichever validates better;
+# with the score (out-of-fold on training rows) it is a **stacked** model: the photo model's
+# prediction becomes one input of the gradient boosting.
 
 # %%
 hgb_emb = run.bundles["hgb_with_embeddings"]
@@ -147,17 +159,39 @@ display(pd.DataFrame([
 print(f"norm of the photo half of the head's kernel: {p['photo_weights_norm']:.3f}")
 
 # %% [markdown]
-# ## 8. Learning curves
+# ## 8. `blend`: a tabular model and a photo-seeing model averaged
 #
-# Loss per epoch (`late_fusion`: phase 1 then 2; `late_fusion_from_branches`: A then B). Each curve
-# ends where training stopped (early stopping or the epoch cap).
+# Predicted log prices of a tabular reference and of a model that sees the photo, averaged with a
+# weight; the pair and the weight (0 to 1) are chosen together on validation. Two families that
+# err differently cancel part of each other's errors.
 
 # %%
-evaluation.plot_learning_curves({m: exp.histories[m] for m in ablation.FUSION if m in exp.histories})
-plt.show()
+bp = run.bundles["blend"].params
+print(f"chosen: {bp['members'][0]} and {bp['members'][1]}, weight {bp['weight']:.2f} on the "
+      f"second; weights tried: {bp['weights_tried'][0]} to {bp['weights_tried'][-1]}")
+display(pd.DataFrame(bp["trials"]).sort_values("val_mae").head(8))
 
 # %% [markdown]
-# ## 9. The ablation, on the test set
+# ## 9. Architectures and learning curves
+#
+# Layer tables of the fusion networks (a backbone or a branch counts as one layer), then loss per
+# epoch; dashed lines mark where a phase starts and whether validation kept it.
+
+# %%
+for name in ablation.FUSION:
+    record = exp.results.get(name, {})
+    if record.get("architecture"):
+        print(f"{name}: {record['n_params']:,} weights")
+        display(pd.DataFrame(record["architecture"]).set_index("layer"))
+evaluation.plot_learning_curves(
+    {m: exp.histories[m] for m in ablation.FUSION if m in exp.histories},
+    phases={m: run.bundles[m].params["phases"] for m in ablation.FUSION
+            if "phases" in run.bundles[m].params})
+plt.show()
+display(evaluation.training_table(exp.results))
+
+# %% [markdown]
+# ## 10. The ablation, on the test set
 #
 # Brackets: 95% bootstrap intervals. The **paired** bootstrap scores both models on the same
 # resamples: fusion MAE minus the best tabular-only model's (negative: fusion better) and P(fusion
@@ -180,11 +214,32 @@ ablation.plot_group_errors(a["group_errors"])
 plt.show()
 
 # %% [markdown]
-# ## 10. Why: is what the photo says new information?
+# Where the chosen fusion model errs on the map, by neighbourhood, and its best and worst test
+# listings (their photos are saved locally only: listing photos are not published).
+
+# %%
+chosen = a["goal"]["chosen_on_validation"]
+frame_test, y_test = exp.data.parts["test"].frame, exp.data.y_eur("test")
+diagnostics.price_and_residual_maps(frame_test, y_test, exp.predictions[chosen]["test"],
+                                    title=f"{chosen}: test prices and errors")
+plt.show()
+by_area = diagnostics.errors_by_group(frame_test, y_test, exp.predictions[chosen]["test"])
+diagnostics.plot_errors_by_group(by_area, title=f"{chosen}: test MAE by {by_area.attrs['column']}")
+plt.show()
+worst = diagnostics.extremes(exp.data.parts["test"].ids, y_test, exp.predictions[chosen]["test"])
+display(pd.concat(worst, names=["kind", ""]).round(1))
+grid = diagnostics.local_photo_grid(worst, dict(zip(exp.data.parts["test"].ids,
+                                                    exp.data.paths("test"), strict=True)),
+                                    local_figures, f"{chosen}-extremes")
+print("photo grid (local, not published):", grid.name)
+
+# %% [markdown]
+# ## 11. Why: is what the photo says new information?
 #
 # How much of the photo price score the tabular features reproduce, how it correlates with the best
 # tabular model's errors ([methodology](../methodology.html#photo-redundancy)); then test MAE with
-# photos shuffled between listings: an increase near zero means the model ignores the photo.
+# photos shuffled between listings: an increase near zero means the model ignores the photo (a
+# shuffled pair is also one no model saw in training, so the increase is an upper bound).
 
 # %%
 display(pd.DataFrame(a["photo_redundancy"]).round(3))
@@ -197,9 +252,9 @@ display(pd.DataFrame({m: {"test MAE": round(v["mae"], 2), "photos shuffled": rou
                       for m, v in a["permutation"].items()}).T)
 
 # %% [markdown]
-# ## 11. Price ranges: does the photo make a prediction surer?
+# ## 12. Price ranges: does the photo make a prediction surer?
 #
-# Deliverable 1's calibrated ranges (its section 9). A model that knows more about a listing needs a
+# Deliverable 1's calibrated ranges (its section 7); 80% on average, not in every price band. A model that knows more about a listing needs a
 # *narrower* range for the same coverage: a second view of what the photo adds.
 
 # %%
@@ -212,7 +267,7 @@ plt.show()
 display(Markdown(a["intervals"]["sentence"] + "\n\n" + a["intervals"]["calibration_check"]))
 
 # %% [markdown]
-# ## 12. The goals, checked
+# ## 13. The goals, checked
 #
 # Judged on the fusion model validation picks: picking it on test would be a selection on test.
 
@@ -232,7 +287,6 @@ display(pd.DataFrame([{
     "goal reached": goal["reached"],
     "fusion models meeting it": ", ".join(goal["reached_by"]) or "none"}]).T)
 display(evaluation.seed_table(exp.results))
-display(evaluation.training_table(exp.results))
 ig, lo_hi = a["interval_goal"], analysis.INTERVAL_GOAL["coverage_range"]
 display(Markdown(f"Interval goal: the nominal {analysis.INTERVAL_GOAL['coverage']:.0%} range of "
                  f"the best tabular model and of the chosen fusion model each cover "
@@ -241,16 +295,12 @@ display(Markdown(f"Interval goal: the nominal {analysis.INTERVAL_GOAL['coverage'
 display(pd.DataFrame({role: {"model": ig[role]["model"], "coverage": f"{ig[role]['coverage']:.1%}",
                              "median width (EUR)": round(ig[role]["median_width_eur"], 1)}
                       for role in ("tabular", "fusion")}).T)
-if smoke:
-    display(Markdown("**Smoke run**: tiny settings; these numbers say nothing about the models."))
 
 # %% [markdown]
-# ## 13. Decisions
+# ## 14. Conclusions (computed)
 #
 # One shared split; reuse only on matching metadata; reducers fitted on training rows; choices made
 # on validation; nothing tuned after the test table ([why](../methodology.html#fusion-decisions)).
-#
-# ## 14. Conclusions (computed)
 
 # %%
 display(Markdown("\n".join(a["conclusions"])))

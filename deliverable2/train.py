@@ -53,13 +53,14 @@ class FusionRun:
     def image_size(self) -> int:
         return default_image_size(self.exp.cfg)
 
-    def raw_features(self, image_size: int | None = None) -> dict:
-        """{part: (n, 1280) float32} cached ImageNet backbone features."""
-        size = image_size or self.image_size
-        if size not in self._features:
-            self._features[size], self.extraction[size] = backbone_features(
-                self.exp.data, self.exp.cfg, self.backbone, size)
-        return self._features[size]
+    def raw_features(self, image_size: int | None = None, backbone: str | None = None) -> dict:
+        """{part: (n, 1280) float32} cached ImageNet backbone features (default: the run's
+        backbone at the budget's photo side)."""
+        key = (backbone or self.backbone, image_size or self.image_size)
+        if key not in self._features:
+            self._features[key], stats = backbone_features(self.exp.data, self.exp.cfg, *key)
+            self.extraction[f"{key[0]}@{key[1]}"] = stats
+        return self._features[key]
 
     def mlp_config(self) -> dict:
         return config_of(self.refs.bundles["mlp"].params)
@@ -93,9 +94,10 @@ def train_late(run: FusionRun, log=print) -> Trained:
 
 def train_from_branches(run: FusionRun, log=print) -> Trained:
     refs = run.refs
+    branch = refs.bundles[refs.best_transfer]
     return late_fusion.train_late_fusion_from_branches(
-        run.exp.data, run.exp.cfg, refs.bundles["mlp"], refs.bundles[refs.best_transfer],
-        refs.best_transfer, run.raw_features, log=log)
+        run.exp.data, run.exp.cfg, refs.bundles["mlp"], branch, refs.best_transfer,
+        lambda size: run.raw_features(size, branch.backbone), log=log)
 
 
 def member_predictors(run: FusionRun) -> dict:

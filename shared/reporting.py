@@ -58,6 +58,12 @@ class ReportError(RuntimeError):
     """A report cell failed; the message names the cell and the error."""
 
 
+def log_line(message: str) -> None:
+    """A training run's progress line, written to stderr: a rendered report moves its stderr to
+    ``report.log`` (:func:`move_stderr_to_log`), so training logs stay out of the notebook."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def display_path(path) -> str:
     """``path`` as a report shows it: relative to the project root when it lies inside the
     project or beside it (``../shared/data/...``), otherwise absolute (e.g. the scratch folder of

@@ -45,6 +45,8 @@ class Budget:
     interval_difficulty_rows: int   # training rows (seeded sample) the interval width model sees
     # the seed study (hgb, mlp, the fusion model validation picks)
     seeds: int                      # seeds per model, the run's own included
+    # transfer_frozen: (backbone, px) probed besides EfficientNet-Lite0 at transfer_image_size
+    probe_backbones: tuple = ()
     # report diagnostics (what the reports show; nothing is trained with them)
     importance_repeats: int = 3     # shuffles per column of the permutation importance
     occlusion_photos: int = 48      # validation photos of the occlusion-sensitivity map
@@ -63,6 +65,7 @@ FULL = Budget(
     fusion_components=(8, 16, 32, 64, "score"), early_extra_configs=1, late_grid_size=None,
     late_finetune_epochs=2, branches_head_epochs=200, branches_joint_epochs=100,
     interval_difficulty_rows=2000, seeds=5,
+    probe_backbones=(("efficientnet_lite2", 260),),
 )
 
 #: A budget for the 814-listing set: more epochs and larger photos, affordable on ~490 training

@@ -40,7 +40,7 @@ def train_single_source(exp, names=SINGLE_SOURCE_MODELS, log=print) -> dict:
              "cnn_scratch": cnn_scratch.train_cnn_scratch,
              "transfer_frozen": transfer.train_transfer_frozen,
              "transfer_finetuned": lambda data, cfg: transfer.train_transfer_finetuned(
-                 data, cfg, trained["transfer_frozen"].bundle)}
+                 data, cfg, trained["transfer_frozen"].extra["finetune_start"])}
     unknown = set(names) - set(SINGLE_SOURCE_MODELS)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {SINGLE_SOURCE_MODELS}")

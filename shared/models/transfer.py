@@ -60,12 +60,17 @@ def backbone_features(data, cfg, backbone: str, image_size: int) -> tuple[dict, 
     return parts, stats
 
 
-@under_strategy
-def train_transfer_frozen(data, cfg, backbone: str = DEFAULT_BACKBONE,
-                          image_size: int | None = None) -> Trained:
-    """Linear probe on cached features (``extra["extraction"]``: the feature-cache stats)."""
-    image_size = image_size or default_image_size(cfg)
-    start = time.perf_counter()
+def probe_candidates(cfg, backbone: str = DEFAULT_BACKBONE,
+                     image_size: int | None = None) -> list[tuple[str, int]]:
+    """(backbone, photo side px) pairs the linear probe tries: the default first (the one
+    fine-tuning starts from), then ``cfg.budget.probe_backbones``."""
+    first = (backbone, image_size or default_image_size(cfg))
+    return [first, *(tuple(c) for c in cfg.budget.probe_backbones if tuple(c) != first)]
+
+
+def _fit_probe(data, cfg, backbone: str, image_size: int) -> dict:
+    """Linear probe of one backbone: standardised cached features -> ridge, penalty chosen on
+    validation. {"bundle", "predict", "val_mae", "stats"}."""
     raw, stats = backbone_features(data, cfg, backbone, image_size)
     scaler = StandardScaler().fit(raw["train"])  # training rows only
     X = {part: scaler.transform(v).astype(np.float32) for part, v in raw.items()}
@@ -85,11 +90,33 @@ def train_transfer_frozen(data, cfg, backbone: str = DEFAULT_BACKBONE,
                          backbone=backbone, image_size=image_size, deliverable="deliverable1",
                          params={"head": "linear (ridge, closed form)", **params,
                                  "l2_keras": params["alpha"] / n_train, "trials": trials,
-                                 "backbone": backbone, "features_cached": stats["cached"],
+                                 "backbone": backbone, "image_size": image_size,
+                                 "features_cached": stats["cached"],
                                  "features_computed": stats["computed"]})
-    return Trained(bundle, time.perf_counter() - start,
-                   predict=lambda part: feats.price_from_log(model(X[part], training=False).numpy()),
-                   extra={"extraction": stats})
+    return {"bundle": bundle, "stats": stats, "val_mae": min(t["val_mae"] for t in trials),
+            "predict": lambda part: feats.price_from_log(model(X[part], training=False).numpy())}
+
+
+@under_strategy
+def train_transfer_frozen(data, cfg, backbone: str = DEFAULT_BACKBONE,
+                          image_size: int | None = None) -> Trained:
+    """Linear probe on cached features of each backbone of :func:`probe_candidates`; validation
+    picks the backbone. ``extra``: "extraction" (feature-cache stats, summed over backbones),
+    "finetune_start" (the first candidate's probe, where fine-tuning starts) and
+    "backbone_trials" (validation MAE per backbone)."""
+    start = time.perf_counter()
+    probes = {c: _fit_probe(data, cfg, *c) for c in probe_candidates(cfg, backbone, image_size)}
+    chosen = min(probes, key=lambda c: probes[c]["val_mae"])
+    trials = [{"backbone": b, "image_size": size, "val_mae": round(p["val_mae"], 3),
+               "extraction_seconds": round(p["stats"]["seconds"], 1),
+               "features_computed": p["stats"]["computed"]} for (b, size), p in probes.items()]
+    bundle = probes[chosen]["bundle"]
+    bundle.params["backbone_trials"] = trials
+    stats = {key: sum(p["stats"][key] for p in probes.values())
+             for key in ("computed", "cached", "seconds")}
+    first = next(iter(probes.values()))["bundle"]
+    return Trained(bundle, time.perf_counter() - start, predict=probes[chosen]["predict"],
+                   extra={"extraction": stats, "finetune_start": first, "backbone_trials": trials})
 
 
 def feature_standardisation(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray] | None:

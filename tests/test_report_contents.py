@@ -1,0 +1,160 @@
+"""What the rendered reports show (issue: reports a grader reads in 15 minutes).
+
+Static checks of ``deliverable*/report.py`` (fast): its Markdown cells type no measured number
+and stay within the prose budget. Then both reports rendered on the smoke budget (deliverable 2
+reusing deliverable 1's smoke models, as the published reports do), and their sections checked:
+the answer, the architecture tables, the importance and the maps, the local-only photo grid, no
+stderr, no machine path, the prose budget on what a reader sees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared import config
+
+REPORTS = ("deliverable1", "deliverable2")
+MAX_PROSE_WORDS = 1500
+#: A typed measurement: a decimal number (12.57), a percentage (3.1%), or a number followed by
+#: EUR. Section numbers, years, model names (Lite0, 2 x 64) and counts in prose are not matched.
+MEASUREMENT = re.compile(r"\b\d+\.\d+\b|\b\d+(\.\d+)?\s?%|\b\d+(\.\d+)?\s?EUR\b")
+WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+#: Levels the reports are designed around (the nominal range coverage, the bootstrap interval):
+#: settings, not measurements.
+NOMINAL = {"80%", "95%"}
+CODE_SPAN = re.compile(r"`[^`]*`")
+
+
+def typed_measurements(text: str) -> list[str]:
+    """The measured-looking numbers of a Markdown text, code spans and nominal levels aside."""
+    return [m.group(0) for m in MEASUREMENT.finditer(CODE_SPAN.sub("", text))
+            if m.group(0).replace(" ", "") not in NOMINAL]
+
+
+def markdown_cells(script: Path) -> list[str]:
+    """The Markdown cells of a jupytext percent script, comment markers removed."""
+    cells = re.split(r"^# %%", script.read_text(encoding="utf-8"), flags=re.M)
+    return ["\n".join(line[2:] for line in cell.splitlines()[1:])
+            for cell in cells if cell.startswith(" [markdown]")]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_report_markdown_types_no_measurement(name):
+    typed = [t for cell in markdown_cells(config.PROJECT_ROOT / name / "report.py")
+             for t in typed_measurements(cell)]
+    assert typed == [], f"{name}/report.py Markdown types measured numbers: {typed}"
+
+
+def test_the_measurement_pattern_catches_typed_numbers():
+    for text in ("MAE 12.57 on test", "a 3.1% gain", "misses by 13 EUR", "covers 77% of them"):
+        assert typed_measurements(text), text
+    for text in ("EfficientNet-Lite0", "section 7", "Gorishniy et al. 2022", "top 15 columns",
+                 "an 80% range", "`--coverage 0.8`", "95% bootstrap intervals"):
+        assert not typed_measurements(text), text
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_report_script_prose_within_budget(name):
+    words = sum(len(WORD.findall(c)) for c in markdown_cells(config.PROJECT_ROOT / name / "report.py"))
+    assert words <= MAX_PROSE_WORDS
+
+
+# --------------------------------------------------------------------------- rendered
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, real_data_dir) -> dict:
+    """Both reports rendered on the smoke budget with one models folder: {name: (notebook, out)}."""
+    root = tmp_path_factory.mktemp("reports")
+    models = root / "models"
+    out = {}
+    for name in REPORTS:
+        target = root / name
+        subprocess.run([sys.executable, "-m", "shared.cli", "report", name, "--smoke",
+                        "--data-dir", str(real_data_dir), "--models-dir", str(models),
+                        "--out", str(target)], check=True, cwd=config.PROJECT_ROOT,
+                       capture_output=True)
+        out[name] = (json.loads((target / "report.ipynb").read_text()), target)
+    out["models"] = models
+    return out
+
+
+def _outputs(notebook):
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            yield cell, output
+
+
+def _figures_after(notebook, code: str) -> int:
+    """Figures output by the code cells whose source contains ``code``."""
+    return sum("image/png" in o.get("data", {}) for c, o in _outputs(notebook)
+               if code in "".join(c["source"]))
+
+
+def _reader_words(notebook) -> int:
+    words = 0
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "markdown":
+            words += len(WORD.findall("".join(cell["source"])))
+    for _, output in _outputs(notebook):
+        words += len(WORD.findall("".join(output.get("data", {}).get("text/markdown", ""))))
+    return words
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REPORTS)
+def test_rendered_report_sections(rendered, name):
+    notebook, out = rendered[name]
+    text = json.dumps(notebook)
+    assert "## The answer" in text
+    # the answer's computed lines come first, before any section of detail
+    first_markdown_output = next(o for _, o in _outputs(notebook) if "text/markdown" in o.get("data", {}))
+    assert "**" in "".join(first_markdown_output["data"]["text/markdown"])
+    assert "output_shape" in text and "weights" in text          # architecture tables
+    assert _figures_after(notebook, "price_and_residual_maps") >= 1   # the map
+    assert _figures_after(notebook, "plot_errors_by_group") >= 1      # errors by neighbourhood
+    assert "photo grid (local, not published)" in text
+    assert _reader_words(notebook) <= MAX_PROSE_WORDS
+    assert not [o for _, o in _outputs(notebook) if o.get("name") == "stderr"]
+    assert not [o for _, o in _outputs(notebook) if o.get("output_type") == "error"]
+    shown = json.dumps([o for _, o in _outputs(notebook)])  # what a reader sees (not the
+    assert str(rendered["models"].parent) not in shown   # injected parameters cell)
+    assert str(Path.home()) not in shown
+    figures = sum("image/png" in o.get("data", {}) for _, o in _outputs(notebook))
+    assert figures >= {"deliverable1": 10, "deliverable2": 8}[name]
+
+
+@pytest.mark.slow
+def test_deliverable1_shows_importance_and_what_the_photo_model_looks_at(rendered):
+    notebook, _ = rendered["deliverable1"]
+    assert _figures_after(notebook, "permutation_importance") >= 1
+    assert _figures_after(notebook, "photo_sensitivity") >= 1
+    assert "features.input_table" in json.dumps(notebook)
+
+
+@pytest.mark.slow
+def test_listing_photos_stay_local(rendered):
+    """The photo grids are written under the models folder, never beside the published report."""
+    grids = sorted((rendered["models"] / "figures").rglob("*.png"))
+    assert {g.parent.name for g in grids} == set(REPORTS)
+    for name in REPORTS:
+        _, out = rendered[name]
+        assert not list(out.rglob("*.png"))
+
+
+@pytest.mark.slow
+def test_metrics_record_params_and_stopped_by_for_every_network(rendered):
+    for name in REPORTS:
+        _, out = rendered[name]
+        metrics = json.loads((out / "metrics.json").read_text())
+        for model, record in metrics["models"].items():
+            if record.get("architecture"):
+                assert record["n_params"] > 0, model
+                if "closed form" in str(record["params"].get("head", "")):
+                    continue  # solved, not trained: no epochs to stop (transfer_frozen's probe)
+                assert record["params"].get("stopped_by") in ("early_stopping", "epoch_limit"), model
