@@ -60,7 +60,7 @@ FULL = Budget(
     hgb_candidates=16, hgb_max_iter=3000,
     mlp_configs=12, mlp_epochs=200, mlp_batch_size=128,
     tabular_net_configs=4, tabular_net_epochs=100, tabular_net_batch_size=256,
-    cnn_image_size=96, cnn_epochs=20, transfer_image_size=224, finetune_blocks=2,
+    cnn_image_size=96, cnn_epochs=30, transfer_image_size=224, finetune_blocks=2,
     finetune_epochs=3, photo_batch_size=32,
     fusion_components=(8, 16, 32, 64, "score"), early_extra_configs=1, late_grid_size=None,
     late_finetune_epochs=2, branches_head_epochs=200, branches_joint_epochs=100,
