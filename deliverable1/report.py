@@ -166,8 +166,8 @@ print(f"transfer: backbone features {stats['computed']} computed, {stats['cached
 display(pd.DataFrame(bundles["transfer_frozen"].params["trials"]).sort_values("val_mae"))
 
 # %% [markdown]
-# Each network, layer by layer (top-level layers; a backbone counts as one layer). Code:
-# [`shared/models/`](https://github.com/keepcoding-dl/airbnb-dl/tree/main/shared/models).
+# Each network, layer by layer (top-level layers; a backbone counts as one layer). Code: one
+# module per family in `shared/models/` (`mlp.py`, `tabular_net.py`, `cnn_scratch.py`, `transfer.py`).
 
 # %%
 for name, record in exp.results.items():
