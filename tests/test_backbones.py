@@ -324,23 +324,6 @@ def test_lite0_converted_layouts(lite0_classifier):
     np.testing.assert_array_equal(lite0_classifier.get_layer("predictions").get_weights()[0], state["_fc.weight"].T)
 
 
-@pytest.mark.slow
-def test_lite0_cache_file_is_reused(lite0_classifier, lite0_cache, monkeypatch):
-    cached = lite0.cached_weights_path()
-    assert cached.parent == lite0_cache and cached.name.endswith(".weights.h5")
-    assert sorted(p.name for p in lite0_cache.iterdir()) == [cached.name]  # no temp files left
-    mtime = cached.stat().st_mtime_ns
-
-    def must_not_reconvert(path):
-        raise AssertionError("the .pth was read again although the cache exists")
-
-    monkeypatch.setattr(lite0, "load_legacy_state_dict", must_not_reconvert)
-    features = backbones.build_backbone("efficientnet_lite0", image_size=96)
-    assert cached.stat().st_mtime_ns == mtime
-    out = features.predict(np.full((1, 96, 96, 3), 128.0, dtype="float32"), verbose=0)
-    assert features.name == "efficientnet_lite0"
-    assert out.shape == (1, 1280) == (1, backbones.feature_dim("efficientnet_lite0"))
-    assert out.min() >= 0.0 and out.max() <= 6.0  # pooled ReLU6 activations
 
 
 # --------------------------------------------------------------------------- Lite2 (EfficientNet-Lite family)
@@ -486,17 +469,32 @@ def test_lite2_classifies_espresso_and_cat(lite2_classifier):
 
 
 @pytest.mark.slow
-def test_lite2_cache_file_is_reused(lite2_classifier, lite0_cache, monkeypatch):
-    cached = lite.cached_weights_path("lite2")
-    assert cached.parent == lite0_cache and cached.name.startswith("efficientnet_lite2-")
+@pytest.mark.parametrize("variant, classifier, size", [("lite0", "lite0_classifier", 96),
+                                                       ("lite2", "lite2_classifier", 260)])
+def test_converted_weights_are_reused_from_the_cache(variant, classifier, size, lite0_cache,
+                                                     monkeypatch, request):
+    """Once converted, a backbone builds from the cached Keras weights: the .pth is not read
+    again (the family module's reader is the one every variant calls), the cache file is not
+    rewritten, and no temporary file is left beside it."""
+    request.getfixturevalue(classifier)  # converts the weights into the module's fresh cache
+    cached = lite.cached_weights_path(variant)
+    assert cached.parent == lite0_cache and cached.name.endswith(".weights.h5")
+    assert cached.name.startswith(f"efficientnet_{variant}-")
+    # no temporary file left: the cache holds converted weights files only
+    converted = {lite.cached_weights_path(v).name for v in ("lite0", "lite2")}
+    assert {p.name for p in lite0_cache.iterdir()} <= converted
+    if variant == "lite0":  # the Lite0 file name of the compatibility module is the family's
+        assert lite0.cached_weights_path() == cached
     mtime = cached.stat().st_mtime_ns
 
     def must_not_reconvert(path):
         raise AssertionError("the .pth was read again although the cache exists")
 
     monkeypatch.setattr(lite, "load_legacy_state_dict", must_not_reconvert)
-    features = backbones.build_backbone("efficientnet_lite2", image_size=260)
+    name = f"efficientnet_{variant}"
+    features = backbones.build_backbone(name, image_size=size)
     assert cached.stat().st_mtime_ns == mtime
-    out = features.predict(np.full((1, 260, 260, 3), 128.0, dtype="float32"), verbose=0)
-    assert features.name == "efficientnet_lite2" and out.shape == (1, 1280)
-    assert out.min() >= 0.0 and out.max() <= 6.0
+    out = features.predict(np.full((1, size, size, 3), 128.0, dtype="float32"), verbose=0)
+    assert features.name == name
+    assert out.shape == (1, 1280) == (1, backbones.feature_dim(name))
+    assert out.min() >= 0.0 and out.max() <= 6.0  # pooled ReLU6 activations
