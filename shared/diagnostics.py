@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from shared import config, schema
-from shared.evaluation import mae
+from shared.evaluation import band_names, mae, price_band
 from shared.features import _numbers, input_columns
 from shared.io import atomic_path
 
@@ -428,11 +428,7 @@ def plot_sensitivity_map(mean_map, title: str = "Occlusion sensitivity (mean ove
 def band_labels(prices_eur, bands=COVERAGE_BANDS) -> tuple[np.ndarray, list[str]]:
     """(labels (n,) object, band names in order) for prices (EUR) cut at ``bands`` edges
     (left-closed: 40 is in "40-80"); the last band is ">=edge" when the last edge is inf."""
-    edges = [float(b) for b in bands]
-    names = [(f">={a:g}" if np.isinf(b) else (f"<{b:g}" if a == 0 else f"{a:g}-{b:g}"))
-             for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    idx = np.digitize(_vector(prices_eur, "prices"), edges[1:-1], right=False)
-    return np.asarray(names, dtype=object)[idx], names
+    return price_band(_vector(prices_eur, "prices"), bands), band_names(bands)
 
 
 def coverage_by_band(y_eur, low_eur, high_eur, pred_eur, bands=COVERAGE_BANDS,

@@ -275,9 +275,22 @@ def plot_learning_curves(histories: dict[str, dict], metric: str = "loss",
     return fig
 
 
-def price_band(prices_eur) -> np.ndarray:
-    """Price band labels used in error breakdowns (EUR per night)."""
-    bins = [0, 30, 50, 80, 120, np.inf]
-    labels = ["<30", "30-50", "50-80", "80-120", ">=120"]
-    idx = np.digitize(np.asarray(prices_eur), bins[1:-1], right=False)
-    return np.asarray(labels, dtype=object)[idx]
+#: Edges (EUR per night) of the price bands of the error breakdowns; the last band is open.
+PRICE_BAND_EDGES = (0.0, 30.0, 50.0, 80.0, 120.0, np.inf)
+
+
+def band_names(edges=PRICE_BAND_EDGES) -> list[str]:
+    """Names of the bands cut at ``edges`` (EUR), in price order: "<30", "30-50", ...,
+    ">=120" (the last when the last edge is inf)."""
+    edges = [float(e) for e in edges]
+    return [(f">={a:g}" if np.isinf(b) else (f"<{b:g}" if a == 0 else f"{a:g}-{b:g}"))
+            for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def price_band(prices_eur, edges=PRICE_BAND_EDGES) -> np.ndarray:
+    """(n,) band label (:func:`band_names`) of each price (EUR); bands are left-closed (30 is in
+    "30-50")."""
+    edges = [float(e) for e in edges]
+    idx = np.digitize(np.asarray(prices_eur, dtype=np.float64).reshape(-1), edges[1:-1],
+                      right=False)
+    return np.asarray(band_names(edges), dtype=object)[idx]
