@@ -213,10 +213,9 @@ def input_table(preprocessor) -> pd.DataFrame:
     engineer = preprocessor.named_steps["engineer"]
     onehot = (preprocessor.named_steps["columns"].named_transformers_["categorical"]
               .named_steps["onehot"])
-    levels = dict(zip(CATEGORICAL, [0] * len(CATEGORICAL), strict=True))
     fitted_categorical = [c for c in CATEGORICAL if c in engineer.features_]
-    for column, categories in zip(fitted_categorical, onehot.categories_, strict=True):
-        levels[column] = len(categories)
+    levels = {column: len(categories) for column, categories
+              in zip(fitted_categorical, onehot.categories_, strict=True)}
     rows = []
     for feature in engineer.features_:
         if feature in CATEGORICAL:
@@ -224,7 +223,7 @@ def input_table(preprocessor) -> pd.DataFrame:
                        "\"infrequent\")")
         elif feature.startswith("log1p_"):
             becomes = "log(1 + value), standardised; missing: k-NN imputed, flagged"
-        elif feature in (*ENGINEERED_NUMERIC,):
+        elif feature in ENGINEERED_NUMERIC:
             becomes = "derived number, standardised"
         else:
             becomes = "standardised; missing: k-NN imputed, flagged"
