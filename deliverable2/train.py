@@ -130,12 +130,18 @@ def train_blend(run: FusionRun, log=print) -> Trained:
     photo_side = [run.refs.best_image, *run.trained]
     pairs = [(tab, photo) for tab in TABULAR_REFERENCES for photo in photo_side]
     val_log = {name: np.log(members[name]("val")) for name in members}
-    choice = blend.choose_blend(val_log, run.exp.data.y_eur("val"), pairs)
+    y_val = run.exp.data.y_eur("val")
+    choice = blend.choose_blend(val_log, y_val, pairs)
+    selection = blend.cross_validated_mae(val_log, y_val, pairs, seed=run.exp.cfg.seed)
     first, second = choice["members"]
     log(f"  blend: {first} and {second} with weight {choice['weight']:.2f} on {second}, chosen "
-        f"on validation (MAE {choice['val_mae']:.2f} EUR, {len(pairs)} pairs)")
+        f"on validation (MAE {choice['val_mae']:.2f} EUR, {len(pairs)} pairs; "
+        f"{selection['folds']}-fold cross-validated {selection['mae']:.2f} EUR)")
     bundle = ModelBundle("blend", (), None, deliverable="deliverable2",
                          params={"members": choice["members"], "weight": choice["weight"],
+                                 "selection_val_mae": round(selection["mae"], 4),
+                                 "selection_folds": selection["folds"],
+                                 "selection_fold_choices": selection["choices"],
                                  "weights_tried": list(blend.WEIGHTS), "trials": choice["trials"],
                                  "saved": "no folder of its own: the members' folders and this "
                                           "weight rebuild it"})

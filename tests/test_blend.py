@@ -82,3 +82,48 @@ def test_stacked_photo_score_is_out_of_fold_on_training_rows():
     raw2 = second.oof_[:, 0] * second.scale_ + second.center_
     assert raw1[7] == pytest.approx(raw2[7], abs=1e-5)  # float32 scores
     assert not np.allclose(raw1, raw2)  # other folds did see the change
+
+
+def test_cross_validated_mae_is_not_flattered_by_the_choice():
+    """Pure-noise photo members: the best of them on the whole validation part looks better than
+    the tabular member alone by luck; chosen on other folds and scored on the held-out one, it
+    does not."""
+    from shared.models.blend import cross_validated_mae
+
+    rng = np.random.default_rng(4)
+    y = rng.normal(4.0, 0.5, 200)
+    val_log = {"tab": y + rng.normal(0, 0.3, 200),
+               **{f"noise{i}": rng.normal(4.0, 0.5, 200) for i in range(10)}}
+    pairs = [("tab", f"noise{i}") for i in range(10)]
+    in_sample = choose_blend(val_log, np.exp(y), pairs)
+    cv = cross_validated_mae(val_log, np.exp(y), pairs, seed=0)
+    tab_alone = np.mean(np.abs(np.exp(val_log["tab"]) - np.exp(y)))
+    assert in_sample["val_mae"] < tab_alone          # the in-sample choice is flattered
+    assert cv["mae"] > in_sample["val_mae"]          # the out-of-fold score is not
+    assert cv["folds"] == 5 and len(cv["choices"]) == 5
+
+
+def test_cross_validated_mae_of_two_identical_members_is_the_members_mae():
+    from shared.models.blend import cross_validated_mae
+
+    rng = np.random.default_rng(5)
+    y = rng.normal(4.0, 0.5, 100)
+    tab = y + rng.normal(0, 0.1, 100)
+    cv = cross_validated_mae({"tab": tab, "same": tab.copy()}, np.exp(y), [("tab", "same")])
+    # any weight gives the same prediction (up to rounding), so every fold scores the member
+    assert cv["mae"] == pytest.approx(np.mean(np.abs(np.exp(tab) - np.exp(y))))
+    with pytest.raises(ValueError, match="folds"):
+        cross_validated_mae({"tab": tab, "same": tab}, np.exp(y), [("tab", "same")], folds=1)
+
+
+def test_fusion_selection_uses_the_blends_cross_validated_score():
+    from deliverable2.ablation import chosen_fusion, selection_mae
+
+    class Exp:
+        results = {"hgb_with_embeddings": {"val": {"mae": 13.0}, "params": {}},
+                   "blend": {"val": {"mae": 12.5}, "params": {"selection_val_mae": 13.2}}}
+
+    assert selection_mae(Exp.results["blend"]) == 13.2
+    assert chosen_fusion(Exp(), ("hgb_with_embeddings", "blend")) == "hgb_with_embeddings"
+    Exp.results["blend"]["params"]["selection_val_mae"] = 12.9
+    assert chosen_fusion(Exp(), ("hgb_with_embeddings", "blend")) == "blend"
