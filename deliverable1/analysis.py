@@ -71,7 +71,6 @@ def conclusions(results: dict) -> list[str]:
     net = best_on_validation(results, NETWORKS)
     best_tab = min(TABULAR, key=lambda n: r[n]["mae"])
     best_img = min(PHOTO, key=lambda n: r[n]["mae"])
-    improved = r["transfer_finetuned"]["mae"] < r["transfer_frozen"]["mae"]
     return [
         f"- Lowest test MAE of the tabular models: **{best_tab}**, {r[best_tab]['mae']:.2f} EUR "
         f"(mean predictor {r['mean']['mae']:.2f} EUR), R² on log price {r[best_tab]['r2_log']:.3f}.",
@@ -82,9 +81,25 @@ def conclusions(results: dict) -> list[str]:
         f"R² on log price {r[best_img]['r2_log']:.3f}: the photo carries some price information "
         f"({'more' if r[best_img]['r2_log'] > 0 else 'no more'} than the mean predictor), far less "
         "than the listing's description.",
-        f"- Fine-tuning {'improved' if improved else 'did not improve'} on the frozen backbone "
-        f"({r['transfer_finetuned']['mae']:.2f} vs {r['transfer_frozen']['mae']:.2f} EUR).",
+        finetuning_sentence(results),
     ]
+
+
+def finetuning_sentence(results: dict) -> str:
+    """What fine-tuning did, like for like: the fine-tuned model against the frozen head it
+    started from, on validation (the frozen model validation picks may use another backbone)."""
+    ft = results["transfer_finetuned"]
+    start = ft.get("params", {}).get("started_from") or {}
+    picked = best_on_validation(results, TRANSFER)
+    test = (f" On test, `transfer_finetuned` {ft['test']['mae']:.2f} EUR and `transfer_frozen` "
+            f"{results['transfer_frozen']['test']['mae']:.2f}; validation picks `{picked}`.")
+    if start.get("val_mae") is None:
+        return "- Fine-tuning:" + test
+    change = ft["val"]["mae"] - start["val_mae"]
+    return (f"- Fine-tuning the top blocks of {start['backbone']} "
+            f"{'lowered' if change < 0 else 'did not lower'} the validation MAE of the frozen "
+            f"{start['head']} head it started from ({start['val_mae']:.2f} -> {ft['val']['mae']:.2f} "
+            f"EUR).{test}")
 
 
 def answer(results: dict, goals: list[dict], sensitivity: dict | None = None) -> list[str]:

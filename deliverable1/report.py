@@ -147,8 +147,11 @@ else:
 # * `tabular_net`: each number embedded by periodic functions (PLR, Gorishniy et al. 2022) and an
 #   ensemble of members sharing one MLP (TabM, Gorishniy et al. 2025).
 # * `cnn_scratch`: a small CNN on augmented photos, no pretrained weights.
-# * `transfer_frozen`: EfficientNet-Lite0 (ImageNet) as a fixed feature extractor and a linear
-#   model on its features; `transfer_finetuned` also trains the backbone's top blocks at a low rate
+# * `transfer_frozen`: an ImageNet EfficientNet-Lite as a fixed feature extractor and a head on
+#   its features. Validation chooses the backbone (Lite0 at 224 px or Lite2 at 260 px), the head
+#   (linear, or one hidden ReLU layer) and whether each photo is also seen mirrored (training on
+#   both, predicting from their averaged features). `transfer_finetuned` trains the Lite0 model's
+#   top blocks at a low rate
 #   ([methodology: transfer learning](../methodology.html#transfer-learning)).
 #
 # Validation chooses every setting; the searches:
@@ -162,8 +165,8 @@ print(f"cnn_scratch: {n['train']} training photos at {budget.cnn_image_size} px,
       f"{'-'.join(map(str, cnn_scratch.CHANNELS))}")
 stats = result.extraction
 print(f"transfer: backbone features {stats['computed']} computed, {stats['cached']} from the "
-      f"cache ({stats['seconds']:.1f} s); ridge penalties tried:")
-display(pd.DataFrame(bundles["transfer_frozen"].params["trials"]).sort_values("val_mae"))
+      f"cache ({stats['seconds']:.1f} s); candidates of transfer_frozen on validation:")
+display(pd.DataFrame(bundles["transfer_frozen"].params["candidates"]).sort_values("val_mae"))
 
 # %% [markdown]
 # Each network, layer by layer (top-level layers; a backbone counts as one layer). Code: one
@@ -244,11 +247,10 @@ plt.show()
 
 # %%
 photo = analysis.best_on_validation(exp.results, analysis.PHOTO)
-worst = diagnostics.extremes(exp.data.parts["test"].ids, y_test, exp.predictions[photo]["test"])
-display(pd.concat(worst, names=["kind", ""]).round(1))
-grid = diagnostics.local_photo_grid(worst, dict(zip(exp.data.parts["test"].ids,
-                                                    exp.data.paths("test"), strict=True)),
-                                    local_figures, f"{photo}-extremes")
+table, grid = diagnostics.extremes_report(exp.data.parts["test"].ids, exp.data.paths("test"), y_test,
+                                         exp.predictions[photo]["test"], local_figures,
+                                         f"{photo}-extremes")
+display(table)
 print("photo grid (local, not published):", grid.name)
 
 # %% [markdown]

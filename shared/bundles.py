@@ -52,6 +52,8 @@ class ModelBundle:
     image_reducer: object | None = None
     backbone: str | None = None
     image_size: int | None = None
+    #: image features are the average of the photo's and its mirror image's (test-time flip)
+    flip_tta: bool = False
     params: dict = field(default_factory=dict)
     deliverable: str = ""
     intervals: IntervalCalibration | None = None  # None: saved without interval calibration
@@ -70,11 +72,16 @@ class ModelBundle:
         return np.asarray(self.preprocessor.transform(dataset.frame), dtype=np.float32)
 
     def image_feature_matrix(self, dataset, progress: bool = False) -> np.ndarray:
-        """(n, d_img) float32: cached backbone features, reduced if a reducer was fitted."""
+        """(n, d_img) float32: cached backbone features (with ``flip_tta``, averaged with those
+        of the mirrored photo), reduced if a reducer was fitted."""
         from shared.feature_cache import extract_features
 
         vectors, _ = extract_features(list(dataset.image_paths), self.backbone,
                                       self.image_size, progress=progress)
+        if self.flip_tta:
+            mirrored, _ = extract_features(list(dataset.image_paths), self.backbone,
+                                           self.image_size, progress=progress, flip=True)
+            vectors = (vectors + mirrored) / 2
         if self.image_reducer is not None:
             vectors = self.image_reducer.transform(vectors)
         return np.asarray(vectors, dtype=np.float32)
@@ -111,7 +118,8 @@ class ModelBundle:
             "format": BUNDLE_FORMAT, "name": self.name, "deliverable": self.deliverable,
             "inputs": list(self.inputs), "estimator": "keras" if self.is_keras else "sklearn",
             "feature_set_version": feats.FEATURE_SET_VERSION, "feature_names": names,
-            "backbone": self.backbone, "image_size": self.image_size, "params": self.params,
+            "backbone": self.backbone, "image_size": self.image_size,
+            "flip_tta": self.flip_tta, "params": self.params,
             "trained_on": self.trained_on,
             "target": "log(price EUR)", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "python": platform.python_version(),
@@ -175,7 +183,8 @@ class ModelBundle:
         return cls(name=meta["name"], inputs=tuple(meta["inputs"]), estimator=estimator,
                    preprocessor=preprocessor, image_reducer=_load_part(
                        directory / "image_reducer.skops"), backbone=meta.get("backbone"),
-                   image_size=meta.get("image_size"), params=meta.get("params", {}),
+                   image_size=meta.get("image_size"), flip_tta=bool(meta.get("flip_tta", False)),
+                   params=meta.get("params", {}),
                    deliverable=meta.get("deliverable", ""), intervals=intervals,
                    trained_on=meta.get("trained_on", {}))
 

@@ -47,6 +47,11 @@ class Budget:
     seeds: int                      # seeds per model, the run's own included
     # transfer_frozen: (backbone, px) probed besides EfficientNet-Lite0 at transfer_image_size
     probe_backbones: tuple = ()
+    # transfer_frozen: heads tried on the cached features ("linear", "mlp"), with and without
+    # horizontal flips (training on photo and mirror, predicting from their averaged features)
+    photo_heads: tuple = ("linear", "mlp")
+    photo_flips: tuple = (False, True)
+    photo_head_epochs: int = 100    # most epochs of the "mlp" head (early stopping decides)
     # report diagnostics (what the reports show; nothing is trained with them)
     importance_repeats: int = 3     # shuffles per column of the permutation importance
     occlusion_photos: int = 48      # validation photos of the occlusion-sensitivity map
@@ -83,6 +88,7 @@ SMOKE = Budget(
     fusion_components=(8, "score"), early_extra_configs=1, late_grid_size=1,
     late_finetune_epochs=1, branches_head_epochs=3, branches_joint_epochs=2,
     interval_difficulty_rows=64, seeds=2, importance_repeats=1, occlusion_photos=4,
+    photo_head_epochs=2,
 )
 
 

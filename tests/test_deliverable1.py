@@ -85,3 +85,29 @@ def test_the_split_sensitivity_compares_a_random_split_with_the_grouped_one(run)
         row = table[name]
         assert row["grouped_test_mae"] == result.exp.results[name]["test"]["mae"]
         assert row["difference_eur"] == pytest.approx(row["random_test_mae"] - row["grouped_test_mae"])
+
+
+@pytest.mark.slow
+def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_the_run(run):
+    """Validation picks among backbone x head x flip; the chosen model's saved folder (with its
+    flip averaging, if chosen) predicts what the run scored."""
+    import numpy as np
+
+    from shared.bundles import ModelBundle
+    from shared.models.transfer import probe_candidates
+
+    result, root = run
+    exp, budget = result.exp, result.exp.cfg.budget
+    candidates = result.trained["transfer_frozen"].extra["candidates"]
+    expected = {(b, s, h, f) for b, s in probe_candidates(exp.cfg)
+                for h in budget.photo_heads for f in budget.photo_flips}
+    assert {(c["backbone"], c["image_size"], c["head"], c["flip"]) for c in candidates} == expected
+    bundle = result.bundles["transfer_frozen"]
+    assert bundle.params["val_mae"] == min(c["val_mae"] for c in candidates)
+    assert bundle.flip_tta == bundle.params["flip_tta"]
+    loaded = ModelBundle.load(root / "models" / "transfer_frozen")
+    assert loaded.flip_tta == bundle.flip_tta
+    np.testing.assert_allclose(loaded.predict_eur(exp.data.parts["val"]),
+                               exp.predictions["transfer_frozen"]["val"], rtol=1e-4)
+    start = result.trained["transfer_finetuned"].bundle.params["started_from"]
+    assert start["backbone"] == probe_candidates(exp.cfg)[0][0]

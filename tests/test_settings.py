@@ -27,10 +27,11 @@ SMOKE_BEFORE = {"hgb_candidates": 2, "hgb_max_iter": 50, "mlp_configs": 2, "mlp_
 #: Settings added since (gradient boosting's candidates and tree cap are the random search's,
 #: early-stopped on validation, since the host-grouped split). The interval calibration is fitted
 #: after training; tabular_net did not exist then; the seed study retrains chosen settings;
-#: transfer_frozen probes other backbones; the reports' diagnostics have their sizes.
+#: transfer_frozen probes other backbones, heads and flips; the reports' diagnostics have their
+#: sizes.
 ADDED = {"interval_difficulty_rows", "tabular_net_configs", "tabular_net_epochs",
          "tabular_net_batch_size", "seeds", "probe_backbones", "importance_repeats",
-         "occlusion_photos"}
+         "occlusion_photos", "photo_heads", "photo_flips", "photo_head_epochs"}
 
 
 def _before(budget) -> dict:

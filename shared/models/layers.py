@@ -61,6 +61,20 @@ def build_mlp(input_dim: int, hidden: tuple[int, ...], dropout: float, l2: float
     return keras.Model(inputs, regression_output(x, target_mean, l2=l2), name=name)
 
 
+def photo_mlp_head(input_dim: int, target_mean: float, hidden: int = 256,
+                   input_dropout: float = 0.2, dropout: float = 0.5, name: str = "transfer_head"):
+    """Non-linear head on (standardised) backbone features: (batch, input_dim) -> dropout ->
+    Dense(hidden, ReLU) -> dropout -> (batch, 1) log price. No batch norm: its input is already
+    standardised, and the head is later a fusion branch whose batch statistics would drift."""
+    import keras
+
+    inputs = keras.Input(shape=(input_dim,), name="features")
+    x = keras.layers.Dropout(input_dropout, name="input_dropout")(inputs)
+    x = keras.layers.Dense(hidden, activation="relu", name="hidden1_dense")(x)
+    x = keras.layers.Dropout(dropout, name="hidden1_dropout")(x)
+    return keras.Model(inputs, regression_output(x, target_mean), name=name)
+
+
 def linear_head(coef: np.ndarray, intercept: float, l2: float = 0.0, name: str = "linear_head"):
     """A Keras linear model (batch, d) -> (batch, 1) holding given weights (e.g. from
     :func:`ridge_path`); ``l2`` keeps the same penalty if it is trained further (fine-tuning)."""

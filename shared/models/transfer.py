@@ -3,10 +3,15 @@
 ``transfer_frozen``
     The backbone (default EfficientNet-Lite0, see :mod:`shared.backbones`) is frozen, so each
     photo's 1280-d pooled feature vector never changes: it is computed once and cached on disk
-    (:mod:`shared.feature_cache`). The head is a *linear probe*: standardised features -> log
-    price, ridge regression solved in closed form (one SVD gives every penalty of the grid) with
-    the penalty chosen on validation. It fits in well under a second, so a second run is as fast
-    as reading the cache.
+    (:mod:`shared.feature_cache`). Validation chooses among heads on these features:
+
+    * backbone: Lite0 at 224 px and the budget's ``probe_backbones`` (Lite2 at 260 px);
+    * head: a *linear probe* (standardised features -> log price, ridge regression solved in
+      closed form, one SVD for every penalty of the grid, penalty chosen on validation) or a
+      non-linear one (:func:`shared.models.layers.photo_mlp_head`, early stopping on validation);
+    * flip: without, or trained on every training photo *and* its mirror image and predicting
+      from the average of the two feature vectors (test-time flip averaging; the mirrored
+      features have their own cache folder).
 
 ``transfer_finetuned``
     The frozen model is assembled end to end (photo -> backbone -> the same standardisation as a
@@ -33,7 +38,8 @@ from shared.bundles import ModelBundle
 from shared.devices import global_batch_size
 from shared.experiment import Trained
 from shared.training import compile_regressor, fit_regressor, stopped_by, under_strategy
-from shared.models.layers import linear_head
+from shared.models.layers import linear_head, photo_mlp_head
+from shared.reporting import log_line
 from shared.ridge import ridge_path
 from shared.search import Fitted, tune_on_validation
 
@@ -41,6 +47,9 @@ from shared.search import Fitted, tune_on_validation
 #: 1280 correlated features; the Keras equivalent is l2 = alpha / n_train, with n_train ~6,200
 #: on the 10k set).
 HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
+#: The non-linear head (:func:`shared.models.layers.photo_mlp_head`) and how it is trained.
+MLP_HEAD = {"hidden": 256, "input_dropout": 0.2, "dropout": 0.5}
+MLP_HEAD_LR, MLP_HEAD_BATCH, MLP_HEAD_PATIENCE = 1e-3, 128, 8
 FINETUNE_LR = 3e-5  # learning rate of fine-tuning: low, the pretrained weights move little
 
 
@@ -51,10 +60,12 @@ def default_image_size(cfg) -> int:
 
 
 @under_strategy
-def backbone_features(data, cfg, backbone: str, image_size: int) -> tuple[dict, dict]:
-    """Cached backbone features per part: ({"train": (n, D), ...}, extraction stats)."""
+def backbone_features(data, cfg, backbone: str, image_size: int,
+                      flip: bool = False) -> tuple[dict, dict]:
+    """Cached backbone features per part: ({"train": (n, D), ...}, extraction stats); ``flip``:
+    of the horizontally mirrored photos."""
     all_paths = [p for part in PARTS for p in data.paths(part)]
-    vectors, stats = extract_features(all_paths, backbone, image_size)
+    vectors, stats = extract_features(all_paths, backbone, image_size, flip=flip)
     sizes = np.cumsum([0] + [len(data.paths(p)) for p in PARTS])
     parts = {p: vectors[sizes[i]:sizes[i + 1]] for i, p in enumerate(PARTS)}
     return parts, stats
@@ -62,20 +73,29 @@ def backbone_features(data, cfg, backbone: str, image_size: int) -> tuple[dict, 
 
 def probe_candidates(cfg, backbone: str = DEFAULT_BACKBONE,
                      image_size: int | None = None) -> list[tuple[str, int]]:
-    """(backbone, photo side px) pairs the linear probe tries: the default first (the one
+    """(backbone, photo side px) pairs the heads are tried on: the default first (the one
     fine-tuning starts from), then ``cfg.budget.probe_backbones``."""
     first = (backbone, image_size or default_image_size(cfg))
     return [first, *(tuple(c) for c in cfg.budget.probe_backbones if tuple(c) != first)]
 
 
-def _fit_probe(data, cfg, backbone: str, image_size: int) -> dict:
-    """Linear probe of one backbone: standardised cached features -> ridge, penalty chosen on
-    validation. {"bundle", "predict", "val_mae", "stats"}."""
-    raw, stats = backbone_features(data, cfg, backbone, image_size)
-    scaler = StandardScaler().fit(raw["train"])  # training rows only
-    X = {part: scaler.transform(v).astype(np.float32) for part, v in raw.items()}
-    y_train, n_train = data.y_log("train"), len(raw["train"])
-    coefs, intercept = ridge_path(X["train"], y_train, HEAD_ALPHAS)
+def head_inputs(plain: dict, mirrored: dict | None, y_train: np.ndarray):
+    """(training matrix, training targets, {part: matrix to predict from}) of one flip setting.
+
+    Without ``mirrored``: the features as they are. With it: the training rows twice (photo, then
+    mirror image; (2 n_train, D), targets repeated) and every part predicted from the average of
+    the two vectors (flip test-time averaging).
+    """
+    if mirrored is None:
+        return plain["train"], y_train, plain
+    train = np.vstack([plain["train"], mirrored["train"]])
+    return (train, np.concatenate([y_train, y_train]),
+            {part: (plain[part] + mirrored[part]) / 2 for part in plain})
+
+
+def _linear_head(x_train, y_train, x_val, y_val_eur, n_train: int):
+    """Ridge on standardised features, penalty chosen on validation: (model, params)."""
+    coefs, intercept = ridge_path(x_train, y_train, HEAD_ALPHAS)
     heads = {alpha: coef for alpha, coef in zip(HEAD_ALPHAS, coefs, strict=True)}
 
     def build_and_fit(params):
@@ -84,39 +104,98 @@ def _fit_probe(data, cfg, backbone: str, image_size: int) -> dict:
 
     search = tune_on_validation(
         build_and_fit, [{"alpha": alpha} for alpha in HEAD_ALPHAS],
-        lambda m, _: feats.price_from_log(m(X["val"], training=False).numpy()), data.y_eur("val"))
-    model, params, trials = search.model, search.params, search.trials
+        lambda m, _: feats.price_from_log(m(x_val, training=False).numpy()), y_val_eur)
+    params = {"head": "linear (ridge, closed form)", **search.params,
+              "l2_keras": search.params["alpha"] / n_train, "trials": search.trials}
+    return search.model, params
+
+
+def _mlp_head(x_train, y_train, x_val, y_val_log, cfg):
+    """:func:`photo_mlp_head` trained with early stopping on validation: (model, params, history)."""
+    keras.utils.set_random_seed(cfg.seed)
+    model = photo_mlp_head(x_train.shape[1], float(np.mean(y_train)), **MLP_HEAD)
+    compile_regressor(model, MLP_HEAD_LR)
+    epochs = cfg.budget.photo_head_epochs
+    history = fit_regressor(model, (x_train, y_train), (x_val, y_val_log), epochs=epochs,
+                            patience=MLP_HEAD_PATIENCE, batch_size=MLP_HEAD_BATCH, seed=cfg.seed)
+    params = {"head": "mlp", **MLP_HEAD, "learning_rate": MLP_HEAD_LR,
+              "epochs_run": len(history["loss"]), "max_epochs": epochs,
+              "stopped_by": stopped_by(history, epochs)}
+    return model, params, history
+
+
+def _fit_head(data, cfg, backbone: str, image_size: int, head: str, flip: bool,
+              features: dict) -> dict:
+    """One candidate of ``transfer_frozen``: {"bundle", "predict", "val_mae", "history"}.
+
+    ``features``: {False: plain features per part, True: mirrored ones (when flips are tried)}.
+    The standardisation is fitted on the training rows (with their mirror images when ``flip``).
+    """
+    x_train, y_train, x_parts = head_inputs(features[False], features[True] if flip else None,
+                                            data.y_log("train"))
+    scaler = StandardScaler().fit(x_train)  # training rows only
+    X = {part: scaler.transform(v).astype(np.float32) for part, v in x_parts.items()}
+    x_train = scaler.transform(x_train).astype(np.float32)
+    history = None
+    if head == "linear":
+        model, params = _linear_head(x_train, y_train, X["val"], data.y_eur("val"),
+                                        len(x_train))
+    elif head == "mlp":
+        model, params, history = _mlp_head(x_train, y_train, X["val"], data.y_log("val"), cfg)
+    else:
+        raise ValueError(f"unknown photo head {head!r}; expected 'linear' or 'mlp'")
+
+    def predict(part):
+        return feats.price_from_log(model.predict(X[part], batch_size=1024, verbose=0))
+
+    val_mae = float(np.mean(np.abs(predict("val") - data.y_eur("val"))))
     bundle = ModelBundle("transfer_frozen", ("image_features",), model, image_reducer=scaler,
-                         backbone=backbone, image_size=image_size, deliverable="deliverable1",
-                         params={"head": "linear (ridge, closed form)", **params,
-                                 "l2_keras": params["alpha"] / n_train, "trials": trials,
-                                 "backbone": backbone, "image_size": image_size,
-                                 "features_cached": stats["cached"],
-                                 "features_computed": stats["computed"]})
-    return {"bundle": bundle, "stats": stats, "val_mae": min(t["val_mae"] for t in trials),
-            "predict": lambda part: feats.price_from_log(model(X[part], training=False).numpy())}
+                         backbone=backbone, image_size=image_size, flip_tta=flip,
+                         deliverable="deliverable1",
+                         params={**params, "backbone": backbone, "image_size": image_size,
+                                 "flip_tta": flip, "val_mae": round(val_mae, 3)})
+    return {"bundle": bundle, "predict": predict, "val_mae": val_mae, "history": history}
 
 
 @under_strategy
 def train_transfer_frozen(data, cfg, backbone: str = DEFAULT_BACKBONE,
                           image_size: int | None = None) -> Trained:
-    """Linear probe on cached features of each backbone of :func:`probe_candidates`; validation
-    picks the backbone. ``extra``: "extraction" (feature-cache stats, summed over backbones),
-    "finetune_start" (the first candidate's probe, where fine-tuning starts) and
-    "backbone_trials" (validation MAE per backbone)."""
+    """Every (backbone of :func:`probe_candidates`, head of ``cfg.budget.photo_heads``, flip of
+    ``cfg.budget.photo_flips``) on the cached features; validation picks one. ``extra``:
+    "extraction" (feature-cache stats, summed), "finetune_start" (the best candidate of the first
+    backbone, where fine-tuning starts) and "candidates" (validation MAE of every one)."""
     start = time.perf_counter()
-    probes = {c: _fit_probe(data, cfg, *c) for c in probe_candidates(cfg, backbone, image_size)}
-    chosen = min(probes, key=lambda c: probes[c]["val_mae"])
-    trials = [{"backbone": b, "image_size": size, "val_mae": round(p["val_mae"], 3),
-               "extraction_seconds": round(p["stats"]["seconds"], 1),
-               "features_computed": p["stats"]["computed"]} for (b, size), p in probes.items()]
-    bundle = probes[chosen]["bundle"]
-    bundle.params["backbone_trials"] = trials
-    stats = {key: sum(p["stats"][key] for p in probes.values())
-             for key in ("computed", "cached", "seconds")}
-    first = next(iter(probes.values()))["bundle"]
-    return Trained(bundle, time.perf_counter() - start, predict=probes[chosen]["predict"],
-                   extra={"extraction": stats, "finetune_start": first, "backbone_trials": trials})
+    flips = tuple(cfg.budget.photo_flips)
+    stats, fitted, trials = [], {}, []
+    for bb, size in probe_candidates(cfg, backbone, image_size):
+        features = {}
+        for flip in sorted({False, *flips}):
+            features[flip], extraction = backbone_features(data, cfg, bb, size, flip=flip)
+            stats.append(extraction)
+        for head in cfg.budget.photo_heads:
+            for flip in flips:
+                key = (bb, size, head, flip)
+                fitted[key] = _fit_head(data, cfg, bb, size, head, flip, features)
+                p = fitted[key]["bundle"].params
+                trials.append({"backbone": bb, "image_size": size, "head": head, "flip": flip,
+                               "val_mae": round(fitted[key]["val_mae"], 3),
+                               "stopped_by": p.get("stopped_by", "n/a (closed form)")})
+                log_line(f"  transfer_frozen {bb}@{size} {head} head{' + flip' if flip else ''}: "
+                         f"validation MAE {fitted[key]['val_mae']:.2f} EUR")
+    chosen = min(fitted, key=lambda k: fitted[k]["val_mae"])
+    first_backbone = probe_candidates(cfg, backbone, image_size)[0]
+    finetune_start = min((k for k in fitted if k[:2] == first_backbone),
+                         key=lambda k: fitted[k]["val_mae"])
+    bundle = fitted[chosen]["bundle"]
+    bundle.params.update({"candidates": trials,
+                          "features_cached": sum(s["cached"] for s in stats),
+                          "features_computed": sum(s["computed"] for s in stats)})
+    extraction = {key: sum(s[key] for s in stats) for key in ("computed", "cached", "seconds")}
+    return Trained(bundle, time.perf_counter() - start, predict=fitted[chosen]["predict"],
+                   history=fitted[chosen]["history"],
+                   extra={"extraction": extraction,
+                          "finetune_start": fitted[finetune_start]["bundle"],
+                          "candidates": trials})
 
 
 def feature_standardisation(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray] | None:
@@ -193,7 +272,8 @@ def train_transfer_finetuned(data, cfg, frozen: ModelBundle, epochs: int | None 
     val = make_image_dataset(data.paths("val"), data.y_log("val"), image_size=size,
                              batch_size=global_batch_size(batch_size, cfg.replicas))
     history = fit_regressor(model, train, val, epochs=epochs, patience=3)
-    params = {"backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
+    start_from = {key: frozen.params.get(key) for key in ("backbone", "head", "flip_tta", "val_mae")}
+    params = {"started_from": start_from, "backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
               "trainable_backbone_tensors": n_trainable, "learning_rate": learning_rate,
               "epochs_run": len(history["loss"]), "max_epochs": epochs,
               "stopped_by": stopped_by(history, epochs), "batchnorm": "frozen, inference mode",
