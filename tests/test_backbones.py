@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from shared import backbones
-from shared.backbones import efficientnet_lite0 as lite0
+from shared.backbones import efficientnet_lite as lite
 from shared.backbones import torch_legacy
+
+LITE0 = lite.VARIANTS["lite0"]
 
 ESPRESSO = 967
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -157,7 +159,7 @@ def test_handwritten_os_system_pickle_is_refused(tmp_path):
 
 
 def test_real_pth_loads_as_numpy():
-    state = torch_legacy.load_legacy_state_dict(lite0.pth_path())
+    state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.15._project_conv.weight"].shape == (320, 1152, 1, 1)
     assert state["_fc.weight"].shape == (1000, 1280)
@@ -166,7 +168,7 @@ def test_real_pth_loads_as_numpy():
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in weights)
     # Every key is consumed by the Keras conversion (num_batches_tracked ignored).
     # stem conv+bn, block 0 (no expand) 4 layers, blocks 1-15 6 layers each, head conv+bn, fc
-    assert len(lite0.keras_weights_from_state_dict(state)) == 2 + 4 + 15 * 6 + 2 + 1
+    assert len(lite.keras_weights_from_state_dict(state, LITE0)) == 2 + 4 + 15 * 6 + 2 + 1
 
 
 # --------------------------------------------------------------------------- registry, random init
@@ -256,9 +258,9 @@ def test_offline_keras_weights_raise_clear_error(monkeypatch):
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("AIRBNB_DL_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert lite0.cache_dir() == tmp_path / ".cache" / "airbnb-dl"
+    assert lite.cache_dir() == tmp_path / ".cache" / "airbnb-dl"
     monkeypatch.setenv("AIRBNB_DL_CACHE", str(tmp_path / "elsewhere"))
-    assert lite0.cache_dir() == tmp_path / "elsewhere"
+    assert lite.cache_dir() == tmp_path / "elsewhere"
 
 
 # --------------------------------------------------------------------------- Lite0 ImageNet weights
@@ -274,7 +276,8 @@ def lite0_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lite0_classifier(lite0_cache):
-    return lite0.build_efficientnet_lite0(224, weights="imagenet", include_top=True)
+    return lite.build_efficientnet_lite("lite0", 224, weights="imagenet", include_top=True,
+                                     name="efficientnet_lite0")
 
 
 def _square(image: np.ndarray, crop: bool) -> np.ndarray:
@@ -315,7 +318,7 @@ def test_lite0_classifies_cat(skimage_probabilities, row):
 
 @pytest.mark.slow
 def test_lite0_converted_layouts(lite0_classifier):
-    state = torch_legacy.load_legacy_state_dict(lite0.pth_path())
+    state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
     np.testing.assert_array_equal(lite0_classifier.get_layer("block03_dw_conv").get_weights()[0],
                                   state["_blocks.3._depthwise_conv.weight"].transpose(2, 3, 0, 1))
     np.testing.assert_array_equal(lite0_classifier.get_layer("block03_expand_conv").get_weights()[0],
@@ -417,7 +420,7 @@ def test_lite_converter_fails_loudly_on_shape_mismatch(lite2_state):
     with pytest.raises(ValueError, match=r"_blocks\.0\._bn2\.weight has shape"):
         lite.keras_weights_from_state_dict({**lite2_state, "_blocks.0._bn2.weight": np.ones(17, np.float32)},
                                            "lite2")
-    lite0_state = torch_legacy.load_legacy_state_dict(lite0.pth_path())
+    lite0_state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
     with pytest.raises(ValueError, match="shape|lacks"):  # Lite0's checkpoint is no Lite2
         lite.keras_weights_from_state_dict(lite0_state, "lite2")
     with pytest.raises(ValueError, match=r"_blocks\.3\._depthwise_conv\.weight has shape"):  # nor the reverse
@@ -484,7 +487,7 @@ def test_converted_weights_are_reused_from_the_cache(variant, classifier, size, 
     converted = {lite.cached_weights_path(v).name for v in ("lite0", "lite2")}
     assert {p.name for p in lite0_cache.iterdir()} <= converted
     if variant == "lite0":  # the Lite0 file name of the compatibility module is the family's
-        assert lite0.cached_weights_path() == cached
+        assert lite.cached_weights_path(LITE0) == cached
     mtime = cached.stat().st_mtime_ns
 
     def must_not_reconvert(path):
