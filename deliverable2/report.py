@@ -236,11 +236,10 @@ plt.show()
 by_area = diagnostics.errors_by_group(frame_test, y_test, exp.predictions[chosen]["test"])
 diagnostics.plot_errors_by_group(by_area, title=f"{chosen}: test MAE by {by_area.attrs['column']}")
 plt.show()
-worst = diagnostics.extremes(exp.data.parts["test"].ids, y_test, exp.predictions[chosen]["test"])
-display(pd.concat(worst, names=["kind", ""]).round(1))
-grid = diagnostics.local_photo_grid(worst, dict(zip(exp.data.parts["test"].ids,
-                                                    exp.data.paths("test"), strict=True)),
-                                    local_figures, f"{chosen}-extremes")
+table, grid = diagnostics.extremes_report(exp.data.parts["test"].ids, exp.data.paths("test"), y_test,
+                                         exp.predictions[chosen]["test"], local_figures,
+                                         f"{chosen}-extremes")
+display(table)
 print("photo grid (local, not published):", grid.name)
 
 # %% [markdown]

@@ -526,3 +526,14 @@ def local_photo_grid(tables: dict[str, pd.DataFrame], paths_by_id: dict, directo
         return save_local_figure(fig, directory, name)
     finally:
         plt.close(fig)
+
+
+def extremes_report(ids, paths, y_eur, pred_eur, directory, name: str,
+                    n: int = 4) -> tuple[pd.DataFrame, Path]:
+    """What a report shows of a model's best and worst listings: :func:`extremes` as one table
+    (index: kind, rank; values rounded to 0.1) and the path of their photo grid, saved locally by
+    :func:`local_photo_grid` (``ids``, ``paths``: (m,) listing IDs and their photo paths)."""
+    tables = extremes(ids, y_eur, pred_eur, n)
+    grid = local_photo_grid(tables, dict(zip(np.asarray(ids).reshape(-1), paths, strict=True)),
+                            directory, name)
+    return pd.concat(tables, names=["kind", ""]).round(1), grid

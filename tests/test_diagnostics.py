@@ -170,6 +170,19 @@ def test_photo_grid_saved_locally(small_dataset, tmp_path, close_figures):
         diag.save_local_figure(fig, config.DOCS_DIR / "deliverable1", "photos")
 
 
+def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, close_figures):
+    ids = np.asarray(small_dataset.ids[:6])
+    paths = list(small_dataset.image_paths[:6])
+    y = np.array([100, 100, 50, 40, 200, 80], dtype=float)
+    pred = np.array([300, 110, 25, 41, 100, 80], dtype=float)
+    table, grid = diag.extremes_report(ids, paths, y, pred, tmp_path / "local", "m-extremes", n=2)
+    assert table.index.names == ["kind", None] or table.index.names == ["kind", ""]
+    assert table.loc["over-priced"]["ID"].tolist() == ids[[0, 1]].tolist()
+    assert grid == (tmp_path / "local" / "m-extremes.png").resolve() and grid.is_file()
+    with pytest.raises(ValueError):
+        diag.extremes_report(ids, paths[:5], y, pred, tmp_path / "local", "bad")
+
+
 # --------------------------------------------------------------------------- occlusion
 
 def test_occlusion_finds_the_top_left_corner(close_figures):
