@@ -253,8 +253,8 @@ def plot_learning_curves(histories: dict[str, dict], metric: str = "loss",
     """Training vs validation curves (one panel per model) from Keras ``History.history`` dicts.
 
     ``phases``: {model: [{"start": epoch index, "label": text}]} for models trained in phases
-    (e.g. head first, then end to end); each phase start gets a dashed vertical line and its
-    label (say there whether the phase was kept or reverted)."""
+    (e.g. head first, then end to end); each phase start gets a vertical line named in the legend
+    by its label (say there whether the phase was kept or reverted)."""
     import matplotlib.pyplot as plt
 
     names = [n for n, h in histories.items() if h and metric in h]
@@ -265,12 +265,11 @@ def plot_learning_curves(histories: dict[str, dict], metric: str = "loss",
         ax.plot(history[metric], label="train")
         if f"val_{metric}" in history:
             ax.plot(history[f"val_{metric}"], label="validation")
-        for phase in (phases or {}).get(name, []):
-            ax.axvline(phase["start"], color="grey", ls="--", lw=1)
-            ax.annotate(phase["label"], (phase["start"], 1), xycoords=("data", "axes fraction"),
-                        xytext=(3, -12), textcoords="offset points", fontsize=7, color="grey")
+        for phase, style in zip((phases or {}).get(name, []), ("--", ":", "-."), strict=False):
+            # named in the legend, not written on the axes, so it never covers the legend
+            ax.axvline(phase["start"], color="grey", ls=style, lw=1, label=phase["label"])
         ax.set(title=name, xlabel="epoch", ylabel=metric)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
