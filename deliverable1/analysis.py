@@ -93,13 +93,14 @@ def finetuning_sentence(results: dict) -> str:
     picked = best_on_validation(results, TRANSFER)
     test = (f" On test, `transfer_finetuned` {ft['test']['mae']:.2f} EUR and `transfer_frozen` "
             f"{results['transfer_frozen']['test']['mae']:.2f}; validation picks `{picked}`.")
-    if start.get("val_mae") is None:
+    before = start.get("val_mae_one_view", start.get("val_mae"))
+    if before is None:
         return "- Fine-tuning:" + test
-    change = ft["val"]["mae"] - start["val_mae"]
+    change = ft["val"]["mae"] - before
     return (f"- Fine-tuning the top blocks of {start['backbone']} "
             f"{'lowered' if change < 0 else 'did not lower'} the validation MAE of the frozen "
-            f"{start['head']} head it started from ({start['val_mae']:.2f} -> {ft['val']['mae']:.2f} "
-            f"EUR).{test}")
+            f"{start['head']} head it started from, each predicting from the photo alone "
+            f"({before:.2f} -> {ft['val']['mae']:.2f} EUR).{test}")
 
 
 def answer(results: dict, goals: list[dict], sensitivity: dict | None = None) -> list[str]:

@@ -111,3 +111,24 @@ def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_th
                                exp.predictions["transfer_frozen"]["val"], rtol=1e-4)
     start = result.trained["transfer_finetuned"].bundle.params["started_from"]
     assert start["backbone"] == probe_candidates(exp.cfg)[0][0]
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_where_its_recorded_one_view_mae_says(run):
+    """The end-to-end model fine-tuning starts from (backbone -> standardisation -> the frozen
+    head, one photo, no mirror) scores the start's recorded ``val_mae_one_view``."""
+    import numpy as np
+
+    from shared.images import make_image_dataset
+    from shared.models.transfer import assemble_end_to_end
+
+    result, _ = run
+    exp = result.exp
+    start = result.trained["transfer_frozen"].extra["finetune_start"]
+    model = assemble_end_to_end(start)
+    photos = make_image_dataset(exp.data.paths("val"), image_size=start.image_size, batch_size=32)
+    pred = np.exp(model.predict(photos, verbose=0).reshape(-1))
+    mae = float(np.mean(np.abs(pred - exp.data.y_eur("val"))))
+    assert mae == pytest.approx(start.params["val_mae_one_view"], abs=0.01)
+    recorded = result.trained["transfer_finetuned"].bundle.params["started_from"]
+    assert recorded["val_mae_one_view"] == start.params["val_mae_one_view"]

@@ -34,7 +34,8 @@ def train_single_source(exp, names=SINGLE_SOURCE_MODELS, log=print) -> dict:
 
     trained = {}
     steps = {"mean": baselines.train_mean, "ridge": baselines.train_ridge,
-             "hgb": baselines.train_hgb, "mlp": mlp.train_mlp,
+             "hgb": baselines.train_hgb,
+             "mlp": lambda data, cfg: mlp.train_mlp(data, cfg, progress=log),
              "tabular_net": lambda data, cfg: tabular_net.train_tabular_net(data, cfg,
                                                                              progress=log),
              "cnn_scratch": cnn_scratch.train_cnn_scratch,

@@ -95,14 +95,16 @@ def mlp_reseed(data, cfg, params: dict):
 
 
 @under_strategy
-def train_mlp(data, cfg, n_configs: int | None = None, epochs: int | None = None) -> Trained:
-    """Search ``mlp`` on validation (``n_configs`` / ``epochs``: default ``cfg.budget``)."""
+def train_mlp(data, cfg, n_configs: int | None = None, epochs: int | None = None,
+              progress=print) -> Trained:
+    """Search ``mlp`` on validation (``n_configs`` / ``epochs``: default ``cfg.budget``;
+    ``progress``: called with one line per candidate)."""
     n_configs = n_configs or cfg.budget.mlp_configs
     epochs = epochs or cfg.budget.mlp_epochs
     start = time.perf_counter()
     X, y, X_val = data.tabular["train"], data.y_log("train"), data.tabular["val"]
     search = search_mlp(X, y, X_val, data.y_eur("val"), n_configs, cfg.seed, epochs,
-                        cfg.budget.mlp_batch_size)
+                        cfg.budget.mlp_batch_size, progress=progress)
     config = search.params["config"]
     params = {**config_record(config), "epochs_run": len(search.history["loss"]),
               "max_epochs": epochs, "stopped_by": stopped_by(search.history, epochs),

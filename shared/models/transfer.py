@@ -149,11 +149,17 @@ def _fit_head(data, cfg, backbone: str, image_size: int, head: str, flip: bool,
         return feats.price_from_log(model.predict(X[part], batch_size=1024, verbose=0))
 
     val_mae = float(np.mean(np.abs(predict("val") - data.y_eur("val"))))
+    # one view (the photo only, no mirror): what the head predicts inside an end-to-end model,
+    # i.e. where fine-tuning starts from
+    one_view = feats.price_from_log(model.predict(
+        scaler.transform(features[False]["val"]).astype(np.float32), batch_size=1024, verbose=0))
     bundle = ModelBundle("transfer_frozen", ("image_features",), model, image_reducer=scaler,
                          backbone=backbone, image_size=image_size, flip_tta=flip,
                          deliverable="deliverable1",
                          params={**params, "backbone": backbone, "image_size": image_size,
-                                 "flip_tta": flip, "val_mae": round(val_mae, 3)})
+                                 "flip_tta": flip, "val_mae": round(val_mae, 3),
+                                 "val_mae_one_view": round(float(np.mean(np.abs(
+                                     one_view - data.y_eur("val")))), 3)})
     return {"bundle": bundle, "predict": predict, "val_mae": val_mae, "history": history}
 
 
@@ -272,7 +278,8 @@ def train_transfer_finetuned(data, cfg, frozen: ModelBundle, epochs: int | None 
     val = make_image_dataset(data.paths("val"), data.y_log("val"), image_size=size,
                              batch_size=global_batch_size(batch_size, cfg.replicas))
     history = fit_regressor(model, train, val, epochs=epochs, patience=3)
-    start_from = {key: frozen.params.get(key) for key in ("backbone", "head", "flip_tta", "val_mae")}
+    start_from = {key: frozen.params.get(key)
+                  for key in ("backbone", "head", "flip_tta", "val_mae", "val_mae_one_view")}
     params = {"started_from": start_from, "backbone": frozen.backbone, "unfrozen_top_blocks": n_blocks,
               "trainable_backbone_tensors": n_trainable, "learning_rate": learning_rate,
               "epochs_run": len(history["loss"]), "max_epochs": epochs,
