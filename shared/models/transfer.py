@@ -206,10 +206,14 @@ def train_transfer_frozen(data, cfg, backbone: str = DEFAULT_BACKBONE,
 
 def feature_standardisation(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray] | None:
     """(mean, variance) of the raw backbone features a transfer model standardises with, each (D,);
-    None when the bundle holds neither a fitted scaler nor a ``feature_standardisation`` layer."""
+    None when the bundle holds neither a fitted scaler nor a ``feature_standardisation`` layer.
+
+    From a fitted scaler the variance is ``scale_ ** 2``, not ``var_``: a feature constant on the
+    training rows has ``var_`` 0 but ``scale_`` 1 (scikit-learn leaves it unscaled), and a Keras
+    ``Normalization`` given ``var_`` would divide it by ~1e-7 and blow up any tiny difference."""
     scaler = bundle.image_reducer
-    if scaler is not None and hasattr(scaler, "mean_") and hasattr(scaler, "var_"):
-        return np.asarray(scaler.mean_), np.asarray(scaler.var_)
+    if scaler is not None and hasattr(scaler, "mean_") and hasattr(scaler, "scale_"):
+        return np.asarray(scaler.mean_), np.asarray(scaler.scale_) ** 2
     if bundle.is_keras:
         try:
             layer = bundle.estimator.get_layer("feature_standardisation")
@@ -231,18 +235,22 @@ def keras_to_numpy(value) -> np.ndarray:
 
 
 def assemble_end_to_end(frozen: ModelBundle, weights: str | None = "imagenet") -> keras.Model:
-    """photo (size, size, 3) [0, 255] -> backbone -> fixed standardisation -> head -> log price."""
+    """photo (size, size, 3) [0, 255] -> backbone -> fixed standardisation -> head -> log price.
+
+    The head is a copy of ``frozen``'s: training the assembled model leaves ``frozen`` as it was."""
     size = frozen.image_size
     backbone = build_backbone(frozen.backbone, image_size=size, weights=weights)
-    scaler = frozen.image_reducer
+    mean, variance = feature_standardisation(frozen)
+    head = keras.models.clone_model(frozen.estimator)
+    head.set_weights(frozen.estimator.get_weights())
     inputs = keras.Input(shape=(size, size, 3), name="image")
     # Keras 3 lets the outer training flag override this one; batch norm nevertheless stays in
     # inference mode because unfreeze_top keeps every BatchNormalization layer frozen (a frozen
     # BN layer always runs in inference mode), and the backbone has no dropout.
     x = backbone(inputs, training=False)
-    x = keras.layers.Normalization(mean=scaler.mean_, variance=scaler.var_,
+    x = keras.layers.Normalization(mean=mean, variance=variance,
                                    name="feature_standardisation")(x)
-    outputs = frozen.estimator(x)
+    outputs = head(x)
     return keras.Model(inputs, outputs, name=f"{frozen.backbone}_regressor")
 
 
