@@ -32,7 +32,8 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
                     smoke=settings.smoke)
     data = prepare_data(data_dir, models, cfg.seed)
     size = default_image_size(cfg)  # train_transfer_frozen's default
-    folder = feature_cache_dir(DEFAULT_BACKBONE, size)
+    # every feature folder (each backbone train_transfer_frozen tries, with and without flips)
+    folder = feature_cache_dir(DEFAULT_BACKBONE, size).parent
 
     def timed() -> tuple[float, dict]:
         start = time.perf_counter()
@@ -73,7 +74,8 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
                  "warmup_pairs": warmup, "smoke_settings": cfg.smoke, "pairs": pairs},
         notes=["Whole train_transfer_frozen call (features, head search on validation, "
                "evaluation, saving) with the project's default settings; extraction_* isolate "
-               "extract_features. The cache folder is deleted before each first run."
+               "extract_features. The features folder (every backbone and flip tried) is deleted "
+               "before each first run."
                + ("" if warmup else " No separate warm-up pair: the process is already warm "
                   "from the previous figures (TensorFlow, backbone, photos in the page cache).")],
         data=(f"every usable listing ({len(data.dataset.frame):,}; "
