@@ -81,10 +81,10 @@ def data(session: nox.Session) -> None:
 def reproduce(session: nox.Session) -> None:
     """Check the published numbers: ``-- deliverable1`` (or ``deliverable2``) trains again into
     a scratch folder and compares every model's test metrics with
-    ``docs/<deliverable>/metrics.json`` (exit 0 when they agree; see shared/reproduce.py)."""
+    ``docs/<deliverable>/metrics.json`` (exit 0 when they agree; see shared/run/reproduce.py)."""
     if not session.posargs:
         session.error("name the deliverable: nox -s reproduce -- deliverable1 (or deliverable2)")
-    _run(session, "-m", "shared.reproduce", *session.posargs)
+    _run(session, "-m", "shared.run.reproduce", *session.posargs)
 
 
 # --------------------------------------------------------------------- lint, docs, container

@@ -18,12 +18,12 @@ the diagnosis measured in the same run is turned into a finding (``findings``).
 One module per figure, each with ``run`` (the measurement), ``section`` (its details in the
 Markdown page) and ``finding`` (the sentence written when its goal is missed):
 
-1. :mod:`benchmarks.decode`: :func:`shared.images.make_image_dataset` (tf.data, parallel) vs a
+1. :mod:`benchmarks.decode`: :func:`shared.data.images.make_image_dataset` (tf.data, parallel) vs a
    single-threaded Pillow loop doing the same work (decode, RGB, antialiased bilinear resize,
    float32 batches).
-2. :mod:`benchmarks.backbone`: :func:`shared.feature_cache.extract_features` on an empty cache
+2. :mod:`benchmarks.backbone`: :func:`shared.features.cache.extract_features` on an empty cache
    (files on disk -> features) vs the same backbone object on a batch already in memory.
-3. :mod:`benchmarks.feature_cache`: :func:`shared.models.transfer.train_transfer_frozen`, first run
+3. :mod:`benchmarks.feature_cache`: :func:`shared.models.families.transfer.train_transfer_frozen`, first run
    (empty feature cache) vs second run (all features cached).
 4. :mod:`benchmarks.memory`: peak RSS of training a model (each in a fresh process, its own
    peak measured by :mod:`benchmarks.launcher`) on the first ``--max-rows`` rows of the dataset

@@ -19,14 +19,14 @@ from benchmarks.harness import (DEFAULT_MAX_ROWS, Settings, fmt, goal_text, load
                                 machine_info, met_text, parallel_capacity, replicate_dataset,
                                 skipped, usable_photo_paths)
 from benchmarks.report import BENCHMARKS, SCHEMA_VERSION, findings, write_report
-from shared import config
+from shared import environment
 from shared.io import write_json_atomic
 
 
 @contextlib.contextmanager
 def private_cache(workdir: Path):
     """Point AIRBNB_DL_CACHE at a fresh folder for the run; copy only the converted weights."""
-    from shared.backbones import efficientnet_lite as lite
+    from shared.features.backbones import efficientnet_lite as lite
 
     previous, sources = os.environ.get("AIRBNB_DL_CACHE"), {}
     for name, variant in lite.VARIANTS.items():
@@ -52,8 +52,8 @@ def private_cache(workdir: Path):
 def dataset_label(data_dir: Path) -> dict:
     """How the report names its dataset: directory name (project-relative path when inside the
     project), the rows of ``listings.csv`` and its sha256, never a machine's absolute path."""
-    from shared.dataset import read_listings_csv
-    from shared.experiment import dataset_location
+    from shared.data.dataset import read_listings_csv
+    from shared.run.experiment import dataset_location
     from shared.io import sha256_file
 
     return {**dataset_location(data_dir), "rows": int(len(read_listings_csv(Path(data_dir)))),
@@ -75,10 +75,11 @@ def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], work
               "dataset": dataset_label(data_dir), "benchmarks": selected,
               "partial": selected != list(BENCHMARKS), "load_average": {"start": load_average()},
               "parallel_capacity": {"start": parallel_capacity()}, "results": []}
-    from shared.devices import configure_determinism, setup_devices
+    from shared.run.config import SEED
+    from shared.run.devices import configure_determinism, setup_devices
 
     setup_devices()  # the same device setup as every training entry point
-    configure_determinism(config.SEED)
+    configure_determinism(SEED)
     with private_cache(workdir):
         data = data_dir
         if settings.rows:
@@ -180,15 +181,15 @@ def main(argv: list[str] | None = None) -> int:
          args.max_rows))
     if args.out:
         out = Path(args.out).expanduser().resolve()
-        if not full and out == config.DOCS_DIR.resolve():
+        if not full and out == environment.DOCS_DIR.resolve():
             print("benchmarks: a quick or partial run never writes over docs/benchmarks.*; "
                   "give another --out", file=sys.stderr)
             return 2
     else:
-        out = config.DOCS_DIR if full else Path(tempfile.mkdtemp(prefix="airbnb-dl-bench-out-"))
+        out = environment.DOCS_DIR if full else Path(tempfile.mkdtemp(prefix="airbnb-dl-bench-out-"))
     try:
-        data_dir = config.resolve_data_dir(args.data_dir)
-    except config.DataDirError as exc:
+        data_dir = environment.resolve_data_dir(args.data_dir)
+    except environment.DataDirError as exc:
         print(f"benchmarks: error: {exc}", file=sys.stderr)
         return 2
     settings = Settings(quick=args.quick, repeats=args.repeats, photos=args.photos,

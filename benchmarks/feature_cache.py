@@ -20,12 +20,12 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
     ``warm``: the process already ran the backbone (earlier figures), so the untimed warm-up
     pair is skipped (it costs minutes at full size).
     """
-    from shared.models.transfer import default_image_size, train_transfer_frozen
-    from shared.backbones import DEFAULT_BACKBONE
-    from shared.config import RunConfig
-    from shared.data import prepare_data
-    from shared.feature_cache import feature_cache_dir
-    from shared.settings import budget_for
+    from shared.models.families.transfer import default_image_size, train_transfer_frozen
+    from shared.features.backbones import DEFAULT_BACKBONE
+    from shared.run.config import RunConfig
+    from shared.features.model_data import prepare_data
+    from shared.features.cache import feature_cache_dir
+    from shared.run.budgets import budget_for
 
     models = workdir / "feature-cache-models"
     cfg = RunConfig(data_dir=Path(data_dir), models_dir=models, budget=budget_for(settings.smoke),

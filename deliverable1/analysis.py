@@ -9,13 +9,17 @@ in deliverable 2), never the better one on test.
 
 from __future__ import annotations
 
-from shared.intervals import interval_analysis
+from shared.evaluation.intervals import interval_analysis
+from shared.evaluation.metrics import lowest
+from shared.models import registry
+from shared.models.families import transfer
 
-TABULAR = ("ridge", "hgb", "mlp", "tabular_net")
+#: Deliverable 1's models by kind, from the registry.
+TABULAR = registry.names(deliverable="deliverable1", role="tabular")
 #: The tabular networks; the goal is judged on the one validation picks.
-NETWORKS = ("mlp", "tabular_net")
-PHOTO = ("cnn_scratch", "transfer_frozen", "transfer_finetuned")
-TRANSFER = ("transfer_frozen", "transfer_finetuned")
+NETWORKS = registry.names(deliverable="deliverable1", role="tabular", neural=True)
+PHOTO = registry.names(deliverable="deliverable1", role="photo")
+TRANSFER = tuple(m.name for m in transfer.FAMILY.models)
 
 #: The deliverable's goals on the test split of the 10,351-listing set.
 GOALS = {
@@ -27,8 +31,13 @@ GOALS = {
 
 
 def best_on_validation(results: dict, names) -> str:
-    """The model among ``names`` with the lowest validation MAE (EUR)."""
-    return min((n for n in names if n in results), key=lambda n: results[n]["val"]["mae"])
+    """The model among ``names`` with the lowest validation MAE (EUR; ties: the first)."""
+    return lowest((n for n in names if n in results), lambda n: results[n]["val"]["mae"])
+
+
+def seed_study_models(exp) -> tuple[str, ...]:
+    """The models of the seed study: ``hgb`` and every tabular network."""
+    return ("hgb", *NETWORKS)
 
 
 def seed_mean(record: dict) -> float | None:

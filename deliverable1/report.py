@@ -26,9 +26,11 @@ output_dir = "docs/deliverable1"
 smoke = False        # tiny settings for CI: numbers are then meaningless
 
 # %%
-from shared.reporting import log_line, quiet_notebook
+from shared.reporting.notebook import quiet_notebook
+from shared.run.start import log_to_stderr
 
 quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
+log_to_stderr()   # the training log goes to report.log, not into the report
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,11 +39,15 @@ from IPython.display import Markdown, display
 
 from deliverable1 import analysis, train
 from deliverable1.column_cost import cost_sentence
-from shared.models import cnn_scratch, mlp
-from shared import diagnostics, evaluation, features, intervals, split
+from shared.models.families import cnn_scratch, mlp, transfer
+from shared.evaluation import diagnostics
+from shared.evaluation import metrics as evaluation
+from shared.features import tabular as features
+from shared.evaluation import intervals
+from shared.data import split
 
 pd.set_option("display.width", 160)
-result = train.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir, log=log_line)
+result = train.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir)
 exp, bundles, budget = result.exp, result.bundles, result.exp.cfg.budget
 n = {part: len(exp.data.parts[part].frame) for part in split.PART_NAMES}
 print(f"device: {exp.cfg.device}; smoke run: {smoke}; training log: report.log")
@@ -157,13 +163,13 @@ else:
 # Validation chooses every setting; the searches:
 
 # %%
-print(f"mlp: starting point {mlp.ORIGINAL}; {budget.mlp_configs} candidates, at most "
-      f"{budget.mlp_epochs} epochs each; chosen: {mlp.config_of(bundles['mlp'].params)}")
+print(f"mlp: starting point {mlp.ORIGINAL}; {budget.mlp.configs} candidates, at most "
+      f"{budget.mlp.epochs} epochs each; chosen: {mlp.config_of(bundles['mlp'].params)}")
 display(pd.DataFrame(bundles["mlp"].params["trials"]).sort_values("val_mae").head(5))
 display(pd.DataFrame(bundles["tabular_net"].params["trials"]).sort_values("val_mae").head(5))
-print(f"cnn_scratch: {n['train']} training photos at {budget.cnn_image_size} px, channels "
+print(f"cnn_scratch: {n['train']} training photos at {budget.cnn_scratch.image_size} px, channels "
       f"{'-'.join(map(str, cnn_scratch.CHANNELS))}")
-stats = result.extraction
+stats = {key: sum(s[key] for s in exp.extraction.values()) for key in ("computed", "cached", "seconds")}
 print(f"transfer: backbone features {stats['computed']} computed, {stats['cached']} from the "
       f"cache ({stats['seconds']:.1f} s); candidates of transfer_frozen on validation:")
 display(pd.DataFrame(bundles["transfer_frozen"].params["candidates"]).sort_values("val_mae"))
@@ -217,7 +223,7 @@ net = analysis.best_on_validation(exp.results, analysis.NETWORKS)
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
 for ax, name in zip(axes, ("hgb", net), strict=True):
     table = diagnostics.permutation_importance(bundles[name], exp.data.parts["val"],
-                                               n_repeats=budget.importance_repeats,
+                                               n_repeats=budget.run.importance_repeats,
                                                seed=exp.cfg.seed)
     diagnostics.plot_importance(table, top=15, title=f"{name}: MAE increase when shuffled",
                                 ax=ax)
@@ -259,8 +265,9 @@ print("photo grid (local, not published):", grid.name)
 # over validation photos. Bright cells matter most.
 
 # %%
-sample = exp.data.paths("val")[:budget.occlusion_photos]
-heat = diagnostics.photo_sensitivity(bundles[photo], sample)
+sample = exp.data.paths("val")[:budget.run.occlusion_photos]
+heat = diagnostics.photo_sensitivity(transfer.photo_model(bundles[photo]), sample,
+                                     bundles[photo].image_size)
 diagnostics.plot_sensitivity_map(heat, title=f"{photo}: occlusion sensitivity, "
                                              f"{len(sample)} validation photos")
 plt.show()
@@ -284,7 +291,7 @@ display(Markdown(result.analysis["intervals"]["sentence"] + "\n\n"
 print("hgb's 80% range by predicted price band (test):")
 low, high = bundles["hgb"].intervals.interval(np.log(exp.predictions["hgb"]["test"]), frame_test, 0.8)
 display(diagnostics.coverage_by_band(y_test, low, high,
-                                     exp.predictions["hgb"]["test"]).round(3))
+                                     exp.predictions["hgb"]["test"], seed=exp.cfg.seed).round(3))
 
 # %% [markdown]
 # ## 8. Goals, checked

@@ -2,7 +2,7 @@
 
 * :func:`paired_comparisons` - every fusion model against the best tabular-only model, paired
   bootstrap of the MAE difference over the same resampled test listings
-  (:func:`shared.evaluation.paired_bootstrap_mae`): the difference (EUR, negative = fusion
+  (:func:`shared.evaluation.metrics.paired_bootstrap_mae`): the difference (EUR, negative = fusion
   better), its 95% interval and the share of resamples in which fusion is better.
 * :func:`ablation_table` - one table: role, test MAE and R² (log) with 95% intervals, validation
   MAE, and the paired comparison.
@@ -25,13 +25,17 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import RidgeCV
 
-from shared import features as feats
-from shared import evaluation
-from shared.evaluation import paired_bootstrap_mae
+from deliverable2.references import tabular_references
+from shared.evaluation import metrics as evaluation
+from shared.evaluation.metrics import lowest, paired_bootstrap_mae
+from shared.features import tabular as feats
+from shared.models import registry
+from shared.models.end_to_end import encode_photos, split_end_to_end
+from shared.models.families.late_fusion import uses_pretrained_backbone
 
-TABULAR = ("mlp", "tabular_net", "hgb")
-FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches",
-          "blend")
+#: The tabular-only references and the fusion models, in training order (from the registry).
+TABULAR = tabular_references()
+FUSION = registry.names(deliverable="deliverable2", role="fusion")
 #: The deliverable's goal, its one definition (issue 11, on the 10,351-listing set): the fusion
 #: model validation picks has a test MAE at least 3% below the best tabular-only model's, and is
 #: better in at least 95% of the paired bootstrap resamples, and better in every seed of the seed
@@ -42,36 +46,35 @@ GOALS = {"max_relative_diff": -0.03, "min_p_better": 0.95, "max_seeds_lost": 1}
 
 def roles(image_reference: str) -> dict[str, str]:
     """Model name -> its role in the ablation."""
-    return {"mlp": "tabular only", "tabular_net": "tabular only", "hgb": "tabular only",
-            image_reference: "photo only",
+    return {**{name: "tabular only" for name in TABULAR}, image_reference: "photo only",
             **{name: "fusion" for name in FUSION}}
 
 
 def best_tabular(exp, names=TABULAR) -> str:
     """The tabular-only model with the lowest *test* MAE: the strictest yardstick for fusion
     (choosing it on test can only make the comparison harder for the fusion models)."""
-    return min((n for n in names if n in exp.results), key=lambda n: exp.results[n]["test"]["mae"])
+    return lowest((n for n in names if n in exp.results), lambda n: exp.results[n]["test"]["mae"])
 
 
 def selection_mae(record: dict) -> float:
     """The validation MAE (EUR) a fusion model is selected by: its validation MAE, or, for a model
     that chose among many candidates on the validation part itself (the blend), the
     cross-validated MAE of that choice (``params["selection_val_mae"]``), which is not flattered
-    by it (:func:`shared.models.blend.cross_validated_mae`)."""
+    by it (:func:`shared.models.families.blend.cross_validated_mae`)."""
     return float(record.get("params", {}).get("selection_val_mae", record["val"]["mae"]))
 
 
 def chosen_fusion(exp, names=FUSION) -> str:
     """The fusion model validation picks (lowest :func:`selection_mae`): the one the goal is
     judged on."""
-    return min((n for n in names if n in exp.results), key=lambda n: selection_mae(exp.results[n]))
+    return lowest((n for n in names if n in exp.results), lambda n: selection_mae(exp.results[n]))
 
 
 def paired_comparisons(exp, reference: str, names=FUSION, part: str = "test") -> dict[str, dict]:
     """{fusion name: paired_bootstrap_mae(y, pred_fusion, pred_reference)} on ``part``."""
     y = exp.data.y_eur(part)
     ref = exp.predictions[reference][part]
-    return {n: paired_bootstrap_mae(y, exp.predictions[n][part], ref)
+    return {n: paired_bootstrap_mae(y, exp.predictions[n][part], ref, seed=exp.cfg.seed)
             for n in names if n in exp.predictions}
 
 
@@ -126,7 +129,7 @@ def seeds_won(fusion: dict, reference: dict) -> dict:
 
 
 def meets_goal(comparison: dict) -> bool:
-    """Whether one paired comparison (:func:`shared.evaluation.paired_bootstrap_mae`) meets
+    """Whether one paired comparison (:func:`shared.evaluation.metrics.paired_bootstrap_mae`) meets
     :data:`GOALS`: significantly better, and by the goal's margin."""
     return bool(comparison["relative_diff"] <= GOALS["max_relative_diff"]
                 and significantly_better(comparison["relative_diff"], comparison["p_a_better"]))
@@ -199,8 +202,6 @@ def _photo_inputs(bundle, exp, part: str, raw_part: np.ndarray):
     columns for early fusion (``tabular`` + ``image_features``), the photo vectors of the model's
     own backbone for two-branch networks (``tabular`` + ``image``): the cached features when it
     is the unchanged ImageNet backbone, else its (fine-tuned) encoder applied to the photos."""
-    from shared.models.late_fusion import encode_photos, split_end_to_end, uses_pretrained_backbone
-
     tabular = exp.data.tabular[part]
     if "image_features" in bundle.inputs:
         photo = np.asarray(bundle.image_reducer.transform(raw_part), dtype=np.float32)
@@ -219,8 +220,8 @@ def _photo_inputs(bundle, exp, part: str, raw_part: np.ndarray):
     return predict, photo
 
 
-def photo_permutation(exp, bundle, raw_part: np.ndarray, part: str = "test", n_repeats: int = 20,
-                      seed: int = 0) -> dict:
+def photo_permutation(exp, bundle, raw_part: np.ndarray, *, seed: int, part: str = "test",
+                      n_repeats: int = 20) -> dict:
     """MAE (EUR) of ``bundle`` on ``part`` as is, and with the photos shuffled between listings.
 
     Args:

@@ -17,14 +17,19 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from deliverable2 import ablation
-from shared.models import early_fusion
-from shared import evaluation
-from shared.intervals import interval_analysis, results_intervals
+from deliverable2.references import photo_references
+from shared.evaluation import metrics as evaluation
+from shared.evaluation.intervals import interval_analysis, results_intervals
+from shared.features.backbones import DEFAULT_BACKBONE
+from shared.features.photo_reducers import fit_image_reducer, reduced_features
+from shared.models import registry
+from shared.models.families.late_fusion import TRANSFER_MODELS
+from shared.models.families.transfer import default_image_size
 
 #: |correlation| of the photo score's unique part with the tabular residual above which the
 #: photo is said to carry price information the tabular features lack.
 UNIQUE_SIGNAL = 0.15
-NEURAL_FUSION = ("early_fusion", "late_fusion", "late_fusion_from_branches")
+NEURAL_FUSION = registry.names(deliverable="deliverable2", role="fusion", neural=True)
 PERMUTATIONS = 20   # photo shuffles per fusion model
 
 #: The prediction-interval goal (test set): the nominal 80% interval of the best tabular model
@@ -39,26 +44,30 @@ def pca_curve(raw_train: np.ndarray, seed: int) -> np.ndarray:
     return np.cumsum(pca.explained_variance_ratio_)
 
 
-def photo_score(run) -> dict[str, np.ndarray]:
+def fusion_photos(exp) -> dict:
+    """{part: (n, D)} the cached ImageNet features at the fusion models' photo side."""
+    return exp.features(DEFAULT_BACKBONE, default_image_size(exp.cfg))
+
+
+def photo_score(exp) -> dict[str, np.ndarray]:
     """The photo price score per part (out-of-fold on the training rows): early fusion's fitted
     candidate, or one fitted on the training rows when early fusion did not try it."""
-    exp, raw = run.exp, run.raw_features()
-    score = run.photo_reducers.get("score") or early_fusion.fit_image_reducer(
+    raw = fusion_photos(exp)
+    score = exp.shared.get("photo_reducers", {}).get("score") or fit_image_reducer(
         raw, "score", exp.cfg.seed, exp.data.y_log("train"))
-    return early_fusion.reduced_features(raw, score)
+    return reduced_features(raw, score)
 
 
-def permutations(run) -> dict[str, dict]:
+def permutations(exp) -> dict[str, dict]:
     """:func:`deliverable2.ablation.photo_permutation` of every fusion model on test."""
     out = {}
     for name in ablation.FUSION:
-        bundle = run.bundles[name]
+        bundle = exp.bundles[name]
         if not bundle.inputs:  # the blend: its photo member's shuffle is measured on its own
             continue
-        out[name] = ablation.photo_permutation(run.exp, bundle,
-                                               run.raw_features(bundle.image_size,
-                                                                bundle.backbone)["test"],
-                                               n_repeats=PERMUTATIONS)
+        out[name] = ablation.photo_permutation(
+            exp, bundle, exp.features(bundle.backbone, bundle.image_size)["test"],
+            n_repeats=PERMUTATIONS, seed=exp.cfg.seed_for("run"))
     return out
 
 
@@ -71,7 +80,7 @@ def group_tables(exp, names) -> dict:
                                                           ordered_by=y)}
 
 
-def conclusions(exp, refs, a: dict, branches_params: dict) -> list[str]:
+def conclusions(exp, best_image: str, a: dict, branches_params: dict) -> list[str]:
     """The report's conclusions (Markdown bullet lines) from the analysis ``a``."""
     r, comparisons, goal, reference = exp.results, a["comparisons"], a["goal"], a["reference"]
     redundancy, vs_mlp = a["photo_redundancy"], a["vs_mlp"]
@@ -84,8 +93,8 @@ def conclusions(exp, refs, a: dict, branches_params: dict) -> list[str]:
     lines = [
         f"- Tabular only: `{reference}` is the better tabular model on test, MAE "
         f"{r[reference]['test']['mae']:.2f} EUR (R² log {r[reference]['test']['r2_log']:.3f}).",
-        f"- Photo only: `{refs.best_image}`, MAE {r[refs.best_image]['test']['mae']:.2f} EUR, R² log "
-        f"{r[refs.best_image]['test']['r2_log']:.3f}: the photo alone is a weak predictor.",
+        f"- Photo only: `{best_image}`, MAE {r[best_image]['test']['mae']:.2f} EUR, R² log "
+        f"{r[best_image]['test']['r2_log']:.3f}: the photo alone is a weak predictor.",
         f"- Fusion: validation picks `{chosen}`; its test MAE is {r[chosen]['test']['mae']:.2f} EUR, "
         f"{c['relative_diff'] * 100:+.1f}% vs `{reference}` (paired difference {c['mae_diff']:+.2f} EUR, "
         f"95% interval [{c['mae_diff_ci95'][0]:+.2f}, {c['mae_diff_ci95'][1]:+.2f}], better in "
@@ -171,7 +180,7 @@ def interval_goal(exp, reference: str, fusion: str) -> dict:
             "reached": bool(coverage_ok and narrower)}
 
 
-def answer(exp, refs, a: dict) -> list[str]:
+def answer(exp, best_image: str, a: dict) -> list[str]:
     """The report's five-line answer (Markdown bullets), every number from the run."""
     r, goal, reference = exp.results, a["goal"], a["reference"]
     chosen = goal["chosen_on_validation"]
@@ -180,7 +189,7 @@ def answer(exp, refs, a: dict) -> list[str]:
     lines = [
         f"- **Tabular only**: `{reference}` misses a new host's price by "
         f"{r[reference]['test']['mae']:.2f} EUR a night on average.",
-        f"- **Photo only**: `{refs.best_image}` explains {r[refs.best_image]['test']['r2_log']:.0%} "
+        f"- **Photo only**: `{best_image}` explains {r[best_image]['test']['r2_log']:.0%} "
         "of the variance of log price: the photo alone is a weak predictor.",
         f"- **Both**: validation picks `{chosen}`, {r[chosen]['test']['mae']:.2f} EUR, "
         f"{goal['relative_diff'] * 100:+.1f}% against `{reference}` (better in "
@@ -204,40 +213,44 @@ def answer(exp, refs, a: dict) -> list[str]:
 
 def analyse(run) -> dict:
     """Everything the report shows beyond the models themselves (see the module docstring)."""
-    exp, refs = run.exp, run.refs
+    exp, best_image = run.exp, run.best_image
     reference = ablation.best_tabular(exp)
-    roles = ablation.roles(refs.best_image)
+    roles = ablation.roles(best_image)
     comparisons = ablation.paired_comparisons(exp, reference)
-    score = photo_score(run)
+    score = photo_score(exp)
     a = {"reference": reference, "roles": roles, "comparisons": comparisons,
-         "pca_curve": pca_curve(run.raw_features()["train"], exp.cfg.seed),
+         "pca_curve": pca_curve(fusion_photos(exp)["train"], exp.cfg.seed),
          "group_errors": group_tables(exp, [n for n in roles if n in exp.predictions]),
          "goal": ablation.goal_check(exp, comparisons, reference),
          "photo_redundancy": ablation.photo_redundancy(exp, score, reference),
-         "permutation": permutations(run),
+         "permutation": permutations(exp),
          "vs_mlp": ablation.paired_comparisons(exp, "mlp", names=NEURAL_FUSION)}
     fusion = a["goal"]["chosen_on_validation"]
-    kinds = {**{n: "tabular" for n in ablation.TABULAR}, refs.best_image: "photo",
+    kinds = {**{n: "tabular" for n in ablation.TABULAR}, best_image: "photo",
              **{n: "fusion" for n in ablation.FUSION}}
     a["intervals"] = interval_analysis(exp.results, kinds, {"tabular": reference,
-                                                            "photo": refs.best_image,
+                                                            "photo": best_image,
                                                             "fusion": fusion})
     a["interval_goal"] = interval_goal(exp, reference, fusion)
-    a["conclusions"] = conclusions(exp, refs, a, run.bundles["late_fusion_from_branches"].params)
-    a["answer"] = answer(exp, refs, a)
+    a["conclusions"] = conclusions(exp, best_image, a,
+                                   exp.bundles["late_fusion_from_branches"].params)
+    a["answer"] = answer(exp, best_image, a)
     return a
 
 
 def metrics_extra(run) -> dict:
     """What ``metrics.json`` records under ``run`` besides the device and timings; also adds each
     fusion model's paired comparison and photo permutation to its record in ``exp.results``."""
-    a, refs = run.analysis, run.refs
+    a, exp = run.analysis, run.exp
     for name, comparison in a["comparisons"].items():
         run.exp.results[name]["test_vs_best_tabular"] = {"reference": a["reference"], **comparison}
         if name in a["permutation"]:
             run.exp.results[name]["test_photo_permutation"] = a["permutation"][name]
-    return {"references": {"origin": refs.origin, "image_val_mae": refs.val_mae,
-                           "best_image": refs.best_image, "best_transfer": refs.best_transfer},
+    return {"references": {"origin": exp.origin,
+                           "image_val_mae": {n: exp.val_mae(n) for n in photo_references()
+                                             if exp.has(n)},
+                           "best_image": run.best_image,
+                           "best_transfer": exp.best_on_validation(TRANSFER_MODELS)},
             "roles": a["roles"], "goal": a["goal"], "photo_redundancy": a["photo_redundancy"],
             "intervals": a["intervals"], "interval_goal": a["interval_goal"],
             "conclusions": a["conclusions"], "answer": a["answer"]}

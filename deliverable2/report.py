@@ -23,26 +23,34 @@ smoke = False        # tiny settings for CI: numbers are then meaningless
 
 # %%
 # %matplotlib inline
-from shared.reporting import log_line, quiet_notebook
+from shared.reporting.notebook import quiet_notebook
+from shared.run.start import log_to_stderr
 
 quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
+log_to_stderr()   # the training log goes to report.log, not into the report
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
 from deliverable2 import ablation, analysis, references
-from shared.models import early_fusion, late_fusion
+from shared.features.backbones import DEFAULT_BACKBONE
+from shared.features.photo_reducers import PhotoPriceScore
+from shared.models.families import late_fusion
+from shared.models.families.transfer import default_image_size
 from deliverable2 import train as d2
-from shared import diagnostics, evaluation, intervals
+from shared.evaluation import diagnostics
+from shared.evaluation import metrics as evaluation
+from shared.evaluation import intervals
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
-run = d2.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir, log=log_line)
-exp, refs, a, budget = run.exp, run.refs, run.analysis, run.exp.cfg.budget
+run = d2.run(data_dir, models_dir, smoke=smoke, output_dir=output_dir)
+exp, a, budget = run.exp, run.analysis, run.exp.cfg.budget
+image_size = default_image_size(exp.cfg)
 n = {part: len(exp.data.parts[part].frame) for part in exp.data.parts}
-print(f"device: {exp.cfg.device}; smoke run: {smoke}; photo size for fusion: {run.image_size} px; "
-      f"backbone: {run.backbone}")
+print(f"device: {exp.cfg.device}; smoke run: {smoke}; photo size for fusion: {image_size} px; "
+      f"backbone: {DEFAULT_BACKBONE}")
 print("train / val / cal / test listings:", " / ".join(map(str, n.values())),
       f"; tabular features: {exp.data.tabular['train'].shape[1]}; training log: report.log")
 local_figures = exp.cfg.models_dir / "figures" / "deliverable2"  # never committed: photos
@@ -68,10 +76,11 @@ if smoke:
 # Saved deliverable-1 models are reused only if their metadata records this split and data.
 
 # %%
-val_mae = {m: exp.results[m]["val"]["mae"] for m in references.TABULAR_REFERENCES} | refs.val_mae
-display(pd.DataFrame({"origin": refs.origin, "val MAE (EUR)": pd.Series(val_mae).round(2)}))
-print(f"best photo-only model on validation: {refs.best_image}; "
-      f"best transfer model (the image branch of late_fusion_from_branches): {refs.best_transfer}")
+refs = a["references"]
+val_mae = {m: exp.results[m]["val"]["mae"] for m in references.tabular_references()} | refs["image_val_mae"]
+display(pd.DataFrame({"origin": refs["origin"], "val MAE (EUR)": pd.Series(val_mae).round(2)}))
+print(f"best photo-only model on validation: {refs['best_image']}; "
+      f"best transfer model (the image branch of late_fusion_from_branches): {refs['best_transfer']}")
 
 # %% [markdown]
 # ## 3. The photo features
@@ -81,13 +90,13 @@ print(f"best photo-only model on validation: {refs.best_image}; "
 # each row scored by a ridge fitted without it ([methodology](../methodology.html#photo-features)).
 
 # %%
-stats, curve = run.extraction[f"{run.backbone}@{run.image_size}"], a["pca_curve"]
-print(f"backbone features: {run.raw_features()['train'].shape[1]}-d for {n['train']} training "
+stats, curve = exp.extraction[f"{DEFAULT_BACKBONE}@{image_size}"], a["pca_curve"]
+print(f"backbone features: {analysis.fusion_photos(exp)['train'].shape[1]}-d for {n['train']} training "
       f"listings; {stats['computed']} computed, {stats['cached']} from the cache "
-      f"({stats['seconds']:.1f} s); out-of-fold score folds: {early_fusion.PhotoPriceScore().n_folds}")
+      f"({stats['seconds']:.1f} s); out-of-fold score folds: {PhotoPriceScore().n_folds}")
 fig, ax = plt.subplots(figsize=(6, 3.2))
 ax.plot(range(1, len(curve) + 1), curve)
-for k in (k for k in budget.fusion_components if k != "score" and k <= len(curve)):
+for k in (k for k in budget.early_fusion.components if k != "score" and k <= len(curve)):
     ax.axvline(k, color="grey", lw=0.6, ls=":")
     ax.text(k, 0.05, f" {k}: {curve[k - 1]:.0%}", fontsize=7, rotation=90)
 ax.set(xscale="log", xlabel="number of principal components", ylim=(0, 1),
@@ -102,7 +111,7 @@ plt.show()
 
 # %%
 early = run.bundles["early_fusion"]
-print(f"reductions tried: {budget.fusion_components}; then {budget.early_extra_configs} other "
+print(f"reductions tried: {budget.early_fusion.components}; then {budget.early_fusion.extra_configs} other "
       f"configuration(s); {n['val']} validation listings")
 display(pd.DataFrame(early.params["trials"]).sort_values("val_mae"))
 print("chosen:", {k: v for k, v in early.params.items() if k not in ("trials", "backbone")})
@@ -130,8 +139,8 @@ display(pd.DataFrame(hgb_emb.params["trials"]).sort_values("val_mae"))
 # %%
 late = run.bundles["late_fusion"]
 print(f"photo branch: dropout {late_fusion.IMG_DROPOUT / 2} on its input, {late_fusion.IMG_DROPOUT} "
-      f"after its layer, L2 {late_fusion.IMG_L2}; grid {late_fusion.PHOTO_GRID[:budget.late_grid_size]}; "
-      f"phase 2: {budget.finetune_blocks} top blocks, learning rate {late_fusion.FINETUNE_LR}")
+      f"after its layer, L2 {late_fusion.IMG_L2}; grid {late_fusion.PHOTO_GRID[:budget.late_fusion.grid_size]}; "
+      f"phase 2: {budget.transfer.finetune_blocks} top blocks, learning rate {late_fusion.FINETUNE_LR}")
 display(pd.DataFrame(late.params["phase1_trials"]).sort_values("val_mae"))
 print("phase 1 -> end to end, largest |difference| of the validation predictions (log price): "
       f"{late.params['phase1_equivalence_max_abs_log_diff']:.2e}")
@@ -267,7 +276,7 @@ display(pd.DataFrame({m: {"test MAE": round(v["mae"], 2), "photos shuffled": rou
 # *narrower* range for the same coverage: a second view of what the photo adds.
 
 # %%
-names = [m for m in ablation.roles(refs.best_image) if m in exp.results]
+names = [m for m in ablation.roles(run.best_image) if m in exp.results]
 reports = {m: exp.results[m]["intervals"]["test"] for m in names}
 display(intervals.interval_table(reports))
 intervals.plot_coverage_by_group({m: reports[m]["0.8"] for m in names},

@@ -1,4 +1,4 @@
-"""Small file helpers: every file the project writes is written atomically.
+"""Reading and writing files safely: atomic writes, digests, and restricted unpickling.
 
 A file is written to a temporary sibling and renamed into place with :func:`os.replace`, so an
 interrupted run never leaves a half-written file that later looks valid.
@@ -10,10 +10,11 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 
 #: Suffix of the temporary files :func:`atomic_path` creates (``.<name>.<random>.tmp``).
@@ -85,3 +86,35 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- restricted unpickling
+# A pickle can name any importable callable (``os.system``, ``builtins.exec`` ...) and call it while
+# it loads. Each use declares its own allow-list in a subclass of RestrictedUnpickler (the numpy
+# object arrays of ``data fetch`` in shared.data.acquisition.safe_pickle, legacy torch state dicts
+# in shared.features.backbones.torch_legacy).
+
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references something outside the allow-list; nothing was executed."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals of :attr:`allowed` (empty here: subclass it)."""
+
+    #: ``{(module, name): the object to return}``; the only globals a pickle may reference.
+    allowed: ClassVar[Mapping[tuple[str, str], Any]] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(self.refusal(module, name)) from None
+
+    def refusal(self, module: str, name: str) -> str:
+        """The error message for a refused global (subclasses say what they accept)."""
+        return f"refused to load '{module}.{name}': not in the allow-list, nothing was executed"
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(f"refused persistent id {pid!r} in pickle")

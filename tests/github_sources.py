@@ -20,8 +20,8 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.acquisition.github import GithubSources, PinnedPhotos, PinnedTable, git_blob_id
-from shared.acquisition.layout import format_csv_row
+from shared.data.acquisition.github import GithubSources, PinnedPhotos, PinnedTable, git_blob_id
+from shared.data.acquisition.layout import format_csv_row
 
 try:
     from acq_server import LocalServer, Reply

@@ -1,4 +1,4 @@
-"""Tests of shared.backbones: legacy .pth reader, EfficientNet-Lite0 conversion, registry."""
+"""Tests of shared.features.backbones: legacy .pth reader, EfficientNet-Lite0 conversion, registry."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from shared import backbones
-from shared.backbones import efficientnet_lite as lite
-from shared.backbones import torch_legacy
+from shared.features import backbones
+from shared.features.backbones import efficientnet_lite as lite
+from shared.features.backbones import torch_legacy
 
 LITE0 = lite.VARIANTS["lite0"]
 
@@ -331,7 +331,7 @@ def test_lite0_converted_layouts(lite0_classifier):
 
 # --------------------------------------------------------------------------- Lite2 (EfficientNet-Lite family)
 
-from shared.backbones import efficientnet_lite as lite  # noqa: E402
+from shared.features.backbones import efficientnet_lite as lite  # noqa: E402
 
 LITE2_BLOCKS = 21
 # Keras count_params of the Lite2 feature extractor (no classifier): the 6,150,168 of the

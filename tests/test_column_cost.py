@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.models import baselines
+from shared.models.families import baselines
 from deliverable1.column_cost import column_cost
-from shared import schema
-from shared.evaluation import regression_metrics
-from shared.experiment import prepare
+from shared.data import schema
+from shared.evaluation.metrics import regression_metrics
+from shared.run.experiment import prepare
 
 
 @pytest.fixture

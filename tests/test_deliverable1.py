@@ -14,7 +14,7 @@ NETWORKS = ("mlp", "cnn_scratch", "transfer_finetuned")
 @pytest.fixture(scope="module")
 def run(small_dir, tmp_path_factory):
     from deliverable1 import train
-    from shared.devices import configure_determinism
+    from shared.run.devices import configure_determinism
 
     root = tmp_path_factory.mktemp("d1")
     configure_determinism(42)
@@ -54,8 +54,8 @@ def test_another_seed_gives_another_hgb(real_data_dir, tmp_path):
     """The seed study's hgb retrains differ (features subsampled at every split)."""
     import numpy as np
 
-    from shared.experiment import prepare
-    from shared.models import baselines
+    from shared.run.experiment import prepare
+    from shared.models.families import baselines
 
     exp = prepare(real_data_dir, tmp_path / "models", smoke=True)
     trained = baselines.train_hgb(exp.data, exp.cfg)
@@ -93,8 +93,8 @@ def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_th
     flip averaging, if chosen) predicts what the run scored."""
     import numpy as np
 
-    from shared.bundles import ModelBundle
-    from shared.models.transfer import probe_candidates
+    from shared.models.bundle import ModelBundle
+    from shared.models.families.transfer import probe_candidates
 
     result, root = run
     exp, budget = result.exp, result.exp.cfg.budget
@@ -119,8 +119,8 @@ def test_fine_tuning_starts_where_its_recorded_one_view_mae_says(run):
     head, one photo, no mirror) scores the start's recorded ``val_mae_one_view``."""
     import numpy as np
 
-    from shared.images import make_image_dataset
-    from shared.models.transfer import assemble_end_to_end
+    from shared.data.images import make_image_dataset
+    from shared.models.families.transfer import assemble_end_to_end
 
     result, _ = run
     exp = result.exp

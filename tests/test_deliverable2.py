@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 
 from deliverable2 import ablation
-from shared.models import early_fusion, late_fusion
-from shared import features as feats
-from shared import schema
-from shared.bundles import ModelBundle
+from shared.models.families import early_fusion, late_fusion
+from shared.features import tabular as feats
+from shared.data import schema
+from shared.models.bundle import ModelBundle
 from shared.models.layers import build_mlp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +73,8 @@ def trained(tmp_path_factory):
     if not DATA_DIR:
         pytest.skip("AIRBNB_DATA_DIR is not set")
     from deliverable2 import train as d2
-    from shared.devices import configure_determinism
-    from shared.experiment import prepare
+    from shared.run.devices import configure_determinism
+    from shared.run.experiment import prepare
 
     root = tmp_path_factory.mktemp("d2")
     make_subset(Path(DATA_DIR), root / "data", n=80)
@@ -232,7 +232,7 @@ def _save_ridge(exp, name):
     """A tabular model trained and saved by ``exp`` (so it records ``exp``'s provenance)."""
     from sklearn.linear_model import Ridge
 
-    from shared.experiment import Trained
+    from shared.models.spec import Trained
 
     model = Ridge().fit(exp.data.tabular["train"], exp.data.y_log("train"))
     exp.evaluate(Trained(ModelBundle(name, ("tabular",), model, exp.data.preprocessor), 0.0),
@@ -241,7 +241,7 @@ def _save_ridge(exp, name):
 
 
 def test_a_saved_model_is_reused_only_on_the_split_and_budget_it_records(small_dir, tmp_path):
-    from shared.experiment import prepare, provenance, provenance_difference
+    from shared.run.experiment import prepare, provenance, provenance_difference
 
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
     bundle = _save_ridge(exp, "mlp")
@@ -268,7 +268,7 @@ def test_a_saved_model_is_reused_only_on_the_split_and_budget_it_records(small_d
 
 def test_load_or_train_retrains_a_reference_saved_on_another_split(small_dir, tmp_path):
     from deliverable2 import references
-    from shared.experiment import prepare
+    from shared.run.experiment import prepare
 
     models = tmp_path / "models"
     first = prepare(small_dir, models, smoke=True)
@@ -299,8 +299,8 @@ def test_load_or_train_retrains_a_reference_saved_on_another_split(small_dir, tm
 def test_the_blend_is_chosen_on_validation_from_its_members_predictions(trained):
     """The blend's validation MAE is what its recorded members and weight give on validation, and
     it is no worse on validation than its tabular member alone (weight 0 is a candidate)."""
-    from shared.evaluation import mae
-    from shared.models.blend import blend_log
+    from shared.evaluation.metrics import mae
+    from shared.models.families.blend import blend_log
 
     exp, params = trained.exp, trained.exp.results["blend"]["params"]
     first, second = params["members"]
@@ -407,7 +407,7 @@ def test_saved_fusion_models_predict_identically_after_reload(trained):
 @pytest.mark.slow
 def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     from deliverable2 import references
-    from shared.experiment import prepare, provenance, provenance_difference
+    from shared.run.experiment import prepare, provenance, provenance_difference
 
     exp = trained.exp
     again = references.load_or_train(exp.data, exp.cfg, exp,

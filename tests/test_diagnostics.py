@@ -1,4 +1,4 @@
-"""Report diagnostics (:mod:`shared.diagnostics`) on small synthetic data."""
+"""Report diagnostics (:mod:`shared.evaluation.diagnostics`) on small synthetic data."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from shared import diagnostics as diag  # noqa: E402
-from shared import features as feats  # noqa: E402
+from shared.evaluation import diagnostics as diag  # noqa: E402
+from shared.features import tabular as feats  # noqa: E402
 
 
 def accommodates_model(dataset) -> np.ndarray:
@@ -24,7 +24,7 @@ def accommodates_model(dataset) -> np.ndarray:
 def ridge_bundle(small_dataset):
     from sklearn.linear_model import Ridge
 
-    from shared.bundles import ModelBundle
+    from shared.models.bundle import ModelBundle
 
     preprocessor = feats.make_preprocessor().fit(small_dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(small_dataset.frame),
@@ -164,10 +164,10 @@ def test_photo_grid_saved_locally(small_dataset, tmp_path, close_figures):
     assert target == (tmp_path / "local" / "extremes.png").resolve()
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in target.parent.iterdir()] == ["extremes.png"]  # no temp file left
-    from shared import config
+    from shared import environment
 
     with pytest.raises(ValueError):
-        diag.save_local_figure(fig, config.DOCS_DIR / "deliverable1", "photos")
+        diag.save_local_figure(fig, environment.DOCS_DIR / "deliverable1", "photos")
 
 
 def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, close_figures):

@@ -1,4 +1,4 @@
-"""shared.evaluation: metric values, bootstrap intervals, paired comparisons, metrics.json, plots."""
+"""shared.evaluation.metrics: metric values, bootstrap intervals, paired comparisons, metrics.json, plots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from shared.evaluation import (METRIC_NAMES, bootstrap_indices, metrics_table,
+from shared.evaluation.metrics import (METRIC_NAMES, bootstrap_indices, metrics_table,
                                paired_bootstrap_mae, price_band, regression_metrics,
                                write_metrics)
 
@@ -143,7 +143,7 @@ def test_plots_return_figures():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared import evaluation
+    from shared.evaluation import metrics as evaluation
 
     y = np.linspace(20, 200, 30)
     predictions = {"a": y * 1.1, "b": y * 0.8}

@@ -1,4 +1,4 @@
-"""shared.feature_cache: backbone vectors computed once per photo content, keyed by weights."""
+"""shared.features.cache: backbone vectors computed once per photo content, keyed by weights."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fixtures import write_photo
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
-from shared import backbones, feature_cache  # noqa: E402
-from shared.feature_cache import extract_features, feature_cache_dir  # noqa: E402
+from shared.features import backbones
+from shared.features import cache as feature_cache  # noqa: E402
+from shared.features.cache import extract_features, feature_cache_dir  # noqa: E402
 
 
 def mean_colour_model(size: int) -> keras.Model:

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.acquisition import (ALL_LISTINGS, DEFAULT_GITHUB_SOURCES, DEFAULT_SOURCE,
+from shared.data.acquisition import (ALL_LISTINGS, DEFAULT_GITHUB_SOURCES, DEFAULT_SOURCE,
                                 DEFAULT_SOURCE_URLS, REPORT_FILE, REPORTS_SET, SOURCES,
                                 DatasetSet, DestinationError, GithubSources, PhotoScaling,
                                 fetch_dataset)
-from shared.acquisition.github import LEDGER_FILE, PhotoLedger, git_blob_id, load_manifest
+from shared.data.acquisition.github import LEDGER_FILE, PhotoLedger, git_blob_id, load_manifest
 from shared.cli import build_parser, main
-from shared.dataset import load_dataset
-from shared.schema import OPENDATASOFT_COLUMNS
+from shared.data.dataset import load_dataset
+from shared.data.schema import OPENDATASOFT_COLUMNS
 
 try:
     import github_sources as gs
@@ -497,8 +497,8 @@ def test_the_ledger_ignores_a_torn_line(tmp_path):
 
 
 def test_the_reports_set_and_the_default_folders_carry_the_set_name(monkeypatch):
-    from shared import config
-    from shared.acquisition.cli import default_dest
+    from shared import environment
+    from shared.data.acquisition.cli import default_dest
 
     ids = REPORTS_SET.ids()
     assert len(ids) == 10351 and not REPORTS_SET.every_listing
@@ -509,10 +509,10 @@ def test_the_reports_set_and_the_default_folders_carry_the_set_name(monkeypatch)
     assert REPORTS_SET.scaling == ALL_LISTINGS.scaling == PhotoScaling(224, 85, True)
 
     monkeypatch.delenv("AIRBNB_DATA_DIR", raising=False)
-    assert config.DEFAULT_DATA_DIR.name == REPORTS_SET.name == "airbnb-madrid-10k"
-    assert config.resolve_data_dir(None, must_exist=False) == config.DEFAULT_DATA_DIR
-    assert default_dest("github", REPORTS_SET) == config.DEFAULT_DATA_DIR
-    data = config.DEFAULT_DATA_DIR.parent
+    assert environment.DEFAULT_DATA_DIR.name == REPORTS_SET.name == "airbnb-madrid-10k"
+    assert environment.resolve_data_dir(None, must_exist=False) == environment.DEFAULT_DATA_DIR
+    assert default_dest("github", REPORTS_SET) == environment.DEFAULT_DATA_DIR
+    data = environment.DEFAULT_DATA_DIR.parent
     assert default_dest("github", ALL_LISTINGS) == data / "airbnb-madrid-12k"
     assert default_dest("drive") == data / "airbnb-madrid-drive"
     monkeypatch.setenv("AIRBNB_DATA_DIR", "/somewhere/else")

@@ -1,4 +1,4 @@
-"""shared.intervals: conformal prediction intervals, their calibration, bundle round trip, predict.
+"""shared.evaluation.intervals: conformal prediction intervals, their calibration, bundle round trip, predict.
 
 Tolerances of the coverage test (stated here, used below): with ``n_cal`` calibration rows the
 split conformal coverage, averaged over calibration draws, is exactly ``k / (n_cal + 1)`` with
@@ -22,16 +22,16 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from fixtures import make_dataset_dir, synthetic_rows, tree_state
-from shared import features as feats
+from shared.features import tabular as feats
 from shared.cli import EXIT_INPUT_ERROR, main
-from shared.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalError,
+from shared.evaluation.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalError,
                               check_coverage, conformal_rank, coverage_sentence,
                               evaluation_groups, fit_calibration, interval_metrics,
                               interval_report, interval_table, 
                               plot_coverage_by_group)
-from shared.bundles import ModelBundle, ModelLoadError
-from shared.model_files import write_metadata
-from shared.split import make_split
+from shared.models.bundle import ModelBundle, ModelLoadError
+from shared.models.files import write_metadata
+from shared.data.split import make_split
 
 ROOMS = np.array(["Entire home/apt", "Private room"])
 
@@ -436,7 +436,7 @@ def test_predict_with_a_model_saved_without_intervals(small_dataset, priced_dir,
 
 
 def test_interval_analysis_flags_models_whose_test_coverage_is_significantly_off():
-    from shared.intervals import interval_analysis
+    from shared.evaluation.intervals import interval_analysis
 
     def record(coverage, ci):
         return {"intervals": {"test": {"0.8": {"coverage": coverage, "coverage_ci95": ci,

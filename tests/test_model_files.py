@@ -1,4 +1,4 @@
-"""shared.model_files: model folders are loaded without running code from them (issue 25).
+"""shared.models.files: model folders are loaded without running code from them (issue 25).
 
 * good folders: every kind of fitted part round-trips through skops with identical predictions;
 * malicious folders (a pickle whose ``__reduce__`` runs a command, a skops file naming an untrusted
@@ -26,11 +26,11 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from shared import features as feats
-from shared import model_files
+from shared.features import tabular as feats
+from shared.models import files as model_files
 from shared.cli import EXIT_INPUT_ERROR, main
-from shared.model_files import ModelLoadError, load_part, save_part, type_name, write_metadata
-from shared.bundles import BUNDLE_FORMAT, ModelBundle
+from shared.models.files import ModelLoadError, load_part, save_part, type_name, write_metadata
+from shared.models.bundle import BUNDLE_FORMAT, ModelBundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def assert_one_line_refusal(model, small_dir, tmp_path, capsys, *fragments) -> s
 # --------------------------------------------------------------------------- good folders
 
 def test_every_kind_of_fitted_part_round_trips_exactly(fitted, tmp_path):
-    from shared.models.early_fusion import PhotoPriceScore, make_image_reducer
+    from shared.models.families.early_fusion import PhotoPriceScore, make_image_reducer
 
     preprocessor, x, y = fitted
     photos = np.random.default_rng(0).normal(size=(len(y), 12)).astype(np.float32)
@@ -172,18 +172,18 @@ def test_metadata_records_every_file_and_its_own_digest(fitted, tmp_path):
 def test_the_trusted_types_are_computed_from_the_objects_themselves():
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
-    from shared.models.early_fusion import PhotoPriceScore, _as_float64
+    from shared.models.families.early_fusion import PhotoPriceScore, _as_float64
 
     expected = {type_name(obj) for obj in (
         np.dtype, TreePredictor, feats.FeatureEngineer, feats._Present, feats._to_float32,
         PhotoPriceScore, _as_float64)}
     assert model_files.trusted_types() == expected
-    assert "shared.features.FeatureEngineer" in expected  # what skops names it today
+    assert "shared.features.tabular.FeatureEngineer" in expected  # what skops names it today
 
 
 def test_loading_a_tabular_model_does_not_import_keras(fitted, tmp_path):
     directory = save_bundle(fitted, tmp_path / "ridge")
-    code = ("import sys; from shared.bundles import ModelBundle; "
+    code = ("import sys; from shared.models.bundle import ModelBundle; "
             f"ModelBundle.load({str(directory)!r}); "
             "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
@@ -353,7 +353,7 @@ def test_a_folder_of_another_model_kind_is_one_line(fitted, small_dir, tmp_path,
 @pytest.mark.parametrize("edit", ["metadata-value", "metadata-not-json", "metadata-foreign",
                                   "intervals-value"])
 def test_a_hand_edited_json_is_one_line(fitted, small_dataset, small_dir, tmp_path, capsys, edit):
-    from shared.intervals import fit_calibration
+    from shared.evaluation.intervals import fit_calibration
 
     preprocessor, x, y = fitted
     bundle = ModelBundle("ridge", ("tabular",), Ridge().fit(x, y), preprocessor=preprocessor)

@@ -1,4 +1,4 @@
-"""shared.training: ModelBundle save/load round trips, load errors, Keras building blocks."""
+"""shared.models.fit: ModelBundle save/load round trips, load errors, Keras building blocks."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from shared import features as feats
-from shared.bundles import ModelBundle, ModelLoadError
-from shared.model_files import write_metadata
-from shared.search import Fitted, TrainingDiverged, tune_on_validation
+from shared.features import tabular as feats
+from shared.models.bundle import ModelBundle, ModelLoadError
+from shared.models.files import write_metadata
+from shared.models.search import Fitted, TrainingDiverged, tune_on_validation
 from shared.models.layers import build_mlp, linear_head
-from shared.training import compile_regressor, fit_regressor
-from shared.ridge import ridge_path
-from shared.split import make_split
+from shared.models.fit import compile_regressor, fit_regressor
+from shared.models.ridge import ridge_path
+from shared.data.split import make_split
 
 keras = pytest.importorskip("keras")
 
@@ -233,7 +233,7 @@ class _ConstantModel:
 
 
 def test_mlp_search_goes_through_the_guarded_search(monkeypatch):
-    from shared.models import mlp
+    from shared.models.families import mlp
 
     x_val, y_val = np.zeros((4, 3), np.float32), np.array([40.0, 50.0, 60.0, 50.0])
     outputs = iter([np.nan, np.log(50.0), np.inf])   # candidate 1 diverged, 3 overflowed

@@ -18,11 +18,11 @@ import pytest
 from PIL import Image
 
 from fixtures import tree_state
-from shared import features as feats
-from shared import schema
+from shared.features import tabular as feats
+from shared.data import schema
 from shared.cli import main
-from shared.dataset import load_dataset
-from shared.split import SPLIT_FILE, load_or_make_split, make_split
+from shared.data.dataset import load_dataset
+from shared.data.split import SPLIT_FILE, load_or_make_split, make_split
 
 pytestmark = pytest.mark.realdata
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import config
+from shared import environment
 
 REPORTS = ("deliverable1", "deliverable2")
 MAX_PROSE_WORDS = 1500
@@ -46,7 +46,7 @@ def markdown_cells(script: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", REPORTS)
 def test_report_markdown_types_no_measurement(name):
-    typed = [t for cell in markdown_cells(config.PROJECT_ROOT / name / "report.py")
+    typed = [t for cell in markdown_cells(environment.PROJECT_ROOT / name / "report.py")
              for t in typed_measurements(cell)]
     assert typed == [], f"{name}/report.py Markdown types measured numbers: {typed}"
 
@@ -61,7 +61,7 @@ def test_the_measurement_pattern_catches_typed_numbers():
 
 @pytest.mark.parametrize("name", REPORTS)
 def test_report_script_prose_within_budget(name):
-    words = sum(len(WORD.findall(c)) for c in markdown_cells(config.PROJECT_ROOT / name / "report.py"))
+    words = sum(len(WORD.findall(c)) for c in markdown_cells(environment.PROJECT_ROOT / name / "report.py"))
     assert words <= MAX_PROSE_WORDS
 
 
@@ -77,7 +77,7 @@ def rendered(tmp_path_factory, real_data_dir) -> dict:
         target = root / name
         subprocess.run([sys.executable, "-m", "shared.cli", "report", name, "--smoke",
                         "--data-dir", str(real_data_dir), "--models-dir", str(models),
-                        "--out", str(target)], check=True, cwd=config.PROJECT_ROOT,
+                        "--out", str(target)], check=True, cwd=environment.PROJECT_ROOT,
                        capture_output=True)
         out[name] = (json.loads((target / "report.ipynb").read_text()), target)
     out["models"] = models

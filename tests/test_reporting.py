@@ -1,4 +1,4 @@
-"""shared.reporting.render_report: jupytext script -> executed ipynb + html + report outputs."""
+"""shared.reporting.notebook.render_report: jupytext script -> executed ipynb + html + report outputs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from fixtures import tree_state
-from shared.reporting import ReportError, build_notebook, render_report
+from shared.reporting.notebook import ReportError, build_notebook, render_report
 
 GOOD_SCRIPT = '''\
 # %% [markdown]
@@ -111,7 +111,7 @@ def test_quiet_notebook_hides_tensorflow_start_up_lines_and_restores_stderr():
     import sys
 
     code = ("import os, sys\n"
-            "from shared.reporting import quiet_notebook\n"
+            "from shared.reporting.notebook import quiet_notebook\n"
             "quiet_notebook()\n"
             "import tensorflow as tf\n"
             "tf.constant(1.0) + 1.0\n"
@@ -126,10 +126,10 @@ def test_quiet_notebook_hides_tensorflow_start_up_lines_and_restores_stderr():
 
 
 def test_report_paths_are_project_relative_inside_or_beside_the_project(tmp_path):
-    from shared import config
-    from shared.reporting import display_path
+    from shared import environment
+    from shared.reporting.notebook import display_path
 
-    root = config.PROJECT_ROOT
+    root = environment.PROJECT_ROOT
     assert display_path(root / "models") == "models"
     # a folder beside the project (as ../shared/data is; a name that exists nowhere, so no
     # symlink on the test machine can move it)
@@ -151,7 +151,7 @@ def test_rendered_notebook_records_no_absolute_path_of_its_staging(tmp_path, kee
 def test_stderr_moves_from_the_notebook_to_the_log():
     import nbformat
 
-    from shared.reporting import move_stderr_to_log
+    from shared.reporting.notebook import move_stderr_to_log
 
     cell = nbformat.v4.new_code_cell("train()")
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr",

@@ -1,9 +1,9 @@
-"""The reproduction check (``nox -s reproduce``, :mod:`shared.reproduce`).
+"""The reproduction check (``nox -s reproduce``, :mod:`shared.run.reproduce`).
 
 The comparison is a pure function of two ``metrics.json`` contents and is tested on small
 hand-made ones and on the committed ``docs/deliverable1/metrics.json``; the command line is tested
 without training (``--candidate``), and once end to end on the smoke budget: a smoke run of
-deliverable 1 is the reference, ``python -m shared.reproduce deliverable1 --smoke`` trains again
+deliverable 1 is the reference, ``python -m shared.run.reproduce deliverable1 --smoke`` trains again
 into a scratch folder and must find every test metric equal (same machine), and a perturbed copy
 of the reference must make it fail, naming the metric.
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import config
-from shared.reproduce import (DEFAULT_TOLERANCE, ReproduceError, Tolerance, compare_metrics,
-                              cpu_kind, format_comparison, main, same_machine_kind,
-                              train_into_scratch)
+from shared import environment
+from shared.environment import cpu_kind
+from shared.run.reproduce import (DEFAULT_TOLERANCE, ReproduceError, Tolerance, compare_metrics,
+                                  format_comparison, main, same_machine_kind, train_into_scratch)
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = {"model": "Intel(R) Xeon(R) Processor", "family_model": "family 6, model 167",
@@ -172,13 +172,13 @@ def test_command_line_compares_files_and_exits_0_1_2(tmp_path, capsys):
     # the default reference is the committed report
     assert main(["deliverable2", "--candidate", str(ROOT / "docs/deliverable2/metrics.json")]) \
         == 0
-    assert "published: " + str(config.DOCS_DIR / "deliverable2" / "metrics.json") in \
+    assert "published: " + str(environment.DOCS_DIR / "deliverable2" / "metrics.json") in \
         capsys.readouterr().out
 
 
 def test_the_scratch_folder_is_never_the_projects_models_or_docs():
-    for scratch in (config.PROJECT_ROOT, config.DOCS_DIR, config.DOCS_DIR / "deliverable1",
-                    config.DEFAULT_MODELS_DIR / "x"):
+    for scratch in (environment.PROJECT_ROOT, environment.DOCS_DIR, environment.DOCS_DIR / "deliverable1",
+                    environment.DEFAULT_MODELS_DIR / "x"):
         with pytest.raises(ReproduceError, match="choose a folder outside them"):
             train_into_scratch("deliverable1", Path("unused"), scratch, smoke=True)
 
@@ -186,7 +186,7 @@ def test_the_scratch_folder_is_never_the_projects_models_or_docs():
 def test_nox_has_the_reproduce_session():
     noxfile = (ROOT / "noxfile.py").read_text()
     assert "def reproduce(session" in noxfile
-    assert '"-m", "shared.reproduce", *session.posargs' in noxfile
+    assert '"-m", "shared.run.reproduce", *session.posargs' in noxfile
 
 
 # --------------------------------------------------------------------------- end to end
@@ -205,7 +205,7 @@ def test_a_smoke_run_reproduces_a_smoke_run_and_a_perturbed_metric_is_named(smal
     assert json.loads(reference.read_text())["run"]["cpu"] == cpu_kind()
 
     again = subprocess.run(
-        [sys.executable, "-m", "shared.reproduce", "deliverable1", "--smoke", "--data-dir",
+        [sys.executable, "-m", "shared.run.reproduce", "deliverable1", "--smoke", "--data-dir",
          str(small_dir), "--reference", str(reference), "--scratch", str(tmp_path / "again")],
         capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
 
@@ -220,7 +220,7 @@ def test_a_smoke_run_reproduces_a_smoke_run_and_a_perturbed_metric_is_named(smal
     perturbed = tmp_path / "perturbed.json"
     perturbed.write_text(json.dumps(published))
     check = subprocess.run(
-        [sys.executable, "-m", "shared.reproduce", "deliverable1", "--reference", str(perturbed),
+        [sys.executable, "-m", "shared.run.reproduce", "deliverable1", "--reference", str(perturbed),
          "--candidate", str(tmp_path / "again" / "out" / "metrics.json")],
         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert check.returncode == 1, check.stdout[-3000:]

@@ -35,7 +35,7 @@ REDUCER_SCRIPT = """
 import hashlib, json
 import numpy as np
 from threadpoolctl import threadpool_info
-from shared.models.early_fusion import make_image_reducer, reduced_features
+from shared.models.families.early_fusion import make_image_reducer, reduced_features
 rng = np.random.default_rng(0)
 n, d = 300, 1280  # backbone-like features: a decaying spectrum plus noise, float32
 latent = rng.normal(size=(n, 40)) * (0.85 ** np.arange(40))
@@ -50,8 +50,8 @@ print(json.dumps({"digest": hashlib.sha256(out["train"].tobytes() + out["val"].t
 FUSION_SCRIPT = """
 import dataclasses, json, sys
 import numpy as np
-from shared.models import early_fusion
-from shared.experiment import start_run
+from shared.models.families import early_fusion
+from shared.run.experiment import start_run
 exp = start_run(sys.argv[1], sys.argv[2], smoke=True)
 # backbone-like photo features (a decaying spectrum plus noise, full rank), a function of the
 # listing ID: no backbone needed

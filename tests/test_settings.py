@@ -1,4 +1,4 @@
-"""shared.settings: the 814-listing budget keeps the photo and epoch settings the reports had on
+"""shared.run.budgets: the 814-listing budget keeps the photo and epoch settings the reports had on
 that set; the full (10k) budget is smaller per photo; smoke is tiny."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from shared import settings
+from shared.run import budgets as settings
 
-#: The settings the model files held as ``x if exp.smoke else y`` before shared/settings.py.
+#: The settings the model files held as ``x if exp.smoke else y`` before shared/run/budgets.py.
 FULL_BEFORE = {"hgb_candidates": 16, "hgb_max_iter": 3000, "mlp_configs": 12, "mlp_epochs": 300,
                "mlp_batch_size": 64, "cnn_image_size": 128, "cnn_epochs": 40,
                "transfer_image_size": 224, "finetune_blocks": 2, "finetune_epochs": 6,
@@ -64,8 +64,8 @@ def test_budget_is_chosen_by_the_smoke_flag_and_is_frozen():
 
 
 def test_grids_sliced_by_the_full_budget_are_whole():
-    from shared.models.baselines import HGB_SPACE, hgb_candidates
-    from shared.models.late_fusion import PHOTO_GRID
+    from shared.models.families.baselines import HGB_SPACE, hgb_candidates
+    from shared.models.families.late_fusion import PHOTO_GRID
 
     drawn = hgb_candidates(settings.FULL.hgb_candidates, 42)
     assert len({tuple(sorted(p.items())) for p in drawn}) == settings.FULL.hgb_candidates

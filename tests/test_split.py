@@ -1,4 +1,4 @@
-"""shared.split: 60/10/10/20, grouped by host and identical photo, disjoint and complete,
+"""shared.data.split: 60/10/10/20, grouped by host and identical photo, disjoint and complete,
 deterministic, stratified on price, persisted with its rule."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.dataset import Dataset, dataset_fingerprint
-from shared.split import (FRACTIONS, RANDOM_RULE, RULE, SPLIT_FILE, SplitError, listing_groups,
+from shared.data.dataset import Dataset, dataset_fingerprint
+from shared.data.split import (FRACTIONS, RANDOM_RULE, RULE, SPLIT_FILE, SplitError, listing_groups,
                           load_or_make_split, make_random_split, make_split)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_too_few_groups_raise_split_error(tmp_path):
 
 @pytest.mark.realdata
 def test_the_real_data_is_split_by_host(real_data_dir):
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     dataset = load_dataset(real_data_dir)
     assert_grouped(dataset, make_split(dataset))
@@ -147,8 +147,8 @@ def test_another_seed_gives_another_split():
 def test_same_split_in_fresh_interpreters_with_other_hash_seeds(small_dir, small_dataset):
     code = textwrap.dedent(f"""
         import json
-        from shared.dataset import load_dataset
-        from shared.split import make_split
+        from shared.data.dataset import load_dataset
+        from shared.data.split import make_split
         split = make_split(load_dataset({str(small_dir)!r}, check_photos=False))
         print(json.dumps({{k: v.tolist() for k, v in split.parts().items()}}))
     """)

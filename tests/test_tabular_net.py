@@ -1,4 +1,4 @@
-"""shared.models.tabular_net: PLR embeddings and the TabM ensemble on small synthetic data."""
+"""shared.models.families.tabular_net: PLR embeddings and the TabM ensemble on small synthetic data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from shared.models import tabular_net as tn  # noqa: E402
+from shared.models.families import tabular_net as tn  # noqa: E402
 
 
 def synthetic(n=256, seed=0):
@@ -110,7 +110,7 @@ def test_stopped_by():
 def test_trainer_contract_on_a_smoke_budget(small_dir, tmp_path):
     """train_tabular_net on the project's preprocessed data: a Trained whose bundle predicts,
     with the chosen configuration and how training stopped in its params."""
-    from shared.experiment import prepare
+    from shared.run.experiment import prepare
 
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
     trained = tn.train_tabular_net(exp.data, exp.cfg, progress=None)
@@ -124,7 +124,7 @@ def test_trainer_contract_on_a_smoke_budget(small_dir, tmp_path):
 
 
 def test_smoke_budget_of_tabular_net_stays_tiny():
-    from shared import settings
+    from shared.run import budgets as settings
 
     smoke, full = settings.SMOKE, settings.FULL
     assert smoke.tabular_net_configs <= 2 and smoke.tabular_net_epochs <= 5

@@ -1,0 +1,367 @@
+"""Load and validate a dataset directory into the table of usable listings.
+
+Every model in both deliverables trains on the rows this module returns, so the rules live here
+once:
+
+* only the columns every use needs are required: ``ID``, ``City`` (what places a listing in
+  Madrid; ``Country`` is checked too when present) and ``Price`` for training or scoring (the
+  error lists every missing one). Every other OpenDataSoft column is optional: the features are
+  built from those present (:mod:`shared.features.tabular`), and the absent ones are listed in
+  :attr:`Dataset.absent_columns` (``airbnb-dl data check`` prints them);
+* ``ID`` must be a positive integer (it names the photo file, so it is never used as a path
+  before it has been parsed as an integer), and unique;
+* the nightly price is parsed from forms such as ``50``, ``50.0``, ``"$1,200.00"`` or ``"€45"``;
+  unparseable or non-positive prices drop the row for training (never imputed);
+* only listings in Madrid, Spain are kept (city spellings such as "Madrid, Comunidad de Madrid"
+  or "MADRID" are normalised);
+* every photo is opened and fully decoded, once per content (results are cached by the sha256
+  of the photo's bytes, :mod:`shared.data.photo_index`): missing, truncated or non-image files drop
+  the listing;
+  grayscale, CMYK, palette or PNG-in-.jpg photos are accepted when decodable (CMYK and other
+  modes TensorFlow cannot decode are converted to an RGB JPEG in the derived-data cache, never in
+  the dataset directory, which is treated as read-only).
+
+Each dropped row is counted with its reason and listing ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from shared import environment
+
+from shared.data import schema
+from shared.data import columns as feature_columns
+from shared.data.schema import parse_listing_id  # noqa: F401 - one rule for IDs, re-exported here
+from shared.io import atomic_path, sha256_file
+from shared.data.photo_index import PhotoCheckIndex
+
+#: Columns every dataset directory needs, whatever it is used for (the canonical layout's core);
+#: ``Price`` is needed too to train or score (``require_price``).
+REQUIRED_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, "City")
+
+# Photo modes TensorFlow's decoder reads directly (after conversion to 3 channels).
+_TF_DECODABLE = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"),
+                 ("PNG", "P"), ("PNG", "LA"), ("GIF", "P"), ("GIF", "L"), ("BMP", "RGB")}
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used as a whole (missing file or columns); the message says why."""
+
+
+@dataclass
+class Dataset:
+    """The usable listings of one dataset directory.
+
+    Attributes:
+        frame: one row per usable listing, indexed 0..n-1, sorted by ``ID``, holding the raw
+            OpenDataSoft columns (as strings) plus ``price`` (float euros, NaN when the
+            dataset has no price), ``image_path`` (str, the file to decode) and
+            ``image_width`` / ``image_height`` (pixels).
+        drops: reason -> list of listing IDs (or row numbers for rows without a valid ID).
+        rows_read: number of data rows in listings.csv.
+        data_dir: the directory read.
+        csv_sha256: sha256 of listings.csv, recorded in every metrics file.
+    """
+
+    frame: pd.DataFrame
+    drops: dict[str, list] = field(default_factory=dict)
+    rows_read: int = 0
+    data_dir: Path | None = None
+    csv_sha256: str = ""
+    has_prices: bool = True
+    absent_columns: tuple[str, ...] = ()  # known OpenDataSoft columns absent from the header
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Listing IDs, shape (n,), int64."""
+        return self.frame[schema.ID_COLUMN].to_numpy(dtype=np.int64)
+
+    @property
+    def prices(self) -> np.ndarray:
+        """Nightly prices in euros, shape (n,), float64."""
+        return self.frame["price"].to_numpy(dtype=np.float64)
+
+    @property
+    def image_paths(self) -> np.ndarray:
+        """Photo file per listing, shape (n,), str."""
+        return self.frame["image_path"].to_numpy(dtype=object)
+
+    def subset(self, ids) -> Dataset:
+        """A Dataset holding only ``ids`` (in the given order)."""
+        position = pd.Series(np.arange(len(self.frame)), index=self.frame[schema.ID_COLUMN])
+        rows = position.loc[list(ids)].to_numpy()
+        return Dataset(self.frame.iloc[rows].reset_index(drop=True), dict(self.drops),
+                       self.rows_read, self.data_dir, self.csv_sha256, self.has_prices,
+                       self.absent_columns)
+
+    def summary(self) -> dict:
+        """Plain-dict summary used by ``airbnb-dl data check`` and the metrics files."""
+        out = {
+            "data_dir": str(self.data_dir),
+            "listings_sha256": self.csv_sha256,
+            "rows_read": self.rows_read,
+            "rows_usable": int(len(self.frame)),
+            "drops": {reason: len(ids) for reason, ids in sorted(self.drops.items())},
+        }
+        if self.absent_columns:
+            out["absent_columns"] = list(self.absent_columns)
+            built = feature_columns.buildable_features(self.frame.columns)
+            out["features_not_built"] = [name for name in feature_columns.ENGINEERED_COLUMNS
+                                         if name not in built]
+        if self.has_prices and len(self.frame):
+            prices = self.prices
+            out["price_eur"] = {"min": float(prices.min()), "median": float(np.median(prices)),
+                                "max": float(prices.max())}
+        if len(self.frame):
+            w, h = self.frame["image_width"], self.frame["image_height"]
+            out["image_size_px"] = {
+                "width": {"min": int(w.min()), "median": float(w.median()), "max": int(w.max())},
+                "height": {"min": int(h.min()), "median": float(h.median()), "max": int(h.max())},
+            }
+            out["room_types"] = self.frame["Room Type"].value_counts().to_dict()
+        return out
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+_CURRENCY = re.compile(r"[\s$€£]|EUR|USD", flags=re.IGNORECASE)
+
+
+def parse_price(value) -> float:
+    """Parse a price string into euros; NaN when unparseable.
+
+    >>> parse_price("$1,200.00"), parse_price("€45"), parse_price("50"), parse_price("1.200,50")
+    (1200.0, 45.0, 50.0, 1200.5)
+    """
+    if value is None:
+        return math.nan
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value) if np.isfinite(value) else math.nan
+    text = _CURRENCY.sub("", str(value))
+    if not text:
+        return math.nan
+    if "," in text and "." in text:
+        # the last separator is the decimal one: "1,200.50" or "1.200,50"
+        if text.rfind(",") > text.rfind("."):
+            text = text.replace(".", "").replace(",", ".")
+        else:
+            text = text.replace(",", "")
+    elif "," in text:
+        head, _, tail = text.rpartition(",")
+        text = text.replace(",", "") if len(tail) == 3 and head else text.replace(",", ".")
+    try:
+        number = float(text)
+    except ValueError:
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def normalise_city(value) -> str:
+    """'Madrid, Comunidad de Madrid' / ' MADRID ' / 'Madrid ' -> 'madrid' (accents stripped)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
+    return text.split(",")[0].strip().lower()
+
+
+# --------------------------------------------------------------------------- photos
+
+@dataclass(frozen=True)
+class PhotoCheck:
+    """Result of opening one photo: usable path (maybe a converted copy) or a drop reason.
+
+    ``format`` is Pillow's name of the file's format (``"JPEG"``, ``"PNG"`` ...), empty when the
+    file could not be opened.
+    """
+
+    path: str | None
+    width: int = 0
+    height: int = 0
+    reason: str | None = None
+    format: str = ""
+
+
+def check_photo(path: Path, converted_dir: Path | None = None, *, convert: bool = True) -> PhotoCheck:
+    """Fully decode ``path``; return where the pipeline should read it from, or why it cannot.
+
+    The one photo check of the project: the loader drops listings whose photo fails it, and
+    ``data fetch`` keeps a downloaded photo only when it passes it.
+
+    Photos TensorFlow decodes directly (RGB/grayscale JPEG, PNG, GIF, BMP) are used in place.
+    Others that Pillow decodes (CMYK JPEG, TIFF, WebP, ...) are converted once to an RGB JPEG in
+    ``converted_dir`` (the derived-data cache), keyed by the file's sha256; with
+    ``convert=False`` nothing is written and the photo's own path is returned.
+    """
+    if not path.is_file():
+        return PhotoCheck(None, reason="photo missing")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                fmt, mode = image.format, image.mode
+                image.load()  # full decode: raises on truncated data
+                width, height = image.size
+                if min(width, height) < 1:
+                    return PhotoCheck(None, reason="photo is empty", format=str(fmt))
+                if (fmt, mode) in _TF_DECODABLE or not convert:
+                    return PhotoCheck(str(path), width, height, format=str(fmt))
+                target_dir = converted_dir or (environment.cache_dir() / "converted_photos")
+                target = target_dir / f"{sha256_file(path)}.jpg"
+                if not target.exists():
+                    with atomic_path(target, suffix=".jpg") as tmp:
+                        image.convert("RGB").save(tmp, format="JPEG", quality=95)
+                return PhotoCheck(str(target), width, height, format=str(fmt))
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        return PhotoCheck(None, reason="photo is not an image")
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return PhotoCheck(None, reason="photo truncated or corrupt")
+
+
+# --------------------------------------------------------------------------- loading
+
+def read_listings_csv(data_dir: Path) -> pd.DataFrame:
+    """Read ``listings.csv`` with every column as text (parsing happens explicitly later)."""
+    csv_path = data_dir / schema.LISTINGS_FILE
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path} not found. {environment.DATA_HELP}")
+    try:
+        frame = pd.read_csv(csv_path, sep=schema.CSV_SEPARATOR, dtype=str, keep_default_na=True,
+                            encoding="utf-8")
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split())  # one line, whatever the parser's message holds
+        raise DatasetError(f"{csv_path} is not a ';'-separated UTF-8 CSV: {detail}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool = True,
+                 converted_dir: Path | None = None) -> Dataset:
+    """Load ``listings.csv`` + ``images/`` from a dataset directory and keep the usable rows.
+
+    Args:
+        data_dir: the dataset directory (resolved with :func:`shared.environment.resolve_data_dir`).
+        require_price: True for training (the Price column must exist; rows without a valid
+            price are dropped). False for prediction (Price optional; rows kept regardless).
+        check_photos: check every photo (True everywhere except tests of the table logic); the
+            results are cached (:mod:`shared.data.photo_index`), so a photo is decoded again only
+            when its file changed.
+
+    Only :data:`REQUIRED_COLUMNS` (and Price when required) must be present; the known
+    OpenDataSoft columns absent from the header are listed in ``absent_columns``.
+
+    Raises:
+        DatasetError: listings.csv missing/unreadable, or required columns missing.
+    """
+    data_dir = environment.resolve_data_dir(data_dir)
+    frame = read_listings_csv(data_dir)
+    csv_sha = sha256_file(data_dir / schema.LISTINGS_FILE)
+    required = list(REQUIRED_COLUMNS) + ([schema.TARGET_COLUMN] if require_price else [])
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"{data_dir / schema.LISTINGS_FILE} is missing required column(s): {', '.join(missing)}")
+    absent = tuple(c for c in schema.OPENDATASOFT_COLUMNS if c not in frame.columns)
+
+    drops: dict[str, list] = defaultdict(list)
+    rows_read = len(frame)
+
+    ids = frame[schema.ID_COLUMN].map(parse_listing_id)
+    bad_id = ids.isna()
+    for row_number in np.flatnonzero(bad_id.to_numpy()):
+        drops["invalid ID (not a positive integer)"].append(f"row {row_number + 2}")
+    frame = frame.loc[~bad_id].copy()
+    frame[schema.ID_COLUMN] = ids[~bad_id].astype(np.int64)
+
+    duplicated = frame[schema.ID_COLUMN].duplicated(keep="first")
+    drops["duplicate ID"].extend(frame.loc[duplicated, schema.ID_COLUMN].tolist())
+    frame = frame.loc[~duplicated]
+
+    has_prices = schema.TARGET_COLUMN in frame.columns
+    frame["price"] = frame[schema.TARGET_COLUMN].map(parse_price) if has_prices else np.nan
+    if require_price:
+        unparseable = frame["price"].isna()
+        drops["price missing or unparseable"].extend(frame.loc[unparseable, schema.ID_COLUMN].tolist())
+        non_positive = ~unparseable & (frame["price"] <= 0)
+        drops["price not positive"].extend(frame.loc[non_positive, schema.ID_COLUMN].tolist())
+        frame = frame.loc[~unparseable & ~non_positive]
+    else:
+        frame.loc[frame["price"] <= 0, "price"] = np.nan
+
+    in_madrid = frame["City"].map(normalise_city).eq("madrid")
+    if "Country" in frame.columns:
+        country = frame["Country"].fillna("Spain").map(normalise_city)
+        in_madrid &= country.isin({"spain", "espana"})
+    drops["outside Madrid, Spain"].extend(frame.loc[~in_madrid, schema.ID_COLUMN].tolist())
+    frame = frame.loc[in_madrid]
+
+    frame = frame.sort_values(schema.ID_COLUMN).reset_index(drop=True)
+    frame = _attach_photos(frame, data_dir, drops, check_photos, converted_dir)
+    drops = {reason: ids for reason, ids in drops.items() if ids}
+    return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices, absent)
+
+
+def cached_check_photo(path: Path, index: PhotoCheckIndex, converted_dir: Path | None = None
+                       ) -> PhotoCheck:
+    """:func:`check_photo` through the photo-check index: the photo is hashed (sha256 of its
+    bytes) only when its file changed since it was last hashed, and fully decoded only when that
+    content was never checked or its converted copy is gone. Same result as :func:`check_photo`."""
+    if not path.is_file():
+        return PhotoCheck(None, reason="photo missing")
+    try:
+        key = index.content_key(path)
+    except OSError:
+        return check_photo(path, converted_dir)
+    entry = index.get(key)
+    if entry is not None:
+        if entry["reason"]:
+            return PhotoCheck(None, reason=entry["reason"], format=entry["format"])
+        source = str(path)
+        if entry["converted"]:
+            source = str((converted_dir or (environment.cache_dir() / "converted_photos")) / f"{key}.jpg")
+        if not entry["converted"] or Path(source).is_file():
+            return PhotoCheck(source, entry["width"], entry["height"], format=entry["format"])
+    check = check_photo(path, converted_dir)
+    index.put(key, {"width": check.width, "height": check.height, "format": check.format,
+                    "reason": check.reason,
+                    "converted": check.reason is None and check.path != str(path)})
+    return check
+
+
+def _attach_photos(frame: pd.DataFrame, data_dir: Path, drops: dict, check_photos: bool,
+                   converted_dir: Path | None) -> pd.DataFrame:
+    images_dir = data_dir / schema.IMAGES_DIR
+    index = PhotoCheckIndex.load() if check_photos else None
+    checks = []
+    for listing_id in frame[schema.ID_COLUMN].tolist():
+        # the path is built from the parsed integer, never from the raw text
+        photo = images_dir / f"{int(listing_id)}.jpg"
+        checks.append(cached_check_photo(photo, index, converted_dir) if check_photos
+                      else PhotoCheck(str(photo) if photo.is_file() else None, 0, 0,
+                                      None if photo.is_file() else "photo missing"))
+    if index is not None:
+        index.save()
+    keep = np.array([c.reason is None for c in checks], dtype=bool)
+    for listing_id, check in zip(frame[schema.ID_COLUMN].tolist(), checks, strict=True):
+        if check.reason:
+            drops[check.reason].append(listing_id)
+    frame = frame.assign(image_path=[c.path for c in checks],
+                         image_width=[c.width for c in checks],
+                         image_height=[c.height for c in checks])
+    return frame.loc[keep].reset_index(drop=True)
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """sha256 over the sorted usable IDs: identifies "the same rows" across machines."""
+    return hashlib.sha256(",".join(map(str, sorted(dataset.ids.tolist()))).encode()).hexdigest()

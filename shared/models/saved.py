@@ -1,0 +1,124 @@
+"""Saved model folders: :func:`save_bundle` writes one, :func:`load_bundle` reads it back.
+
+Layout (``models/<name>/``): ``metadata.json``, ``model.keras`` or ``estimator.skops``,
+``preprocessor.skops`` and ``image_reducer.skops`` when used, ``intervals.json`` (the
+prediction-interval calibration, :mod:`shared.evaluation.intervals`) when fitted. The metadata
+records the family that trained the model (whose declaration, :mod:`shared.models.registry`,
+says which types its scikit-learn parts may hold and which Keras layers its network uses), the
+feature set version and feature names (a model saved with another feature set fails clearly),
+and what the model was trained on (``trained_on``: split, data, budget, seed), so a saved model
+is reused only on the same split of the same data under the same budget.
+
+Loading runs no code from the folder (:mod:`shared.models.files`: skops with a trusted-type list,
+Keras in safe mode, every file's sha256 checked) and imports only the model's own family: a
+gradient boosting model loads without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from shared.evaluation.intervals import IntervalError, load_calibration, save_calibration
+from shared.features import tabular as feats
+from shared.models import registry
+from shared.models.bundle import BUNDLE_FORMAT, ModelBundle
+from shared.models.files import (ModelLoadError, base_trusted_types, load_keras, load_part,
+                                 read_metadata, save_part, type_name, verify_files,
+                                 write_metadata)
+
+__all__ = ["ModelLoadError", "load_bundle", "save_bundle", "trusted_types"]
+
+
+def _family(name: str, where):
+    """The registry family ``name`` (None for ""), or :class:`ModelLoadError`."""
+    if not name:
+        return None
+    try:
+        return registry.family(name)
+    except KeyError:
+        raise ModelLoadError(f"{where}: saved by model family {name!r}, which this version of the "
+                             "project does not have; retrain the model") from None
+
+
+def trusted_types(family_name: str = "") -> frozenset[str]:
+    """What a saved model of the family may hold beyond skops' defaults: every model's
+    (:func:`shared.models.files.base_trusted_types`) and the family's own."""
+    fam = _family(family_name, f"family {family_name!r}")
+    own = map(type_name, fam.trusted_types) if fam is not None else ()
+    return base_trusted_types() | frozenset(own)
+
+
+def save_bundle(bundle: ModelBundle, directory) -> Path:
+    """Write ``bundle`` into ``directory`` (replaced as a whole: never half old, half new). Its
+    parts may hold what its family (``bundle.family``) trusts, or every model's types only."""
+    directory = Path(directory)
+    trusted = trusted_types(bundle.family)
+    staging = directory.with_name(f".{directory.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    if bundle.is_keras:
+        bundle.estimator.save(staging / "model.keras")
+    else:
+        save_part(bundle.estimator, staging / "estimator.skops", trusted)
+    for part, obj in (("preprocessor", bundle.preprocessor), ("image_reducer", bundle.image_reducer)):
+        if obj is not None:
+            save_part(obj, staging / f"{part}.skops", trusted)
+    if bundle.intervals is not None:
+        save_calibration(bundle.intervals, staging)
+    write_metadata(staging, bundle.metadata())  # last: records every file's sha256
+    backup = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(backup, ignore_errors=True)
+    if directory.exists():
+        directory.rename(backup)
+    staging.rename(directory)
+    shutil.rmtree(backup, ignore_errors=True)
+    return directory
+
+
+def _read_checked_metadata(directory: Path) -> dict:
+    if not (directory / "metadata.json").is_file():
+        raise ModelLoadError(f"{directory} is not a saved model (no metadata.json). "
+                             "Train one with `nox -s deliverable1` or `nox -s deliverable2`.")
+    meta = read_metadata(directory, BUNDLE_FORMAT)
+    if meta.get("feature_set_version") != feats.FEATURE_SET_VERSION:
+        raise ModelLoadError(
+            f"{directory} was saved with feature set {meta.get('feature_set_version')!r}, but "
+            f"this version of the project builds {feats.FEATURE_SET_VERSION!r}: the inputs "
+            "differ, so its predictions would be wrong. Retrain it with the current project.")
+    keras_model = meta.get("estimator") == "keras"
+    verify_files(directory, meta, required=["model.keras" if keras_model else "estimator.skops"])
+    return meta
+
+
+def load_bundle(directory) -> ModelBundle:
+    """Load a saved bundle; :class:`ModelLoadError` with the reason when it cannot be used."""
+    directory = Path(directory)
+    meta = _read_checked_metadata(directory)
+    family = _family(meta.get("family", ""), directory)
+    trusted = trusted_types(meta.get("family", ""))
+
+    def part(name):  # verified: present iff recorded
+        path = directory / f"{name}.skops"
+        return load_part(path, trusted) if path.is_file() else None
+
+    preprocessor = part("preprocessor")
+    if (preprocessor is not None
+            and list(map(str, preprocessor.get_feature_names_out())) != meta.get("feature_names")):
+        raise ModelLoadError(f"{directory}: the saved preprocessor's feature names do not "
+                             "match its metadata; the model directory is inconsistent.")
+    if meta.get("estimator") == "keras":
+        estimator = load_keras(directory / "model.keras",
+                               family.custom_objects if family is not None else None)
+    else:
+        estimator = part("estimator")
+    try:
+        intervals = load_calibration(directory)
+    except IntervalError as exc:
+        raise ModelLoadError(f"{exc}; retrain the model") from None
+    return ModelBundle(name=meta["name"], inputs=tuple(meta["inputs"]), estimator=estimator,
+                       preprocessor=preprocessor, image_reducer=part("image_reducer"),
+                       backbone=meta.get("backbone"), image_size=meta.get("image_size"),
+                       flip_tta=bool(meta.get("flip_tta", False)), params=meta.get("params", {}),
+                       deliverable=meta.get("deliverable", ""), intervals=intervals,
+                       trained_on=meta.get("trained_on", {}), family=meta.get("family", ""))

@@ -1,0 +1,101 @@
+"""The start of every run, and the command line of ``python -m deliverableN.train``.
+
+:func:`start_run` resolves the run configuration once (devices, distribution strategy, budget,
+seed, deterministic ops), prepares the data and returns the :class:`~shared.run.experiment.
+Experiment`; :func:`prepare` does the same on the current devices (tests, benchmarks, secondary
+datasets). :func:`training_main` is the command line both deliverables' ``train.py`` share, and
+:func:`log_to_stderr` sends the run's progress lines (the standard ``logging`` module, loggers
+under ``shared`` and the deliverables) to standard error, where a rendered report collects them
+into ``report.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from shared import environment
+from shared.features.model_data import prepare_data
+from shared.run.budgets import BUDGET_NAMES, Budget, budget_for
+from shared.run.config import SEED, RunConfig
+from shared.run.devices import configure_determinism, setup_devices
+from shared.run.experiment import Experiment
+
+#: The loggers a run's progress lines come from.
+PROGRESS_LOGGERS = ("shared", "deliverable1", "deliverable2")
+
+
+def log_to_stderr() -> None:
+    """Send the progress lines (INFO and above) of :data:`PROGRESS_LOGGERS` to standard error,
+    one plain line each (once per process)."""
+    for name in PROGRESS_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        if not any(getattr(h, "_airbnb_dl", False) for h in logger.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler._airbnb_dl = True
+            logger.addHandler(handler)
+        logger.propagate = False
+
+
+def prepare(data_dir, models_dir, smoke: bool = False, budget: Budget | None = None,
+            seed: int = SEED) -> Experiment:
+    """An :class:`Experiment` on the current devices (no device setup): the data prepared and a
+    :class:`~shared.run.config.RunConfig` with the budget of ``smoke`` (or ``budget``). For
+    tests, benchmarks and secondary datasets; training runs start with :func:`start_run`."""
+    cfg = RunConfig(data_dir=Path(data_dir), models_dir=Path(models_dir),
+                    budget=budget or budget_for(smoke), smoke=smoke, seed=seed)
+    return Experiment(prepare_data(cfg.data_dir, cfg.models_dir, cfg.seed_for("run")), cfg)
+
+
+def start_run(data_dir, models_dir, smoke: bool = False, budget: Budget | None = None,
+              seed: int = SEED) -> Experiment:
+    """The common start of every training run (both reports, ``python -m deliverableN.train``):
+    the run configuration resolved once (devices, distribution strategy, budget, seed,
+    deterministic ops), then the data prepared (:func:`shared.features.model_data.prepare_data`)."""
+    info = setup_devices()
+    configure_determinism(seed)
+    cfg = RunConfig(data_dir=Path(data_dir), models_dir=Path(models_dir),
+                    budget=budget or budget_for(smoke), smoke=smoke, seed=seed,
+                    device=info.describe(), strategy=info.strategy, replicas=info.replicas,
+                    is_chief=info.is_chief)
+    return Experiment(prepare_data(cfg.data_dir, cfg.models_dir, cfg.seed_for("run"),
+                                   persist=cfg.is_chief), cfg)
+
+
+def training_main(run, deliverable: str, description: str, argv=None) -> int:
+    """Command-line entry of ``python -m deliverableN.train``: ``run(data_dir, models_dir,
+    smoke, output_dir, budget)`` with ``--data-dir`` / ``--models-dir`` / ``--smoke`` /
+    ``--budget`` / ``--out``.
+
+    ``--out`` (where ``metrics.json`` goes) defaults to ``docs/<deliverable>/``, where
+    ``nox -s <deliverable>`` writes it too (same run, same file); a smoke run defaults to a
+    scratch folder for both its models and its metrics, so it never replaces the published
+    numbers nor the real models.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--models-dir")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--budget", choices=BUDGET_NAMES,
+                        help="training budget (default: full, or smoke with --smoke)")
+    parser.add_argument("--out", help="folder for metrics.json (default: docs/<deliverable>/; "
+                                      "with --smoke: <models-dir>/smoke-metrics/<deliverable>/, "
+                                      "the models dir being a scratch folder unless given)")
+    args = parser.parse_args(argv)
+    log_to_stderr()
+    models_dir = (environment.smoke_models_dir(args.models_dir) if args.smoke
+                  else environment.resolve_models_dir(args.models_dir))
+    if args.out:
+        out = Path(args.out)
+    elif args.smoke:
+        out = models_dir / "smoke-metrics" / deliverable
+    else:
+        out = environment.DOCS_DIR / deliverable
+    result = run(environment.resolve_data_dir(args.data_dir), models_dir, smoke=args.smoke,
+                 output_dir=out, budget=budget_for(args.smoke, args.budget))
+    print(f"metrics written to {result.metrics_path}")
+    return 0
