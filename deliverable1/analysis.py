@@ -9,7 +9,7 @@ in deliverable 2), never the better one on test.
 
 from __future__ import annotations
 
-from shared.evaluation.intervals import interval_analysis
+from shared.reporting.sentences import interval_analysis
 from shared.evaluation.metrics import lowest
 from shared.models import registry
 from shared.models.families import transfer

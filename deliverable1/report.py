@@ -41,9 +41,9 @@ from deliverable1 import analysis, train
 from deliverable1.column_cost import cost_sentence
 from shared.models.families import cnn_scratch, mlp, transfer
 from shared.evaluation import diagnostics
+from shared.reporting import figures, tables
 from shared.evaluation import metrics as evaluation
 from shared.features import tabular as features
-from shared.evaluation import intervals
 from shared.data import split
 
 pd.set_option("display.width", 160)
@@ -58,7 +58,7 @@ local_figures = exp.cfg.models_dir / "figures" / "deliverable1"  # never committ
 
 # %%
 display(Markdown("\n".join(result.analysis["answer"])))
-display(evaluation.summary_table(exp.results))
+display(tables.summary_table(exp.results))
 if smoke:
     display(Markdown("**Smoke run**: tiny settings; these numbers say nothing about the models."))
 
@@ -105,7 +105,7 @@ for part in n:
 axes[0].set(title="nightly price (EUR)", xlabel="EUR")
 axes[1].set(title="log price: the training target", xlabel="log(EUR)")
 axes[0].legend()
-diagnostics.price_map(exp.data.parts["train"].frame, exp.data.y_eur("train"),
+figures.price_map(exp.data.parts["train"].frame, exp.data.y_eur("train"),
                       title="training listings by price", label="EUR", ax=axes[2])
 fig.tight_layout()
 plt.show()
@@ -191,9 +191,9 @@ for name, record in exp.results.items():
 # says whether early stopping or the epoch cap ended each training.
 
 # %%
-evaluation.plot_learning_curves(exp.histories)
+figures.plot_learning_curves(exp.histories)
 plt.show()
-display(evaluation.training_table(exp.results))
+display(tables.training_table(exp.results))
 
 # %% [markdown]
 # ## 5. Results on the test set
@@ -203,13 +203,13 @@ display(evaluation.training_table(exp.results))
 
 # %%
 print(f"bootstrap: {evaluation.N_BOOTSTRAP} resamples of the {n['test']} test listings")
-display(evaluation.metrics_table(exp.results, "test"))
-evaluation.plot_mae_with_intervals(exp.results)
+display(tables.metrics_table(exp.results, "test"))
+figures.plot_mae_with_intervals(exp.results)
 plt.show()
 print("Seed study (test MAE, EUR): the same settings retrained with other seeds on the same split")
-display(evaluation.seed_table(exp.results))
+display(tables.seed_table(exp.results))
 y_test = exp.data.y_eur("test")
-evaluation.plot_predicted_vs_actual({m: p["test"] for m, p in exp.predictions.items()}, y_test, ncols=4)
+figures.plot_predicted_vs_actual({m: p["test"] for m, p in exp.predictions.items()}, y_test, ncols=4)
 plt.show()
 
 # %% [markdown]
@@ -225,7 +225,7 @@ for ax, name in zip(axes, ("hgb", net), strict=True):
     table = diagnostics.permutation_importance(bundles[name], exp.data.parts["val"],
                                                n_repeats=budget.run.importance_repeats,
                                                seed=exp.cfg.seed)
-    diagnostics.plot_importance(table, top=15, title=f"{name}: MAE increase when shuffled",
+    figures.plot_importance(table, top=15, title=f"{name}: MAE increase when shuffled",
                                 ax=ax)
 fig.tight_layout()
 plt.show()
@@ -235,12 +235,12 @@ plt.show()
 
 # %%
 frame_test = exp.data.parts["test"].frame
-diagnostics.price_and_residual_maps(frame_test, y_test, exp.predictions["hgb"]["test"])
+figures.price_and_residual_maps(frame_test, y_test, exp.predictions["hgb"]["test"])
 plt.show()
 by_area = diagnostics.errors_by_group(frame_test, y_test, exp.predictions["hgb"]["test"])
-diagnostics.plot_errors_by_group(by_area, title=f"hgb test MAE by {by_area.attrs['column']}")
+figures.plot_errors_by_group(by_area, title=f"hgb test MAE by {by_area.attrs['column']}")
 plt.show()
-evaluation.plot_residuals_by_group(
+figures.plot_residuals_by_group(
     {m: exp.predictions[m]["test"] for m in ("hgb", net, analysis.best_on_validation(
         exp.results, analysis.PHOTO))}, y_test, frame_test["Room Type"].to_numpy(),
     "Absolute error by room type (test)")
@@ -253,7 +253,7 @@ plt.show()
 
 # %%
 photo = analysis.best_on_validation(exp.results, analysis.PHOTO)
-table, grid = diagnostics.extremes_report(exp.data.parts["test"].ids, exp.data.paths("test"), y_test,
+table, grid = figures.extremes_report(exp.data.parts["test"].ids, exp.data.paths("test"), y_test,
                                          exp.predictions[photo]["test"], local_figures,
                                          f"{photo}-extremes")
 display(table)
@@ -268,7 +268,7 @@ print("photo grid (local, not published):", grid.name)
 sample = exp.data.paths("val")[:budget.run.occlusion_photos]
 heat = diagnostics.photo_sensitivity(transfer.photo_model(bundles[photo]), sample,
                                      bundles[photo].image_size)
-diagnostics.plot_sensitivity_map(heat, title=f"{photo}: occlusion sensitivity, "
+figures.plot_sensitivity_map(heat, title=f"{photo}: occlusion sensitivity, "
                                              f"{len(sample)} validation photos")
 plt.show()
 
@@ -282,8 +282,8 @@ plt.show()
 
 # %%
 reports = {m: r["intervals"]["test"] for m, r in exp.results.items() if m != "mean"}
-display(intervals.interval_table(reports))
-intervals.plot_coverage_by_group({m: rep["0.8"] for m, rep in reports.items()},
+display(tables.interval_table(reports))
+figures.plot_coverage_by_group({m: rep["0.8"] for m, rep in reports.items()},
                                  title="Test coverage of the 80% range by room type and price band")
 plt.show()
 display(Markdown(result.analysis["intervals"]["sentence"] + "\n\n"

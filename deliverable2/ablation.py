@@ -248,41 +248,4 @@ def photo_permutation(exp, bundle, raw_part: np.ndarray, *, seed: int, part: str
 
 # --------------------------------------------------------------------------- plots
 
-def plot_paired_differences(comparisons: dict[str, dict], reference: str):
-    """Forest plot: MAE(fusion) - MAE(reference) with its 95% paired-bootstrap interval (EUR)."""
-    import matplotlib.pyplot as plt
 
-    names = list(comparisons)
-    fig, ax = plt.subplots(figsize=(7, 0.55 * len(names) + 1.3))
-    for i, name in enumerate(names):
-        c = comparisons[name]
-        lo, hi = c["mae_diff_ci95"]
-        ax.errorbar(c["mae_diff"], i, xerr=[[c["mae_diff"] - lo], [hi - c["mae_diff"]]], fmt="o",
-                    capsize=4, color=plt.cm.tab10(i % 10))
-        ax.text(hi, i, f"  P(better) {c['p_a_better']:.2f}", va="center", fontsize=8)
-    ax.axvline(0, color="grey", lw=1)
-    ax.margins(x=0.3)  # room for the P(better) labels
-    ax.set_yticks(range(len(names)), names)
-    ax.set(xlabel=f"test MAE difference vs {reference} (EUR); < 0: fusion better",
-           title="Paired bootstrap, 95% intervals")
-    fig.tight_layout()
-    return fig
-
-
-def plot_group_errors(tables: dict[str, pd.DataFrame]):
-    """One panel per grouping: mean absolute error (EUR) per group, one bar per model."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 3.8), squeeze=False)
-    for ax, (title, table) in zip(axes.flat, tables.items(), strict=False):
-        models = [c for c in table.columns if c != "n"]
-        width = 0.8 / len(models)
-        x = np.arange(len(table))
-        for k, name in enumerate(models):
-            ax.bar(x + (k - (len(models) - 1) / 2) * width, table[name], width, label=name,
-                   color=plt.cm.tab10(k % 10))
-        ax.set_xticks(x, [f"{g}\n(n={n})" for g, n in zip(table.index, table["n"], strict=True)], fontsize=8)
-        ax.set(ylabel="mean absolute error (EUR)", title=title)
-    axes.flat[0].legend(fontsize=7, ncols=2)
-    fig.tight_layout()
-    return fig

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from deliverable2 import ablation
 from deliverable2.references import photo_references
 from shared.evaluation import metrics as evaluation
-from shared.evaluation.intervals import interval_analysis, results_intervals
+from shared.reporting.sentences import interval_analysis, results_intervals
 from shared.features.backbones import DEFAULT_BACKBONE
 from shared.features.photo_reducers import fit_image_reducer, reduced_features
 from shared.models import registry

@@ -40,8 +40,8 @@ from shared.models.families import late_fusion
 from shared.models.families.transfer import default_image_size
 from deliverable2 import train as d2
 from shared.evaluation import diagnostics
+from shared.reporting import figures, tables
 from shared.evaluation import metrics as evaluation
-from shared.evaluation import intervals
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
@@ -60,7 +60,7 @@ local_figures = exp.cfg.models_dir / "figures" / "deliverable2"  # never committ
 
 # %%
 display(Markdown("\n".join(a["answer"])))
-display(evaluation.summary_table({m: exp.results[m] for m in a["roles"] if m in exp.results}))
+display(tables.summary_table({m: exp.results[m] for m in a["roles"] if m in exp.results}))
 if smoke:
     display(Markdown("**Smoke run**: tiny settings; these numbers say nothing about the models."))
 
@@ -202,12 +202,12 @@ for name in ablation.FUSION:
     if record.get("architecture"):
         print(f"{name}: {record['n_params']:,} weights")
         display(pd.DataFrame(record["architecture"]).set_index("layer"))
-evaluation.plot_learning_curves(
+figures.plot_learning_curves(
     {m: exp.histories[m] for m in ablation.FUSION if m in exp.histories},
     phases={m: run.bundles[m].params["phases"] for m in ablation.FUSION
             if "phases" in run.bundles[m].params})
 plt.show()
-display(evaluation.training_table(exp.results))
+display(tables.training_table(exp.results))
 
 # %% [markdown]
 # ## 10. The ablation, on the test set
@@ -220,16 +220,16 @@ display(evaluation.training_table(exp.results))
 reference, roles, comparisons = a["reference"], a["roles"], a["comparisons"]
 print(f"bootstrap: {evaluation.N_BOOTSTRAP} resamples of the {n['test']} test listings")
 display(ablation.ablation_table(exp, roles, comparisons, reference))
-evaluation.plot_mae_with_intervals({m: exp.results[m] for m in roles if m in exp.results},
+figures.plot_mae_with_intervals({m: exp.results[m] for m in roles if m in exp.results},
                                    title="Test MAE (EUR) with 95% bootstrap intervals")
 plt.show()
-ablation.plot_paired_differences(comparisons, reference)
+figures.plot_paired_differences(comparisons, reference)
 plt.show()
 
 # %%
 for table in a["group_errors"].values():
     display(table)
-ablation.plot_group_errors(a["group_errors"])
+figures.plot_group_errors(a["group_errors"])
 plt.show()
 
 # %% [markdown]
@@ -239,13 +239,13 @@ plt.show()
 # %%
 chosen = a["goal"]["chosen_on_validation"]
 frame_test, y_test = exp.data.parts["test"].frame, exp.data.y_eur("test")
-diagnostics.price_and_residual_maps(frame_test, y_test, exp.predictions[chosen]["test"],
+figures.price_and_residual_maps(frame_test, y_test, exp.predictions[chosen]["test"],
                                     title=f"{chosen}: test prices and errors")
 plt.show()
 by_area = diagnostics.errors_by_group(frame_test, y_test, exp.predictions[chosen]["test"])
-diagnostics.plot_errors_by_group(by_area, title=f"{chosen}: test MAE by {by_area.attrs['column']}")
+figures.plot_errors_by_group(by_area, title=f"{chosen}: test MAE by {by_area.attrs['column']}")
 plt.show()
-table, grid = diagnostics.extremes_report(exp.data.parts["test"].ids, exp.data.paths("test"), y_test,
+table, grid = figures.extremes_report(exp.data.parts["test"].ids, exp.data.paths("test"), y_test,
                                          exp.predictions[chosen]["test"], local_figures,
                                          f"{chosen}-extremes")
 display(table)
@@ -278,8 +278,8 @@ display(pd.DataFrame({m: {"test MAE": round(v["mae"], 2), "photos shuffled": rou
 # %%
 names = [m for m in ablation.roles(run.best_image) if m in exp.results]
 reports = {m: exp.results[m]["intervals"]["test"] for m in names}
-display(intervals.interval_table(reports))
-intervals.plot_coverage_by_group({m: reports[m]["0.8"] for m in names},
+display(tables.interval_table(reports))
+figures.plot_coverage_by_group({m: reports[m]["0.8"] for m in names},
                                  title="Test coverage of the 80% range by room type and price band")
 plt.show()
 display(Markdown(a["intervals"]["sentence"] + "\n\n" + a["intervals"]["calibration_check"]))
@@ -304,7 +304,7 @@ display(pd.DataFrame([{
                   else goal["seeds"].get("why")),
     "goal reached": goal["reached"],
     "fusion models meeting it": ", ".join(goal["reached_by"]) or "none"}]).T)
-display(evaluation.seed_table(exp.results))
+display(tables.seed_table(exp.results))
 ig, lo_hi = a["interval_goal"], analysis.INTERVAL_GOAL["coverage_range"]
 display(Markdown(f"Interval goal: the nominal {analysis.INTERVAL_GOAL['coverage']:.0%} range of "
                  f"the best tabular model and of the chosen fusion model each cover "

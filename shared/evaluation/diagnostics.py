@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from shared import environment
 
 from shared.data import schema
 from shared.evaluation.metrics import band_names, mae, price_band
 from shared.features.tabular import _numbers, input_columns
-from shared.io import atomic_path
 
 #: Columns of a Dataset's frame that identify a row or its photo: never permuted (the frame's
 #: invariants, sorted by ID and one photo per ID, must hold in a permuted copy).
@@ -44,14 +41,14 @@ NEIGHBOURHOOD_COLUMNS = ("Neighbourhood Group Cleansed", "Neighbourhood Cleansed
 COVERAGE_BANDS = (0.0, 40.0, 80.0, 120.0, 200.0, np.inf)
 
 
-def _vector(values, name: str) -> np.ndarray:
+def as_vector(values, name: str) -> np.ndarray:
     out = np.asarray(values, dtype=np.float64).reshape(-1)
     if out.ndim != 1:
         raise ValueError(f"{name} must be a vector")
     return out
 
 
-def _same_length(**vectors) -> int:
+def same_length(**vectors) -> int:
     lengths = {name: len(v) for name, v in vectors.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"lengths differ: {lengths}")
@@ -116,13 +113,13 @@ def permutation_importance(predict_eur, dataset, y_eur=None, columns=None, n_rep
         columns = input_columns(preprocessor)
     if n_repeats < 1:
         raise ValueError("n_repeats must be at least 1")
-    y = dataset.prices if y_eur is None else _vector(y_eur, "y_eur")
-    n = _same_length(y_eur=y, dataset=dataset.frame)
-    baseline = mae(y, _vector(predict(dataset), "prediction"))
+    y = dataset.prices if y_eur is None else as_vector(y_eur, "y_eur")
+    n = same_length(y_eur=y, dataset=dataset.frame)
+    baseline = mae(y, as_vector(predict(dataset), "prediction"))
     rows = {}
     for column in columns:
         rng = np.random.default_rng([seed, zlib.crc32(str(column).encode())])
-        increases = [mae(y, _vector(predict(permuted_dataset(dataset, column, rng.permutation(n))),
+        increases = [mae(y, as_vector(predict(permuted_dataset(dataset, column, rng.permutation(n))),
                                     "prediction")) - baseline
                      for _ in range(n_repeats)]
         rows[column] = {"mae_increase_eur": float(np.mean(increases)),
@@ -132,28 +129,6 @@ def permutation_importance(predict_eur, dataset, y_eur=None, columns=None, n_rep
     table = table.sort_index().sort_values("mae_increase_eur", ascending=False, kind="mergesort")
     table.attrs.update(baseline_mae_eur=baseline, n_repeats=int(n_repeats), seed=int(seed))
     return table
-
-
-def plot_importance(table: pd.DataFrame, top: int = 15,
-                    title: str = "Permutation importance (validation)", ax=None):
-    """Horizontal bars of the ``top`` columns of :func:`permutation_importance` (largest at the
-    top), error bars = sd over repeats, into ``ax`` (a new figure when None); returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    shown = table.head(top).iloc[::-1]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.3))
-    else:
-        fig = ax.figure
-    ax.barh(np.arange(len(shown)), shown["mae_increase_eur"], xerr=shown["sd_eur"], capsize=2,
-            color="tab:blue", alpha=0.8)
-    ax.set_yticks(np.arange(len(shown)), [str(c) for c in shown.index], fontsize=8)
-    ax.axvline(0, color="grey", lw=0.8)
-    baseline = table.attrs.get("baseline_mae_eur")
-    ax.set(xlabel="MAE increase (EUR)",
-           title=title if baseline is None else f"{title}\n(unpermuted MAE {baseline:.1f} EUR)")
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------- maps
@@ -168,60 +143,6 @@ def coordinates(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return _numbers(frame[column].astype("string").str.replace(",", ".", regex=False)
                         ).to_numpy(dtype=np.float64)
     return parse("Longitude"), parse("Latitude")
-
-
-def price_map(frame: pd.DataFrame, values, title: str = "", cmap: str = "viridis",
-              label: str = "price (EUR)", symmetric: bool = False, ax=None):
-    """Listings at their Longitude x Latitude, coloured by ``values`` (n,) (EUR).
-
-    ``symmetric=True`` (residuals): colour limits ``±`` the 95th percentile of ``|values|``,
-    centred at 0 (use a diverging ``cmap``); else limits are the 5th and 95th percentiles. Larger
-    ``|values|`` are drawn on top; rows without coordinates are skipped. The axes keep degrees,
-    with an aspect of 1 / cos(latitude) so distances look the same in both directions. Draws into
-    ``ax`` when given; returns the Figure.
-    """
-    import matplotlib.pyplot as plt
-
-    lon, lat = coordinates(frame)
-    v = _vector(values, "values")
-    _same_length(values=v, frame=lon)
-    ok = np.isfinite(lon) & np.isfinite(lat) & np.isfinite(v)
-    lon, lat, v = lon[ok], lat[ok], v[ok]
-    if symmetric:
-        limit = float(np.percentile(np.abs(v), 95)) if len(v) else 1.0
-        vmin, vmax = -(limit or 1.0), (limit or 1.0)
-        order = np.argsort(np.abs(v), kind="stable")
-    else:
-        vmin, vmax = (np.percentile(v, [5, 95]) if len(v) else (0.0, 1.0))
-        order = np.argsort(v, kind="stable")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 5.5))
-    fig = ax.figure
-    points = ax.scatter(lon[order], lat[order], c=v[order], s=4, cmap=cmap, vmin=vmin, vmax=vmax,
-                        linewidths=0)
-    fig.colorbar(points, ax=ax, label=label, extend="both", shrink=0.8)
-    if len(lat):
-        ax.set_aspect(1.0 / np.cos(np.radians(np.mean(lat))))
-    ax.set(xlabel="longitude (°)", ylabel="latitude (°)", title=title)
-    return fig
-
-
-def price_and_residual_maps(frame: pd.DataFrame, y_eur, pred_eur, title: str | None = None):
-    """Two maps side by side: the true price (EUR) and the residual predicted - true (EUR,
-    diverging colours centred at 0, limits ± the 95th percentile of |residual|); returns the
-    Figure. ``y_eur``, ``pred_eur``: (n,) for the n rows of ``frame``."""
-    import matplotlib.pyplot as plt
-
-    y, pred = _vector(y_eur, "y_eur"), _vector(pred_eur, "pred_eur")
-    _same_length(y_eur=y, pred_eur=pred)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
-    price_map(frame, y, "true price", "viridis", "price (EUR)", ax=axes[0])
-    price_map(frame, pred - y, "residual (predicted - true)", "RdBu_r",
-              "predicted - true (EUR)", symmetric=True, ax=axes[1])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------- errors by group
@@ -246,8 +167,8 @@ def errors_by_group(frame: pd.DataFrame, y_eur, pred_eur,
     used = next((c for c in (column, *NEIGHBOURHOOD_COLUMNS) if c in frame.columns), None)
     if used is None:
         raise KeyError(f"neither {column!r} nor any of {list(NEIGHBOURHOOD_COLUMNS)} is in the frame")
-    y, pred = _vector(y_eur, "y_eur"), _vector(pred_eur, "pred_eur")
-    _same_length(y_eur=y, pred_eur=pred, frame=frame)
+    y, pred = as_vector(y_eur, "y_eur"), as_vector(pred_eur, "pred_eur")
+    same_length(y_eur=y, pred_eur=pred, frame=frame)
     labels = frame[used].astype("string").str.strip()
     labels = labels.where(labels.notna() & (labels != ""), "missing").astype(str).to_numpy()
     counts = pd.Series(labels).value_counts()
@@ -261,25 +182,6 @@ def errors_by_group(frame: pd.DataFrame, y_eur, pred_eur,
     table["n"] = table["n"].astype(int)
     table.attrs.update(column=used, requested=column, min_count=int(min_count))
     return table
-
-
-def plot_errors_by_group(table: pd.DataFrame, title: str | None = None):
-    """Horizontal bars of MAE (EUR) per group of :func:`errors_by_group`, ``n`` annotated;
-    returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    shown = table.iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(shown) + 1.3))
-    ys = np.arange(len(shown))
-    ax.barh(ys, shown["mae_eur"], color="tab:orange", alpha=0.8)
-    for y, (mae_eur, n) in zip(ys, zip(shown["mae_eur"], shown["n"], strict=True), strict=True):
-        ax.text(mae_eur, y, f" n={int(n)}", va="center", fontsize=7)
-    ax.set_yticks(ys, [str(g) for g in shown.index], fontsize=8)
-    column = table.attrs.get("column", "group")
-    ax.set(xlabel="MAE (EUR)", ylabel=column, title=title or f"Test MAE by {column}")
-    ax.margins(x=0.15)
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------- extremes and photos
@@ -296,8 +198,8 @@ def extremes(ids, y_eur, pred_eur, n: int = 4) -> dict[str, pd.DataFrame]:
         ``error EUR`` (predicted - true) and ``log error`` (log predicted - log true).
     """
     ids = np.asarray(ids).reshape(-1)
-    y, pred = _vector(y_eur, "y_eur"), _vector(pred_eur, "pred_eur")
-    _same_length(ids=ids, y_eur=y, pred_eur=pred)
+    y, pred = as_vector(y_eur, "y_eur"), as_vector(pred_eur, "pred_eur")
+    same_length(ids=ids, y_eur=y, pred_eur=pred)
     log_error = np.log(pred) - np.log(y)
     table = pd.DataFrame({"ID": ids, "true EUR": y, "predicted EUR": pred, "error EUR": pred - y,
                           "log error": log_error})
@@ -307,48 +209,6 @@ def extremes(ids, y_eur, pred_eur, n: int = 4) -> dict[str, pd.DataFrame]:
     return {"over-priced": table.iloc[over[:n]][log_error[over[:n]] > 0].reset_index(drop=True),
             "under-priced": table.iloc[under[:n]][log_error[under[:n]] < 0].reset_index(drop=True),
             "most right": table.iloc[right[:n]].reset_index(drop=True)}
-
-
-def photo_grid(paths, captions, ncols: int = 4, image_size: int = 224):
-    """Photos (decoded as the models see them: :func:`shared.data.images.decode_photo`, squashed to
-    ``image_size`` square) with a caption under each; returns the Figure.
-
-    Listing photos must never be committed: save the figure with :func:`save_local_figure` only
-    and close it (do not leave it to be shown inline in a committed notebook).
-    """
-    import matplotlib.pyplot as plt
-    import tensorflow as tf
-
-    from shared.data.images import decode_photo
-
-    paths, captions = [str(p) for p in paths], [str(c) for c in captions]
-    _same_length(paths=paths, captions=captions)
-    nrows = max(1, int(np.ceil(len(paths) / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3.3 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, path, caption in zip(axes.flat, paths, captions, strict=False):
-        ax.imshow(decode_photo(tf.constant(path), image_size).numpy())
-        ax.set_title(caption, fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def save_local_figure(fig, directory, name: str, dpi: int = 100) -> Path:
-    """Write ``fig`` as ``<directory>/<name>.png`` atomically (temporary sibling, then
-    :func:`os.replace`) and return the path.
-
-    For figures that must stay local (listing photos): ``directory`` must be a non-committed
-    folder (e.g. under :func:`shared.environment.cache_dir` or ``models/``); the published ``docs/``
-    tree is refused.
-    """
-    directory = Path(directory).resolve()
-    if directory == environment.DOCS_DIR.resolve() or environment.DOCS_DIR.resolve() in directory.parents:
-        raise ValueError(f"{directory} is inside the published docs/ tree: local figures only")
-    target = directory / (name if name.endswith(".png") else f"{name}.png")
-    with atomic_path(target, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return target
 
 
 # --------------------------------------------------------------------------- occlusion
@@ -406,31 +266,12 @@ def mean_sensitivity_map(maps, per_photo: bool = False) -> np.ndarray:
     return average / scale if scale > 0 else average
 
 
-def plot_sensitivity_map(mean_map, title: str = "Occlusion sensitivity (mean over photos)"):
-    """Heat map of a :func:`mean_sensitivity_map` (gh, gw), top-left square at the top left,
-    colour bar in units of the map's mean; returns the Figure. An average over many photos, not a
-    photo: it may be committed."""
-    import matplotlib.pyplot as plt
-
-    mean_map = np.asarray(mean_map, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(4.8, 4))
-    shown = ax.imshow(mean_map, cmap="magma", origin="upper")
-    fig.colorbar(shown, ax=ax, label="sensitivity (mean = 1)")
-    gh, gw = mean_map.shape
-    ax.set_xticks(range(gw), [str(j) for j in range(gw)])
-    ax.set_yticks(range(gh), [str(i) for i in range(gh)])
-    ax.set(xlabel="position in photo: left → right (grid cell)",
-           ylabel="position in photo: top → bottom (grid cell)", title=title)
-    fig.tight_layout()
-    return fig
-
-
 # --------------------------------------------------------------------------- interval coverage
 
 def band_labels(prices_eur, bands=COVERAGE_BANDS) -> tuple[np.ndarray, list[str]]:
     """(labels (n,) object, band names in order) for prices (EUR) cut at ``bands`` edges
     (left-closed: 40 is in "40-80"); the last band is ">=edge" when the last edge is inf."""
-    return price_band(_vector(prices_eur, "prices"), bands), band_names(bands)
+    return price_band(as_vector(prices_eur, "prices"), bands), band_names(bands)
 
 
 def coverage_by_band(y_eur, low_eur, high_eur, pred_eur, bands=COVERAGE_BANDS,
@@ -456,10 +297,10 @@ def coverage_by_band(y_eur, low_eur, high_eur, pred_eur, bands=COVERAGE_BANDS,
 
     if by not in ("predicted", "true"):
         raise ValueError("by must be 'predicted' or 'true'")
-    y, low, high, pred = (_vector(v, name) for v, name in
+    y, low, high, pred = (as_vector(v, name) for v, name in
                           ((y_eur, "y_eur"), (low_eur, "low_eur"), (high_eur, "high_eur"),
                            (pred_eur, "pred_eur")))
-    _same_length(y_eur=y, low_eur=low, high_eur=high, pred_eur=pred)
+    same_length(y_eur=y, low_eur=low, high_eur=high, pred_eur=pred)
     labels, names = band_labels(pred if by == "predicted" else y, bands)
     stats = interval_metrics(y, low, high, {"band": labels}, n_boot=n_boot, seed=seed)
     stats = stats["groups"]["band"]
@@ -501,31 +342,3 @@ def photo_sensitivity(model, paths, image_size: int, patch: int = 32,
     return mean_sensitivity_map(maps, per_photo=True)
 
 
-def local_photo_grid(tables: dict[str, pd.DataFrame], paths_by_id: dict, directory, name: str,
-                     image_size: int = 224) -> Path:
-    """The photos of :func:`extremes`' listings, captioned with the table they come from and true
-    / predicted EUR, saved to ``directory`` (never ``docs/``: listing photos are not published);
-    returns the PNG's path."""
-    import matplotlib.pyplot as plt
-
-    paths, captions = [], []
-    for kind, table in tables.items():
-        for row in table.itertuples(index=False):
-            paths.append(paths_by_id[row[0]])
-            captions.append(f"{kind}: {row[1]:.0f} -> {row[2]:.0f} EUR")
-    fig = photo_grid(paths, captions, ncols=4, image_size=image_size)
-    try:
-        return save_local_figure(fig, directory, name)
-    finally:
-        plt.close(fig)
-
-
-def extremes_report(ids, paths, y_eur, pred_eur, directory, name: str,
-                    n: int = 4) -> tuple[pd.DataFrame, Path]:
-    """What a report shows of a model's best and worst listings: :func:`extremes` as one table
-    (index: kind, rank; values rounded to 0.1) and the path of their photo grid, saved locally by
-    :func:`local_photo_grid` (``ids``, ``paths``: (m,) listing IDs and their photo paths)."""
-    tables = extremes(ids, y_eur, pred_eur, n)
-    grid = local_photo_grid(tables, dict(zip(np.asarray(ids).reshape(-1), paths, strict=True)),
-                            directory, name)
-    return pd.concat(tables, names=["kind", ""]).round(1), grid

@@ -1,0 +1,120 @@
+"""Sentences the reports print, each computed from the numbers it states.
+
+Every comparative word (wider, narrower, significantly, ...) is decided here from the numbers,
+with the tolerance stated beside it, so a sentence stays true when the data, split or model
+changes.
+"""
+
+from __future__ import annotations
+
+from shared.evaluation.intervals import DEFAULT_COVERAGES
+def _pick(metrics_by_model: dict[str, dict], kinds: dict[str, str], kind: str,
+          chosen: dict[str, str]):
+    """(median width, model name, "the narrowest " or "the ") of ``kind``, or None."""
+    if kind in chosen:
+        name = chosen[kind]
+        return metrics_by_model[name]["median_width_eur"], name, "the "
+    candidates = [(m["median_width_eur"], name) for name, m in metrics_by_model.items()
+                  if kinds.get(name) == kind]
+    return (*min(candidates), "the narrowest ") if candidates else None
+
+
+def _compare(a: float, b: float, tolerance: float = 0.05) -> str:
+    ratio = a / b
+    if ratio > 1 + tolerance:
+        return f"{ratio:.1f} times as wide as"
+    if ratio < 1 - tolerance:
+        return f"{(1 - ratio):.0%} narrower than"
+    return "about as wide as"
+
+
+def coverage_sentence(metrics_by_model: dict[str, dict], kinds: dict[str, str],
+                      chosen: dict[str, str] | None = None) -> str:
+    """One sentence, computed from the numbers, on what the interval widths say about the photo
+    models vs the tabular ones (and the fusion models when present).
+
+    Args:
+        metrics_by_model: ``{model: interval_metrics(...)}`` at one nominal coverage.
+        kinds: ``{model: "tabular" | "photo" | "fusion"}`` (see :func:`model_kind`).
+        chosen: optional ``{kind: model}`` naming the model to speak for a kind (e.g. the best
+            tabular model by validation MAE, the chosen fusion model); by default the model of
+            that kind with the narrowest median width.
+    """
+    chosen = chosen or {}
+    tab = _pick(metrics_by_model, kinds, "tabular", chosen)
+    if tab is None:
+        return "No tabular model has intervals, so there is nothing to compare the widths with."
+    nominal = next((m["nominal"] for m in metrics_by_model.values() if m.get("nominal")), None)
+    t_width, t_name, t_article = tab
+    t_cov = metrics_by_model[t_name]["coverage"]
+    lead = f"At {nominal:.0%} nominal coverage" if nominal else "At equal nominal coverage"
+    parts = []
+    photo = _pick(metrics_by_model, kinds, "photo", chosen)
+    if photo is not None:
+        p_width, p_name, p_article = photo
+        verdict = ("so a photo alone pins the price down less than the listing's description"
+                   if p_width > t_width * 1.05 else
+                   "so a photo alone pins the price down more tightly than the description"
+                   if p_width < t_width * 0.95 else
+                   "so a photo alone pins the price down about as well as the description")
+        parts.append(f"{p_article}photo-only interval ({p_name}: median {p_width:.1f} EUR, "
+                     f"test coverage {metrics_by_model[p_name]['coverage']:.0%}) is "
+                     f"{_compare(p_width, t_width)} {t_article}tabular one ({t_name}: "
+                     f"{t_width:.1f} EUR, coverage {t_cov:.0%}), {verdict}")
+    fusion = _pick(metrics_by_model, kinds, "fusion", chosen)
+    if fusion is not None:
+        f_width, f_name, f_article = fusion
+        parts.append(f"{f_article}fusion interval ({f_name}: {f_width:.1f} EUR, coverage "
+                     f"{metrics_by_model[f_name]['coverage']:.0%}) is "
+                     f"{_compare(f_width, t_width)} the tabular one"
+                     + (", so the photo narrows the range" if f_width < t_width * 0.95 else
+                        ", so adding the photo does not narrow the range"))
+    if not parts:
+        return (f"{lead}, {t_article}tabular interval ({t_name}) has a median width of "
+                f"{t_width:.1f} EUR (test coverage {t_cov:.0%}); no photo model to compare with.")
+    return f"{lead}, " + "; ".join(parts) + "."
+
+
+def results_intervals(results: dict, names, coverage: float = DEFAULT_COVERAGES[0]) -> dict:
+    """``{model: interval_metrics at coverage}`` for the models of ``names`` that have test
+    intervals in ``results`` (``Experiment.results``: ``record["intervals"]["test"]``)."""
+    key = f"{coverage:g}"
+    return {n: results[n]["intervals"]["test"][key] for n in names
+            if n in results and key in results[n].get("intervals", {}).get("test", {})}
+
+
+def interval_analysis(results: dict, kinds: dict[str, str], chosen: dict[str, str],
+                      coverage: float = DEFAULT_COVERAGES[0]) -> dict:
+    """What a report says about its models' intervals: ``{"coverage", "kinds", "chosen",
+    "sentence"}`` with the sentence from :func:`coverage_sentence` at ``coverage``.
+
+    Args:
+        kinds: ``{model: "tabular" | "photo" | "fusion"}`` for the models to compare.
+        chosen: ``{kind: model}``, the model that speaks for each kind (chosen on validation,
+            or the reference a deliverable compares with), never picked by test width.
+    """
+    metrics = results_intervals(results, kinds, coverage)
+    under = [n for n, m in metrics.items()
+             if m.get("coverage_ci95") and m["coverage_ci95"][1] < coverage]
+    over = [n for n, m in metrics.items()
+            if m.get("coverage_ci95") and m["coverage_ci95"][0] > coverage]
+    return {"coverage": coverage, "kinds": kinds, "chosen": chosen,
+            "under_covered": under, "over_covered": over,
+            "sentence": coverage_sentence(metrics, {n: kinds[n] for n in metrics},
+                                          {k: m for k, m in chosen.items() if m in metrics}),
+            "calibration_check": calibration_check(coverage, under, over)}
+
+
+def calibration_check(coverage: float, under: list[str], over: list[str]) -> str:
+    """The report's verdict on the calibration rows, from the test coverage intervals: models
+    whose 95% bootstrap interval of the test coverage lies wholly below (above) ``coverage``."""
+    text = (f"Test check of the calibration: no model's {coverage:.0%} range covers significantly "
+            "less than nominal" if not under else
+            f"Test check of the calibration: the {coverage:.0%} range of {', '.join(under)} covers "
+            "significantly less than nominal on test (its whole 95% bootstrap interval is below "
+            f"{coverage:.0%}). The calibration rows chose nothing, so this is not selection "
+            "bias: the calibration sample's quantile fell low by chance, or the test listings "
+            "differ from the calibration ones")
+    if over:
+        text += f"; {', '.join(over)} cover(s) significantly more than nominal (ranges wider than needed)"
+    return text + "."
