@@ -232,6 +232,11 @@ def analyse(run) -> dict:
                                                             "photo": best_image,
                                                             "fusion": fusion})
     a["interval_goal"] = interval_goal(exp, reference, fusion)
+    a["references"] = {"origin": exp.origin,
+                       "image_val_mae": {n: exp.val_mae(n) for n in photo_references()
+                                         if exp.has(n)},
+                       "best_image": best_image,
+                       "best_transfer": exp.best_on_validation(TRANSFER_MODELS)}
     a["conclusions"] = conclusions(exp, best_image, a,
                                    exp.bundles["late_fusion_from_branches"].params)
     a["answer"] = answer(exp, best_image, a)
@@ -246,11 +251,7 @@ def metrics_extra(run) -> dict:
         run.exp.results[name]["test_vs_best_tabular"] = {"reference": a["reference"], **comparison}
         if name in a["permutation"]:
             run.exp.results[name]["test_photo_permutation"] = a["permutation"][name]
-    return {"references": {"origin": exp.origin,
-                           "image_val_mae": {n: exp.val_mae(n) for n in photo_references()
-                                             if exp.has(n)},
-                           "best_image": run.best_image,
-                           "best_transfer": exp.best_on_validation(TRANSFER_MODELS)},
+    return {"references": a["references"],
             "roles": a["roles"], "goal": a["goal"], "photo_redundancy": a["photo_redundancy"],
             "intervals": a["intervals"], "interval_goal": a["interval_goal"],
             "conclusions": a["conclusions"], "answer": a["answer"]}

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from shared.models.saved import save_bundle
 
 PER_REPLICA_BATCH = 16
 LEARNING_RATE = 1e-2
@@ -153,7 +154,7 @@ def mirrored(workdir: Path) -> dict:
         results[name], trained[name] = _train_pair(build, fit_arrays, loss_of(build, x, y),
                                                    info.strategy)
     # Saved as a project bundle, to be reloaded by a process without any strategy.
-    ModelBundle("mirrored_mlp", ("tabular",), trained["mlp"]).save(workdir / "mirrored_mlp")
+    save_bundle(ModelBundle("mirrored_mlp", ("tabular",), trained["mlp"]), workdir / "mirrored_mlp")
     results["reload"] = {"x": x_val.tolist(),
                          "predictions": trained["mlp"].predict(x_val, verbose=0).ravel().tolist()}
 
@@ -185,7 +186,7 @@ def multi_worker(data_dir: Path, models_dir: Path) -> dict:
 
     import tensorflow as tf
 
-    from shared.run.experiment import start_run
+    from shared.run.start import start_run
 
     exp = start_run(data_dir, models_dir, smoke=True)
     from shared.models.families import mlp

@@ -16,6 +16,7 @@ from fixtures import TRICKY_EXPECTED_DROPS, listing_row, make_dataset_dir, tree_
 from shared.features import tabular as feats
 from shared.data import schema
 from shared.cli import EXIT_INPUT_ERROR, main
+from shared.models.saved import save_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,7 @@ def saved_model(small_dataset, tmp_path):
     preprocessor = feats.make_preprocessor().fit(small_dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(small_dataset.frame),
                             feats.log_target(small_dataset.prices))
-    return ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor).save(
+    return save_bundle(ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor), 
         tmp_path / "models" / "ridge")
 
 
@@ -156,7 +157,7 @@ def _fitted_ridge(dataset, directory: Path) -> Path:
 
     preprocessor = feats.make_preprocessor().fit(dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(dataset.frame), feats.log_target(dataset.prices))
-    return ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor).save(directory)
+    return save_bundle(ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor), directory)
 
 
 def test_predict_on_a_directory_lacking_a_fitted_column_is_one_line(saved_model, tmp_path,

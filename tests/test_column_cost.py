@@ -12,7 +12,7 @@ from shared.models.families import baselines
 from deliverable1.column_cost import column_cost
 from shared.data import schema
 from shared.evaluation.metrics import regression_metrics
-from shared.run.experiment import prepare
+from shared.run.start import prepare
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def experiments(small_dir, tmp_path, isolated_cache):
 
 def _metrics(exp, predictions):
     return {f"{part}_{name}": regression_metrics(exp.data.y_eur(part), predictions[part],
-                                                 bootstrap=False)[name]
+                                                 seed=None)[name]
             for part in ("val", "test") for name in ("mae", "r2_log")}
 
 

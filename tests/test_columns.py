@@ -217,7 +217,7 @@ def test_a_48_column_copy_of_the_814_set(full_814, real_data_dir, tmp_path, isol
     # every feature the 48 columns can give has the values it has on the full table
     pd.testing.assert_frame_equal(engineered, feats.engineer_features(full.frame)[built])
 
-    split = make_split(dataset)
+    split = make_split(dataset, 42)
     train = dataset.subset(split.train)
     pipeline = feats.make_preprocessor().fit(train.frame)
     matrix = pipeline.transform(dataset.frame)

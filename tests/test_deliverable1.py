@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from shared.models.saved import load_bundle
 
 NETWORKS = ("mlp", "cnn_scratch", "transfer_finetuned")
 
@@ -54,7 +55,7 @@ def test_another_seed_gives_another_hgb(real_data_dir, tmp_path):
     """The seed study's hgb retrains differ (features subsampled at every split)."""
     import numpy as np
 
-    from shared.run.experiment import prepare
+    from shared.run.start import prepare
     from shared.models.families import baselines
 
     exp = prepare(real_data_dir, tmp_path / "models", smoke=True)
@@ -105,7 +106,7 @@ def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_th
     bundle = result.bundles["transfer_frozen"]
     assert bundle.params["val_mae"] == min(c["val_mae"] for c in candidates)
     assert bundle.flip_tta == bundle.params["flip_tta"]
-    loaded = ModelBundle.load(root / "models" / "transfer_frozen")
+    loaded = load_bundle(root / "models" / "transfer_frozen")
     assert loaded.flip_tta == bundle.flip_tta
     np.testing.assert_allclose(loaded.predict_eur(exp.data.parts["val"]),
                                exp.predictions["transfer_frozen"]["val"], rtol=1e-4)

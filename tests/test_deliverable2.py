@@ -28,6 +28,7 @@ from shared.features import tabular as feats
 from shared.data import schema
 from shared.models.bundle import ModelBundle
 from shared.models.layers import build_mlp
+from shared.models.saved import load_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +75,7 @@ def trained(tmp_path_factory):
         pytest.skip("AIRBNB_DATA_DIR is not set")
     from deliverable2 import train as d2
     from shared.run.devices import configure_determinism
-    from shared.run.experiment import prepare
+    from shared.run.start import prepare
 
     root = tmp_path_factory.mktemp("d2")
     make_subset(Path(DATA_DIR), root / "data", n=80)
@@ -237,11 +238,12 @@ def _save_ridge(exp, name):
     model = Ridge().fit(exp.data.tabular["train"], exp.data.y_log("train"))
     exp.evaluate(Trained(ModelBundle(name, ("tabular",), model, exp.data.preprocessor), 0.0),
                  log=lambda *_: None)
-    return ModelBundle.load(exp.cfg.models_dir / name)
+    return load_bundle(exp.cfg.models_dir / name)
 
 
 def test_a_saved_model_is_reused_only_on_the_split_and_budget_it_records(small_dir, tmp_path):
-    from shared.run.experiment import prepare, provenance, provenance_difference
+    from shared.run.records import provenance, provenance_difference
+    from shared.run.start import prepare
 
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
     bundle = _save_ridge(exp, "mlp")
@@ -268,7 +270,7 @@ def test_a_saved_model_is_reused_only_on_the_split_and_budget_it_records(small_d
 
 def test_load_or_train_retrains_a_reference_saved_on_another_split(small_dir, tmp_path):
     from deliverable2 import references
-    from shared.run.experiment import prepare
+    from shared.run.start import prepare
 
     models = tmp_path / "models"
     first = prepare(small_dir, models, smoke=True)
@@ -396,7 +398,7 @@ def test_late_fusion_phases_behave_as_documented(trained):
 def test_saved_fusion_models_predict_identically_after_reload(trained):
     exp = trained.exp
     for name in FUSION:
-        reloaded = ModelBundle.load(exp.cfg.models_dir / name)
+        reloaded = load_bundle(exp.cfg.models_dir / name)
         assert reloaded.inputs == trained.run.bundles[name].inputs
         pred = reloaded.predict_eur(exp.data.parts["test"])
         assert np.allclose(pred, exp.predictions[name]["test"], rtol=1e-4), name
@@ -407,7 +409,8 @@ def test_saved_fusion_models_predict_identically_after_reload(trained):
 @pytest.mark.slow
 def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     from deliverable2 import references
-    from shared.run.experiment import prepare, provenance, provenance_difference
+    from shared.run.records import provenance, provenance_difference
+    from shared.run.start import prepare
 
     exp = trained.exp
     again = references.load_or_train(exp.data, exp.cfg, exp,

@@ -221,17 +221,17 @@ def test_coverage_by_band_counts():
     low = np.array([20, 55, 60, 90, 100, 200, 10], dtype=float)
     high = np.array([40, 70, 90, 110, 140, 400, 30], dtype=float)
     pred = np.array([30, 60, 75, 100, 120, 280, 20], dtype=float)
-    table = diag.coverage_by_band(y, low, high, pred, n_boot=50)
+    table = diag.coverage_by_band(y, low, high, pred, n_boot=50, seed=42)
     assert list(table.index) == ["<40", "40-80", "80-120", "120-200", ">=200"]
     assert table["n"].tolist() == [2, 2, 1, 1, 1]
     assert table["coverage"].tolist() == [0.5, 0.5, 1.0, 0.0, 1.0]
     assert table.loc["<40", "mean_width_eur"] == pytest.approx(20.0)
     assert table.loc["40-80", "mean_width_eur"] == pytest.approx(22.5)
     by_true = diag.coverage_by_band(y, low, high, pred, bands=(0, 100, np.inf), by="true",
-                                    n_boot=50)
+                                    n_boot=50, seed=42)
     assert list(by_true.index) == ["<100", ">=100"]
     assert by_true["n"].tolist() == [4, 3]
     assert by_true["coverage"].tolist() == pytest.approx([2 / 4, 2 / 3])
     assert by_true.attrs["by"] == "true"
-    empty = diag.coverage_by_band(y[:1], low[:1], high[:1], pred[:1], n_boot=10)
+    empty = diag.coverage_by_band(y[:1], low[:1], high[:1], pred[:1], n_boot=10, seed=42)
     assert empty["n"].tolist() == [1, 0, 0, 0, 0] and np.isnan(empty.loc[">=200", "coverage"])

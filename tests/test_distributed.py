@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared.models.saved import load_bundle, save_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
@@ -89,7 +90,7 @@ def test_model_trained_on_two_replicas_reloads_on_one_device(mirrored_run):
     from shared.models.bundle import ModelBundle
 
     result, workdir = mirrored_run
-    bundle = ModelBundle.load(workdir / "mirrored_mlp")
+    bundle = load_bundle(workdir / "mirrored_mlp")
     assert bundle.estimator.distribute_strategy.num_replicas_in_sync == 1
     x_val = np.asarray(result["reload"]["x"], dtype=np.float32)
     pred = bundle.estimator.predict(x_val, verbose=0).reshape(-1)
@@ -146,7 +147,7 @@ def test_multi_worker_two_processes_train_one_model(small_dir, tmp_path):
     from shared.data.split import load_or_make_split
 
     models_dir = Path(chief["saved"]).parent
-    bundle = ModelBundle.load(chief["saved"])
+    bundle = load_bundle(chief["saved"])
     dataset = load_dataset(small_dir, converted_dir=tmp_path / "converted")
     val = dataset.subset(load_or_make_split(dataset, models_dir, chief["seed"]).parts()["val"])
     np.testing.assert_allclose(bundle.predict_eur(val), chief["val_predictions"], rtol=1e-5)
@@ -204,8 +205,8 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
         assert np.all(np.isfinite(history["loss"])), history
         pred = mlp.predict(x, verbose=0)
         assert pred.dtype == np.float32 and np.all(np.isfinite(pred))
-        ModelBundle("mixed_mlp", ("tabular",), mlp).save(tmp_path / "mixed_mlp")
-        reloaded = ModelBundle.load(tmp_path / "mixed_mlp").estimator
+        save_bundle(ModelBundle("mixed_mlp", ("tabular",), mlp), tmp_path / "mixed_mlp")
+        reloaded = load_bundle(tmp_path / "mixed_mlp").estimator
         np.testing.assert_allclose(reloaded.predict(x, verbose=0), pred, rtol=1e-6)
     finally:
         keras.mixed_precision.set_global_policy(previous)

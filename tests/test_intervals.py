@@ -29,7 +29,8 @@ from shared.evaluation.intervals import (CALIBRATION_FILE, IntervalCalibration, 
                               evaluation_groups, fit_calibration, interval_metrics,
                               interval_report, interval_table, 
                               plot_coverage_by_group)
-from shared.models.bundle import ModelBundle, ModelLoadError
+from shared.models.bundle import ModelBundle
+from shared.models.files import ModelLoadError
 from shared.models.files import write_metadata
 from shared.data.split import make_split
 

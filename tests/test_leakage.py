@@ -12,7 +12,7 @@ import pytest
 
 from fixtures import listing_row, synthetic_rows
 from shared.features import tabular as feats
-from shared.run.experiment import prepare
+from shared.run.start import prepare
 from shared.features.tabular import (CATEGORICAL, FORBIDDEN_INPUTS, NUMERIC, engineer_features,
                              make_preprocessor)
 from shared.data.schema import PRICE_DERIVED_COLUMNS
@@ -22,7 +22,7 @@ from shared.data.split import make_split
 @pytest.fixture(scope="module")
 def parts(small_dataset):
     """(train frame, test frame) of the 40-listing fixture under the shared split."""
-    split = make_split(small_dataset)
+    split = make_split(small_dataset, 42)
     return small_dataset.subset(split.train).frame, small_dataset.subset(split.test).frame
 
 

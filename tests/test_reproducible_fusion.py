@@ -51,7 +51,7 @@ FUSION_SCRIPT = """
 import dataclasses, json, sys
 import numpy as np
 from shared.models.families import early_fusion
-from shared.run.experiment import start_run
+from shared.run.start import start_run
 exp = start_run(sys.argv[1], sys.argv[2], smoke=True)
 # backbone-like photo features (a decaying spectrum plus noise, full rank), a function of the
 # listing ID: no backbone needed

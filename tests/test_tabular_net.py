@@ -110,7 +110,7 @@ def test_stopped_by():
 def test_trainer_contract_on_a_smoke_budget(small_dir, tmp_path):
     """train_tabular_net on the project's preprocessed data: a Trained whose bundle predicts,
     with the chosen configuration and how training stopped in its params."""
-    from shared.run.experiment import prepare
+    from shared.run.start import prepare
 
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
     trained = tn.train_tabular_net(exp.data, exp.cfg, progress=None)

@@ -171,6 +171,3 @@ def _input_errors() -> tuple[type, ...]:
 
     return (environment.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

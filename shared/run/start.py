@@ -29,16 +29,17 @@ PROGRESS_LOGGERS = ("shared", "deliverable1", "deliverable2")
 
 def log_to_stderr() -> None:
     """Send the progress lines (INFO and above) of :data:`PROGRESS_LOGGERS` to standard error,
-    one plain line each (once per process)."""
+    one plain line each, through one handler on the root logger (once per process; records
+    still propagate, so other handlers see them too)."""
+    root = logging.getLogger()
     for name in PROGRESS_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.INFO)
-        if not any(getattr(h, "_airbnb_dl", False) for h in logger.handlers):
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            handler._airbnb_dl = True
-            logger.addHandler(handler)
-        logger.propagate = False
+        logging.getLogger(name).setLevel(logging.INFO)
+    if not any(getattr(h, "_airbnb_dl", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(lambda record: record.name.split(".")[0] in PROGRESS_LOGGERS)
+        handler._airbnb_dl = True
+        root.addHandler(handler)
 
 
 def prepare(data_dir, models_dir, smoke: bool = False, budget: Budget | None = None,
