@@ -18,6 +18,7 @@ Sessions::
     nox -s data [-- --source drive]   # fetch the real dataset (default: the reports' 10k set)
     nox -s reproduce -- deliverable1  # retrain in a scratch folder, compare with docs/*/metrics.json
     nox -s bench [-- --quick]         # benchmarks -> docs/benchmarks.md/json
+    nox -s app [-- --port 8000]       # the price-estimate page over models/ (airbnb-dl serve)
     nox -s lint                       # ruff on the Python code, hadolint on the Dockerfile
     nox -s docs                       # static documentation site (MkDocs, strict)
 """
@@ -75,6 +76,14 @@ def data(session: nox.Session) -> None:
     set ``airbnb-madrid-10k``; ``-- --all`` every listing; ``-- --source drive`` or
     ``-- --source opendatasoft`` for the others)."""
     _run(session, "-m", "shared.cli", "data", "fetch", *session.posargs)
+
+
+@nox.session
+def app(session: nox.Session) -> None:
+    """The price-estimate page over the trained models folder (``airbnb-dl serve``; run
+    ``nox -s deliverable2`` first): http://127.0.0.1:8000/ by default; arguments after ``--`` go
+    to ``airbnb-dl serve`` (``-- --host 0.0.0.0`` inside a container)."""
+    _run(session, "-m", "shared.cli", "serve", *session.posargs)
 
 
 @nox.session

@@ -30,11 +30,15 @@ Markdown page) and ``finding`` (the sentence written when its goal is missed):
    vs on a ``--replication``-times larger copy of them (rows replicated under new IDs, photos
    hard-linked or symlinked in a temporary folder); plus the original's approach (every photo in
    one float64 array) at both sizes.
-5. :mod:`benchmarks.e2e`: wall time of ``airbnb-dl report <deliverable>`` (the command behind
+5. :mod:`benchmarks.serve`: the price-estimate page (``airbnb-dl serve``): latency of one
+   estimate over HTTP (median and 95th percentile of 50 sequential requests, 10 with ``--quick``)
+   against the 1 s budget, and the server's start-up beside one ``airbnb-dl predict`` of the same
+   listing; on ``models/`` (with ``picks.json``) in a full run, smoke-trained stand-ins otherwise.
+6. :mod:`benchmarks.e2e`: wall time of ``airbnb-dl report <deliverable>`` (the command behind
    ``nox -s <deliverable>``) on the first ``--max-rows`` rows of the dataset, into temporary
    folders, and training throughput per model.
 
-Figures 1-3 are about throughput and read the whole dataset; 4 and 5 train, so they use a bounded
+Figures 1-3 are about throughput and read the whole dataset; 4 and 6 train, so they use a bounded
 number of rows (``--max-rows``, default :data:`benchmarks.harness.DEFAULT_MAX_ROWS`) whatever the
 dataset's size, which keeps a full run on the 10,351-listing set within an hour on 2 cores:
 

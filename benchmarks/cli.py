@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 import benchmarks
-from benchmarks import backbone, decode, e2e, feature_cache, memory
+from benchmarks import backbone, decode, e2e, feature_cache, memory, serve
 from benchmarks.harness import (DEFAULT_MAX_ROWS, Settings, fmt, goal_text, load_average,
                                 machine_info, met_text, parallel_capacity, replicate_dataset,
                                 skipped, usable_photo_paths)
@@ -53,7 +53,7 @@ def dataset_label(data_dir: Path) -> dict:
     """How the report names its dataset: directory name (project-relative path when inside the
     project), the rows of ``listings.csv`` and its sha256, never a machine's absolute path."""
     from shared.data.dataset import read_listings_csv
-    from shared.run.experiment import dataset_location
+    from shared.run.records import dataset_location
     from shared.io import sha256_file
 
     return {**dataset_location(data_dir), "rows": int(len(read_listings_csv(Path(data_dir)))),
@@ -93,6 +93,7 @@ def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], work
                                                              warm=photos_measured)],
                  "memory": lambda: memory.run(data, settings, workdir,
                                               warm="feature_cache" in selected),
+                 "serve": lambda: serve.run(data, settings, workdir),
                  "e2e": lambda: e2e.run(data, settings, workdir)}
         for name in selected:
             report["results"] += _run_step(name, steps[name], log)

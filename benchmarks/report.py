@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import backbone, decode, e2e, feature_cache, memory
+from benchmarks import backbone, decode, e2e, feature_cache, memory, serve
 from benchmarks.harness import fmt, goal_text, met_text
 from shared.io import write_json_atomic, write_text_atomic
 
@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 #: benchmark name -> the module of its figures (figure ids are the name or start with ``name_``).
 FIGURE_MODULES: dict[str, ModuleType] = {"decode": decode, "backbone": backbone,
                                          "feature_cache": feature_cache, "memory": memory,
-                                         "e2e": e2e}
+                                         "serve": serve, "e2e": e2e}
 BENCHMARKS = tuple(FIGURE_MODULES)
 
 

@@ -21,7 +21,8 @@ from benchmarks.report import SCHEMA_VERSION, findings, write_report
 from shared import environment
 
 EXPECTED_QUICK_FIGURES = {"decode", "backbone", "feature_cache", "memory_transfer_finetuned",
-                          "memory_late_fusion", "memory_original_float64"}
+                          "memory_late_fusion", "memory_original_float64", "serve",
+                          "serve_startup"}
 
 
 def test_replicate_dataset_gives_new_unique_ids_and_links_photos(small_dir, tmp_path):

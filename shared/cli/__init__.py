@@ -5,6 +5,7 @@
     airbnb-dl report       deliverable1|deliverable2 [--smoke] [--data-dir D] [--out DIR]
     airbnb-dl predict      --model models/<name> --data-dir D --out predictions.csv
                            [--coverage 0.8]
+    airbnb-dl serve        [--models-dir models/] [--data-dir D] [--host H] [--port P]
 
 Errors in the input (missing directory, missing columns, a model saved with another feature set,
 a model folder that is damaged, edited, mixed up, pickled by an older version or names an untrusted
@@ -145,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--coverage", metavar="C",
                          help="coverage of the price range, a number in (0, 1) (default 0.8)")
     predict.set_defaults(func=cmd_predict)
+
+    from shared.cli.serve import register as register_serve
+
+    register_serve(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``python -m shared.cli``: the ``airbnb-dl`` command line."""
+"""``python -m shared.cli``: the ``airbnb-dl`` command (what the nox sessions run)."""
 
 import sys
 
