@@ -33,8 +33,10 @@ from shared.models import registry
 from shared.models.end_to_end import encode_photos, split_end_to_end
 from shared.models.families.late_fusion import uses_pretrained_backbone
 
-#: The tabular-only references and the fusion models, in training order (from the registry).
+#: The tabular-only references, the tabular-only models of deliverable 2 (the tabular blend, a
+#: control) and the fusion models, in training order (from the registry).
 TABULAR = tabular_references()
+TABULAR_ONLY = (*TABULAR, *registry.names(deliverable="deliverable2", role="tabular"))
 FUSION = registry.names(deliverable="deliverable2", role="fusion")
 #: The deliverable's goal, its one definition (issue 11, on the 10,351-listing set): the fusion
 #: model validation picks has a test MAE at least 3% below the best tabular-only model's, and is
@@ -62,6 +64,12 @@ def selection_mae(record: dict) -> float:
     cross-validated MAE of that choice (``params["selection_val_mae"]``), which is not flattered
     by it (:func:`shared.models.families.blend.cross_validated_mae`)."""
     return float(record.get("params", {}).get("selection_val_mae", record["val"]["mae"]))
+
+
+def chosen_tabular(exp, names=TABULAR_ONLY) -> str:
+    """The tabular-only model validation picks (lowest :func:`selection_mae`), the tabular blend
+    included: what the photo's gain is measured against."""
+    return lowest((n for n in names if n in exp.results), lambda n: selection_mae(exp.results[n]))
 
 
 def chosen_fusion(exp, names=FUSION) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from deliverable2 import ablation, analysis, references
 from shared.models import registry
 from shared.run.experiment import Experiment
-from shared.run.records import write_run_metrics
+from shared.run.records import save_json_if_chief, write_run_metrics
 from shared.run.start import start_run, training_main
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,21 @@ def seed_study(exp: Experiment) -> None:
     exp.record_seeds(ablation.best_tabular(exp))
 
 
+#: Where a run records the models its validation picks (read by ``airbnb-dl serve``).
+PICKS_FILE = "picks.json"
+
+
+def picks(exp: Experiment) -> dict:
+    """The models validation picks: the fusion model and the tabular-only one."""
+    return {"fusion": ablation.chosen_fusion(exp), "tabular": ablation.chosen_tabular(exp)}
+
+
 def run(data_dir, models_dir, smoke: bool = False, output_dir=None, budget=None) -> FusionRun:
-    """Everything deliverable 2 computes; ``metrics.json`` into ``output_dir`` (None: not written)."""
+    """Everything deliverable 2 computes; ``metrics.json`` into ``output_dir`` (None: not written)
+    and the validation picks into ``<models_dir>/picks.json``."""
     exp = start_run(data_dir, models_dir, smoke=smoke, budget=budget)
     fusion = train_all(exp)
+    save_json_if_chief(exp.cfg, exp.cfg.models_dir / PICKS_FILE, picks(exp))
     fusion.analysis = analysis.analyse(fusion)
     if output_dir is not None:
         fusion.metrics_path = write_run_metrics(exp, Path(output_dir) / "metrics.json",

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.preprocessing import FunctionTransformer
 
 from fixtures import synthetic_rows
 from shared.features import tabular as feats

@@ -94,7 +94,6 @@ def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_th
     flip averaging, if chosen) predicts what the run scored."""
     import numpy as np
 
-    from shared.models.bundle import ModelBundle
     from shared.models.families.transfer import probe_candidates
 
     result, root = run

@@ -87,7 +87,6 @@ def test_mirrored_two_replicas_train_like_one_device(mirrored_run, model):
 def test_model_trained_on_two_replicas_reloads_on_one_device(mirrored_run):
     """Saved from a MirroredStrategy run, loaded in this process (no strategy), it predicts
     what it predicted when it was trained."""
-    from shared.models.bundle import ModelBundle
 
     result, workdir = mirrored_run
     bundle = load_bundle(workdir / "mirrored_mlp")
@@ -143,7 +142,6 @@ def test_multi_worker_two_processes_train_one_model(small_dir, tmp_path):
     np.testing.assert_array_equal(chief["val_predictions"], other["val_predictions"])
 
     from shared.data.dataset import load_dataset
-    from shared.models.bundle import ModelBundle
     from shared.data.split import load_or_make_split
 
     models_dir = Path(chief["saved"]).parent

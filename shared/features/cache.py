@@ -94,3 +94,15 @@ def part_features(data, backbone: str, image_size: int, flip: bool = False) -> t
 def flip_average(plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     """Test-time flip averaging: the mean of a photo's and its mirror image's vectors, (n, D)."""
     return (plain + mirrored) / 2
+
+
+def held_backbone(held: dict | None, name: str, image_size: int):
+    """The backbone ``name`` at ``image_size`` px from ``held`` ({(name, px): model}), built and
+    kept there on first use; None when nothing is held (:func:`extract_features` then builds
+    one for its call, if a photo is not cached)."""
+    if held is None:
+        return None
+    key = (name, int(image_size))
+    if key not in held:
+        held[key] = build_backbone(name, image_size=int(image_size))
+    return held[key]

@@ -65,29 +65,39 @@ class ModelBundle:
         """(n, d_tab) float32 from the fitted preprocessor."""
         return np.asarray(self.preprocessor.transform(dataset.frame), dtype=np.float32)
 
-    def image_feature_matrix(self, dataset, progress: bool = False) -> np.ndarray:
-        """(n, d_img) float32: cached backbone features (with ``flip_tta``, averaged with those
-        of the mirrored photo), reduced if a reducer was fitted."""
+    def image_feature_matrix(self, dataset, progress: bool = False, *, cache_root=None,
+                             backbones: dict | None = None) -> np.ndarray:
+        """(n, d_img) float32: backbone features (with ``flip_tta``, averaged with those of the
+        mirrored photo), reduced if a reducer was fitted. ``cache_root``: the feature cache
+        folder (default: the user's); ``backbones``: {(name, px): Keras backbone} reused, and
+        filled with the ones built here (default: built for this call)."""
         # TensorFlow: only a photo model gets here (a tabular one predicts without it)
-        from shared.features.cache import extract_features, flip_average
+        from shared.features.cache import extract_features, flip_average, held_backbone
 
+        options = {"cache_root": cache_root, "progress": progress,
+                   "model": held_backbone(backbones, self.backbone, self.image_size)}
         vectors, _ = extract_features(list(dataset.image_paths), self.backbone,
-                                      self.image_size, progress=progress)
+                                      self.image_size, **options)
         if self.flip_tta:
             mirrored, _ = extract_features(list(dataset.image_paths), self.backbone,
-                                           self.image_size, progress=progress, flip=True)
+                                           self.image_size, flip=True, **options)
             vectors = flip_average(vectors, mirrored)
         if self.image_reducer is not None:
             vectors = self.image_reducer.transform(vectors)
         return np.asarray(vectors, dtype=np.float32)
 
-    def predict_log(self, dataset, batch_size: int = 32) -> np.ndarray:
-        """Predicted log price for every row of ``dataset``, shape (n,), float64."""
+    def predict_log(self, dataset, batch_size: int = 32, **features) -> np.ndarray:
+        """Predicted log price for every row of ``dataset``, shape (n,), float64. ``features``:
+        how photo features are computed (:meth:`image_feature_matrix`'s ``cache_root`` and
+        ``backbones``); a composite estimator (a blend) predicts from its members."""
+        if hasattr(self.estimator, "predict_log"):
+            return np.asarray(self.estimator.predict_log(dataset, batch_size, **features),
+                              dtype=np.float64).reshape(-1)
         matrices = []
         if "tabular" in self.inputs:
             matrices.append(self.tabular_matrix(dataset))
         if "image_features" in self.inputs:
-            matrices.append(self.image_feature_matrix(dataset))
+            matrices.append(self.image_feature_matrix(dataset, **features))
         if "image" in self.inputs:
             # TensorFlow: only a photo model gets here (a tabular one predicts without it)
             from shared.data.images import make_image_dataset
@@ -102,9 +112,9 @@ class ModelBundle:
                       else self.estimator.predict(x))
         return np.asarray(output, dtype=np.float64).reshape(-1)
 
-    def predict_eur(self, dataset, batch_size: int = 32) -> np.ndarray:
+    def predict_eur(self, dataset, batch_size: int = 32, **features) -> np.ndarray:
         """Predicted nightly price in euros, shape (n,)."""
-        return feats.price_from_log(self.predict_log(dataset, batch_size))
+        return feats.price_from_log(self.predict_log(dataset, batch_size, **features))
 
     # ------------------------------------------------------------------ persistence
     def metadata(self) -> dict:
@@ -113,7 +123,9 @@ class ModelBundle:
         return {
             "format": BUNDLE_FORMAT, "name": self.name, "family": self.family,
             "deliverable": self.deliverable,
-            "inputs": list(self.inputs), "estimator": "keras" if self.is_keras else "sklearn",
+            "inputs": list(self.inputs),
+            "estimator": ("keras" if self.is_keras else "composite"
+                          if hasattr(self.estimator, "to_json") else "sklearn"),
             "feature_set_version": feats.FEATURE_SET_VERSION, "feature_names": names,
             "backbone": self.backbone, "image_size": self.image_size,
             "flip_tta": self.flip_tta, "params": self.params,

@@ -16,6 +16,7 @@ gradient boosting model loads without TensorFlow.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -23,9 +24,13 @@ from shared.evaluation.intervals import IntervalError, load_calibration, save_ca
 from shared.features import tabular as feats
 from shared.models import registry
 from shared.models.bundle import BUNDLE_FORMAT, ModelBundle
-from shared.models.files import (ModelLoadError, base_trusted_types, load_keras, load_part,
-                                 read_metadata, save_part, type_name, verify_files,
+from shared.io import write_json_atomic
+from shared.models.files import (SEAL_KEY, ModelLoadError, base_trusted_types, load_keras,
+                                 load_part, read_metadata, save_part, type_name, verify_files,
                                  write_metadata)
+
+#: A composite's own file: what it is made of (a blend: its members and weight).
+COMPOSITE_FILE = "estimator.json"
 
 __all__ = ["ModelLoadError", "load_bundle", "save_bundle", "trusted_types"]
 
@@ -59,6 +64,9 @@ def save_bundle(bundle: ModelBundle, directory) -> Path:
     staging.mkdir(parents=True)
     if bundle.is_keras:
         bundle.estimator.save(staging / "model.keras")
+    elif hasattr(bundle.estimator, "to_json"):  # a composite (a blend): its members by reference
+        write_json_atomic(staging / COMPOSITE_FILE, bundle.estimator.to_json(
+            lambda name: member_digest(directory.parent, name)))
     else:
         save_part(bundle.estimator, staging / "estimator.skops", trusted)
     for part, obj in (("preprocessor", bundle.preprocessor), ("image_reducer", bundle.image_reducer)):
@@ -86,8 +94,9 @@ def _read_checked_metadata(directory: Path) -> dict:
             f"{directory} was saved with feature set {meta.get('feature_set_version')!r}, but "
             f"this version of the project builds {feats.FEATURE_SET_VERSION!r}: the inputs "
             "differ, so its predictions would be wrong. Retrain it with the current project.")
-    keras_model = meta.get("estimator") == "keras"
-    verify_files(directory, meta, required=["model.keras" if keras_model else "estimator.skops"])
+    required = {"keras": "model.keras", "composite": COMPOSITE_FILE}.get(meta.get("estimator"),
+                                                                         "estimator.skops")
+    verify_files(directory, meta, required=[required])
     return meta
 
 
@@ -110,6 +119,8 @@ def load_bundle(directory) -> ModelBundle:
     if meta.get("estimator") == "keras":
         estimator = load_keras(directory / "model.keras",
                                family.custom_objects if family is not None else None)
+    elif meta.get("estimator") == "composite":
+        estimator = _load_composite(directory, family)
     else:
         estimator = part("estimator")
     try:
@@ -122,3 +133,40 @@ def load_bundle(directory) -> ModelBundle:
                        flip_tta=bool(meta.get("flip_tta", False)), params=meta.get("params", {}),
                        deliverable=meta.get("deliverable", ""), intervals=intervals,
                        trained_on=meta.get("trained_on", {}), family=meta.get("family", ""))
+
+
+def _load_composite(directory: Path, family):
+    """The estimator of a composite folder (a blend): its family rebuilds it from
+    ``estimator.json`` and the member folders beside ``directory``, each loaded by
+    :func:`load_bundle` and checked against the metadata digest recorded for it."""
+    if family is None or family.load_composite is None:
+        raise ModelLoadError(f"{directory}: a composite model of no family that rebuilds one; "
+                             "retrain it")
+    try:
+        data = json.loads((directory / COMPOSITE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{directory / COMPOSITE_FILE}: cannot be read ({exc})") from None
+    return family.load_composite(data, directory.parent, load_member)
+
+
+def load_member(models_dir: Path, name: str, digest: str) -> ModelBundle:
+    """A composite's member ``models_dir/<name>``, refused unless its ``metadata.json`` is the
+    one recorded when the composite was saved (``digest``: its ``metadata_sha256``)."""
+    folder = Path(models_dir) / name
+    if Path(name).name != name or name.startswith("."):
+        raise ModelLoadError(f"{models_dir}: a member name {name!r} is not a folder name")
+    if not (folder / "metadata.json").is_file():
+        raise ModelLoadError(f"{folder}: missing, but a blend saved beside it needs it as a "
+                             "member; retrain both with `nox -s deliverable2`")
+    found = read_metadata(folder, BUNDLE_FORMAT).get(SEAL_KEY)
+    if found != digest:
+        raise ModelLoadError(f"{folder}: not the model the blend beside it was saved with "
+                             f"(metadata sha256 {str(found)[:12]}..., recorded "
+                             f"{str(digest)[:12]}...): retrain both with `nox -s deliverable2`")
+    return load_bundle(folder)
+
+
+def member_digest(models_dir: Path, name: str) -> str:
+    """The ``metadata_sha256`` of the saved model ``models_dir/<name>`` (what a composite saved
+    beside it records)."""
+    return read_metadata(Path(models_dir) / name, BUNDLE_FORMAT)[SEAL_KEY]

@@ -151,7 +151,10 @@ class Family:
 
     ``name``: the budget section's name (``cfg.budget.<name>``); ``models``: in training order;
     ``trusted_types``: classes and functions its saved scikit-learn parts are made of that skops
-    does not trust by itself; ``keras_objects``: the custom Keras layers its saved networks hold.
+    does not trust by itself; ``keras_objects``: the custom Keras layers its saved networks hold;
+    ``load_composite(data, models_dir, load_member)``: rebuilds the estimator of a composite
+    model (a blend) from its ``estimator.json`` content, loading each member with
+    ``load_member(models_dir, name, digest)``.
     """
 
     name: str
@@ -159,6 +162,7 @@ class Family:
     sizes: Sizes | None = None
     trusted_types: tuple = ()
     keras_objects: tuple = ()
+    load_composite: Callable | None = None
 
     @property
     def custom_objects(self) -> Mapping[str, Any]:

@@ -122,7 +122,7 @@ class Experiment:
                 trained.bundle = dataclasses.replace(
                     trained.bundle, family=registry.family_of(spec.name).name)
                 self.trained[spec.name] = done[spec.name] = trained
-                self.evaluate(trained, save=bool(spec.inputs))
+                self.evaluate(trained)
         return done
 
     def reuse_or_train(self, names) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Mapping
 from itertools import combinations
 
@@ -131,6 +132,38 @@ def cross_validated_mae(val_log: Mapping[str, np.ndarray], y_val_eur, pairs: Ite
     return {"mae": float(errors.mean()), "folds": folds, "choices": choices}
 
 
+# --------------------------------------------------------------------------- the saved blend
+
+@dataclass
+class Blend:
+    """A blend as an estimator: ``(1 - weight) * first + weight * second`` in log price, from
+    its two member bundles (``members``), each predicting on its own inputs. Saved as
+    ``estimator.json`` naming the members' folders beside it and the sha256 of their metadata
+    (:func:`shared.models.saved.load_member` refuses a member that changed since)."""
+
+    members: tuple
+    weight: float
+
+    def predict_log(self, dataset, batch_size: int = 32, **features) -> np.ndarray:
+        """(n,) log price of ``dataset``'s rows (``features``: see ``ModelBundle.predict_log``)."""
+        first, second = (m.predict_log(dataset, batch_size, **features) for m in self.members)
+        return blend_log(first, second, self.weight)
+
+    def to_json(self, digest) -> dict:
+        """What ``estimator.json`` holds; ``digest(name)``: a member folder's metadata sha256."""
+        return {"kind": "blend", "weight": float(self.weight),
+                "members": [{"name": m.name, "metadata_sha256": digest(m.name)}
+                            for m in self.members]}
+
+
+def load_blend(data: dict, models_dir, load_member) -> Blend:
+    """The :class:`Blend` of an ``estimator.json`` content, its members loaded from
+    ``models_dir`` by ``load_member(models_dir, name, digest)``."""
+    members = tuple(load_member(models_dir, m["name"], m["metadata_sha256"])
+                    for m in data["members"])
+    return Blend(members, float(data["weight"]))
+
+
 # --------------------------------------------------------------------------- the trainers
 
 def _member_predictors(run, names) -> dict:
@@ -151,14 +184,13 @@ def _train(run, name: str, pairs: list[tuple[str, str]], deliverable: str) -> Tr
     log.info("  %s: %s and %s with weight %.2f on %s, chosen on validation (MAE %.2f EUR, %d "
              "pairs; %d-fold cross-validated %.2f EUR)", name, first, second, choice["weight"],
              second, choice["val_mae"], len(pairs), selection["folds"], selection["mae"])
-    bundle = ModelBundle(name, (), None, deliverable=deliverable,
+    estimator = Blend((run.bundle(first), run.bundle(second)), choice["weight"])
+    bundle = ModelBundle(name, (), estimator, deliverable=deliverable,
                          params={"members": choice["members"], "weight": choice["weight"],
                                  "selection_val_mae": round(selection["mae"], 4),
                                  "selection_folds": selection["folds"],
                                  "selection_fold_choices": selection["choices"],
-                                 "weights_tried": list(WEIGHTS), "trials": choice["trials"],
-                                 "saved": "no folder of its own: the members' folders and this "
-                                          "weight rebuild it"})
+                                 "weights_tried": list(WEIGHTS), "trials": choice["trials"]})
     return Trained(bundle, time.perf_counter() - start,
                    predict=blend_predictor(members, choice))
 
@@ -211,4 +243,5 @@ FAMILY = Family(
                   reseed=blend_reseed,
                   description="a tabular and a photo-seeing model averaged in log space"),
     ),
+    load_composite=load_blend,
 )
