@@ -246,7 +246,7 @@ def analyse(run) -> dict:
 def metrics_extra(run) -> dict:
     """What ``metrics.json`` records under ``run`` besides the device and timings; also adds each
     fusion model's paired comparison and photo permutation to its record in ``exp.results``."""
-    a, exp = run.analysis, run.exp
+    a = run.analysis
     for name, comparison in a["comparisons"].items():
         run.exp.results[name]["test_vs_best_tabular"] = {"reference": a["reference"], **comparison}
         if name in a["permutation"]:

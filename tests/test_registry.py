@@ -129,7 +129,7 @@ def test_a_budget_change_changes_the_fingerprint_and_the_name():
     assert custom.name == "custom" and custom.fingerprint() != full.fingerprint()
     assert budget("full").fingerprint() == full.fingerprint()  # assembled the same every time
     with pytest.raises(AttributeError, match="no section"):
-        full.nothing
+        _ = full.nothing
     with pytest.raises(ValueError, match="no section"):
         full.replace(nothing=1)
 
