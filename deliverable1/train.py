@@ -105,7 +105,7 @@ def run(data_dir, models_dir, smoke: bool = False, output_dir=None,
     # the seed study: hgb, mlp and the tabular network validation picks, retrained with other seeds
     for name in analysis.seed_study_models(exp):
         exp.record_seeds(name)
-    result.analysis = analysis.analyse(exp.results)
+    result.analysis = analysis.analyse(exp)
     result.analysis["split_sensitivity"] = split_sensitivity(exp)
     result.analysis["column_cost"] = column_cost_table(exp)
     result.analysis["answer"] = analysis.answer(exp.results, result.analysis["goals"],

@@ -28,8 +28,10 @@ from sklearn.linear_model import RidgeCV
 from deliverable2.references import tabular_references
 from shared.evaluation import metrics as evaluation
 from shared.evaluation.metrics import lowest, paired_bootstrap_mae
+from shared.evaluation.verdicts import AT_MOST, NOT_REACHED, REACHED, UNDECIDED, combine, decide
 from shared.features import tabular as feats
 from shared.models import registry
+from shared.models.families.blend import blend_log
 from shared.models.end_to_end import encode_photos, split_end_to_end
 from shared.models.families.late_fusion import uses_pretrained_backbone
 
@@ -38,6 +40,7 @@ from shared.models.families.late_fusion import uses_pretrained_backbone
 TABULAR = tabular_references()
 TABULAR_ONLY = (*TABULAR, *registry.names(deliverable="deliverable2", role="tabular"))
 FUSION = registry.names(deliverable="deliverable2", role="fusion")
+NEURAL_FUSION_MODELS = registry.names(deliverable="deliverable2", role="fusion", neural=True)
 #: The deliverable's goal, its one definition (issue 11, on the 10,351-listing set): the fusion
 #: model validation picks has a test MAE at least 3% below the best tabular-only model's, and is
 #: better in at least 95% of the paired bootstrap resamples, and better in every seed of the seed
@@ -111,16 +114,129 @@ def ablation_table(exp, model_roles: dict[str, str], comparisons: dict[str, dict
     return pd.DataFrame(rows).set_index("model").fillna("")
 
 
+def paired(exp, name: str, reference: str, part: str = "test") -> dict:
+    """:func:`shared.evaluation.metrics.paired_bootstrap_mae` of ``name`` against ``reference``
+    on ``part``, plus the difference relative to the reference's MAE with its 95% interval
+    (``relative_ci95``) and both names."""
+    y = exp.data.y_eur(part)
+    c = paired_bootstrap_mae(y, exp.prices(name, part), exp.prices(reference, part),
+                             seed=exp.cfg.seed)
+    ref = evaluation.mae(y, exp.prices(reference, part))
+    return {"model": name, "reference": reference, **c,
+            "relative_ci95": [c["mae_diff_ci95"][0] / ref, c["mae_diff_ci95"][1] / ref]}
+
+
+def relative_seed_range(model: dict, reference: dict) -> list[float] | None:
+    """[low, high] of ``model``'s test MAE relative to ``reference``'s, seed by seed (the two
+    records' ``seeds``); None without both seed studies."""
+    pairs = {s["seed"]: s["test_mae"] for s in reference.get("seeds", [])}
+    values = [s["test_mae"] / pairs[s["seed"]] - 1 for s in model.get("seeds", [])
+              if s["seed"] in pairs]
+    return [min(values), max(values)] if values else None
+
+
 def goal_check(exp, comparisons: dict[str, dict], reference: str) -> dict:
-    """The goal, judged on the fusion model validation picks (and listed for every fusion model)."""
+    """The goal (:data:`GOALS`), judged on the fusion model validation picks against
+    ``reference`` (listed for every fusion model): reached / not reached / undecided from its
+    relative test MAE difference, that difference's paired 95% interval and, with seed studies,
+    its range over the seeds (:func:`shared.evaluation.verdicts.decide`)."""
     chosen = chosen_fusion(exp, tuple(comparisons))
     met = {n: meets_goal(c) for n, c in comparisons.items()}
     c = comparisons[chosen]
+    ref_mae = exp.results[reference]["test"]["mae"]
+    interval = [c["mae_diff_ci95"][0] / ref_mae, c["mae_diff_ci95"][1] / ref_mae]
+    seed_range = relative_seed_range(exp.results.get(chosen, {}), exp.results.get(reference, {}))
+    margin = decide(c["relative_diff"], interval, GOALS["max_relative_diff"], AT_MOST,
+                    seed_range=seed_range, label=f"{chosen}'s test MAE relative to {reference}'s",
+                    fmt="+.1%")
     seeds = seeds_won(exp.results.get(chosen, {}), exp.results.get(reference, {}))
+    won = ({"verdict": UNDECIDED, "label": "the seed study (none)"} if seeds["won"] is None else
+           {"verdict": REACHED if seeds["enough"] else NOT_REACHED,
+            "label": f"the seed study ({seeds['won']} of {seeds['of']} seeds better)"})
+    verdict = combine([margin, won], label="the fusion goal")
+    verdict["reason"] = f"{margin['reason']}; {won['label']}"
     return {"reference": reference, "chosen_on_validation": chosen,
-            "relative_diff": c["relative_diff"], "p_fusion_better": c["p_a_better"],
-            "seeds": seeds, "reached": bool(met[chosen] and seeds["enough"]),
+            "relative_diff": c["relative_diff"], "relative_ci95": interval,
+            "p_fusion_better": c["p_a_better"], "seeds": seeds, **verdict,
+            "reached": verdict["verdict"] == REACHED,
             "reached_by": [n for n, ok in met.items() if ok]}
+
+
+def photo_verdict(exp, photo: str, tabular: str) -> dict:
+    """Does the photo help? ``photo`` (the photo-seeing model validation picks) against
+    ``tabular`` (the tabular-only model or blend validation picks), paired on the test rows:
+    "yes" when significantly better (the paired 95% interval of the MAE difference below zero)
+    by at least the goal's margin (:data:`GOALS`), "slightly" when significantly better by
+    less, "no" otherwise (not significant, or worse)."""
+    c = paired(exp, photo, tabular)
+    significant = c["mae_diff_ci95"][1] < 0
+    word = ("yes" if significant and c["relative_diff"] <= GOALS["max_relative_diff"]
+            else "slightly" if significant else "no")
+    return {**c, "word": word, "significant": bool(significant),
+            "margin": GOALS["max_relative_diff"],
+            "selection_mae": {n: selection_mae(exp.results[n]) for n in (photo, tabular)},
+            "seed_range": relative_seed_range(exp.results[photo], exp.results[tabular])}
+
+
+def controls(exp) -> dict:
+    """What isolates the photo: every fusion model against the tabular model it is built on
+    (its registry ``base``; a blend's is its tabular member), and ``blend`` against
+    ``tabular_blend`` (plain ensembling without the photo), paired on the test rows."""
+    bases = {s.name: s.base for s in registry.specs(deliverable="deliverable2", role="fusion")
+             if s.base}
+    for name in FUSION:
+        if name in exp.results and name not in bases and "members" in exp.results[name]["params"]:
+            bases[name] = exp.results[name]["params"]["members"][0]
+    out = {"vs_base": {n: paired(exp, n, base) for n, base in bases.items()
+                       if n in exp.results and base in exp.bundles}}
+    if "blend" in exp.results and "tabular_blend" in exp.results:
+        out["blend_vs_tabular_blend"] = paired(exp, "blend", "tabular_blend")
+    return out
+
+
+def near_ties(exp, chosen: str, names) -> list[dict]:
+    """The runners-up of a pick on validation that validation cannot tell from it: for each
+    other candidate, its selection MAE, the gap (EUR) and whether the paired 95% interval of
+    their validation MAE difference contains zero (``tie``)."""
+    rows = []
+    for name in names:
+        if name == chosen or name not in exp.results:
+            continue
+        c = paired(exp, name, chosen, part="val")
+        rows.append({"model": name, "selection_mae": selection_mae(exp.results[name]),
+                     "gap_eur": selection_mae(exp.results[name])
+                     - selection_mae(exp.results[chosen]),
+                     "tie": bool(c["mae_diff_ci95"][0] <= 0 <= c["mae_diff_ci95"][1])})
+    return sorted(rows, key=lambda r: r["gap_eur"])
+
+
+def blend_pair_ties(exp, name: str = "blend", most: int = 3) -> list[dict]:
+    """The ``most`` runner-up pairs of a blend's choice (its ``params["trials"]``: each pair at
+    its best weight) with their validation MAE, the gap to the chosen pair (EUR), whether the
+    paired 95% interval of their validation difference contains zero (``tie``) and, reported
+    only as such, the test MAE the runner-up would have given."""
+    params = exp.results[name]["params"]
+    chosen = blend_prices(exp, params["members"], params["weight"])
+    y = {part: exp.data.y_eur(part) for part in ("val", "test")}
+    rows = []
+    for trial in sorted(params["trials"], key=lambda t: t["val_mae"]):
+        if trial["members"] == params["members"]:
+            continue
+        other = blend_prices(exp, trial["members"], trial["weight"])
+        c = paired_bootstrap_mae(y["val"], other["val"], chosen["val"], seed=exp.cfg.seed)
+        rows.append({"members": trial["members"], "weight": trial["weight"],
+                     "val_mae": trial["val_mae"], "gap_eur": c["mae_diff"],
+                     "tie": bool(c["mae_diff_ci95"][0] <= 0 <= c["mae_diff_ci95"][1]),
+                     "test_mae": evaluation.mae(y["test"], other["test"])})
+    return rows[:most]
+
+
+def blend_prices(exp, members, weight: float) -> dict:
+    """{"val", "test": (n,) EUR} of the blend of two of the run's models at ``weight``."""
+    first, second = members
+    return {part: feats.price_from_log(blend_log(np.log(exp.prices(first, part)),
+                                                 np.log(exp.prices(second, part)), weight))
+            for part in ("val", "test")}
 
 
 def seeds_won(fusion: dict, reference: dict) -> dict:

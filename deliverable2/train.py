@@ -60,11 +60,13 @@ def train_all(exp: Experiment) -> FusionRun:
 
 
 def seed_study(exp: Experiment) -> None:
-    """The fusion model validation picks and the best tabular reference, each retrained with the
+    """The fusion model and the tabular-only model validation picks (a blend: every member that
+    can be retrained, retrained) and the goal's tabular reference, each retrained with the
     budget's seeds on the fixed split (``results[name]["seeds"]``; a model without a cheap
-    retrain, the end-to-end late fusion networks, records why it has none)."""
-    exp.record_seeds(ablation.chosen_fusion(exp))
-    exp.record_seeds(ablation.best_tabular(exp))
+    retrain, the end-to-end late fusion network, records why it has none)."""
+    names = (ablation.chosen_fusion(exp), ablation.chosen_tabular(exp), ablation.best_tabular(exp))
+    for name in dict.fromkeys(names):
+        exp.record_seeds(name)
 
 
 #: Where a run records the models its validation picks (read by ``airbnb-dl serve``).

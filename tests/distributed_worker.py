@@ -180,20 +180,20 @@ def mirrored(workdir: Path) -> dict:
 
 def multi_worker(data_dir: Path, models_dir: Path) -> dict:
     """One worker of a MultiWorkerMirroredStrategy cluster (``TF_CONFIG`` set by the parent):
-    the project's own run (:func:`shared.run.experiment.start_run`), its ``mlp`` step evaluated and
+    the project's own run (:func:`shared.run.start.start_run`), its ``mlp`` step evaluated and
     saved, and ``metrics.json`` written beside the models folder (by the chief only)."""
     import os
 
     import tensorflow as tf
 
+    from shared.models.families import mlp
+    from shared.run.records import write_run_metrics
     from shared.run.start import start_run
 
     exp = start_run(data_dir, models_dir, smoke=True)
-    from shared.models.families import mlp
-
     trained = mlp.train_mlp(exp.data, exp.cfg, n_configs=1, epochs=2)
-    exp.evaluate(trained, log=lambda *a: None)
-    metrics = exp.write_metrics(models_dir.parent / "metrics.json")
+    exp.evaluate(trained)
+    metrics = write_run_metrics(exp, models_dir.parent / "metrics.json")
     bundle = trained.bundle
     task = json.loads(os.environ["TF_CONFIG"])["task"]
     return {"task_index": int(task["index"]), "seed": exp.cfg.seed, "device": exp.cfg.device,

@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from shared.evaluation import diagnostics as diag  # noqa: E402
+from shared.reporting import figures  # noqa: E402
 from shared.features import tabular as feats  # noqa: E402
 
 
@@ -87,7 +88,7 @@ def test_importance_of_a_bundle_defaults_to_its_input_columns(small_dataset, rid
     assert sorted(table.index) == sorted(feats.input_columns(ridge_bundle.preprocessor))
     assert table["mae_increase_eur"].is_monotonic_decreasing
     assert table["sd_eur"].eq(0).all()
-    fig = diag.plot_importance(table, top=5, title="ridge")
+    fig = figures.plot_importance(table, top=5, title="ridge")
     assert fig.axes[0].get_xlabel() == "MAE increase (EUR)"
     assert len(fig.axes[0].patches) == 5
 
@@ -101,12 +102,12 @@ def test_price_maps(small_dataset, close_figures):
     assert lat[0] == pytest.approx(float(small_dataset.frame.loc[0, "Latitude"]))
     assert np.all((lon > -3.8) & (lon < -3.6))
     y = small_dataset.prices
-    fig = diag.price_map(frame, y, "prices", "viridis", "price (EUR)")
+    fig = figures.price_map(frame, y, "prices", "viridis", "price (EUR)")
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("longitude (°)", "latitude (°)")
     assert fig.axes[1].get_ylabel() == "price (EUR)"  # the colour bar
     residual = np.linspace(-100, 50, len(y))
-    fig = diag.price_and_residual_maps(frame, y, y + residual)
+    fig = figures.price_and_residual_maps(frame, y, y + residual)
     points = fig.axes[1].collections[0]
     low, high = points.get_clim()
     assert low == -high == pytest.approx(-np.percentile(np.abs(residual), 95))
@@ -135,7 +136,7 @@ def test_errors_by_group_pools_small_groups_and_falls_back():
 def test_plot_errors_by_group(close_figures):
     table = diag.errors_by_group(pd.DataFrame({"Neighbourhood": list("aab")}),
                                  [1.0, 2.0, 3.0], [2.0, 2.0, 1.0], min_count=1)
-    fig = diag.plot_errors_by_group(table)
+    fig = figures.plot_errors_by_group(table)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "MAE (EUR)" and ax.get_ylabel() == "Neighbourhood"
     assert sorted(t.get_text() for t in ax.texts) == [" n=1", " n=2"]
@@ -158,16 +159,16 @@ def test_extremes_picks_the_right_rows():
 
 def test_photo_grid_saved_locally(small_dataset, tmp_path, close_figures):
     paths = small_dataset.image_paths[:3]
-    fig = diag.photo_grid(paths, ["a", "b", "c"], ncols=2, image_size=16)
+    fig = figures.photo_grid(paths, ["a", "b", "c"], ncols=2, image_size=16)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
-    target = diag.save_local_figure(fig, tmp_path / "local", "extremes")
+    target = figures.save_local_figure(fig, tmp_path / "local", "extremes")
     assert target == (tmp_path / "local" / "extremes.png").resolve()
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in target.parent.iterdir()] == ["extremes.png"]  # no temp file left
     from shared import environment
 
     with pytest.raises(ValueError):
-        diag.save_local_figure(fig, environment.DOCS_DIR / "deliverable1", "photos")
+        figures.save_local_figure(fig, environment.DOCS_DIR / "deliverable1", "photos")
 
 
 def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, close_figures):
@@ -175,12 +176,12 @@ def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, 
     paths = list(small_dataset.image_paths[:6])
     y = np.array([100, 100, 50, 40, 200, 80], dtype=float)
     pred = np.array([300, 110, 25, 41, 100, 80], dtype=float)
-    table, grid = diag.extremes_report(ids, paths, y, pred, tmp_path / "local", "m-extremes", n=2)
+    table, grid = figures.extremes_report(ids, paths, y, pred, tmp_path / "local", "m-extremes", n=2)
     assert table.index.names == ["kind", None] or table.index.names == ["kind", ""]
     assert table.loc["over-priced"]["ID"].tolist() == ids[[0, 1]].tolist()
     assert grid == (tmp_path / "local" / "m-extremes.png").resolve() and grid.is_file()
     with pytest.raises(ValueError):
-        diag.extremes_report(ids, paths[:5], y, pred, tmp_path / "local", "bad")
+        figures.extremes_report(ids, paths[:5], y, pred, tmp_path / "local", "bad")
 
 
 # --------------------------------------------------------------------------- occlusion
@@ -208,7 +209,7 @@ def test_occlusion_finds_the_top_left_corner(close_figures):
     assert mean_map.shape == (4, 4) and mean_map.mean() == pytest.approx(1.0)
     assert np.unravel_index(np.argmax(mean_map), mean_map.shape) == (0, 0)
     assert diag.mean_sensitivity_map(maps, per_photo=True)[0, 0] == pytest.approx(16.0, rel=1e-3)
-    fig = diag.plot_sensitivity_map(mean_map, "corner model")
+    fig = figures.plot_sensitivity_map(mean_map, "corner model")
     ax = fig.axes[0]
     assert "left → right" in ax.get_xlabel() and "top → bottom" in ax.get_ylabel()
     assert ax.get_title() == "corner model"

@@ -39,7 +39,7 @@ def test_same_backbone_name_with_other_weights_misses_the_cache(tmp_path, monkey
                                     progress=False, model=model)
     assert stats["cached"] == 3 and np.array_equal(again, first)
 
-    monkeypatch.setattr(backbones, "backbone_fingerprint", lambda name: f"{name}-0123456789abcdef")
+    monkeypatch.setattr(feature_cache, "backbone_fingerprint", lambda name: f"{name}-0123456789abcdef")
     _, stats = extract_features(photos, "mobilenet_v2", 8, cache_root=tmp_path / "f",
                                 progress=False, model=model)
     assert stats["computed"] == 3  # new weights: nothing is served from the old folder

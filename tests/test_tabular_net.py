@@ -113,19 +113,17 @@ def test_trainer_contract_on_a_smoke_budget(small_dir, tmp_path):
     from shared.run.start import prepare
 
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
-    trained = tn.train_tabular_net(exp.data, exp.cfg, progress=None)
+    trained = tn.train_tabular_net(exp.data, exp.cfg)
     params = trained.bundle.params
     assert params["stopped_by"] in ("early_stopping", "epoch_limit")
-    assert 1 <= params["epochs_run"] <= exp.cfg.budget.tabular_net_epochs
-    assert len(params["trials"]) == exp.cfg.budget.tabular_net_configs
+    assert 1 <= params["epochs_run"] <= exp.cfg.budget.tabular_net.epochs
+    assert len(params["trials"]) == exp.cfg.budget.tabular_net.configs
     assert params["arch"] in tn.ARCHS and params["embedded_columns"] > 0
     pred = trained.bundle.predict_eur(exp.data.parts["val"])
     assert pred.shape == (len(exp.data.parts["val"].frame),) and np.all(np.isfinite(pred))
 
 
 def test_smoke_budget_of_tabular_net_stays_tiny():
-    from shared.run import budgets as settings
-
-    smoke, full = settings.SMOKE, settings.FULL
-    assert smoke.tabular_net_configs <= 2 and smoke.tabular_net_epochs <= 5
-    assert full.tabular_net_configs >= 1 and full.tabular_net_epochs >= 50
+    smoke, full = tn.FAMILY.sizes.smoke, tn.FAMILY.sizes.full
+    assert smoke.configs <= 2 and smoke.epochs <= 5
+    assert full.configs >= 1 and full.epochs >= 50

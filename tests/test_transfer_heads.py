@@ -52,7 +52,7 @@ def test_a_flip_averaging_bundle_averages_the_photo_and_its_mirror(monkeypatch):
 
     plain, mirrored = np.full((2, 3), 1.0), np.full((2, 3), 3.0)
 
-    def fake_extract(paths, backbone, image_size, progress=False, flip=False):
+    def fake_extract(paths, backbone, image_size, flip=False, **options):
         return (mirrored if flip else plain), {}
 
     monkeypatch.setattr(cache, "extract_features", fake_extract)

@@ -99,6 +99,8 @@ class ModelSpec:
     saved model reused on the same split, else trained again) or "if_saved" (used only when a
     saved one fits: too slow to train for a comparison); "" otherwise. ``neural``: a network
     trained by gradient descent. ``after``: models that must be trained first in the same run.
+    ``base``: for a model that adds the photo, the tabular-only model it is built on (its gain
+    over it is the photo's share; "" when it has none or it is decided in training, a blend's).
     """
 
     name: str
@@ -111,6 +113,7 @@ class ModelSpec:
     neural: bool = False
     reference: str = ""
     after: tuple[str, ...] = ()
+    base: str = ""
     description: str = ""
 
     def __post_init__(self):

@@ -8,6 +8,45 @@ changes.
 from __future__ import annotations
 
 from shared.evaluation.intervals import DEFAULT_COVERAGES
+
+#: A change of a validation MAE smaller than this (EUR) is called "unchanged": below the
+#: resolution of the two decimals the reports print and of validation-sampling noise.
+CHANGE_EUR = 0.05
+#: Two median widths within this relative difference are "about as wide".
+WIDTH_TOLERANCE = 0.05
+
+
+def change_word(before: float, after: float, tolerance: float = CHANGE_EUR) -> str:
+    """"lowered" / "raised" / "left unchanged (within ``tolerance``)" for a move of an error
+    from ``before`` to ``after`` (same unit)."""
+    if after < before - tolerance:
+        return "lowered"
+    if after > before + tolerance:
+        return "raised"
+    return f"left unchanged (within {tolerance:g})"
+
+
+def paired_word(comparison: dict) -> str:
+    """"significantly lower" / "significantly higher" / "not significantly different": a
+    paired comparison (:func:`shared.evaluation.metrics.paired_bootstrap_mae` of A against B) is
+    significant when its 95% interval of the MAE difference excludes zero."""
+    low, high = comparison["mae_diff_ci95"]
+    if high < 0:
+        return "significantly lower"
+    if low > 0:
+        return "significantly higher"
+    return "not significantly different"
+
+
+def mae_comparison(comparison: dict, model: str, reference: str) -> str:
+    """The paired test comparison of ``model`` with ``reference`` in words, e.g. "`a`'s test MAE
+    is significantly lower than `b`'s" (:func:`paired_word` decides the words)."""
+    word = paired_word(comparison)
+    if word == "not significantly different":
+        return f"`{model}`'s test MAE is not significantly different from `{reference}`'s"
+    return f"`{model}`'s test MAE is {word} than `{reference}`'s"
+
+
 def _pick(metrics_by_model: dict[str, dict], kinds: dict[str, str], kind: str,
           chosen: dict[str, str]):
     """(median width, model name, "the narrowest " or "the ") of ``kind``, or None."""
@@ -19,7 +58,9 @@ def _pick(metrics_by_model: dict[str, dict], kinds: dict[str, str], kind: str,
     return (*min(candidates), "the narrowest ") if candidates else None
 
 
-def _compare(a: float, b: float, tolerance: float = 0.05) -> str:
+def width_comparison(a: float, b: float, tolerance: float = WIDTH_TOLERANCE) -> str:
+    """How width ``a`` compares with width ``b``: "N times as wide as", "N% narrower than" or
+    "about as wide as" (within ``tolerance``, relative)."""
     ratio = a / b
     if ratio > 1 + tolerance:
         return f"{ratio:.1f} times as wide as"
@@ -53,21 +94,22 @@ def coverage_sentence(metrics_by_model: dict[str, dict], kinds: dict[str, str],
     if photo is not None:
         p_width, p_name, p_article = photo
         verdict = ("so a photo alone pins the price down less than the listing's description"
-                   if p_width > t_width * 1.05 else
+                   if p_width > t_width * (1 + WIDTH_TOLERANCE) else
                    "so a photo alone pins the price down more tightly than the description"
-                   if p_width < t_width * 0.95 else
+                   if p_width < t_width * (1 - WIDTH_TOLERANCE) else
                    "so a photo alone pins the price down about as well as the description")
         parts.append(f"{p_article}photo-only interval ({p_name}: median {p_width:.1f} EUR, "
                      f"test coverage {metrics_by_model[p_name]['coverage']:.0%}) is "
-                     f"{_compare(p_width, t_width)} {t_article}tabular one ({t_name}: "
+                     f"{width_comparison(p_width, t_width)} {t_article}tabular one ({t_name}: "
                      f"{t_width:.1f} EUR, coverage {t_cov:.0%}), {verdict}")
     fusion = _pick(metrics_by_model, kinds, "fusion", chosen)
     if fusion is not None:
         f_width, f_name, f_article = fusion
         parts.append(f"{f_article}fusion interval ({f_name}: {f_width:.1f} EUR, coverage "
                      f"{metrics_by_model[f_name]['coverage']:.0%}) is "
-                     f"{_compare(f_width, t_width)} the tabular one"
-                     + (", so the photo narrows the range" if f_width < t_width * 0.95 else
+                     f"{width_comparison(f_width, t_width)} the tabular one"
+                     + (", so the photo narrows the range"
+                        if f_width < t_width * (1 - WIDTH_TOLERANCE) else
                         ", so adding the photo does not narrow the range"))
     if not parts:
         return (f"{lead}, {t_article}tabular interval ({t_name}) has a median width of "

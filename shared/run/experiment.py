@@ -18,6 +18,7 @@ What happens next is the same for every model (:meth:`Experiment.evaluate`):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class Experiment:
     started: float = field(default_factory=time.time)
     _features: dict = field(default_factory=dict, repr=False)
     _val_prices: dict = field(default_factory=dict, repr=False)
+    _reseeds: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ what trainers see
 
@@ -103,9 +105,21 @@ class Experiment:
 
     def reseed(self, name: str):
         """``seed -> predict`` retraining ``name``'s chosen settings (its family's reseed), or
-        None when it has no cheap retrain."""
+        None when it has no cheap retrain. Each (model, seed) is trained once per run: a model
+        that two blends share is retrained once for both."""
         spec = registry.spec(name)
-        return spec.reseed(self, self.bundles[name]) if spec.reseed is not None else None
+        if spec.reseed is None:
+            return None
+        if name not in self._reseeds:
+            self._reseeds[name] = (spec.reseed(self, self.bundles[name]), {})
+        retrain, done = self._reseeds[name]
+
+        def reseeded(seed: int):
+            if seed not in done:
+                done[seed] = functools.cache(retrain(seed))
+            return done[seed]
+
+        return reseeded
 
     # ------------------------------------------------------------------ training
 

@@ -254,11 +254,11 @@ FAMILY = Family(
     models=(
         ModelSpec("early_fusion", "fusion", "deliverable2", order=110,
                   inputs=("tabular", "image_features"), train=_train_early,
-                  reseed=early_fusion_reseed, neural=True,
+                  reseed=early_fusion_reseed, neural=True, base="mlp",
                   description="photo columns joined to the tabular ones, one MLP"),
         ModelSpec("hgb_with_embeddings", "fusion", "deliverable2", order=120,
                   inputs=("tabular", "image_features"), train=_train_hgb_embeddings,
-                  reseed=hgb_with_embeddings_reseed, after=("early_fusion",),
+                  reseed=hgb_with_embeddings_reseed, after=("early_fusion",), base="hgb",
                   description="gradient boosting on the tabular and photo columns"),
     ),
     sizes=Sizes(full=EarlyFusionSizes(components=(8, 16, 32, 64, "score"), extra_configs=1),

@@ -37,6 +37,7 @@ and end to end (``assemble_end_to_end``)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -56,8 +57,8 @@ from shared.models.end_to_end import (attach_encoder, encode_photos, feature_sta
 from shared.models.families import transfer
 from shared.models.families.mlp import config_of
 from shared.models.families.transfer import default_image_size
-from shared.models.fit import (compile_regressor, epochs_record, fit_regressor, stopped_by,
-                               under_strategy)
+from shared.models.fit import (compile_regressor, epochs_record, fit_regressor, in_strategy,
+                               stopped_by, under_strategy)
 from shared.models.layers import dense_block, regression_output
 from shared.models.search import Fitted, tune_on_validation
 from shared.models.spec import Family, ModelSpec, Sizes, Trained
@@ -280,6 +281,8 @@ def _branch_phases(network: keras.Model, X: dict, data, cfg) -> tuple[dict, dict
     batch norm still frozen), each kept only if it lowers the validation MAE."""
     sizes, y_train, y_val = cfg.budget.late_fusion, data.y_log("train"), data.y_log("val")
 
+    start_val_log = network.predict(X["val"], verbose=0).reshape(-1)
+
     def val_mae():
         return _mae_eur(network.predict(X["val"], verbose=0), data.y_eur("val"))
 
@@ -291,7 +294,9 @@ def _branch_phases(network: keras.Model, X: dict, data, cfg) -> tuple[dict, dict
     for branch in branches:
         branch.trainable = False
     compile_regressor(network, BRANCHES_HEAD_LR)
-    phase_a = train_if_better(network, phase(sizes.branches_head_epochs, 15), val_mae)
+    phase_a = train_if_better(network, phase(sizes.branches_head_epochs, 15), val_mae,
+                              before=_mae_eur(start_val_log, data.y_eur("val")))
+    phase_a["start_val_log"] = start_val_log
     for branch in branches:
         frozen_batchnorm(branch, trainable=True)
     compile_regressor(network, BRANCHES_JOINT_LR)
@@ -305,7 +310,7 @@ def _branch_phases(network: keras.Model, X: dict, data, cfg) -> tuple[dict, dict
 def _branches_params(cfg, transfer_name: str, phase_a: dict, phase_b: dict, start_gap: float,
                      photo_weight: float, transfer: ModelBundle) -> dict:
     sizes = cfg.budget.late_fusion
-    recorded = ("val_mae_before", "val_mae_after", "kept", "epochs_run")
+    recorded = ("val_mae_before", "val_mae_after", "kept", "epochs_run")  # not the arrays
     return {"tabular_branch": "mlp", "image_branch": transfer_name,
             "start_equals_mlp_max_abs_log_diff": start_gap,
             "head_learning_rate": BRANCHES_HEAD_LR, "joint_learning_rate": BRANCHES_JOINT_LR,
@@ -325,6 +330,26 @@ def _branches_params(cfg, transfer_name: str, phase_a: dict, phase_b: dict, star
             "backbone": transfer.backbone, "image_size": transfer.image_size}
 
 
+def _branch_vectors(data, transfer: ModelBundle, raw_features) -> tuple[dict, tuple]:
+    """({part: (n, D)} the image branch's photo vectors, (encoder or None, mean, var, head))."""
+    encoder, mean, var, img_head = image_branch_of(transfer)
+    if encoder is None:
+        return raw_features(transfer.image_size), (encoder, mean, var, img_head)
+    return ({p: encode_photos(encoder, data.paths(p), transfer.image_size) for p in PARTS},
+            (encoder, mean, var, img_head))
+
+
+def fit_from_branches(data, cfg, mlp: ModelBundle, branch: tuple, vectors: dict, seed: int):
+    """The two-branch network built from ``mlp`` and the image ``branch`` (from
+    :func:`_branch_vectors`), phases A and B trained with ``seed``: (network, phase A, phase B,
+    {part: network inputs})."""
+    X = {p: {"tabular": data.tabular[p], "image": vectors[p]} for p in PARTS}
+    keras.utils.set_random_seed(seed)
+    network = build_from_branches(mlp.estimator, branch[3], branch[1], branch[2])
+    phase_a, phase_b = _branch_phases(network, X, data, dataclasses.replace(cfg, seed=seed))
+    return network, phase_a, phase_b, X
+
+
 @under_strategy
 def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: ModelBundle,
                                     transfer_name: str, raw_features) -> Trained:
@@ -337,22 +362,14 @@ def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: Model
     """
     start = time.perf_counter()
     size = transfer.image_size
-    encoder, mean, var, img_head = image_branch_of(transfer)
-    if encoder is None:
-        vectors = raw_features(size)
-    else:
-        vectors = {p: encode_photos(encoder, data.paths(p), size) for p in PARTS}
-    X = {p: {"tabular": data.tabular[p], "image": vectors[p]} for p in PARTS}
-    keras.utils.set_random_seed(cfg.seed)
-    network = build_from_branches(mlp.estimator, img_head, mean, var)
-    start_log = network.predict(X["val"], verbose=0).reshape(-1)
-    start_gap = float(np.max(np.abs(start_log - np.log(mlp.predict_eur(data.parts["val"])))))
-    phase_a, phase_b = _branch_phases(network, X, data, cfg)
+    vectors, branch = _branch_vectors(data, transfer, raw_features)
+    network, phase_a, phase_b, X = fit_from_branches(data, cfg, mlp, branch, vectors, cfg.seed)
+    start_gap = float(np.max(np.abs(phase_a["start_val_log"]
+                                    - np.log(mlp.predict_eur(data.parts["val"])))))
     u_tab = mlp.estimator.get_layer("log_price").get_weights()[0].shape[0]
     photo_weight = float(np.linalg.norm(
         network.get_layer("fusion_log_price").get_weights()[0][u_tab:]))
-    if encoder is None:
-        encoder = build_backbone(transfer.backbone, image_size=size)
+    encoder = branch[0] or build_backbone(transfer.backbone, image_size=size)
     encoder.trainable = False
     model = attach_encoder(network, encoder, size, name="late_fusion_from_branches")
     bundle = ModelBundle(
@@ -363,6 +380,23 @@ def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: Model
     history = {k: phase_a["history"].get(k, []) + phase_b["history"].get(k, [])
                for k in ("loss", "val_loss")}
     return Trained(bundle, time.perf_counter() - start, history=history)
+
+
+def from_branches_reseed(run, bundle: ModelBundle):
+    """``seed -> predict(part)``: ``late_fusion_from_branches`` trained again with another seed
+    from the same deliverable-1 branches (``mlp`` and the image branch it was built on),
+    predicting from the branches' photo vectors."""
+    transfer_bundle = run.bundle(bundle.params["image_branch"])
+    vectors, branch = _branch_vectors(run.data, transfer_bundle,
+                                      lambda size: run.features(transfer_bundle.backbone, size))
+
+    def reseed(seed):
+        with in_strategy(run.cfg):
+            network, _, _, X = fit_from_branches(run.data, run.cfg, run.bundle("mlp"), branch,
+                                                 vectors, seed)
+        return lambda part: feats.price_from_log(network.predict(X[part], verbose=0))
+
+    return reseed
 
 
 @dataclass(frozen=True)
@@ -399,11 +433,12 @@ FAMILY = Family(
     name="late_fusion",
     models=(
         ModelSpec("late_fusion", "fusion", "deliverable2", order=130, inputs=("tabular", "image"),
-                  train=_train_late, neural=True,
+                  train=_train_late, neural=True, base="mlp",
                   description="a tabular and a photo branch merged into one head, "
                               "then end to end"),
         ModelSpec("late_fusion_from_branches", "fusion", "deliverable2", order=140,
-                  inputs=("tabular", "image"), train=_train_from_branches, neural=True,
+                  inputs=("tabular", "image"), train=_train_from_branches,
+                  reseed=from_branches_reseed, neural=True, base="mlp",
                   description="deliverable 1's mlp and transfer model as the two branches"),
     ),
     sizes=Sizes(full=LateFusionSizes(grid_size=None, finetune_epochs=2, branches_head_epochs=200,
