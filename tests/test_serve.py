@@ -234,30 +234,6 @@ def test_uploaded_photos_leave_nothing_behind(client, estimator):
         assert not (folder / key[:2] / f"{key}.npy").exists(), "features left in the user's cache"
 
 
-def test_the_safety_net_removes_features_computed_the_default_way(estimator, real_data_dir, tmp_path):
-    """A bundle computing features the default way (user's cache, no served backbone) inside
-    no_user_features leaves no file of the photo behind."""
-    import hashlib
-
-    from shared.cli.serve.estimate import load_listing, write_listing
-    from shared.cli.serve.models import no_user_features
-    from shared.features.cache import feature_cache_dir
-    from shared.models.bundle import ModelBundle
-    from shared.models.saved import load_bundle
-
-    models, _ = smoke_models(str(real_data_dir))
-    plain = load_bundle(models / "transfer_frozen")
-    photo = photo_bytes()
-    row = estimator.listing_row(default_answers(estimator))
-    dataset = load_listing(write_listing(tmp_path / "data", row, photo), tmp_path / "converted")
-    sha = hashlib.sha256(photo).hexdigest()
-    target = feature_cache_dir(plain.backbone, plain.image_size) / sha[:2] / f"{sha}.npy"
-    with no_user_features([plain], photo):
-        ModelBundle.image_feature_matrix(plain, dataset)
-        assert target.exists()  # the default path wrote into the user's cache
-    assert not target.exists()
-
-
 def test_twenty_concurrent_requests_are_all_answered_correctly(estimator):
     import httpx2 as httpx
 

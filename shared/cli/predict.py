@@ -35,16 +35,17 @@ from shared.run.config import SEED
 DEFAULT_COVERAGE = 0.8
 
 
-def predict_frame(bundle: ModelBundle, dataset, coverage: float | None = DEFAULT_COVERAGE
-                  ) -> pd.DataFrame:
+def predict_frame(bundle: ModelBundle, dataset, coverage: float | None = DEFAULT_COVERAGE,
+                  **features) -> pd.DataFrame:
     """DataFrame with columns ID (int), predicted_price and, when ``coverage`` is given,
-    price_low, price_high (EUR, 2 decimals; low <= predicted <= high).
+    price_low, price_high (EUR, 2 decimals; low <= predicted <= high). ``features``: how photo
+    features are computed (``ModelBundle.predict_log``: ``cache_root``, ``backbones``).
 
     Raises:
         IntervalError: ``coverage`` is given but the bundle has no interval calibration, or the
             coverage is outside (0, 1) or above what its calibration supports.
     """
-    pred_log = bundle.predict_log(dataset)
+    pred_log = bundle.predict_log(dataset, **features)
     result = pd.DataFrame({"ID": dataset.ids,
                            "predicted_price": np.round(feats.price_from_log(pred_log), 2)})
     if coverage is not None:

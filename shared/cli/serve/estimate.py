@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 from shared.cli.predict import predict_frame
 from shared.cli.serve import form as forms
 from shared.cli.serve.listings import TrainingListings
-from shared.cli.serve.models import ServedModels, needs_photo, no_user_features
+from shared.cli.serve.models import ServedModels, needs_photo
 from shared.cli.serve.photo import check_upload, decode_failure, placeholder_jpeg
 from shared.data import schema
 
@@ -83,23 +83,24 @@ class Estimator:
         start = time.perf_counter()
         row = self.listing_row(answers)
         with (self.lock, threadpool_limits(limits=1, user_api="openmp"),
-              no_user_features(self.models.by_slot().values(), photo),
               tempfile.TemporaryDirectory(prefix="airbnb-dl-serve-") as tmp):
             if photo is not None:
                 check_upload(photo)  # in the lock: Pillow's warning filters are process-wide
             data_dir = write_listing(Path(tmp) / "data", row, photo or self.placeholder)
             dataset = load_listing(data_dir, Path(tmp) / "converted")
-            results = {slot: self._score(slot, bundle, dataset, photo is not None)
+            features = {"cache_root": Path(tmp) / "features",
+                        "backbones": self.models.backbones}
+            results = {slot: self._score(bundle, dataset, photo is not None, features)
                        for slot, bundle in self.models.by_slot().items()}
             csv_text = (data_dir / schema.LISTINGS_FILE).read_text(encoding="utf-8")
         return self._answer(row, results, photo is not None, csv_text, start)
 
-    def _score(self, slot: str, bundle, dataset, has_photo: bool) -> dict:
+    def _score(self, bundle, dataset, has_photo: bool, features: dict) -> dict:
         uses_photo = needs_photo(bundle)
         if uses_photo and not has_photo:
             return {"name": bundle.name, "uses_photo": True,
                     "note": f"{bundle.name} needs a photo: upload one to get its estimate"}
-        frame = predict_frame(bundle, dataset, COVERAGE)
+        frame = predict_frame(bundle, dataset, COVERAGE, **features)
         return {"name": bundle.name, "uses_photo": uses_photo,
                 "price": float(frame["predicted_price"].iloc[0]),
                 "low": float(frame["price_low"].iloc[0]), "high": float(frame["price_high"].iloc[0])}
