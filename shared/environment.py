@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import cpuinfo
+
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Named after the set ``airbnb-dl data fetch`` builds by default (the reports' dataset).
@@ -136,8 +138,6 @@ def cpu_kind() -> dict[str, Any]:
     family (py-cpuinfo), architecture, the cores this process may use (TensorFlow's thread pools
     follow them) and the vector instruction sets present among :data:`ISA_FLAGS`."""
     try:
-        import cpuinfo
-
         info = cpuinfo.get_cpu_info()
     except Exception:  # noqa: BLE001 - any failure of the probe: record what platform knows
         info = {}

@@ -51,7 +51,7 @@ def smoke_models(real_data_dir: str) -> tuple[Path, Path]:
 def estimator_for(real_data_dir: str, fusion: str = PICKS["fusion"]):
     """A loaded :class:`~shared.cli.serve.estimate.Estimator` (fusion model ``fusion``, tabular
     hgb), one per session and pair."""
-    from shared.cli.serve import build_estimator
+    from shared.cli.serve.estimate import build_estimator
 
     models, data = smoke_models(real_data_dir)
     estimator, _ = build_estimator(models, data, {"fusion": fusion})

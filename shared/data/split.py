@@ -28,6 +28,7 @@ random split overstates the scores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,6 @@ class Split:
     def parts_sha256(self) -> str:
         """sha256 of the listing IDs of every part, in order: two splits with the same value put
         every listing in the same part (the dataset fingerprint alone does not say that)."""
-        import hashlib
-
         digest = hashlib.sha256()
         for name, ids in self.parts().items():
             digest.update(f"{name}:{','.join(map(str, ids.tolist()))};".encode())

@@ -27,6 +27,7 @@ import pandas as pd
 
 
 from shared.data import schema
+from shared.evaluation.intervals import interval_metrics
 from shared.evaluation.metrics import band_names, mae, price_band
 from shared.features.tabular import _numbers, input_columns
 
@@ -293,8 +294,6 @@ def coverage_by_band(y_eur, low_eur, high_eur, pred_eur, bands=COVERAGE_BANDS,
         of true prices inside their interval, NaN for an empty band), ``coverage_ci95_low`` /
         ``_high``, ``mean_width_eur`` and ``median_width_eur``. ``attrs["by"]``: ``by``.
     """
-    from shared.evaluation.intervals import interval_metrics
-
     if by not in ("predicted", "true"):
         raise ValueError("by must be 'predicted' or 'true'")
     y, low, high, pred = (as_vector(v, name) for v, name in
@@ -324,6 +323,7 @@ def coverage_by_band(y_eur, low_eur, high_eur, pred_eur, bands=COVERAGE_BANDS,
 
 def load_photos(paths, image_size: int) -> np.ndarray:
     """(n, image_size, image_size, 3) float32 in [0, 255]: photos decoded as the models see them."""
+    # TensorFlow: only the photo diagnostics get here (the tabular ones run without it)
     import tensorflow as tf
 
     from shared.data.images import decode_photo

@@ -77,6 +77,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared.io import write_json_atomic
 from shared.evaluation.metrics import N_BOOTSTRAP, bootstrap_indices, price_band
 
 CALIBRATION_FILE = "intervals.json"
@@ -363,8 +364,6 @@ def fit_calibration(pred_log, y_log, frame: pd.DataFrame, train_pred_log=None, t
 
 def save_calibration(calibration: IntervalCalibration, directory: Path) -> Path:
     """Write ``directory/intervals.json`` atomically."""
-    from shared.io import write_json_atomic
-
     return write_json_atomic(Path(directory) / CALIBRATION_FILE, calibration.to_dict())
 
 

@@ -12,7 +12,9 @@ import functools
 import math
 from contextlib import contextmanager
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 # --------------------------------------------------------------------------- batch size and learning rate on several replicas
 #
@@ -55,8 +57,6 @@ def strategy_of(owner=None):
     """The ``tf.distribute.Strategy`` of ``owner``: a :class:`~shared.environment.RunConfig` or a
     :class:`~shared.run.devices.DeviceInfo` (their ``strategy`` attribute), a strategy itself, or
     None / an owner without one: the current strategy (the default one outside any scope)."""
-    import tensorflow as tf
-
     if isinstance(owner, tf.distribute.Strategy):
         return owner
     strategy = getattr(owner, "strategy", None)
@@ -103,8 +103,6 @@ def compile_regressor(model, learning_rate: float):
     :func:`scaled_learning_rate`. Call it inside the strategy scope the model was
     built in (the optimiser's variables are created there).
     """
-    import keras
-
     rate = scaled_learning_rate(learning_rate, replicas_of(model))
     model.compile(optimizer=keras.optimizers.Adam(rate), loss="mse",
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae_log")])
@@ -123,8 +121,6 @@ def fit_regressor(model, train, validation, epochs: int, patience: int = 10,
     training time of small heads.
     Returns the Keras history dict (per-epoch lists).
     """
-    import keras
-
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True),
@@ -163,8 +159,6 @@ def arrays_dataset(arrays: tuple, batch_size: int, shuffle: bool = False, seed: 
     ``x`` is (n, d) or a dict of (n, ...) arrays; ``y`` is (n,). Values are cast to float32.
     With ``shuffle`` the rows are reshuffled every epoch (seeded).
     """
-    import tensorflow as tf
-
     x, y = arrays
     to32 = (lambda a: np.asarray(a, dtype=np.float32))
     x = {k: to32(v) for k, v in x.items()} if isinstance(x, dict) else to32(x)

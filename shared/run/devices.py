@@ -46,6 +46,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import keras
 import tensorflow as tf
 
 from shared import environment
@@ -243,7 +244,7 @@ def _let_keras_train_under_multi_worker() -> None:
     Applied once, when a multi-worker strategy is created; every other strategy takes Keras's
     own code unchanged (both replacements hand anything else to the original function).
     """
-    try:
+    try:  # a private module of Keras: absent from another layout
         from keras import tree
         from keras.src.backend.tensorflow import trainer
     except ImportError:  # another Keras layout: nothing to adapt
@@ -288,8 +289,6 @@ def _let_keras_train_under_multi_worker() -> None:
 
 
 def _set_precision_policy(mixed: bool) -> None:
-    import keras
-
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
 
 
@@ -366,8 +365,6 @@ def configure_determinism(seed: int, op_determinism: bool | None = None) -> None
     only when no GPU is visible (deterministic GPU kernels are slower, and some have none); pass
     ``True`` to force it on a GPU as well.
     """
-    import keras
-
     keras.utils.set_random_seed(int(seed))
     if op_determinism is None:
         op_determinism = not tf.config.list_physical_devices("GPU")

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from pathlib import Path
 
 from shared import environment
 
@@ -52,57 +50,14 @@ def register(commands) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
-def build_estimator(models_dir, data_dir=None, overrides: dict | None = None, log=None):
-    """Load everything once and run one warm-up estimate; returns (estimator, start-up seconds).
-    ``log``: called with a progress line once the picks and the data directory are found.
-
-    Raises :class:`~shared.cli.serve.models.ServeSetupError` (no models folder or picks),
-    :class:`shared.environment.DataDirError` and the model-loading errors, each one line."""
-    start = time.perf_counter()
-    from shared.cli.serve.models import read_picks
-
-    picks = read_picks(Path(models_dir), overrides)  # before any slow import
-    data_dir = environment.resolve_data_dir(data_dir)
-    if log is not None:
-        log(f"loading {picks['fusion']} and {picks['tabular']} from {models_dir}, training "
-            f"listings from {data_dir} ...")
-    from shared.cli.serve.estimate import Estimator
-    from shared.cli.serve.form import build_form
-    from shared.cli.serve.listings import load_training_listings
-    from shared.cli.serve.models import load_models
-    from shared.features.tabular import input_columns
-
-    models = load_models(Path(models_dir), picks)
-    listings = load_training_listings(data_dir, models_dir)
-    columns = [c for b in models.by_slot().values() if b.preprocessor is not None
-               for c in input_columns(b.preprocessor)]
-    estimator = Estimator(models, build_form(columns, listings.frame), listings)
-    defaults = {f.key: ("on" if f.default is True else "" if f.default is False
-                        else str(f.default if f.default is not None else ""))
-                for f in estimator.form.fields}
-    estimator.estimate(defaults, warmup_photo())  # compiles the models' graphs before the page opens
-    return estimator, time.perf_counter() - start
-
-
-def warmup_photo() -> bytes:
-    """A 320 x 240 synthetic gradient JPEG (no listing photo), for the warm-up estimate."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    x = np.linspace(0, 255, 320, dtype=np.float32)
-    y = np.linspace(0, 255, 240, dtype=np.float32)[:, None]
-    pixels = np.stack([np.broadcast_to(x, (240, 320)), np.broadcast_to(y, (240, 320)),
-                       np.full((240, 320), 128.0)], axis=-1).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def cmd_serve(args) -> int:
     """Run ``airbnb-dl serve`` until interrupted; 2 with one line when it cannot start."""
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # the CPU, before TensorFlow loads
+    # TensorFlow: the page's modules load it, so they are imported only now, on the CPU
+    import uvicorn
+
+    from shared.cli.serve.app import create_app
+    from shared.cli.serve.estimate import build_estimator
     from shared.cli.serve.models import ServeSetupError
 
     models_dir = environment.resolve_models_dir(args.models_dir)
@@ -113,10 +68,6 @@ def cmd_serve(args) -> int:
     except ServeSetupError as exc:
         print(f"airbnb-dl: error: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
-    from shared.cli.serve.app import create_app
-
     picks = estimator.models.picks
     print(f"fusion {picks['fusion']}, tabular {picks['tabular']}, "
           f"{len(estimator.listings.frame)} training listings ({estimator.listings.source}); "

@@ -31,15 +31,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from shared.cli.predict import predict_frame
 from shared.cli.serve import form as forms
+from shared.cli.serve.form import build_form
 from shared.cli.serve.listings import TrainingListings
-from shared.cli.serve.models import ServedModels, needs_photo
+from shared.cli.serve.listings import load_training_listings
+from shared.cli.serve.models import ServedModels, load_models, needs_photo, read_picks
 from shared.cli.serve.photo import check_upload, decode_failure, placeholder_jpeg
+from shared import environment
 from shared.data import schema
+from shared.data.dataset import check_photo, load_dataset
+from shared.features.tabular import input_columns
 
 COVERAGE = 0.8
 LISTING_ID = 1
@@ -141,8 +148,6 @@ def load_listing(data_dir: Path, converted_dir: Path):
     ``load_dataset(data_dir, require_price=False)`` reads it: the table through the loader, the
     photo through the loader's check (:func:`~shared.data.dataset.check_photo`), with a photo
     TensorFlow cannot decode converted into ``converted_dir``. FormError when the photo fails."""
-    from shared.data.dataset import check_photo, load_dataset
-
     dataset = load_dataset(data_dir, require_price=False, check_photos=False)
     if len(dataset.frame) != 1:  # cannot happen for a row the form built: say why if it does
         reasons = "; ".join(dataset.drops) or "unknown reason"
@@ -153,3 +158,38 @@ def load_listing(data_dir: Path, converted_dir: Path):
     dataset.frame = dataset.frame.assign(image_path=[check.path], image_width=[check.width],
                                          image_height=[check.height])
     return dataset
+
+
+def build_estimator(models_dir, data_dir=None, overrides: dict | None = None, log=None):
+    """Load everything once and run one warm-up estimate; returns (estimator, start-up seconds).
+    ``log``: called with a progress line once the picks and the data directory are found.
+
+    Raises :class:`~shared.cli.serve.models.ServeSetupError` (no models folder or picks),
+    :class:`shared.environment.DataDirError` and the model-loading errors, each one line."""
+    start = time.perf_counter()
+    picks = read_picks(Path(models_dir), overrides)
+    data_dir = environment.resolve_data_dir(data_dir)
+    if log is not None:
+        log(f"loading {picks['fusion']} and {picks['tabular']} from {models_dir}, training "
+            f"listings from {data_dir} ...")
+    models = load_models(Path(models_dir), picks)
+    listings = load_training_listings(data_dir, models_dir)
+    columns = [c for b in models.by_slot().values() if b.preprocessor is not None
+               for c in input_columns(b.preprocessor)]
+    estimator = Estimator(models, build_form(columns, listings.frame), listings)
+    defaults = {f.key: ("on" if f.default is True else "" if f.default is False
+                        else str(f.default if f.default is not None else ""))
+                for f in estimator.form.fields}
+    estimator.estimate(defaults, warmup_photo())  # compiles the models' graphs before the page opens
+    return estimator, time.perf_counter() - start
+
+
+def warmup_photo() -> bytes:
+    """A 320 x 240 synthetic gradient JPEG (no listing photo), for the warm-up estimate."""
+    x = np.linspace(0, 255, 320, dtype=np.float32)
+    y = np.linspace(0, 255, 240, dtype=np.float32)[:, None]
+    pixels = np.stack([np.broadcast_to(x, (240, 320)), np.broadcast_to(y, (240, 320)),
+                       np.full((240, 320), 128.0)], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from shared.data import schema
+from shared.data.dataset import load_dataset
 from shared.data.split import SPLIT_FILE
 from shared.features.tabular import CITY_CENTRE_LAT_LON
 
@@ -130,8 +131,6 @@ def train_ids(models_dir: Path) -> np.ndarray | None:
 
 def load_training_listings(data_dir, models_dir) -> TrainingListings:
     """The training listings of the models in ``models_dir``, from the dataset ``data_dir``."""
-    from shared.data.dataset import load_dataset
-
     dataset = load_dataset(data_dir, require_price=True, check_photos=False)
     frame = dataset.frame
     ids = train_ids(models_dir)

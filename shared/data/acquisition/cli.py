@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from shared import environment
 
 from . import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DEFAULT_SOURCE,
                DEFAULT_SOURCE_URLS, SOURCES, DestinationError, GithubSources, fetch_dataset)
@@ -106,10 +109,6 @@ def default_dest(source: str, dataset=None) -> Path:
     folder of ``data/`` named after what is fetched: the set (``airbnb-madrid-10k``, the
     project's default data directory; ``airbnb-madrid-12k`` with ``--all``), or
     ``airbnb-madrid-<source>`` for drive and opendatasoft, so no folder name labels another set."""
-    import os
-
-    from shared import environment
-
     if os.environ.get("AIRBNB_DATA_DIR"):
         return environment.resolve_data_dir(None, must_exist=False)
     name = dataset.name if dataset is not None else f"airbnb-madrid-{source}"

@@ -16,6 +16,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import gdown
+
 import numpy as np
 from PIL import Image
 
@@ -114,8 +116,6 @@ def _fetch_images(path: Path, rows: int, options: FetchOptions) -> None:
 
 def gdown_download(file_id: str, path: Path, check: Any, options: FetchOptions) -> None:
     """Download a Google Drive file with gdown into a temporary file, check it, rename it."""
-    import gdown
-
     with atomic_output(path, fsync=True) as tmp:
         tmp.unlink()  # gdown creates the output itself
         try:

@@ -13,11 +13,11 @@ from shared.data.schema import LISTINGS_FILE
 
 from .base import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DestinationError,
                    FetchOptions, UnusableSourceError)
-from .drive import DRIVE_IMAGES_URL, FINAL_DATA_URL
+from .drive import DRIVE_IMAGES_URL, FINAL_DATA_URL, fetch_drive
 from .github import (DEFAULT_GITHUB_SOURCES, GithubSources, StagedSource, fetch_github,
                      stage_github)
 from .http import DownloadError, HttpSettings, remove_stale_parts
-from .opendatasoft import OPENDATASOFT_EXPORT_URL
+from .opendatasoft import OPENDATASOFT_EXPORT_URL, fetch_opendatasoft
 from .report import REPORT_FILE, FetchReport, format_summary
 from .sets import REPORTS_SET, DatasetSet
 
@@ -152,11 +152,7 @@ def _prepare(options: FetchOptions, report: FetchReport) -> None:
 
 
 def _source_fetcher(source: str) -> Callable[[FetchOptions, FetchReport], None]:
-    if source == "drive":
-        from .drive import fetch_drive
-        return fetch_drive
-    from .opendatasoft import fetch_opendatasoft
-    return fetch_opendatasoft
+    return fetch_drive if source == "drive" else fetch_opendatasoft
 
 
 def _run_guarded(step: Callable[[], Any], report: FetchReport,

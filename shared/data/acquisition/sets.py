@@ -30,6 +30,7 @@ scaled photos, nothing else (no photo, no listing row). It was derived from the 
 
 from __future__ import annotations
 
+import argparse
 import csv
 import functools
 import gzip
@@ -214,8 +215,6 @@ def _manifest_text(rows: Iterable[tuple[int, str, int]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m shared.data.acquisition.sets DATASET_DIR OUT``: regenerate a set manifest."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("dataset_dir", type=Path, help="a dataset directory (listings.csv + images/)")
     parser.add_argument("out", type=Path, help="the manifest to write (.csv or .csv.gz)")
