@@ -23,7 +23,7 @@ from shared.reporting.sentences import interval_analysis, results_intervals
 from shared.features.backbones import DEFAULT_BACKBONE
 from shared.features.photo_reducers import fit_image_reducer, reduced_features
 from shared.models import registry
-from shared.models.families.late_fusion import TRANSFER_MODELS
+from shared.models.families.from_branches import TRANSFER_MODELS
 from shared.models.families.transfer import default_image_size
 
 NEURAL_FUSION = registry.names(deliverable="deliverable2", role="fusion", neural=True)

@@ -24,7 +24,7 @@ import pytest
 
 from deliverable2 import ablation
 from shared.models import end_to_end
-from shared.models.families import early_fusion, late_fusion
+from shared.models.families import early_fusion, from_branches
 from shared.features import tabular as feats
 from shared.data import schema
 from shared.models.bundle import ModelBundle
@@ -133,7 +133,7 @@ def _mlp(input_dim, hidden, seed):
 def test_from_branches_starts_as_exactly_the_tabular_model(img_hidden):
     tab, head = _mlp(12, (16, 8), 1), _mlp(30, img_hidden, 2)
     mean, var = np.full(30, 0.5), np.full(30, 2.0)
-    network = late_fusion.build_from_branches(tab, head, mean, var)
+    network = from_branches.build_from_branches(tab, head, mean, var)
     rng = np.random.default_rng(3)
     x_tab = rng.normal(size=(7, 12)).astype(np.float32)
     x_img = rng.normal(size=(7, 30)).astype(np.float32)
