@@ -26,18 +26,20 @@ from shared.io import write_json_atomic
 @contextlib.contextmanager
 def private_cache(workdir: Path):
     """Point AIRBNB_DL_CACHE at a fresh folder for the run; copy only the converted weights."""
+    # TensorFlow: the benchmark runner loads it only when a benchmark needs the weights
     from shared.features.backbones import efficientnet_lite as lite
+    from shared.features.backbones import efficientnet_lite_weights as lite_weights
 
     previous, sources = os.environ.get("AIRBNB_DL_CACHE"), {}
     for name, variant in lite.VARIANTS.items():
         with contextlib.suppress(Exception):
-            sources[name] = lite.cached_weights_path(variant)
+            sources[name] = lite_weights.cached_weights_path(variant)
     cache = workdir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     os.environ["AIRBNB_DL_CACHE"] = str(cache)
     for name, source in sources.items():
         with contextlib.suppress(Exception):
-            target = lite.cached_weights_path(lite.VARIANTS[name])
+            target = lite_weights.cached_weights_path(lite.VARIANTS[name])
             if source.is_file() and not target.exists():
                 shutil.copy2(source, target)
     try:

