@@ -20,7 +20,8 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.data.acquisition.github import GithubSources, PinnedPhotos, PinnedTable, git_blob_id
+from shared.data.acquisition.github import GithubSources, PinnedPhotos, PinnedTable
+from shared.data.acquisition.github_photos import git_blob_id
 from shared.data.acquisition.layout import format_csv_row
 
 try:

@@ -727,13 +727,13 @@ def test_parse_retry_after():
 
 
 def test_one_implementation_per_fact_is_shared_with_the_rest_of_the_project():
-    from shared.data import dataset
     from shared import io as shared_io
     from shared import io as restricted_pickle
-    from shared.data.acquisition import github, layout, safe_pickle
+    from shared.data import dataset
+    from shared.data.acquisition import github_photos, layout, safe_pickle
     from shared.features.backbones import torch_legacy
 
-    assert layout.check_photo is github.check_photo is dataset.check_photo
+    assert layout.check_photo is github_photos.check_photo is dataset.check_photo
     assert layout.parse_listing_id is dataset.parse_listing_id
     assert safe_pickle.UnsafePickleError is torch_legacy.UnsafePickleError \
         is restricted_pickle.UnsafePickleError

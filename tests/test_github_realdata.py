@@ -26,7 +26,8 @@ from PIL import Image
 from shared.data.acquisition import (DEFAULT_GITHUB_SOURCES, REPORTS_SET, DatasetSet, PhotoScaling,
                                 fetch_dataset)
 from shared.data.acquisition import REPORTS_LISTINGS_SHA256, FetchReport
-from shared.data.acquisition.github import csv_rows, git_blob_id, join_tables, load_manifest
+from shared.data.acquisition.github import csv_rows, join_tables
+from shared.data.acquisition.github_photos import git_blob_id, load_manifest
 from shared.data.acquisition.layout import select_listings, write_listings_csv
 from shared.data.acquisition.sets import load_set_manifest, set_manifest_rows
 from shared.cli import main

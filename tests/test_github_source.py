@@ -22,7 +22,7 @@ from shared.data.acquisition import (ALL_LISTINGS, DEFAULT_GITHUB_SOURCES, DEFAU
                                 DEFAULT_SOURCE_URLS, REPORT_FILE, REPORTS_SET, SOURCES,
                                 DatasetSet, DestinationError, GithubSources, PhotoScaling,
                                 fetch_dataset)
-from shared.data.acquisition.github import LEDGER_FILE, PhotoLedger, git_blob_id, load_manifest
+from shared.data.acquisition.github_photos import LEDGER_FILE, PhotoLedger, git_blob_id, load_manifest
 from shared.cli import build_parser, main
 from shared.data.dataset import load_dataset
 from shared.data.schema import OPENDATASOFT_COLUMNS

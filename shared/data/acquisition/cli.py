@@ -11,7 +11,7 @@ from shared import environment
 
 from . import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PHOTO_BYTES, DEFAULT_SOURCE,
                DEFAULT_SOURCE_URLS, SOURCES, DestinationError, GithubSources, fetch_dataset)
-from .github import RAW_FILE_HOST
+from .github_photos import RAW_FILE_HOST
 from .sets import ALL_LISTINGS, REPORTS_SET
 
 EPILOG = """\
