@@ -276,40 +276,50 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
 
     drops: dict[str, list] = defaultdict(list)
     rows_read = len(frame)
+    has_prices = schema.TARGET_COLUMN in frame.columns
+    frame = _keep_madrid(_keep_priced(_keep_valid_ids(frame, drops), drops, require_price), drops)
+    frame = frame.sort_values(schema.ID_COLUMN).reset_index(drop=True)
+    frame = _attach_photos(frame, data_dir, drops, check_photos, converted_dir)
+    drops = {reason: ids for reason, ids in drops.items() if ids}
+    return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices, absent)
 
+
+def _keep_valid_ids(frame: pd.DataFrame, drops: dict) -> pd.DataFrame:
+    """The rows with a positive integer ``ID`` (parsed), the first of each repeated ID."""
     ids = frame[schema.ID_COLUMN].map(parse_listing_id)
     bad_id = ids.isna()
     for row_number in np.flatnonzero(bad_id.to_numpy()):
         drops["invalid ID (not a positive integer)"].append(f"row {row_number + 2}")
     frame = frame.loc[~bad_id].copy()
     frame[schema.ID_COLUMN] = ids[~bad_id].astype(np.int64)
-
     duplicated = frame[schema.ID_COLUMN].duplicated(keep="first")
     drops["duplicate ID"].extend(frame.loc[duplicated, schema.ID_COLUMN].tolist())
-    frame = frame.loc[~duplicated]
+    return frame.loc[~duplicated]
 
+
+def _keep_priced(frame: pd.DataFrame, drops: dict, require_price: bool) -> pd.DataFrame:
+    """``frame`` with its parsed ``price`` (EUR); when prices are required, only the rows with a
+    positive one (never imputed), else a non-positive price becomes missing."""
     has_prices = schema.TARGET_COLUMN in frame.columns
     frame["price"] = frame[schema.TARGET_COLUMN].map(parse_price) if has_prices else np.nan
-    if require_price:
-        unparseable = frame["price"].isna()
-        drops["price missing or unparseable"].extend(frame.loc[unparseable, schema.ID_COLUMN].tolist())
-        non_positive = ~unparseable & (frame["price"] <= 0)
-        drops["price not positive"].extend(frame.loc[non_positive, schema.ID_COLUMN].tolist())
-        frame = frame.loc[~unparseable & ~non_positive]
-    else:
+    if not require_price:
         frame.loc[frame["price"] <= 0, "price"] = np.nan
+        return frame
+    unparseable = frame["price"].isna()
+    drops["price missing or unparseable"].extend(frame.loc[unparseable, schema.ID_COLUMN].tolist())
+    non_positive = ~unparseable & (frame["price"] <= 0)
+    drops["price not positive"].extend(frame.loc[non_positive, schema.ID_COLUMN].tolist())
+    return frame.loc[~unparseable & ~non_positive]
 
+
+def _keep_madrid(frame: pd.DataFrame, drops: dict) -> pd.DataFrame:
+    """The rows in Madrid, Spain (city spellings normalised; a missing country is Spain)."""
     in_madrid = frame["City"].map(normalise_city).eq("madrid")
     if "Country" in frame.columns:
         country = frame["Country"].fillna("Spain").map(normalise_city)
         in_madrid &= country.isin({"spain", "espana"})
     drops["outside Madrid, Spain"].extend(frame.loc[~in_madrid, schema.ID_COLUMN].tolist())
-    frame = frame.loc[in_madrid]
-
-    frame = frame.sort_values(schema.ID_COLUMN).reset_index(drop=True)
-    frame = _attach_photos(frame, data_dir, drops, check_photos, converted_dir)
-    drops = {reason: ids for reason, ids in drops.items() if ids}
-    return Dataset(frame, drops, rows_read, data_dir, csv_sha, has_prices, absent)
+    return frame.loc[in_madrid]
 
 
 def cached_check_photo(path: Path, index: PhotoCheckIndex, converted_dir: Path | None = None

@@ -85,13 +85,27 @@ def engineer_features(frame: pd.DataFrame) -> pd.DataFrame:
     built = buildable_features(frame.columns)
     wanted = set(built)
     out = pd.DataFrame(index=frame.index)
-    numbers = {}
+    numbers: dict[str, pd.Series] = {}
 
     def number(column):
         if column not in numbers:
             numbers[column] = _numbers(frame[column])
         return numbers[column]
 
+    _add_numbers(out, wanted, number)
+    _add_days(out, frame, wanted)
+    _add_counts_and_flags(out, frame, wanted, number)
+    for column in CATEGORICAL[:-1]:
+        if column in wanted:
+            values = frame[column].astype("string").str.strip()
+            out[column] = values.astype(object).where(values.notna() & (values != ""), np.nan)
+    if "zipcode" in wanted:
+        out["zipcode"] = clean_zipcode(frame["Zipcode"])
+    return out[built]
+
+
+def _add_numbers(out: pd.DataFrame, wanted: set, number) -> None:
+    """The raw numbers as they are, and the log1p'd ones (missing fees count as 0)."""
     for column in RAW_NUMERIC:
         if column in wanted:
             out[column] = number(column)
@@ -102,6 +116,9 @@ def engineer_features(frame: pd.DataFrame) -> pd.DataFrame:
                 values = values.fillna(0.0)
             out[f"log1p_{column}"] = np.log1p(values.clip(lower=0))
 
+
+def _add_days(out: pd.DataFrame, frame: pd.DataFrame, wanted: set) -> None:
+    """Host tenure, review span and days since the last review (days)."""
     scraped = (_dates(frame["Last Scraped"]) if "Last Scraped" in frame.columns
                else pd.Series(pd.Timestamp(EXPORT_SCRAPE_DATE), index=frame.index))
     if "host_tenure_days" in wanted:
@@ -111,6 +128,11 @@ def engineer_features(frame: pd.DataFrame) -> pd.DataFrame:
         out["review_span_days"] = span.dt.days.astype(float)
     if "days_since_last_review" in wanted:
         out["days_since_last_review"] = (scraped - _dates(frame["Last Review"])).dt.days.astype(float)
+
+
+def _add_counts_and_flags(out: pd.DataFrame, frame: pd.DataFrame, wanted: set, number) -> None:
+    """Amenity and verification counts, description length, distance to the centre (km), and
+    0/1 flags (licence, features, deposit, cleaning fee)."""
     if "amenities_count" in wanted:
         out["amenities_count"] = _list_length(frame["Amenities"]).astype(float)
     if "host_verifications_count" in wanted:
@@ -130,14 +152,6 @@ def engineer_features(frame: pd.DataFrame) -> pd.DataFrame:
                          ("has_cleaning_fee", "Cleaning Fee")):
         if name in wanted:
             out[name] = (number(column).fillna(0) > 0).astype(float)
-
-    for column in CATEGORICAL[:-1]:
-        if column in wanted:
-            values = frame[column].astype("string").str.strip()
-            out[column] = values.astype(object).where(values.notna() & (values != ""), np.nan)
-    if "zipcode" in wanted:
-        out["zipcode"] = clean_zipcode(frame["Zipcode"])
-    return out[built]
 
 
 class FeatureEngineer(BaseEstimator, TransformerMixin):

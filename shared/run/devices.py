@@ -292,6 +292,25 @@ def _set_precision_policy(mixed: bool) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
 
 
+def _make_strategy(name: str, logical_cpus: int | None) -> tf.distribute.Strategy:
+    """The strategy ``name`` (:func:`select_strategy_name`) over the devices it needs."""
+    if name == STRATEGY_MULTI_WORKER:
+        # Reuse one already created in this process: TF allows only one collective setup.
+        existing = next((info.strategy for info in _CACHE.values()
+                         if info.strategy_name == STRATEGY_MULTI_WORKER), None)
+        strategy = existing or tf.distribute.MultiWorkerMirroredStrategy()
+        _let_keras_train_under_multi_worker()
+        return strategy
+    if name == STRATEGY_MIRRORED and logical_cpus:
+        return tf.distribute.MirroredStrategy(devices=_split_cpu(logical_cpus),
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if name == STRATEGY_MIRRORED:
+        return tf.distribute.MirroredStrategy()
+    if logical_cpus == 1:
+        _split_cpu(1)
+    return tf.distribute.get_strategy()
+
+
 def setup_devices(mixed_precision: bool | None = None, logical_cpus: int | None = None) -> DeviceInfo:
     """Choose and configure the devices, the distribution strategy and the precision policy.
 
@@ -319,26 +338,7 @@ def setup_devices(mixed_precision: bool | None = None, logical_cpus: int | None 
         _enable_memory_growth(physical_gpus)
     name = select_strategy_name(len(physical_gpus) if uses_gpu else 0, num_workers, logical_cpus)
 
-    if name == STRATEGY_MULTI_WORKER:
-        # Reuse one already created in this process: TF allows only one collective setup.
-        existing = next(
-            (info.strategy for info in _CACHE.values() if info.strategy_name == STRATEGY_MULTI_WORKER),
-            None,
-        )
-        strategy = existing or tf.distribute.MultiWorkerMirroredStrategy()
-        _let_keras_train_under_multi_worker()
-    elif name == STRATEGY_MIRRORED and logical_cpus:
-        strategy = tf.distribute.MirroredStrategy(
-            devices=_split_cpu(logical_cpus),
-            cross_device_ops=tf.distribute.ReductionToOneDevice(),
-        )
-    elif name == STRATEGY_MIRRORED:
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        if logical_cpus == 1:
-            _split_cpu(1)
-        strategy = tf.distribute.get_strategy()
-
+    strategy = _make_strategy(name, logical_cpus)
     if mixed and not uses_gpu:
         log.warning("mixed_float16 requested without a GPU: float16 maths on the CPU is slow")
     _set_precision_policy(mixed)
