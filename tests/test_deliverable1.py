@@ -98,9 +98,9 @@ def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_th
 
     result, root = run
     exp, budget = result.exp, result.exp.cfg.budget
-    candidates = result.trained["transfer_frozen"].extra["candidates"]
+    candidates = result.exp.trained["transfer_frozen"].extra["candidates"]
     expected = {(b, s, h, f) for b, s in probe_candidates(exp.cfg)
-                for h in budget.photo_heads for f in budget.photo_flips}
+                for h in budget.transfer.heads for f in budget.transfer.flips}
     assert {(c["backbone"], c["image_size"], c["head"], c["flip"]) for c in candidates} == expected
     bundle = result.bundles["transfer_frozen"]
     assert bundle.params["val_mae"] == min(c["val_mae"] for c in candidates)
@@ -109,7 +109,7 @@ def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_th
     assert loaded.flip_tta == bundle.flip_tta
     np.testing.assert_allclose(loaded.predict_eur(exp.data.parts["val"]),
                                exp.predictions["transfer_frozen"]["val"], rtol=1e-4)
-    start = result.trained["transfer_finetuned"].bundle.params["started_from"]
+    start = result.exp.trained["transfer_finetuned"].bundle.params["started_from"]
     assert start["backbone"] == probe_candidates(exp.cfg)[0][0]
 
 
@@ -124,11 +124,11 @@ def test_fine_tuning_starts_where_its_recorded_one_view_mae_says(run):
 
     result, _ = run
     exp = result.exp
-    start = result.trained["transfer_frozen"].extra["finetune_start"]
+    start = result.exp.trained["transfer_frozen"].extra["finetune_start"]
     model = assemble_end_to_end(start)
     photos = make_image_dataset(exp.data.paths("val"), image_size=start.image_size, batch_size=32)
     pred = np.exp(model.predict(photos, verbose=0).reshape(-1))
     mae = float(np.mean(np.abs(pred - exp.data.y_eur("val"))))
     assert mae == pytest.approx(start.params["val_mae_one_view"], abs=0.01)
-    recorded = result.trained["transfer_finetuned"].bundle.params["started_from"]
+    recorded = result.exp.trained["transfer_finetuned"].bundle.params["started_from"]
     assert recorded["val_mae_one_view"] == start.params["val_mae_one_view"]
