@@ -12,12 +12,16 @@ with the reports' dataset, which it is named after).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import cpuinfo
@@ -28,6 +32,61 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "airbnb-madrid-10k"
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DOCS_DIR = PROJECT_ROOT / "docs"
+
+#: The loggers progress lines come from (the standard ``logging`` module).
+PROGRESS_LOGGERS = ("shared", "deliverable1", "deliverable2")
+
+
+class _ProgressHandler(logging.StreamHandler):
+    """Writes to ``sys.<name>`` as it is at each line (so a replaced stream, as under pytest's
+    capture, is followed)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name_of_stream = name
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.addFilter(lambda record: record.name.split(".")[0] in PROGRESS_LOGGERS)
+
+    @property
+    def stream(self):
+        return getattr(sys, self.name_of_stream)
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the stream is looked up instead
+        pass
+
+
+def log_progress(to: str = "stderr") -> logging.Handler:
+    """Send the progress lines (INFO and above) of :data:`PROGRESS_LOGGERS` to standard error
+    (``to="stdout"``: standard output), one plain line each, through one handler on the root
+    logger for the rest of the process (records still propagate, so other handlers and pytest's
+    ``caplog`` see them too). Called again, it moves that handler to ``to``."""
+    if to not in ("stderr", "stdout"):
+        raise ValueError(f"log_progress: to is 'stderr' or 'stdout', got {to!r}")
+    for name in PROGRESS_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _ProgressHandler)), None)
+    if handler is None:
+        handler = _ProgressHandler(to)
+        root.addHandler(handler)
+    handler.name_of_stream = to
+    return handler
+
+
+@contextlib.contextmanager
+def showing_progress(to: str = "stdout") -> Iterator[None]:
+    """Inside the block, progress lines go to ``to`` unless the process already shows them
+    (:func:`log_progress`); a command's own lines, with nothing left behind afterwards."""
+    if any(isinstance(h, _ProgressHandler) for h in logging.getLogger().handlers):
+        yield
+        return
+    handler = log_progress(to)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+
 
 DATA_HELP = (
     "Get the data with `airbnb-dl data fetch` (or `nox -s data`), or point --data-dir / "

@@ -48,7 +48,7 @@ TRICKY_TEXT = {"Name": 'Sunny; "central" flat', "Summary": "line one\nline two\r
 
 def fetch(dest: Path, source: str = "drive", **options) -> dict:
     """fetch_dataset with fast test defaults (quick backoff, no progress bars, no logging)."""
-    settings = {"timeout": 5.0, "retries": 2, "backoff": 0.01, "progress": False, "log": None}
+    settings = {"timeout": 5.0, "retries": 2, "backoff": 0.01, "progress": False}
     settings.update(options)
     return fetch_dataset(dest, source, **settings)
 

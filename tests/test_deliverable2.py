@@ -37,7 +37,7 @@ DATA_DIR = os.environ.get("AIRBNB_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR, reason="AIRBNB_DATA_DIR is not set: the realdata "
                                 "tests need a real dataset directory (listings.csv + images/)")
 FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches")
-#: besides FUSION, ``blend``: no folder of its own (its members' folders and weight rebuild it)
+#: besides FUSION, ``blend``: a folder naming its two members' folders and its weight
 
 
 # --------------------------------------------------------------------------- helpers
@@ -82,7 +82,7 @@ def trained(tmp_path_factory):
     make_subset(Path(DATA_DIR), root / "data", n=80)
     configure_determinism(42)
     exp = prepare(root / "data", root / "models", smoke=True)
-    run = d2.train_all(exp, log=lambda *_: None)
+    run = d2.train_all(exp)
     return types.SimpleNamespace(exp=exp, run=run, root=root)
 
 
@@ -292,7 +292,10 @@ def test_the_blend_is_chosen_on_validation_from_its_members_predictions(trained)
     expected = mae(exp.data.y_eur("val"), np.exp(blend_log(val[first], val[second], params["weight"])))
     assert exp.results["blend"]["val"]["mae"] == pytest.approx(expected, rel=1e-9)
     assert exp.results["blend"]["val"]["mae"] <= exp.results[first]["val"]["mae"] + 1e-9
-    assert not (exp.cfg.models_dir / "blend").exists()  # rebuilt from its members' folders
+    # its folder names its members (by their metadata's sha256) and weight; it loads as a model
+    reloaded = load_bundle(exp.cfg.models_dir / "blend")
+    assert np.allclose(reloaded.predict_eur(exp.data.parts["test"]),
+                       exp.predictions["blend"]["test"], rtol=1e-6)
 
 
 @needs_data
@@ -306,7 +309,7 @@ def test_every_fusion_model_is_trained_evaluated_and_saved(trained):
         assert np.isfinite(exp.results[name]["test"]["mae"])
         assert len(exp.predictions[name]["test"]) == len(exp.data.parts["test"].frame)
     # the references are on the same rows
-    for name in ("mlp", "hgb", trained.run.refs.best_image):
+    for name in ("mlp", "hgb", trained.run.best_image):
         assert len(exp.predictions[name]["test"]) == len(exp.data.parts["test"].frame)
 
 
@@ -334,8 +337,10 @@ def test_fusion_inputs_contain_no_price_derived_column(trained):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_photo_reducer_is_fitted_on_training_rows_only(trained):
+    from shared.models.families.early_fusion import _fusion_photos
+
     run = trained.run
-    raw = run.raw_features()
+    raw = _fusion_photos(run.exp)
     everything = np.vstack([raw[p] for p in ("train", "val", "test")])
 
     def scaler(reducer):
@@ -346,13 +351,13 @@ def test_photo_reducer_is_fitted_on_training_rows_only(trained):
         return reducer.named_steps["scale"]
 
     # the chosen reducer and every candidate early fusion tried see the training rows only
-    candidates = run.photo_reducers
+    candidates = run.exp.shared["photo_reducers"]
     for reducer in (run.bundles["early_fusion"].image_reducer, *candidates.values()):
         assert np.allclose(scaler(reducer).mean_, raw["train"].mean(axis=0), atol=1e-5)
         assert not np.allclose(scaler(reducer).mean_, everything.mean(axis=0), atol=1e-5)
     hgb = run.bundles["hgb_with_embeddings"]
     assert hgb.params["photo_reduction"] in hgb.params["photo_candidates_val_mae"]
-    assert any(hgb.image_reducer is r for r in run.photo_reducers.values())
+    assert any(hgb.image_reducer is r for r in candidates.values())
     # the late-fusion standardisation too: training-row statistics
     layer = run.bundles["late_fusion"].estimator.get_layer("late_fusion_network").get_layer(
         "image_standardisation")
@@ -395,9 +400,9 @@ def test_saved_references_are_reused_only_on_the_same_split(trained, tmp_path):
     from shared.run.start import prepare
 
     exp = trained.exp
-    again = references.load_or_train(exp.data, exp.cfg, exp,
-                                     train_missing=lambda *_, **__: pytest.fail("nothing to train"),
-                                     log=lambda *_: None)
+    again = prepare(trained.root / "data", exp.cfg.models_dir, smoke=True)
+    again.train = lambda *_, **__: pytest.fail("nothing to train")
+    again.reuse_or_train(references.reference_names())
     assert again.origin["mlp"] == again.origin["hgb"] == "reused"
     assert again.origin["transfer_frozen"] == "reused"
     # another set of rows gives another split: the saved models do not fit it
@@ -441,7 +446,7 @@ def test_predict_command_scores_a_fresh_directory_with_every_fusion_model(traine
     exp = trained.exp
     ids = [int(i) for i in exp.data.parts["test"].ids[:5]]
     make_subset(Path(DATA_DIR), tmp_path / "fresh", ids=ids, corrupt=ids[2])
-    for name in FUSION:
+    for name in (*FUSION, "blend"):
         out = tmp_path / f"{name}.csv"
         status = main(["predict", "--model", str(exp.cfg.models_dir / name),
                        "--data-dir", str(tmp_path / "fresh"), "--out", str(out)])

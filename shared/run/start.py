@@ -4,16 +4,13 @@
 seed, deterministic ops), prepares the data and returns the :class:`~shared.run.experiment.
 Experiment`; :func:`prepare` does the same on the current devices (tests, benchmarks, secondary
 datasets). :func:`training_main` is the command line both deliverables' ``train.py`` share, and
-:func:`log_to_stderr` sends the run's progress lines (the standard ``logging`` module, loggers
-under ``shared`` and the deliverables) to standard error, where a rendered report collects them
-into ``report.log``.
+:func:`shared.environment.log_progress` sends the run's progress lines (the standard ``logging``
+module) to standard error, where a rendered report collects them into ``report.log``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 from shared import environment
@@ -22,25 +19,6 @@ from shared.run.budgets import BUDGET_NAMES, Budget, budget_for
 from shared.run.config import SEED, RunConfig
 from shared.run.devices import configure_determinism, setup_devices
 from shared.run.experiment import Experiment
-
-#: The loggers a run's progress lines come from.
-PROGRESS_LOGGERS = ("shared", "deliverable1", "deliverable2")
-
-
-def log_to_stderr() -> None:
-    """Send the progress lines (INFO and above) of :data:`PROGRESS_LOGGERS` to standard error,
-    one plain line each, through one handler on the root logger (once per process; records
-    still propagate, so other handlers see them too)."""
-    root = logging.getLogger()
-    for name in PROGRESS_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
-    if not any(getattr(h, "_airbnb_dl", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.addFilter(lambda record: record.name.split(".")[0] in PROGRESS_LOGGERS)
-        handler._airbnb_dl = True
-        root.addHandler(handler)
-
 
 def prepare(data_dir, models_dir, smoke: bool = False, budget: Budget | None = None,
             seed: int = SEED) -> Experiment:
@@ -87,7 +65,7 @@ def training_main(run, deliverable: str, description: str, argv=None) -> int:
                                       "with --smoke: <models-dir>/smoke-metrics/<deliverable>/, "
                                       "the models dir being a scratch folder unless given)")
     args = parser.parse_args(argv)
-    log_to_stderr()
+    environment.log_progress()
     models_dir = (environment.smoke_models_dir(args.models_dir) if args.smoke
                   else environment.resolve_models_dir(args.models_dir))
     if args.out:

@@ -62,9 +62,9 @@ def cmd_serve(args) -> int:
 
     models_dir = environment.resolve_models_dir(args.models_dir)
     try:
-        estimator, seconds = build_estimator(models_dir, args.data_dir,
-                                             {"fusion": args.fusion, "tabular": args.tabular},
-                                             log=lambda line: print(line, flush=True))
+        with environment.showing_progress("stdout"):
+            estimator, seconds = build_estimator(models_dir, args.data_dir,
+                                                 {"fusion": args.fusion, "tabular": args.tabular})
     except ServeSetupError as exc:
         print(f"airbnb-dl: error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ cores); each row's prediction is the same either way.
 
 from __future__ import annotations
 
+import logging
 import io
 import tempfile
 import threading
@@ -47,6 +48,8 @@ from shared import environment
 from shared.data import schema
 from shared.data.dataset import check_photo, load_dataset
 from shared.features.tabular import input_columns
+
+logger = logging.getLogger(__name__)
 
 COVERAGE = 0.8
 LISTING_ID = 1
@@ -160,18 +163,17 @@ def load_listing(data_dir: Path, converted_dir: Path):
     return dataset
 
 
-def build_estimator(models_dir, data_dir=None, overrides: dict | None = None, log=None):
+def build_estimator(models_dir, data_dir=None, overrides: dict | None = None):
     """Load everything once and run one warm-up estimate; returns (estimator, start-up seconds).
-    ``log``: called with a progress line once the picks and the data directory are found.
+    Logs one progress line once the picks and the data directory are found.
 
     Raises :class:`~shared.cli.serve.models.ServeSetupError` (no models folder or picks),
     :class:`shared.environment.DataDirError` and the model-loading errors, each one line."""
     start = time.perf_counter()
     picks = read_picks(Path(models_dir), overrides)
     data_dir = environment.resolve_data_dir(data_dir)
-    if log is not None:
-        log(f"loading {picks['fusion']} and {picks['tabular']} from {models_dir}, training "
-            f"listings from {data_dir} ...")
+    logger.info(f"loading {picks['fusion']} and {picks['tabular']} from {models_dir}, training "
+                f"listings from {data_dir} ...")
     models = load_models(Path(models_dir), picks)
     listings = load_training_listings(data_dir, models_dir)
     columns = [c for b in models.by_slot().values() if b.preprocessor is not None

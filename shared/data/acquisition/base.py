@@ -6,6 +6,7 @@ rerun when its check passes; the check also finalises the download (a failing ch
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from shared.data.schema import IMAGES_DIR
 
 from .http import ContentError, HttpSettings, download
 from .report import FetchReport, PhotoOutcome
+
+logger = logging.getLogger(__name__)
 
 RAW_DIR = "raw"
 DEFAULT_MAX_PHOTO_BYTES = 20 * 2**20
@@ -44,7 +47,6 @@ class FetchOptions:
     progress: bool = True
     max_photo_bytes: int = DEFAULT_MAX_PHOTO_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    log: Callable[[str], None] = print
     #: The pinned repositories of the ``github`` source (:class:`.github.GithubSources`);
     #: None means the real pins. Tests and mirrors of other commits pass their own.
     github_sources: Any = None
@@ -68,9 +70,9 @@ def ensure_file(path: Path, check: Callable[[Path], Any], fetch: Callable[[Path]
         try:
             check(path)
         except (ContentError, UnusableSourceError) as error:
-            options.log(f"{path} is present but invalid ({error}); fetching it again")
+            logger.info(f"{path} is present but invalid ({error}); fetching it again")
         else:
-            options.log(f"{path.name}: already present in {path.parent}, not downloaded again")
+            logger.info(f"{path.name}: already present in {path.parent}, not downloaded again")
             report.file(path.name, "already_present")
             return
     fetch(path)

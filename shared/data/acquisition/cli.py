@@ -91,13 +91,14 @@ def run_fetch(args: argparse.Namespace) -> int:
             if args.source == "github" else None
         dest = args.dest if args.dest is not None else default_dest(args.source, dataset)
         pins = GithubSources.from_json(args.pins) if args.pins is not None else None
-        summary = fetch_dataset(
-            dest, source=args.source, url=args.url, images_url=args.images_url,
-            workers=args.workers, timeout=args.timeout, retries=args.retries,
-            progress=not args.no_progress,
-            max_photo_bytes=int(args.max_photo_mb * 2**20),
-            max_file_bytes=int(args.max_file_mb * 2**20), force=args.force,
-            github_sources=pins, dataset=dataset)
+        with environment.showing_progress("stdout"):
+            summary = fetch_dataset(
+                dest, source=args.source, url=args.url, images_url=args.images_url,
+                workers=args.workers, timeout=args.timeout, retries=args.retries,
+                progress=not args.no_progress,
+                max_photo_bytes=int(args.max_photo_mb * 2**20),
+                max_file_bytes=int(args.max_file_mb * 2**20), force=args.force,
+                github_sources=pins, dataset=dataset)
     except (DestinationError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import json
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from .http import DownloadError, HttpSettings, remove_stale_parts
 from .opendatasoft import OPENDATASOFT_EXPORT_URL, fetch_opendatasoft
 from .report import REPORT_FILE, FetchReport, format_summary
 from .sets import REPORTS_SET, DatasetSet
+
+logger = logging.getLogger(__name__)
 
 #: Every source, the default first.
 SOURCES = ("github", "drive", "opendatasoft")
@@ -93,11 +96,10 @@ def fetch_dataset(dest: Path, source: str = DEFAULT_SOURCE, url: str | None = No
                   max_photo_bytes: int = DEFAULT_MAX_PHOTO_BYTES,
                   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, force: bool = False,
                   github_sources: GithubSources | None = None,
-                  dataset: DatasetSet | None = None,
-                  log: Callable[[str], None] | None = print) -> dict[str, Any]:
+                  dataset: DatasetSet | None = None) -> dict[str, Any]:
     """Fetch ``source`` into ``dest`` in the canonical layout; return the summary.
 
-    The summary is also written to ``<dest>/fetch_report.json`` and logged. Fetch problems do not
+    The summary is also written to ``<dest>/fetch_report.json`` and logged (``logging``, INFO). Fetch problems do not
     raise: they set ``summary["status"]`` (``complete`` / ``incomplete`` / ``failed`` /
     ``unusable``) and ``summary["exit_code"]`` (0 / 1 / 1 / 2). For ``github`` (``url``: a base
     replacing the raw-file host; ``github_sources``: other pins than the real ones), nothing at
@@ -119,13 +121,13 @@ def fetch_dataset(dest: Path, source: str = DEFAULT_SOURCE, url: str | None = No
     options = FetchOptions(dest=dest, settings=HttpSettings(timeout, retries, backoff),
                            url=url, images_url=images_url, workers=workers, progress=progress,
                            max_photo_bytes=max_photo_bytes, max_file_bytes=max_file_bytes,
-                           log=log or (lambda message: None), github_sources=github_sources,
+                           github_sources=github_sources,
                            dataset=dataset)
-    options.log(f"fetching the {source} dataset into {dest}")
+    logger.info(f"fetching the {source} dataset into {dest}")
     if dataset is not None:
-        options.log(f"  set: {dataset.describe()}")
+        logger.info(f"  set: {dataset.describe()}")
     for item, location in locations.items():
-        options.log(f"  {item}: {location}")
+        logger.info(f"  {item}: {location}")
     report = FetchReport(source, dest, locations, photos_required=source == "github",
                          dataset=dataset.name if dataset else None)
     if source == "github":
@@ -138,7 +140,7 @@ def fetch_dataset(dest: Path, source: str = DEFAULT_SOURCE, url: str | None = No
     summary["written"] = written
     if written:
         report.write(summary)
-    options.log(format_summary(summary))
+    logger.info(format_summary(summary))
     return summary
 
 
@@ -148,7 +150,7 @@ def _prepare(options: FetchOptions, report: FetchReport) -> None:
     for folder in (options.dest, options.raw_dir, options.images_dir):
         removed = remove_stale_parts(folder)
         if removed:
-            options.log(f"removed {removed} partial file(s) left in {folder} by an interrupted run")
+            logger.info(f"removed {removed} partial file(s) left in {folder} by an interrupted run")
 
 
 def _source_fetcher(source: str) -> Callable[[FetchOptions, FetchReport], None]:
@@ -195,7 +197,8 @@ def ensure_data(data_dir) -> Path:
         return path
     print(f"No dataset in {path} (listings.csv missing): fetching it now with the default source "
           f"'{DEFAULT_SOURCE}' (what is fetched, and from where, follows).", flush=True)
-    summary = fetch_dataset(path, source=DEFAULT_SOURCE)
+    with environment.showing_progress("stdout"):
+        summary = fetch_dataset(path, source=DEFAULT_SOURCE)
     if not (path / "listings.csv").is_file():
         details = (f"details in {path / REPORT_FILE}" if summary.get("written", True)
                    else "nothing was written")

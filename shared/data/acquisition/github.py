@@ -33,6 +33,7 @@ made from (:class:`PhotoLedger`), so a rerun skips every photo already made.
 
 from __future__ import annotations
 
+import logging
 import csv
 import functools
 import json
@@ -53,6 +54,8 @@ from .http import atomic_output, download
 from .layout import select_listings, write_listings_csv
 from .report import FetchReport
 from .sets import REPORTS_SET, DatasetSet
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "data"
 JOIN_KEY = ("Latitude", "Longitude")
@@ -184,7 +187,7 @@ def fetch_github_tables(options: FetchOptions, report: FetchReport,
     for table in sources_of(options).tables:
         present = options.raw_dir / table.raw_name
         if present.is_file() and sha256_file(present) == table.sha256:
-            options.log(f"{table.raw_name}: already present in {options.raw_dir}, hash verified")
+            logger.info(f"{table.raw_name}: already present in {options.raw_dir}, hash verified")
             report.file(table.raw_name, "already_present")
             tables[table.raw_name] = present
             continue
@@ -348,8 +351,8 @@ def fetch_github(options: FetchOptions, report: FetchReport, staged: StagedSourc
     listings_path = options.dest / LISTINGS_FILE
     report.written = write_listings_csv(listings_path, csv_rows(staged.columns, kept),
                                         staged.columns)
-    report.identity = set_identity(dataset, outcomes, {item[0] for item in kept}, listings_path,
-                                   options.log)
+    report.identity = set_identity(dataset, outcomes, {item[0] for item in kept},
+                                   listings_path)
 
 
 def csv_rows(columns: Sequence[str],

@@ -9,6 +9,7 @@ photo was made from, so a rerun skips what is already right.
 
 from __future__ import annotations
 
+import logging
 import csv
 import gzip
 import hashlib
@@ -28,6 +29,8 @@ from .http import ContentError, DownloadError, download
 from .layout import photo_path
 from .report import MAX_FAILURES_LISTED, PhotoOutcome
 from .sets import DatasetSet, ExpectedPhoto, PhotoScaling
+
+logger = logging.getLogger(__name__)
 
 RAW_FILE_HOST = "https://raw.githubusercontent.com"
 MANIFEST_HEADER = ["ID", "git_blob_sha1", "bytes"]
@@ -187,7 +190,7 @@ def scaled_photo_check(listing_id: int, pinned: PinnedPhoto, owners: dict[str, i
 
 
 def set_identity(dataset: DatasetSet, outcomes: Sequence[PhotoOutcome], written: set[int],
-                 listings_path: Path, log: Callable[[str], None]) -> dict:
+                 listings_path: Path) -> dict:
     """Compare what was written with the set's pinned hashes; log one line per difference.
 
     ``byte_identical`` is True when ``listings.csv`` has the pinned sha256 and every photo its
@@ -210,10 +213,10 @@ def set_identity(dataset: DatasetSet, outcomes: Sequence[PhotoOutcome], written:
                                 "file": f"images/{outcome.listing_id}.jpg",
                                 "expected_sha256": pinned.sha256, "sha256": outcome.sha256})
     for entry in differences[:MAX_DIFFERENCES_LOGGED]:
-        log(f"{entry['file']}: sha256 {entry['sha256']} is not the reports' dataset's "
+        logger.info(f"{entry['file']}: sha256 {entry['sha256']} is not the reports' dataset's "
             f"{entry['expected_sha256']} (scaled: {dataset.scaling.recipe}); kept, it decodes")
     if len(differences) > MAX_DIFFERENCES_LOGGED:
-        log(f"... and {len(differences) - MAX_DIFFERENCES_LOGGED} more photos differ (listed in "
+        logger.info(f"... and {len(differences) - MAX_DIFFERENCES_LOGGED} more photos differ (listed in "
             "fetch_report.json)")
     wanted = dataset.ids()
     missing = sorted(wanted - written) if wanted is not None else []
@@ -223,7 +226,7 @@ def set_identity(dataset: DatasetSet, outcomes: Sequence[PhotoOutcome], written:
         byte_identical = (csv_sha256 == dataset.listings_sha256 and not differences
                           and not missing)
         if csv_sha256 != dataset.listings_sha256:
-            log(f"{listings_path.name}: sha256 {csv_sha256} is not the reports' dataset's "
+            logger.info(f"{listings_path.name}: sha256 {csv_sha256} is not the reports' dataset's "
                 f"{dataset.listings_sha256}")
     return {"dataset": dataset.name, "byte_identical": byte_identical,
             "recipe": dataset.scaling.recipe,

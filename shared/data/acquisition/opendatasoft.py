@@ -13,6 +13,7 @@ fetched stays in ``listings.csv``; the failure is counted by reason.
 
 from __future__ import annotations
 
+import logging
 import csv
 import functools
 import urllib.parse
@@ -25,6 +26,8 @@ from .http import ContentError, DownloadError, download
 from .layout import (normalize_photo, photo_is_valid, photo_path, select_listings,
                      write_listings_csv)
 from .report import FetchReport, PhotoOutcome
+
+logger = logging.getLogger(__name__)
 
 OPENDATASOFT_EXPORT_URL = (
     "https://public.opendatasoft.com/explore/dataset/airbnb-listings/download/?format=csv"
@@ -91,7 +94,7 @@ def read_export(path: Path, report: FetchReport, options: FetchOptions) -> list[
     positions = [header.index(name) for name in OPENDATASOFT_COLUMNS]
     ignored = [name for name in header if name not in OPENDATASOFT_COLUMNS]
     if ignored:
-        options.log(f"{path.name}: ignoring {len(ignored)} extra column(s): {', '.join(ignored)}")
+        logger.info(f"{path.name}: ignoring {len(ignored)} extra column(s): {', '.join(ignored)}")
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_SIZE_LIMIT))
     rows = []
     with _open_export(path) as handle:
