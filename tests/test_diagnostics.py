@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from shared.evaluation import diagnostics as diag  # noqa: E402
-from shared.reporting import figures  # noqa: E402
+from shared.reporting import figures, photos, tables  # noqa: E402
 from shared.features import tabular as feats  # noqa: E402
 
 
@@ -110,8 +110,9 @@ def test_price_maps(small_dataset, close_figures):
     fig = figures.price_and_residual_maps(frame, y, y + residual)
     points = fig.axes[1].collections[0]
     low, high = points.get_clim()
-    assert low == -high == pytest.approx(-np.percentile(np.abs(residual), 95))
+    assert low == -high == -figures.RESIDUAL_LIMIT_EUR   # one scale for every residual map
     assert fig.axes[3].get_ylabel() == "predicted - true (EUR)"
+    assert fig.axes[1].get_title().endswith(f"±{figures.RESIDUAL_LIMIT_EUR:.0f} EUR")
 
 
 def test_errors_by_group_pools_small_groups_and_falls_back():
@@ -133,13 +134,24 @@ def test_errors_by_group_pools_small_groups_and_falls_back():
         diag.errors_by_group(pd.DataFrame({"x": range(7)}), y, pred)
 
 
-def test_plot_errors_by_group(close_figures):
-    table = diag.errors_by_group(pd.DataFrame({"Neighbourhood": list("aab")}),
-                                 [1.0, 2.0, 3.0], [2.0, 2.0, 1.0], min_count=1)
-    fig = figures.plot_errors_by_group(table)
+def test_group_differences_against_a_reference_keep_groups_with_enough_listings(close_figures):
+    frame = pd.DataFrame({"Neighbourhood Cleansed": ["A"] * 40 + ["B"] * 30 + ["C"] * 5})
+    y = np.full(75, 100.0)
+    ref = y + 10.0                                     # the reference misses by 10 everywhere
+    pred = np.where(frame["Neighbourhood Cleansed"] == "A", y + 4.0, y + 10.0)
+    table = tables.group_differences(frame, y, pred, ref, "mlp", "hgb", min_count=30, seed=0)
+    assert list(table.index) == ["A", "B"]            # C: 5 listings, fewer than 30
+    assert table.loc["A", "mae_diff"] == pytest.approx(-6.0)
+    assert table.loc["A", "ci_low"] == pytest.approx(-6.0) == table.loc["A", "ci_high"]
+    assert table.loc["B", "n"] == 30 and table.loc["B", "mae_diff"] == pytest.approx(0.0)
+    assert table.attrs == {"model": "mlp", "reference": "hgb", "column": "Neighbourhood Cleansed",
+                           "min_count": 30}
+    fig = figures.plot_group_differences(table)
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "MAE (EUR)" and ax.get_ylabel() == "Neighbourhood"
-    assert sorted(t.get_text() for t in ax.texts) == [" n=1", " n=2"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A (n=40)", "B (n=30)"]
+    assert "at least 30 test listings" in ax.get_title()
+    empty = tables.group_differences(frame, y, pred, ref, "mlp", "hgb", min_count=100, seed=0)
+    assert empty.empty and figures.plot_group_differences(empty).axes[0].texts
 
 
 # --------------------------------------------------------------------------- extremes, photos
@@ -159,16 +171,16 @@ def test_extremes_picks_the_right_rows():
 
 def test_photo_grid_saved_locally(small_dataset, tmp_path, close_figures):
     paths = small_dataset.image_paths[:3]
-    fig = figures.photo_grid(paths, ["a", "b", "c"], ncols=2, image_size=16)
+    fig = photos.photo_grid(paths, ["a", "b", "c"], ncols=2, image_size=16)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
-    target = figures.save_local_figure(fig, tmp_path / "local", "extremes")
+    target = photos.save_local_figure(fig, tmp_path / "local", "extremes")
     assert target == (tmp_path / "local" / "extremes.png").resolve()
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in target.parent.iterdir()] == ["extremes.png"]  # no temp file left
     from shared import environment
 
     with pytest.raises(ValueError):
-        figures.save_local_figure(fig, environment.DOCS_DIR / "deliverable1", "photos")
+        photos.save_local_figure(fig, environment.DOCS_DIR / "deliverable1", "photos")
 
 
 def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, close_figures):
@@ -176,12 +188,12 @@ def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, 
     paths = list(small_dataset.image_paths[:6])
     y = np.array([100, 100, 50, 40, 200, 80], dtype=float)
     pred = np.array([300, 110, 25, 41, 100, 80], dtype=float)
-    table, grid = figures.extremes_report(ids, paths, y, pred, tmp_path / "local", "m-extremes", n=2)
+    table, grid = photos.extremes_report(ids, paths, y, pred, tmp_path / "local", "m-extremes", n=2)
     assert table.index.names == ["kind", None] or table.index.names == ["kind", ""]
     assert table.loc["over-priced"]["ID"].tolist() == ids[[0, 1]].tolist()
     assert grid == (tmp_path / "local" / "m-extremes.png").resolve() and grid.is_file()
     with pytest.raises(ValueError):
-        figures.extremes_report(ids, paths[:5], y, pred, tmp_path / "local", "bad")
+        photos.extremes_report(ids, paths[:5], y, pred, tmp_path / "local", "bad")
 
 
 # --------------------------------------------------------------------------- occlusion

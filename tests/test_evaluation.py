@@ -133,6 +133,33 @@ def test_metrics_table_formats_intervals():
     assert math.isnan(table.loc["b", "train_s"])
 
 
+def test_tables_of_phases_controls_and_ties():
+    from shared.reporting import tables
+
+    phased = {"params": {"stopped_by": "epoch_limit", "phase1_epochs_run": 5, "phase1_max_epochs": 5,
+                         "phase2_epochs_run": 1, "phase2_max_epochs": 2}, "n_params": 10}
+    table = tables.training_table({"late_fusion": phased})
+    assert table.loc["late_fusion", "epochs (trees) run"] == 6 and table.loc["late_fusion", "cap"] == 7
+
+    def paired(model, reference, diff):
+        return {"model": model, "reference": reference, "mae_diff": diff,
+                "mae_diff_ci95": [diff - 1, diff + 1], "relative_diff": diff / 10,
+                "relative_ci95": [(diff - 1) / 10, (diff + 1) / 10], "p_a_better": 0.5}
+
+    controls = tables.controls_table({"vs_base": {"early_fusion": paired("early_fusion", "mlp", -0.5)},
+                                      "blend_vs_tabular_blend": paired("blend", "tabular_blend", 0.2)})
+    assert list(controls.index) == ["early_fusion vs mlp", "blend vs tabular_blend (ensembling control)"]
+    assert controls.iloc[0, 0] == "-0.50 [-1.50, +0.50]" and controls.iloc[0, 1] == "-5.0% [-15.0%, +5.0%]"
+    ties = tables.ties_table({"fusion pick": ("blend", [{"model": "hgb_with_embeddings", "gap_eur": 0.3,
+                                                         "tie": True}]),
+                              "blend's pair": ("hgb + late_fusion", [{"members": ["hgb", "mlp"],
+                                                                       "gap_eur": 1.0, "tie": False}])})
+    assert list(ties.index) == [("fusion pick: blend", "hgb_with_embeddings"),
+                                ("blend's pair: hgb + late_fusion", "hgb + mlp")]
+    assert ties.iloc[:, -1].tolist() == ["yes", "no"]
+    assert tables.ties_table({"fusion pick": ("blend", [])}).empty
+
+
 def test_price_band_edges():
     bands = price_band([10, 29.99, 30, 49.9, 50, 80, 119, 120, 500])
     assert bands.tolist() == ["<30", "<30", "30-50", "30-50", "50-80", "80-120", "80-120",
@@ -145,21 +172,77 @@ def test_plots_return_figures():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.reporting import figures
+    from shared.reporting import figures, tables
 
     y = np.linspace(20, 200, 30)
     predictions = {"a": y * 1.1, "b": y * 0.8}
     models = {name: {"test": regression_metrics(y, p, n_boot=50, seed=42)} for name, p in predictions.items()}
-    figures = [
+    drawn = [
         figures.plot_predicted_vs_actual(predictions, y),
-        figures.plot_residuals_by_group(predictions, y, price_band(y), "by price band"),
+        figures.plot_group_errors({"by price band": tables.group_mae(predictions, y, price_band(y),
+                                                                    ordered_by=y)}),
         figures.plot_mae_with_intervals(models),
-        figures.plot_learning_curves({"a": {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]},
-                                         "b": {}}),
+        figures.plot_learning_curves({"a": {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, "b": {}}),
+        figures.plot_pca_curve(np.linspace(0.1, 1.0, 50), marks=(8, 32)),
     ]
-    for figure in figures:
+    for figure in drawn:
         assert figure.axes
         plt.close(figure)
+
+
+def test_group_errors_say_true_price_and_drop_empty_bands():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared.reporting import figures, tables
+
+    y = np.array([20.0, 25.0, 60.0, 70.0, 150.0])
+    table = tables.group_mae({"hgb": y * 1.1}, y, price_band(y), ordered_by=y)
+    assert list(table.index) == ["<30", "50-80", ">=120"] and table["n"].tolist() == [2, 2, 1]
+    assert table.loc["<30", "hgb"] == pytest.approx(2.25)
+    table.loc["30-50"] = [0, np.nan]                              # an empty band
+    fig = figures.plot_group_errors({"by price band (test)": table})
+    ax = fig.axes[0]
+    assert ax.get_title() == "by true price band (test)"
+    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == ["<30", "50-80", ">=120"]
+    assert figures.band_title("by predicted price band") == "by predicted price band"
+    plt.close(fig)
+
+
+def test_learning_curves_mark_the_kept_epoch_grey_reverted_phases_and_zoom_short_ones():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from shared.reporting import figures
+
+    val = list(np.linspace(1.0, 0.2, 100)) + [0.3, 0.25, 0.35]
+    history = {"loss": [v * 0.9 for v in val], "val_loss": val}
+    phases = [{"start": 0, "label": "1: cached features", "kept": True},
+              {"start": 100, "label": "2: end to end reverted", "kept": False}]
+    assert figures.restored_epoch(history, phases) == 99        # the best of the kept phase
+    phases[1]["kept"] = True
+    assert figures.restored_epoch(history, phases) == 101       # the best of the last kept phase
+    assert figures.restored_epoch(history, [{**p, "kept": False} for p in phases]) is None
+    assert figures.restored_epoch({"loss": [3, 2, 1], "val_loss": [3, 1, 2]}) == 1
+    phases[1]["kept"] = False
+    fig = figures.plot_learning_curves({"late_fusion": history, "tabular_net": history},
+                                       {"late_fusion": {"loss": "mse", "phases": phases},
+                                        "tabular_net": {"loss": "huber"}})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["late_fusion: MSE", "late_fusion: MSE (zoom on the last epochs)",
+                      "tabular_net: Huber loss"]
+    whole, zoom = fig.axes[0], fig.axes[1]
+    colours = {to_hex(line.get_color()) for line in whole.lines}
+    assert {figures.REVERTED, figures.model_colour("late_fusion")} <= colours
+    assert "phase 2: end to end reverted" in [t.get_text() for t in whole.get_legend().get_texts()]
+    assert "kept: epoch 100" in [t.get_text() for t in whole.get_legend().get_texts()]
+    assert zoom.get_xlim()[0] > 80 and whole.get_yscale() == "log"
+    plt.close(fig)
 
 
 def test_paired_bootstrap_accepts_keras_shaped_predictions():

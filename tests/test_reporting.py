@@ -85,6 +85,20 @@ def test_render_report_writes_notebook_html_and_the_report_outputs(tmp_path, kee
     assert result["seconds"] > 0
 
 
+def test_the_html_page_shows_outputs_not_code_and_is_titled_by_the_first_heading(tmp_path, keep_path):
+    out = tmp_path / "docs"
+    render_report(write_script(tmp_path / "src", GOOD_SCRIPT), out, {"greeting": "hi"}, timeout=120)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<title>Tiny report</title>" in html
+    assert "MESSAGE: hi" in html                                   # the output
+    assert "write_text(json.dumps" not in html                     # not the code
+    assert not re.search(r'class="[^"]*(jp-CodeMirrorEditor|hl-ipython3)', html)
+    assert not re.search(r">(In&nbsp;|Out)\[[ 0-9]*\]:<", html)   # nor the prompts
+    notebook = nbformat.read(out / "report.ipynb", as_version=4)
+    assert any("write_text(json.dumps" in c.source for c in notebook.cells)  # the notebook keeps it
+    assert notebook.metadata["title"] == "Tiny report"
+
+
 def test_a_failing_cell_raises_and_leaves_the_previous_report_untouched(tmp_path, keep_path):
     out = tmp_path / "docs"
     out.mkdir()

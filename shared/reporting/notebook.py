@@ -4,7 +4,8 @@ The ``.py`` script is the source of truth (readable, diffable). :func:`render_re
 jupytext and executes it with papermill, which injects the parameters in a cell after the one
 tagged ``parameters``, shows a progress bar over the cells and streams each cell's output (the
 training progress lines) to the console as it runs. Only when every cell succeeded are
-the results moved into the output folder. A failing cell raises :class:`ReportError` and leaves
+the results moved into the output folder. The HTML page shows the Markdown and the outputs only,
+titled by the report's first heading; the ``.ipynb`` keeps the code. A failing cell raises :class:`ReportError` and leaves
 the previously rendered report untouched (the failed notebook is kept for inspection).
 
 Paths handed to a report are written project-relative when they lie inside the project (or
@@ -126,11 +127,27 @@ def move_stderr_to_log(notebook) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def report_title(notebook) -> str:
+    """The text of the notebook's first level-1 Markdown heading ("Report" without one): the
+    HTML page's title, so a browser tab names the deliverable."""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return "Report"
+
+
 def notebook_html(notebook) -> str:
-    """The report's HTML page, as nbconvert's lab template renders ``notebook``."""
+    """The report's HTML page, as nbconvert's lab template renders ``notebook``, showing what a
+    reader needs: Markdown and cell outputs, no code and no prompts (the code stays in the
+    ``.ipynb`` beside it and in the ``.py`` script). Titled by :func:`report_title`."""
     from nbconvert import HTMLExporter
 
-    html, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    notebook.metadata["title"] = report_title(notebook)
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    html, _ = exporter.from_notebook_node(notebook)
     return html
 
 
@@ -175,6 +192,7 @@ def render_report(script: Path, out_dir: Path, parameters: dict, timeout: int = 
     # staging folder's absolute path)
     notebook.metadata.papermill.update(input_path=display_path(script),
                                        output_path=display_path(out_dir / f"{stem}.ipynb"))
+    notebook.metadata["title"] = report_title(notebook)
     log_text = move_stderr_to_log(notebook)
     if log_text:
         (staging / f"{stem}.log").write_text(log_text, encoding="utf-8")
