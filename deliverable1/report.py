@@ -23,10 +23,10 @@ smoke = False        # tiny settings for CI: numbers are then meaningless
 
 # %%
 from shared.reporting.notebook import quiet_notebook
-from shared.run.start import log_to_stderr
+from shared.environment import log_progress
 
 quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
-log_to_stderr()   # the training log goes to report.log, not into the report
+log_progress()   # the training log goes to report.log, not into the report
 
 import numpy as np
 import pandas as pd
@@ -35,13 +35,13 @@ from IPython.display import Markdown, display
 
 from deliverable1 import analysis, train
 from deliverable1.column_cost import cost_sentence
-from deliverable2.conclusions import SELECTION_RULE_NOTE
 from shared.data import split
 from shared.evaluation import diagnostics
 from shared.evaluation import metrics as evaluation
 from shared.features import tabular as features
 from shared.models.families import cnn_scratch, mlp, transfer
 from shared.reporting import figures, photos, tables
+from shared.reporting.sentences import SELECTION_RULE_NOTE
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", None)  # text columns in full

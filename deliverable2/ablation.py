@@ -265,24 +265,6 @@ def significantly_better(relative_diff: float, p_better: float) -> bool:
     return bool(relative_diff < 0 and p_better >= GOALS["min_p_better"])
 
 
-def group_errors(exp, names, groups, part: str = "test", ordered_by=None) -> pd.DataFrame:
-    """Mean absolute error (EUR) per group (rows) and model (columns), with the group sizes.
-
-    Groups are listed largest first, or by the mean of ``ordered_by`` (n,) when given (e.g. the
-    price, to list price bands in order).
-    """
-    y = exp.data.y_eur(part)
-    groups = pd.Series(np.asarray(groups), name="group")
-    table = pd.DataFrame({n: np.abs(exp.predictions[n][part] - y) for n in names})
-    out = table.groupby(groups.to_numpy()).mean().round(2)
-    counts = groups.value_counts()
-    out.insert(0, "n", counts.reindex(out.index).to_numpy())
-    if ordered_by is None:
-        return out.loc[counts.index]
-    key = pd.Series(np.asarray(ordered_by, dtype=float)).groupby(groups.to_numpy()).mean()
-    return out.loc[key.sort_values().index]
-
-
 def photo_redundancy(exp, photo_signal: dict[str, np.ndarray], tabular_name: str,
                      parts=("val", "test")) -> dict[str, dict]:
     """Is the photo's price signal new information, given the tabular features?

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from deliverable2 import ablation, conclusions
 from deliverable2.references import photo_references
 from shared.evaluation import metrics as evaluation
+from shared.reporting import tables
 from shared.reporting.sentences import interval_analysis, results_intervals
 from shared.features.backbones import DEFAULT_BACKBONE
 from shared.features.photo_reducers import fit_image_reducer, reduced_features
@@ -69,12 +70,12 @@ def permutations(exp) -> dict[str, dict]:
 
 
 def group_tables(exp, names) -> dict:
-    """Mean absolute error by room type and by price band (test), one DataFrame each."""
-    frame = exp.data.parts["test"].frame
-    y = exp.data.y_eur("test")
-    return {"by room type (test)": ablation.group_errors(exp, names, frame["Room Type"].to_numpy()),
-            "by price band (test)": ablation.group_errors(exp, names, evaluation.price_band(y),
-                                                          ordered_by=y)}
+    """Mean absolute error by room type and by *true* price band (test), one DataFrame each."""
+    frame, y = exp.data.parts["test"].frame, exp.data.y_eur("test")
+    predictions = {n: exp.predictions[n]["test"] for n in names}
+    return {"by room type (test)": tables.group_mae(predictions, y, frame["Room Type"].to_numpy()),
+            "by true price band (test)": tables.group_mae(predictions, y,
+                                                          evaluation.price_band(y), ordered_by=y)}
 
 
 def interval_goal(exp, reference: str, fusion: str) -> dict:

@@ -10,16 +10,14 @@ runner-up contains zero. The tests feed synthetic analyses where each comparison
 from __future__ import annotations
 
 from deliverable2 import ablation
-from shared.reporting.sentences import mae_comparison, paired_word
+from shared.reporting.sentences import (SELECTION_RULE_NOTE, mae_comparison, paired_word,
+                                       r2_phrase)
 
 #: Two relative gains (fractions) closer than this are "about the same".
 GAIN_TOLERANCE = 0.005
 #: |correlation| of the photo score's unique part with the tabular residual above which the
 #: photo is said to carry price information the tabular features lack.
 UNIQUE_SIGNAL = 0.15
-#: Said wherever the reports speak of test hygiene.
-SELECTION_RULE_NOTE = ("the rule that selects the blend (its cross-validated validation MAE) "
-                       "was adopted after an earlier render's test results had been read")
 
 
 def _paired_text(c: dict) -> str:
@@ -109,7 +107,8 @@ def goal_sentence(goal: dict) -> str:
     """The fusion goal, its verdict and why."""
     return (f"- **Goal** (the fusion model validation picks at least "
             f"{-ablation.GOALS['max_relative_diff']:.0%} below `{goal['reference']}`, the "
-            f"better tabular model on test): **{goal['verdict']}**; {goal['reason']}")
+            f"better tabular model on test): **{goal['verdict']}**: "
+            f"{goal['reason'].removeprefix(goal['verdict'] + ': ')}")
 
 
 def answer(exp, a: dict) -> list[str]:
@@ -119,8 +118,8 @@ def answer(exp, a: dict) -> list[str]:
              f"- **Tabular only**: validation picks `{v['reference']}`, "
              f"{r[v['reference']]['test']['mae']:.2f} EUR a night off on average; the better "
              f"tabular model on test, `{a['reference']}`, {r[a['reference']]['test']['mae']:.2f}.",
-             f"- **Photo only**: `{a['best_image']}` explains "
-             f"{r[a['best_image']]['test']['r2_log']:.0%} of the variance of log price.",
+             f"- **Photo only**: `{a['best_image']}` "
+             f"{r2_phrase(r[a['best_image']]['test']['r2_log'])}.",
              goal_sentence(goal),
              "- " + pick_sentence(a["fusion_ties"], goal["chosen_on_validation"],
                                   "The fusion pick")]

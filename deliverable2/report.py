@@ -23,10 +23,10 @@ smoke = False        # tiny settings for CI: numbers are then meaningless
 # %%
 # %matplotlib inline
 from shared.reporting.notebook import quiet_notebook
-from shared.run.start import log_to_stderr
+from shared.environment import log_progress
 
 quiet_notebook()  # TensorFlow's start-up lines and library warnings are noise in a report
-log_to_stderr()   # the training log goes to report.log, not into the report
+log_progress()   # the training log goes to report.log, not into the report
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -34,13 +34,13 @@ from IPython.display import Markdown, display
 
 from deliverable2 import ablation, analysis, references
 from deliverable2 import train as d2
-from deliverable2.conclusions import SELECTION_RULE_NOTE
 from shared.evaluation import metrics as evaluation
 from shared.features.backbones import DEFAULT_BACKBONE
 from shared.features.photo_reducers import PhotoPriceScore
 from shared.models.families import late_fusion
 from shared.models.families.transfer import default_image_size
 from shared.reporting import figures, photos, tables
+from shared.reporting.sentences import SELECTION_RULE_NOTE
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", None)  # text columns in full

@@ -144,3 +144,17 @@ def test_the_photo_signal_sentence_follows_the_correlation_and_the_gains():
                                           (10.2, 10.0, "about as wide as")])
 def test_width_comparisons_follow_the_widths(a, b, phrase):
     assert sentences.width_comparison(a, b) == phrase
+
+
+@pytest.mark.parametrize("r2, phrase", [(0.42, "explains 42% of the variance"),
+                                        (-0.12, "does worse than always answering the mean")])
+def test_an_r2_below_zero_is_not_called_a_share_explained(r2, phrase):
+    assert phrase in sentences.r2_phrase(r2)
+    assert ("explains" in sentences.r2_phrase(r2)) == (r2 >= 0)
+
+
+def test_the_goal_line_states_its_verdict_once():
+    goal = {"reference": "hgb", "verdict": "not reached",
+            "reason": "not reached: x's test MAE relative to hgb's -1.0% misses the goal"}
+    line = conclusions.goal_sentence(goal)
+    assert line.count("not reached") == 1 and "x's test MAE relative" in line

@@ -1,15 +1,14 @@
 """Report diagnostics: what a model relies on, where and on which listings it errs.
 
-Small, deterministic helpers the reports call (they never print):
+Small, deterministic helpers the reports call (they never print or plot; the plots are in
+:mod:`shared.reporting.figures`, the local-only photo grids in :mod:`shared.reporting.photos`):
 
-* :func:`permutation_importance` / :func:`plot_importance`: MAE increase (EUR) when one RAW
-  input column is shuffled across the rows of a part (any bundle with tabular inputs);
-* :func:`price_map` / :func:`price_and_residual_maps`: prices or residuals on the map;
-* :func:`errors_by_group` / :func:`plot_errors_by_group`: MAE and bias per neighbourhood;
+* :func:`permutation_importance`: MAE increase (EUR) when one RAW input column is shuffled
+  across the rows of a part (any bundle with tabular inputs);
+* :func:`coordinates`: a part's latitude and longitude, for the maps;
+* :func:`errors_by_group`: MAE and bias per neighbourhood;
 * :func:`extremes`: the most over-priced, under-priced and best-priced listings;
-* :func:`photo_grid` / :func:`save_local_figure`: photos with captions, saved ONLY to a local,
-  non-committed folder (listing photos are never committed, nor embedded in committed reports);
-* :func:`occlusion_sensitivity` / :func:`mean_sensitivity_map` / :func:`plot_sensitivity_map`:
+* :func:`occlusion_sensitivity` / :func:`mean_sensitivity_map` / :func:`photo_sensitivity`:
   which part of the photo a photo model reacts to (the average map is not a photo: committable);
 * :func:`coverage_by_band`: prediction-interval coverage and width per price band (built on
   :func:`shared.evaluation.intervals.interval_metrics`).

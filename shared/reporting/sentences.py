@@ -14,6 +14,9 @@ from shared.evaluation.intervals import DEFAULT_COVERAGES
 CHANGE_EUR = 0.05
 #: Two median widths within this relative difference are "about as wide".
 WIDTH_TOLERANCE = 0.05
+#: Said wherever the reports speak of test hygiene.
+SELECTION_RULE_NOTE = ("the rule that selects the blend (its cross-validated validation MAE) "
+                       "was adopted after an earlier render's test results had been read")
 
 
 def change_word(before: float, after: float, tolerance: float = CHANGE_EUR) -> str:
@@ -24,6 +27,15 @@ def change_word(before: float, after: float, tolerance: float = CHANGE_EUR) -> s
     if after > before + tolerance:
         return "raised"
     return f"left unchanged (within {tolerance:g})"
+
+
+def r2_phrase(r2_log: float) -> str:
+    """What an R² on log price says: the share of variance explained, or, below zero, that the
+    model does worse than always answering the mean log price."""
+    if r2_log < 0:
+        return (f"does worse than always answering the mean log price (R² on log price "
+                f"{r2_log:.2f})")
+    return f"explains {r2_log:.0%} of the variance of log price (R² {r2_log:.2f})"
 
 
 def paired_word(comparison: dict) -> str:
