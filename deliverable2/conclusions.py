@@ -32,8 +32,8 @@ def verdict_sentence(v: dict, results: dict) -> str:
     size = ("" if not v["significant"] else
             f", at least the {-v['margin']:.0%} the deliverable aimed for"
             if v["word"] == "yes" else f", but by less than the {-v['margin']:.0%} it aimed for")
-    return (f"**Does the photo help? {v['word'].capitalize()}.** Of the models validation picks, "
-            f"the photo-seeing one against the tabular-only model or blend: "
+    return (f"**Does the photo help? {v['word'].capitalize()}.** The photo-seeing pick against "
+            f"the tabular-only pick (model or blend; both chosen on validation): "
             f"{mae_comparison(v, photo, tab)} ({results[photo]['test']['mae']:.2f} vs "
             f"{results[tab]['test']['mae']:.2f} EUR; {_paired_text(v)}){size}.")
 
