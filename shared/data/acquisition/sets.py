@@ -1,28 +1,15 @@
 """The sets the ``github`` source builds: which listings, how their photos are scaled, and what
 the result must hash to.
 
-``airbnb-madrid-10k`` (:data:`REPORTS_SET`, the default of ``airbnb-dl data fetch``)
-    The dataset the committed reports are rendered on, rebuilt byte for byte: its 10,351 listings
-    (a subset of the 12,232 the source holds), every photo scaled by :class:`PhotoScaling`, each
-    scaled photo checked against the shipped sha256 manifest and ``listings.csv`` against
-    :data:`REPORTS_LISTINGS_SHA256`.
-``airbnb-madrid-12k`` (:data:`ALL_LISTINGS`, ``data fetch --all``)
-    Every listing of the source (12,232 with the real pins), built the same way (same columns,
-    same scaling); the photos of the 10,351 listings of the reports' set are checked against the
-    same manifest, the others cannot be (nothing pins them), nor can ``listings.csv``.
+``airbnb-madrid-10k`` (:data:`REPORTS_SET`, the default) is the reports' dataset rebuilt byte
+for byte: its 10,351 listings, each scaled photo checked against the shipped manifest and
+``listings.csv`` against :data:`REPORTS_LISTINGS_SHA256`. ``airbnb-madrid-12k``
+(:data:`ALL_LISTINGS`, ``--all``) is every listing of the source, built the same way; only the
+photos of the 10k listings can be checked. With Pillow 13.0.0 :class:`PhotoScaling` gives the
+10k set's files byte for byte; another Pillow may encode differently, which the fetch reports.
 
-The scaling (:class:`PhotoScaling`) is what made the 10k set's photos from the pinned originals:
-open, convert to RGB, if the shorter side exceeds 224 px resize with Lanczos to
-``(round(w * r), round(h * r))`` with ``r = 224 / min(w, h)``, save as JPEG quality 85 with
-``optimize=True``. With Pillow 13.0.0 this gives the 10k set's files byte for byte; another
-Pillow may encode differently, which the fetch reports (one line per photo naming the file and
-both hashes) and summarises as "not byte-identical to the reports' dataset".
-
-Shipped file ``data/airbnb-madrid-10k-photos.csv.gz`` (gzip, CSV ``ID,sha256,bytes``, one line per
-listing in ascending ID order): the ID list of the 10k set and the sha256 and size of each of its
-scaled photos, nothing else (no photo, no listing row). It was derived from the dataset directory
-``../shared/data/airbnb-madrid-10k`` (IDs from its ``listings.csv``, hashes of its
-``images/<ID>.jpg``) by :func:`write_set_manifest`; regenerate it with::
+``data/airbnb-madrid-10k-photos.csv.gz`` (gzip CSV ``ID,sha256,bytes`` in ascending ID order)
+holds the set's IDs and the hash and size of each scaled photo; regenerate it with::
 
     python -m shared.data.acquisition.sets ../shared/data/airbnb-madrid-10k \\
         shared/data/acquisition/data/airbnb-madrid-10k-photos.csv.gz
@@ -61,7 +48,9 @@ ALL_LISTINGS_NAME = "airbnb-madrid-12k"
 
 @dataclass(frozen=True)
 class PhotoScaling:
-    """How a pinned original becomes a dataset photo (see the module docstring)."""
+    """How a pinned original becomes a dataset photo: RGB; if the shorter side exceeds
+    ``shorter_side``, Lanczos resize by ``r = shorter_side / min(w, h)`` to ``(round(w * r),
+    round(h * r))``; JPEG at ``quality`` (optimized)."""
 
     shorter_side: int = 224
     quality: int = 85
@@ -102,9 +91,9 @@ class ExpectedPhoto:
 class DatasetSet:
     """A set the ``github`` source builds.
 
-    ``manifest``: ``ID,sha256,bytes`` of the set's scaled photos (None: no photo is checked);
-    ``every_listing``: write every listing of the source (else only the manifest's IDs);
-    ``listings_sha256``: the pinned hash of the set's ``listings.csv`` (None: not checked).
+    ``manifest``: ``ID,sha256,bytes`` of its scaled photos (None: no photo checked);
+    ``every_listing``: every listing of the source, else the manifest's IDs only;
+    ``listings_sha256``: pinned hash of its ``listings.csv`` (None: not checked).
     """
 
     name: str
@@ -155,9 +144,7 @@ def _load_set_manifest(path: Path, mtime_ns: int) -> dict[int, ExpectedPhoto]:
 
 def load_set_manifest(path: Path) -> dict[int, ExpectedPhoto]:
     """``{listing ID: ExpectedPhoto}`` from ``ID,sha256,bytes`` (plain or ``.gz`` CSV).
-
-    Raises ``ValueError`` naming the file when it is unreadable.
-    """
+    Raises ``ValueError`` naming the file when it is unreadable."""
     path = Path(path)
     try:
         return dict(_load_set_manifest(path.resolve(), path.stat().st_mtime_ns))
@@ -169,9 +156,8 @@ def load_set_manifest(path: Path) -> dict[int, ExpectedPhoto]:
 
 
 def set_manifest_rows(dataset_dir: Path) -> list[tuple[int, str, int]]:
-    """``(ID, sha256, bytes)`` of every listing of ``dataset_dir`` (IDs from ``listings.csv``,
-    hashes of ``images/<ID>.jpg``), in ascending ID order; raises ``ValueError`` on a listing
-    without a photo or with an invalid ID."""
+    """``(ID, sha256, bytes)`` of every listing of ``dataset_dir``, in ascending ID order; raises
+    ``ValueError`` on a listing without a photo or with an invalid ID."""
     dataset_dir = Path(dataset_dir)
     with open(dataset_dir / LISTINGS_FILE, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle, delimiter=";")
