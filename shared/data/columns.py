@@ -6,9 +6,8 @@ import the modelling stack; :mod:`shared.features.tabular` does the engineering.
 
 from __future__ import annotations
 
-#: The scrape date of the whole OpenDataSoft Madrid export: the reference date of the day counts
-#: when a dataset has no ``Last Scraped`` column (the 48-column set drops it because it is this
-#: date for every listing).
+#: The scrape date of the whole Madrid export: the reference date of the day counts without a
+#: ``Last Scraped`` column (the 48-column set drops it: it is this date for every listing).
 EXPORT_SCRAPE_DATE = "2017-04-08"
 
 #: Puerta del Sol, kilometre zero of Spain's roads: the reference point for "how central".

@@ -39,9 +39,8 @@ OPENDATASOFT_COLUMNS: tuple[str, ...] = (
     "Calculated host listings count", "Reviews per Month", "Geolocation", "Features",
 )
 
-#: The 48 columns of the 10,351-listing Madrid set (``airbnb-madrid-10k``, what the public
-#: ``github`` source holds for every listing), in export order: no free text, no amenities, no
-#: review dates, no ``Last Scraped``.
+#: The 48 columns of ``airbnb-madrid-10k`` (what the ``github`` source holds), in export order:
+#: no free text, no amenities, no review dates, no ``Last Scraped``.
 MADRID_10K_COLUMNS: tuple[str, ...] = (
     "ID", "Host ID", "Host Name", "Host Since", "Host Listings Count", "Street",
     "Neighbourhood Cleansed", "City", "State", "Zipcode", "Smart Location", "Country Code",

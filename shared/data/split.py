@@ -1,15 +1,12 @@
 """The one train/validation/calibration/test split shared by every model of both deliverables.
 
 60/10/10/20, grouped by host and by identical photo, stratified on price deciles, seeded.
-``train`` fits everything, ``val`` chooses (searches, early stopping, model selection), ``cal``
-only calibrates the prediction intervals (so its residuals are those of new listings), ``test``
-is read once for the reported numbers.
-
-Grouped (:data:`RULE`) because siblings of one host share price level, style and sometimes the
-very photo: a random split would score listings beside a sibling seen in training, an
-optimistic answer to "a listing of a host the model has never seen". The split depends only on
-the sorted IDs, prices, host IDs, photo bytes and the seed; it is persisted as ``split.json``.
-:func:`make_random_split` exists only to measure how much a random split overstates the scores.
+``train`` fits everything, ``val`` chooses, ``cal`` only calibrates the prediction intervals (so
+its residuals are those of new listings), ``test`` is read once for the reported numbers.
+Grouped (:data:`RULE`) because a host's listings share price level, style and sometimes the
+very photo: a random split would be optimistic about a host the model has never seen
+(:func:`make_random_split` measures by how much). The split depends only on the sorted IDs,
+prices, host IDs, photo bytes and seed, and is persisted as ``split.json``.
 """
 
 from __future__ import annotations

@@ -54,9 +54,8 @@ def extract_features(paths, backbone: str, image_size: int = 224, batch_size: in
         for batch in data:
             if flip:  # (batch, height, width, 3): mirror the width axis
                 batch = batch[:, :, ::-1, :]
-            # predict_on_batch runs the compiled (graph) function: ~1.6x the photos per second of
-            # an eager call on a 2-core CPU (the last float bits differ from eager's, so every
-            # vector in a cache folder must come from this same call)
+            # predict_on_batch runs the compiled graph: ~1.6x eager's speed on 2 cores (its last
+            # float bits differ from eager's: every vector of a cache folder comes from this call)
             vectors = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
             for vector in vectors:
                 index = missing[done]

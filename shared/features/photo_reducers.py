@@ -93,6 +93,5 @@ def reducer_label(reducer) -> str:
     return f"pca-{reducer.named_steps['pca'].n_components_}"
 
 
-#: The objects a fitted reducer is made of that skops does not trust by itself (declared by the
-#: families whose saved models hold a reducer).
+#: What a fitted reducer holds that skops does not trust by itself.
 TRUSTED_TYPES = (PhotoPriceScore, _as_float64)

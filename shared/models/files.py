@@ -1,14 +1,11 @@
 """The files of a saved model folder: written and read without running any code from them.
 
-Model folders are passed around (a grader, a user), so loading one never executes code it
-contains, and a damaged or mixed-up folder is refused in one line (:class:`ModelLoadError`).
-
-* No pickle: fitted scikit-learn parts are :mod:`skops.io` files; :func:`load_part` reads the
-  type names first and refuses any outside skops' defaults, :func:`base_trusted_types` and the
-  family's ``trusted_types``, before anything is built. Keras models load with ``safe_mode=True``.
-* Integrity: ``metadata.json`` records every other file's size and sha256 and its own sha256
-  (:func:`write_metadata`); :func:`verify_files` refuses edited metadata and missing, altered,
-  foreign or unrecorded files. This detects damage and mix-ups, not a deliberate forger.
+Model folders are passed around, so loading one never executes code it contains, and a damaged
+or mixed-up folder is refused in one line (:class:`ModelLoadError`). No pickle: scikit-learn
+parts are :mod:`skops.io` files whose type names are checked before anything is built
+(:func:`load_part`), and Keras models load with ``safe_mode=True``. ``metadata.json`` records
+every other file's size and sha256 and its own (:func:`write_metadata`, :func:`verify_files`):
+this detects damage and mix-ups, not a deliberate forger.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """Fetch the real Airbnb Madrid dataset from its public sources into the canonical layout.
 
 Sources (``airbnb-dl data fetch --source ...``): ``github`` (default, :mod:`.github`: pinned
-public commits, by default the reports' ``airbnb-madrid-10k`` set byte for byte, :mod:`.sets`),
-``drive`` (:mod:`.drive`: the original student's 1000-listing arrays, the pickle read by a
-restricted unpickler, :mod:`.safe_pickle`) and ``opendatasoft`` (:mod:`.opendatasoft`: the CSV
-export; listings whose photo URL is dead stay in ``listings.csv`` without a photo).
-
-Listings whose ID is not a positive integer, and repeated IDs, are dropped and counted. Result::
-
-    <dest>/listings.csv         written last, atomically
-    <dest>/images/<ID>.jpg      one photo per listing that has one
-    <dest>/fetch_report.json    what was fetched, already present, failed and why
-    <dest>/raw/                 the downloaded source files, so a rerun does not fetch them again
+public commits, by default the reports' set byte for byte, :mod:`.sets`), ``drive``
+(:mod:`.drive`: the original student's arrays, read by a restricted unpickler) and
+``opendatasoft`` (:mod:`.opendatasoft`: the CSV export). Invalid or repeated IDs are dropped
+and counted. ``<dest>`` gets ``listings.csv`` (written last), ``images/<ID>.jpg``,
+``fetch_report.json`` and ``raw/`` (the downloaded source files, so a rerun skips them).
 
 Reruns resume; every file is written through a temporary file renamed into place. The report's
 ``exit_code`` is 0 when complete, 1 when a rerun may fix a failure, 2 when a source is unusable.

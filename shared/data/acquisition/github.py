@@ -1,17 +1,12 @@
 """The ``github`` source (the default): the 12,232-listing Madrid set from pinned public commits.
 
-Read from the raw-file host (or a mirror given with ``--url``): the listings table, two tables
-with more columns joined on the *same Latitude and Longitude text* (the listings table wins on
-shared columns), and one photo per listing. Each table must match its pinned sha256, else the
-source is unusable (exit 2) and nothing is written: tables are verified and joined in a
-temporary folder first. Values stay text, except the price and the ID which are parsed. Each
-photo must have the git blob id of the vendored manifest and decode; a listing whose photo fails
-is left out and counted by reason in ``fetch_report.json``.
-
-The *set* (:mod:`.sets`) decides which listings are written and how photos are scaled. A scaled
-photo differing from its pinned hash (another Pillow, say) is kept and logged, and the summary
-says the set is not byte-identical (:func:`set_identity`); ``raw/scaled-photos.csv``
-(:class:`PhotoLedger`) lets a rerun skip every photo already made.
+Read from the raw-file host (or ``--url``): the listings table, two tables with more columns
+joined on the *same Latitude and Longitude text* (the listings table wins on shared columns),
+and one photo per listing. A table that does not match its pinned sha256 makes the source
+unusable (exit 2) before anything is written: tables are verified and joined in a temporary
+folder first. Values stay text except the parsed price and ID. Each photo must have the git blob
+id of the vendored manifest and decode; a listing whose photo fails is left out and counted.
+The *set* (:mod:`.sets`) decides which listings are written and how photos are scaled.
 """
 
 from __future__ import annotations

@@ -52,13 +52,10 @@ class FetchReport:
     failures: list[dict[str, Any]] = field(default_factory=list)
     status: str = "in_progress"
     error: str | None = None
-    #: True for a source that writes only listings with a photo: any failed photo then drops a
-    #: listing and the fetch is incomplete (exit 1); otherwise only transient failures count.
+    #: A source writing only listings with a photo: any failed photo makes the fetch incomplete.
     photos_required: bool = False
-    #: The set the ``github`` source builds (its name), None for the other sources.
-    dataset: str | None = None
-    #: How the result compares with the set's pinned hashes (``github`` only, set at the end).
-    identity: dict[str, Any] | None = None
+    dataset: str | None = None  # the name of the set ``github`` builds
+    identity: dict[str, Any] | None = None  # vs the set's pinned hashes (``github`` only)
 
     def file(self, name: str, status: str) -> None:
         """Record a source file as ``fetched`` or ``already_present``."""

@@ -1,16 +1,12 @@
-"""EfficientNet-Lite (Lite0, Lite1, Lite2) in Keras 3: the architecture. The ImageNet weights and
-the builder that loads them are in :mod:`shared.features.backbones.efficientnet_lite_weights`;
-Lite1 has no pinned checkpoint (random init only).
+"""EfficientNet-Lite (Lite0, Lite1, Lite2) in Keras 3: the architecture (weights and builder:
+:mod:`shared.features.backbones.efficientnet_lite_weights`; Lite1 has no pinned checkpoint).
 
 Lite = EfficientNet without squeeze-excitation, ReLU6 everywhere, stem (32) and head (1280)
 channels fixed, first and last stage repeats not scaled, BatchNorm epsilon 1e-3, TF "same"
-padding (exactly Keras ``padding="same"``). Variants (width, depth, native px): Lite0 (1.0, 1.0,
-224), Lite1 (1.0, 1.1, 240), Lite2 (1.1, 1.2, 260). The first layer applies ``(x - 127) / 128``,
-so the model takes raw RGB float32 in [0, 255].
-
-Layer names: ``preprocess``, ``stem_{conv,bn,relu}``, then per block ``blockNN_{expand_conv,
-expand_bn,expand_relu,dw_conv,dw_bn,dw_relu,project_conv,project_bn,add}`` (NN = 00..15 for
-Lite0, ..19 Lite1, ..20 Lite2), ``top_{conv,bn,relu}``, ``avg_pool`` and ``predictions``.
+padding (exactly Keras ``padding="same"``). (width, depth, native px): Lite0 (1.0, 1.0, 224),
+Lite1 (1.0, 1.1, 240), Lite2 (1.1, 1.2, 260). The first layer applies ``(x - 127) / 128``.
+Layer names: ``preprocess``, ``stem_*``, ``blockNN_*`` (NN from 00), ``top_{conv,bn,relu}``,
+``avg_pool`` and ``predictions``.
 """
 
 from __future__ import annotations

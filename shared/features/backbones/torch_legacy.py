@@ -1,15 +1,10 @@
 """Read PyTorch state dicts saved in the *legacy* (pre-1.6, non-zip) format, without torch.
 
-The legacy ``torch.save`` stream is a sequence of pickles followed by raw tensor data::
-
-    pickle(magic number) pickle(protocol version) pickle(sys_info)
-    pickle(object)          # tensors reference their storages through persistent ids
-    pickle(list of storage keys)
-    for each key: int64 little-endian element count, then count * itemsize raw bytes
-
-Every pickle is read by :class:`StateDictUnpickler`, which resolves only the globals a plain
-state dict needs (anything else raises :class:`UnsafePickleError` before any code runs); the
-tensor rebuild functions are inert stand-ins, and tensors are materialised with numpy.
+The stream: pickles of the magic number, protocol version and sys_info, of the object (tensors
+name their storages by persistent id) and of the storage keys, then per key an int64
+little-endian element count and the raw bytes. Every pickle is read by
+:class:`StateDictUnpickler`, which resolves only the globals a plain state dict needs (anything
+else raises :class:`UnsafePickleError` before any code runs); tensors are built with numpy.
 """
 
 from __future__ import annotations

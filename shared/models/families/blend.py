@@ -1,14 +1,10 @@
 """Blends: a weighted average, in log-price space, of two models already trained.
 
 ``blend``: ``(1 - w) * log price(tabular member) + w * log price(photo member)``, pair and ``w``
-chosen together on validation MAE (EUR); models that err differently average out part of each
-other's errors. ``tabular_blend`` is the control over pairs of tabular-only models: the photo's
-own share is what ``blend`` gains beyond it. A blend saves no estimator of its own, only the
-members' names and the weight.
-
-Choosing among many pairs and weights makes the blend's validation MAE optimistic, so it is
-*selected* by :func:`cross_validated_mae` (choices made on other folds of validation); the
-reported blend still uses the choice made on the whole validation part.
+chosen together on validation MAE (EUR). ``tabular_blend``, the control, pairs tabular-only
+models: the photo's own share is what ``blend`` gains beyond it. A blend saves only its members'
+names and the weight. Choosing among many pairs and weights makes its validation MAE optimistic,
+so it is *selected* by :func:`cross_validated_mae` (choices made on other validation folds).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Early fusion: photo features joined to the tabular features *before* any learning.
 
 ``early_fusion``: each listing's cached backbone vector is reduced (PCA or the photo price
-score, :mod:`shared.features.photo_reducers`, fitted on the training rows only), appended to
-the tabular matrix, and one MLP learns from the joined (n, d_tab + k) float32 matrix. The
-out-of-fold training scores let the MLP learn how far to trust scores as noisy as new ones.
-Validation chooses in two stages: the reduction with deliverable 1's MLP configuration, then
-a few other configurations with that reduction.
-
-``hgb_with_embeddings``: gradient boosting on tabular + photo columns, the non-neural yardstick;
-its photo columns are early fusion's reduction or the price score, whichever validation prefers.
+score of :mod:`shared.features.photo_reducers`, fitted on the training rows only) and appended
+to the tabular matrix: one MLP learns from (n, d_tab + k) float32. Validation chooses the
+reduction with deliverable 1's MLP configuration, then a few other configurations.
+``hgb_with_embeddings``: gradient boosting on tabular + photo columns, the non-neural yardstick.
 """
 
 from __future__ import annotations

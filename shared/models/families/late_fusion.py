@@ -1,15 +1,14 @@
-"""Late fusion: a tabular branch and a photo branch, each learning its own representation, merged
+"""Late fusion: a tabular and a photo branch, each learning its own representation, merged
 into one regression head::
 
     tabular (d_tab,) --MLP branch--------------------------------------> h_tab (u_tab,)
     photo features (D,) --fixed standardisation--MLP branch (dropout, L2)--> h_img (u_img,)
     concat(h_tab, h_img) --head (optional hidden layer)--> Dense(1) = log price
 
-Phase 1 trains on the *cached* backbone vectors (seconds per epoch instead of ~30 s): the same
-network as end to end with a frozen backbone, since frozen batch norm runs in inference mode,
-the backbone has no dropout and photos are not augmented (checked:
-``phase1_equivalence_max_abs_log_diff``). Phase 2 unfreezes the backbone's top blocks (batch
-norm frozen) and trains end to end on augmented photos; it is kept only if validation improves.
+Phase 1 trains on the *cached* backbone vectors: the same network as end to end with a frozen
+backbone (frozen batch norm, no dropout, no augmentation), checked numerically. Phase 2
+unfreezes the backbone's top blocks (batch norm frozen) and trains end to end on augmented
+photos; it is kept only if validation improves.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ from shared.models.spec import Family, ModelSpec, Sizes, Trained
 
 log = logging.getLogger(__name__)
 
-#: Photo-branch and head shapes tried in phase 1 (the tabular branch is deliverable 1's ``mlp``):
-#: a narrow photo branch merged directly, and a wider one with a hidden layer after the merge.
+#: Photo-branch and head shapes tried in phase 1 (the tabular branch is deliverable 1's ``mlp``).
 PHOTO_GRID = [
     {"img_hidden": (16,), "head_hidden": ()},
     {"img_hidden": (64,), "head_hidden": (32,)},

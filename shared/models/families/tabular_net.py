@@ -29,8 +29,7 @@ from shared.models.layers import (EnsembleAdapter, EnsembleDense, EnsembleHead, 
 from shared.models.search import Fitted, SearchResult, tune_on_validation
 from shared.models.spec import Family, ModelSpec, Sizes, Trained
 
-#: Huber threshold on log-price residuals: |error| > 0.5 (a factor of e^0.5 = 1.65 in price)
-#: counts linearly rather than quadratically.
+#: Huber threshold on log-price residuals (e^0.5 = a factor 1.65 in price): linear beyond.
 HUBER_DELTA = 0.5
 
 

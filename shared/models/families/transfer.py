@@ -1,13 +1,11 @@
 """Transfer learning from an ImageNet backbone: ``transfer_frozen`` and ``transfer_finetuned``.
 
-``transfer_frozen``: the backbone is frozen, so each photo's pooled vector is computed once and
-cached (:mod:`shared.features.cache`). Validation chooses the backbone (Lite0 and the budget's
-``probe_backbones``), the head (a closed-form ridge *linear probe* or
-:func:`shared.models.layers.photo_mlp_head`) and the flip (test-time flip averaging).
-
-``transfer_finetuned``: the frozen model assembled end to end, its top blocks unfrozen and
-trained with the head at a low learning rate on augmented photos. Batch norm stays frozen in
-inference mode: with batches of 32 its statistics would wreck the pretrained features.
+``transfer_frozen``: the frozen backbone's pooled vectors are cached (:mod:`shared.features.cache`);
+validation chooses the backbone, the head (closed-form ridge *linear probe* or
+:func:`shared.models.layers.photo_mlp_head`) and test-time flip averaging.
+``transfer_finetuned``: that model end to end, its top blocks trained with the head at a low
+learning rate on augmented photos. Batch norm stays frozen in inference mode: with batches of 32
+its statistics would wreck the pretrained features.
 """
 
 from __future__ import annotations
@@ -37,9 +35,8 @@ from shared.models.spec import Family, ModelSpec, Sizes, Trained
 
 log = logging.getLogger(__name__)
 
-#: Ridge penalties tried for the linear head (on the summed squared error of the standardised
-#: 1280 correlated features; the Keras equivalent is l2 = alpha / n_train, with n_train ~6,200
-#: on the 10k set).
+#: Ridge penalties tried for the linear head, on the summed squared error of the standardised
+#: features (Keras equivalent: l2 = alpha / n_train).
 HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 #: The non-linear head (:func:`shared.models.layers.photo_mlp_head`) and how it is trained.
 MLP_HEAD = {"hidden": 256, "input_dropout": 0.2, "dropout": 0.5}
@@ -202,9 +199,8 @@ def assemble_end_to_end(frozen: ModelBundle, weights: str | None = "imagenet") -
     head = keras.models.clone_model(frozen.estimator)
     head.set_weights(frozen.estimator.get_weights())
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    # Keras 3 lets the outer training flag override this one; batch norm nevertheless stays in
-    # inference mode because unfreeze_top keeps every BatchNormalization layer frozen (a frozen
-    # BN layer always runs in inference mode), and the backbone has no dropout.
+    # The outer training flag overrides this one in Keras 3, but unfreeze_top keeps batch norm
+    # frozen (so in inference mode), and the backbone has no dropout.
     x = backbone(inputs, training=False)
     x = keras.layers.Normalization(mean=mean, variance=variance,
                                    name="feature_standardisation")(x)
