@@ -1,13 +1,8 @@
 """Where the data, models and caches live, and everything else the environment says.
 
-This is the only module that reads the project's environment variables (``AIRBNB_DATA_DIR``,
+The only module that reads the project's environment variables (``AIRBNB_DATA_DIR``,
 ``AIRBNB_MODELS_DIR``, ``AIRBNB_DL_CACHE``, ``AIRBNB_COLUMN_COST_DATA_DIR``,
-``AIRBNB_DL_MIXED_PRECISION``, ``TF_CONFIG``); everything else asks the functions here.
-
-Resolution order for the dataset directory (see :func:`resolve_data_dir`):
-``--data-dir`` on the command line, else the ``AIRBNB_DATA_DIR`` environment variable, else
-``data/airbnb-madrid-10k/`` inside the project (gitignored, filled by ``airbnb-dl data fetch``
-with the reports' dataset, which it is named after).
+``AIRBNB_DL_MIXED_PRECISION``, ``TF_CONFIG``).
 """
 
 from __future__ import annotations
@@ -38,8 +33,8 @@ PROGRESS_LOGGERS = ("shared", "deliverable1", "deliverable2")
 
 
 class _ProgressHandler(logging.StreamHandler):
-    """Writes to ``sys.<name>`` as it is at each line (so a replaced stream, as under pytest's
-    capture, is followed)."""
+    """Writes to ``sys.<name>`` as it is at each line (a replaced stream, as under pytest, is
+    followed)."""
 
     def __init__(self, name: str):
         super().__init__()
@@ -57,10 +52,9 @@ class _ProgressHandler(logging.StreamHandler):
 
 
 def log_progress(to: str = "stderr") -> logging.Handler:
-    """Send the progress lines (INFO and above) of :data:`PROGRESS_LOGGERS` to standard error
-    (``to="stdout"``: standard output), one plain line each, through one handler on the root
-    logger for the rest of the process (records still propagate, so other handlers and pytest's
-    ``caplog`` see them too). Called again, it moves that handler to ``to``."""
+    """Send the INFO progress lines of :data:`PROGRESS_LOGGERS` to ``to``, one plain line each,
+    through one root handler (records still propagate, e.g. to ``caplog``); called again, it
+    moves that handler."""
     if to not in ("stderr", "stdout"):
         raise ValueError(f"log_progress: to is 'stderr' or 'stdout', got {to!r}")
     for name in PROGRESS_LOGGERS:
@@ -76,8 +70,7 @@ def log_progress(to: str = "stderr") -> logging.Handler:
 
 @contextlib.contextmanager
 def showing_progress(to: str = "stdout") -> Iterator[None]:
-    """Inside the block, progress lines go to ``to`` unless the process already shows them
-    (:func:`log_progress`); a command's own lines, with nothing left behind afterwards."""
+    """Inside the block, progress lines go to ``to`` unless the process already shows them.<<"""
     if any(isinstance(h, _ProgressHandler) for h in logging.getLogger().handlers):
         yield
         return
@@ -99,11 +92,8 @@ class DataDirError(FileNotFoundError):
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None, must_exist: bool = True) -> Path:
-    """Return the dataset directory: ``data_dir``, else ``$AIRBNB_DATA_DIR``, else the default.
-
-    Raises :class:`DataDirError` (with instructions to get the data) when ``must_exist`` and the
-    directory does not exist.
-    """
+    """The dataset directory: ``data_dir``, else ``$AIRBNB_DATA_DIR``, else the default; raises
+    :class:`DataDirError` (with instructions) when ``must_exist`` and it does not exist."""
     if data_dir is not None:
         path, origin = Path(data_dir), "--data-dir"
     elif os.environ.get("AIRBNB_DATA_DIR"):
@@ -127,8 +117,7 @@ def resolve_models_dir(models_dir: str | os.PathLike | None = None) -> Path:
 
 def smoke_models_dir(models_dir: str | os.PathLike | None = None) -> Path:
     """Where a smoke run saves its models: ``models_dir`` when given, else a new scratch folder,
-    so a smoke-trained model never lands in the real ``models/`` (whichever entry point starts
-    the run)."""
+    so a smoke-trained model never lands in the real ``models/``."""
     if models_dir is not None:
         return Path(models_dir).expanduser().resolve()
     return Path(tempfile.mkdtemp(prefix="airbnb-dl-smoke-models-"))
@@ -167,9 +156,8 @@ def tf_config() -> str | None:
 
 
 def is_chief_task(tf_config: str | dict | None) -> bool:
-    """True unless ``TF_CONFIG`` names this task as a non-chief member of a cluster: the chief
-    is the ``chief`` task, or worker 0 when the cluster has no ``chief`` job. Only the chief
-    writes models, metrics and reports."""
+    """True unless ``TF_CONFIG`` names this task a non-chief cluster member (the chief: the
+    ``chief`` task, else worker 0). Only the chief writes models, metrics and reports."""
     if tf_config is None or (isinstance(tf_config, str) and not tf_config.strip()):
         return True
     spec = json.loads(tf_config) if isinstance(tf_config, str) else dict(tf_config)
@@ -193,9 +181,8 @@ ISA_FLAGS = frozenset({
 
 @functools.lru_cache(maxsize=1)
 def cpu_kind() -> dict[str, Any]:
-    """What decides which float kernels run on this CPU (recorded as ``run.cpu``): its model and
-    family (py-cpuinfo), architecture, the cores this process may use (TensorFlow's thread pools
-    follow them) and the vector instruction sets present among :data:`ISA_FLAGS`."""
+    """What decides which float kernels run on this CPU (``run.cpu``): model and family,
+    architecture, the cores this process may use and the :data:`ISA_FLAGS` present."""
     try:
         info = cpuinfo.get_cpu_info()
     except Exception:  # noqa: BLE001 - any failure of the probe: record what platform knows

@@ -16,7 +16,6 @@ from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-
 #: Suffix of the temporary files :func:`atomic_path` creates (``.<name>.<random>.tmp``).
 TEMP_SUFFIX = ".tmp"
 
@@ -25,9 +24,8 @@ TEMP_SUFFIX = ".tmp"
 def atomic_path(target: str | os.PathLike, suffix: str = "", fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds.
 
-    The temporary file is ``.<name>.<random><suffix>`` in the target's folder (default suffix
-    :data:`TEMP_SUFFIX`), so the rename never crosses file systems; it is deleted when the block
-    raises. ``fsync`` flushes the file to disk before the rename (for files worth not losing).
+    The temporary ``.<name>.<random><suffix>`` sits in the target's folder, so the rename never
+    crosses file systems; it is deleted if the block raises. ``fsync`` flushes it before the rename.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -89,11 +87,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 # --------------------------------------------------------------------------- restricted unpickling
-# A pickle can name any importable callable (``os.system``, ``builtins.exec`` ...) and call it while
-# it loads. Each use declares its own allow-list in a subclass of RestrictedUnpickler (the numpy
-# object arrays of ``data fetch`` in shared.data.acquisition.safe_pickle, legacy torch state dicts
-# in shared.features.backbones.torch_legacy).
-
+# A pickle can name any importable callable (``os.system``...) and call it while it loads: each
+# use declares its own allow-list in a subclass of RestrictedUnpickler.
 
 
 class UnsafePickleError(pickle.UnpicklingError):

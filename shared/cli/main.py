@@ -5,13 +5,11 @@
     airbnb-dl report       deliverable1|deliverable2 [--smoke] [--data-dir D] [--out DIR]
     airbnb-dl predict      --model models/<name> --data-dir D --out predictions.csv
                            [--coverage 0.8]
-    airbnb-dl reproduce    deliverable1|deliverable2 [--candidate FILE] ...  (the reproduction
-                           check of shared.run.reproduce)
+    airbnb-dl reproduce    deliverable1|deliverable2 [--candidate FILE] ...
     airbnb-dl serve        [--models-dir models/] [--data-dir D] [--host H] [--port P]
 
-Errors in the input (missing directory, missing columns, a model saved with another feature set,
-a model folder that is damaged, edited, mixed up, pickled by an older version or names an untrusted
-type) are reported in one clear line and a non-zero exit status, never as a traceback.
+Input errors (:data:`INPUT_ERRORS`) are reported in one line with exit status 2, never as a
+traceback.
 """
 
 from __future__ import annotations
@@ -170,4 +168,3 @@ def main(argv: list[str] | None = None) -> int:
 
 #: The errors reported as one line (exit 2).
 INPUT_ERRORS = (environment.DataDirError, DatasetError, IntervalError, ModelLoadError, ReportError)
-

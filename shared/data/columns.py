@@ -1,15 +1,13 @@
 """Which engineered features exist and which raw columns each is computed from.
 
-Plain declarations, without scikit-learn, so that the loader and ``airbnb-dl data check`` can say
-which features a dataset's columns allow without importing the modelling stack. The engineering
-itself is :mod:`shared.features.tabular`, which re-exports every name defined here.
+Plain declarations without scikit-learn, so the loader and ``airbnb-dl data check`` need not
+import the modelling stack; :mod:`shared.features.tabular` does the engineering.
 """
 
 from __future__ import annotations
 
-#: The scrape date of the whole OpenDataSoft Madrid export: the reference date of the day counts
-#: when a dataset has no ``Last Scraped`` column (the 48-column set drops it because it is this
-#: date for every listing).
+#: The scrape date of the whole Madrid export: the reference date of the day counts without a
+#: ``Last Scraped`` column (the 48-column set drops it: it is this date for every listing).
 EXPORT_SCRAPE_DATE = "2017-04-08"
 
 #: Puerta del Sol, kilometre zero of Spain's roads: the reference point for "how central".
@@ -93,7 +91,7 @@ def buildable_features(columns) -> list[str]:
 
 
 def used_source_columns(columns) -> list[str]:
-    """The raw columns among ``columns`` that :func:`engineer_features` reads, in
+    """The raw columns among ``columns`` that the feature engineering reads, in
     :data:`SOURCE_COLUMNS` order: what a preprocessor fitted on such a table needs later."""
     built = buildable_features(columns)
     needed = {c for name in built for c in FEATURE_SOURCES[name]}

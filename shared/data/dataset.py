@@ -1,26 +1,9 @@
 """Load and validate a dataset directory into the table of usable listings.
 
-Every model in both deliverables trains on the rows this module returns, so the rules live here
-once:
-
-* only the columns every use needs are required: ``ID``, ``City`` (what places a listing in
-  Madrid; ``Country`` is checked too when present) and ``Price`` for training or scoring (the
-  error lists every missing one). Every other OpenDataSoft column is optional: the features are
-  built from those present (:mod:`shared.features.tabular`), and the absent ones are listed in
-  :attr:`Dataset.absent_columns` (``airbnb-dl data check`` prints them);
-* ``ID`` must be a positive integer (it names the photo file, so it is never used as a path
-  before it has been parsed as an integer), and unique;
-* the nightly price is parsed from forms such as ``50``, ``50.0``, ``"$1,200.00"`` or ``"€45"``;
-  unparseable or non-positive prices drop the row for training (never imputed);
-* only listings in Madrid, Spain are kept (city spellings such as "Madrid, Comunidad de Madrid"
-  or "MADRID" are normalised);
-* every photo is opened and fully decoded, once per content (results are cached by the sha256
-  of the photo's bytes, :mod:`shared.data.photo_index`): missing, truncated or non-image files drop
-  the listing;
-  grayscale, CMYK, palette or PNG-in-.jpg photos are accepted when decodable (CMYK and other
-  modes TensorFlow cannot decode are converted to an RGB JPEG in the derived-data cache, never in
-  the dataset directory, which is treated as read-only).
-
+Rules (every model trains on these rows): ``ID`` and ``City`` are required (``Price`` too for
+training), other OpenDataSoft columns are optional; ``ID`` is a unique positive integer (parsed
+before it names a photo file); prices are parsed, never imputed; only Madrid, Spain is kept;
+every photo is fully decoded once per content and listings with an unusable photo are dropped.
 Each dropped row is counted with its reason and listing ID.
 """
 
@@ -47,8 +30,7 @@ from shared.data.schema import parse_listing_id  # noqa: F401 - one rule for IDs
 from shared.io import atomic_path, sha256_file
 from shared.data.photo_index import PhotoCheckIndex
 
-#: Columns every dataset directory needs, whatever it is used for (the canonical layout's core);
-#: ``Price`` is needed too to train or score (``require_price``).
+#: Columns every dataset directory needs (``Price`` too to train or score: ``require_price``).
 REQUIRED_COLUMNS: tuple[str, ...] = (schema.ID_COLUMN, "City")
 
 # Photo modes TensorFlow's decoder reads directly (after conversion to 3 channels).
@@ -64,15 +46,9 @@ class DatasetError(ValueError):
 class Dataset:
     """The usable listings of one dataset directory.
 
-    Attributes:
-        frame: one row per usable listing, indexed 0..n-1, sorted by ``ID``, holding the raw
-            OpenDataSoft columns (as strings) plus ``price`` (float euros, NaN when the
-            dataset has no price), ``image_path`` (str, the file to decode) and
-            ``image_width`` / ``image_height`` (pixels).
-        drops: reason -> list of listing IDs (or row numbers for rows without a valid ID).
-        rows_read: number of data rows in listings.csv.
-        data_dir: the directory read.
-        csv_sha256: sha256 of listings.csv, recorded in every metrics file.
+    ``frame``: one row per listing, sorted by ``ID``, the raw columns (str) plus ``price`` (float
+    EUR, NaN without prices), ``image_path`` and ``image_width`` / ``image_height`` (px).
+    ``drops``: reason -> listing IDs (or row numbers for rows without a valid ID).
     """
 
     frame: pd.DataFrame
@@ -107,7 +83,7 @@ class Dataset:
                        self.absent_columns)
 
     def summary(self) -> dict:
-        """Plain-dict summary used by ``airbnb-dl data check`` and the metrics files."""
+        """Plain-dict summary (``airbnb-dl data check``, metrics files)."""
         out = {
             "data_dir": str(self.data_dir),
             "listings_sha256": self.csv_sha256,
@@ -182,8 +158,7 @@ def normalise_city(value) -> str:
 class PhotoCheck:
     """Result of opening one photo: usable path (maybe a converted copy) or a drop reason.
 
-    ``format`` is Pillow's name of the file's format (``"JPEG"``, ``"PNG"`` ...), empty when the
-    file could not be opened.
+    ``format``: Pillow's format name (``"JPEG"``...), empty when the file could not be opened.
     """
 
     path: str | None
@@ -196,13 +171,9 @@ class PhotoCheck:
 def check_photo(path: Path, converted_dir: Path | None = None, *, convert: bool = True) -> PhotoCheck:
     """Fully decode ``path``; return where the pipeline should read it from, or why it cannot.
 
-    The one photo check of the project: the loader drops listings whose photo fails it, and
-    ``data fetch`` keeps a downloaded photo only when it passes it.
-
-    Photos TensorFlow decodes directly (RGB/grayscale JPEG, PNG, GIF, BMP) are used in place.
-    Others that Pillow decodes (CMYK JPEG, TIFF, WebP, ...) are converted once to an RGB JPEG in
-    ``converted_dir`` (the derived-data cache), keyed by the file's sha256; with
-    ``convert=False`` nothing is written and the photo's own path is returned.
+    Photos TensorFlow decodes directly are used in place; others Pillow decodes (CMYK JPEG, TIFF,
+    WebP...) are converted once to an RGB JPEG in ``converted_dir`` (keyed by sha256), never in the
+    read-only dataset directory. ``convert=False`` writes nothing and returns the photo's own path.
     """
     if not path.is_file():
         return PhotoCheck(None, reason="photo missing")
@@ -250,19 +221,10 @@ def load_dataset(data_dir=None, require_price: bool = True, check_photos: bool =
                  converted_dir: Path | None = None) -> Dataset:
     """Load ``listings.csv`` + ``images/`` from a dataset directory and keep the usable rows.
 
-    Args:
-        data_dir: the dataset directory (resolved with :func:`shared.environment.resolve_data_dir`).
-        require_price: True for training (the Price column must exist; rows without a valid
-            price are dropped). False for prediction (Price optional; rows kept regardless).
-        check_photos: check every photo (True everywhere except tests of the table logic); the
-            results are cached (:mod:`shared.data.photo_index`), so a photo is decoded again only
-            when its file changed.
-
-    Only :data:`REQUIRED_COLUMNS` (and Price when required) must be present; the known
-    OpenDataSoft columns absent from the header are listed in ``absent_columns``.
-
-    Raises:
-        DatasetError: listings.csv missing/unreadable, or required columns missing.
+    ``require_price``: True for training (Price required, rows without a valid price dropped);
+    False for prediction. ``check_photos``: decode every photo (cached by content); False only in
+    tests of the table logic. Raises :class:`DatasetError` if listings.csv is missing or unreadable
+    or required columns are missing.
     """
     data_dir = environment.resolve_data_dir(data_dir)
     frame = read_listings_csv(data_dir)
@@ -298,8 +260,8 @@ def _keep_valid_ids(frame: pd.DataFrame, drops: dict) -> pd.DataFrame:
 
 
 def _keep_priced(frame: pd.DataFrame, drops: dict, require_price: bool) -> pd.DataFrame:
-    """``frame`` with its parsed ``price`` (EUR); when prices are required, only the rows with a
-    positive one (never imputed), else a non-positive price becomes missing."""
+    """``frame`` with its parsed ``price`` (EUR); if required, only rows with a positive one,
+    else a non-positive price becomes missing."""
     has_prices = schema.TARGET_COLUMN in frame.columns
     frame["price"] = frame[schema.TARGET_COLUMN].map(parse_price) if has_prices else np.nan
     if not require_price:
@@ -324,9 +286,8 @@ def _keep_madrid(frame: pd.DataFrame, drops: dict) -> pd.DataFrame:
 
 def cached_check_photo(path: Path, index: PhotoCheckIndex, converted_dir: Path | None = None
                        ) -> PhotoCheck:
-    """:func:`check_photo` through the photo-check index: the photo is hashed (sha256 of its
-    bytes) only when its file changed since it was last hashed, and fully decoded only when that
-    content was never checked or its converted copy is gone. Same result as :func:`check_photo`."""
+    """:func:`check_photo` through the photo-check index: the file is hashed only when it changed
+    and decoded only when its content was never checked (or its converted copy is gone)."""
     if not path.is_file():
         return PhotoCheck(None, reason="photo missing")
     try:

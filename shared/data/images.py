@@ -1,20 +1,10 @@
 """Streaming photo pipeline (tf.data): files on disk -> batches of RGB float32 images.
 
-Photos are decoded, converted to 3 channels and resized in parallel, batched and prefetched;
-nothing holds the whole image set in memory (the original stored every photo as one float64
-array and needed 30 GB of GPU memory).
-
-Memory stays flat as the dataset grows because shuffling happens on *row indices* (8 bytes per
-listing), before any photo is read: a shuffle buffer of decoded photos would hold up to 2,048
-photos (300 MiB at 224 px). For models trained for many epochs on the same photos
-(:func:`make_image_dataset` with ``cache_dir``), each decoded, resized photo is stored once as
-raw *uint8* bytes in its own file (150 KiB at 224 px), so later epochs read it back in random
-order without JPEG decoding and without holding the set in memory.
-
-Resizing squashes the (mostly 3:2) photo to a square without cropping, so nothing at the edges
-of a room is lost. It uses area averaging: an antialiased downscale (every source pixel counts)
-at half the CPU cost of TensorFlow's antialiased bilinear kernel (1.35 vs 2.68 ms per photo on
-this project's photos). Pixel values stay in [0, 255]: each model normalises inside itself.
+Nothing holds the whole image set in memory: shuffling permutes *row indices* before any photo
+is read, and with ``cache_dir`` each decoded photo is stored once as raw uint8 bytes on disk.
+Resizing squashes the photo to a square without cropping (nothing at the edges of a room is
+lost) with area averaging: antialiased at half the CPU cost of TensorFlow's antialiased
+bilinear kernel. Pixel values stay in [0, 255]: each model normalises inside itself.
 """
 
 from __future__ import annotations
@@ -45,8 +35,8 @@ def decode_photo(path: tf.Tensor, image_size: int) -> tf.Tensor:
 def augment_photo(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Light, label-preserving augmentation: horizontal flip, brightness, contrast, small zoom.
 
-    ``image`` is (H, W, 3) float32 in [0, 255]; ``seed`` a shape-(2,) int tensor (stateless ops,
-    so the same seed gives the same augmentation on every run).
+    ``image``: (H, W, 3) float32 in [0, 255]; ``seed``: shape-(2,) int tensor (stateless ops: the
+    same seed gives the same augmentation on every run).
     """
     size = tf.shape(image)[0]
     image = tf.image.stateless_random_flip_left_right(image, seed)
@@ -59,17 +49,11 @@ def augment_photo(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def photo_store(paths, image_size: int, cache_dir: str | Path) -> Path:
-    """Decode every photo once into ``cache_dir``: one raw uint8 file per photo.
+    """Decode every photo once into ``cache_dir``: file ``<i>.u8`` holds photo i as raw uint8
+    (image_size * image_size * 3 bytes).
 
-    Args:
-        paths: photo files, shape (n,).
-        image_size: side in pixels; each stored file holds image_size * image_size * 3 bytes.
-
-    Returns:
-        the store folder, ``<cache_dir>/photos_<size>px_v<DECODE_VERSION>_<key>``, where the key
-        hashes the exact photo list (another list never reads it). File ``<i>.u8`` is photo i.
-        A ``complete`` marker is written last, so an interrupted build is redone, never reused;
-        each photo file is written atomically.
+    Returns ``<cache_dir>/photos_<size>px_v<DECODE_VERSION>_<key>``, the key hashing the exact
+    photo list. A ``complete`` marker is written last, so an interrupted build is redone.
     """
     paths = [str(p) for p in paths]
     key = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
@@ -90,22 +74,12 @@ def photo_store(paths, image_size: int, cache_dir: str | Path) -> Path:
 def make_image_dataset(paths, targets=None, extra_inputs=None, image_size: int = DEFAULT_IMAGE_SIZE,
                        batch_size: int = 32, shuffle: bool = False, augment: bool = False,
                        seed: int = 0, cache_dir: str | Path | None = None) -> tf.data.Dataset:
-    """Build the input pipeline.
+    """Build the input pipeline over ``paths`` (n,).
 
-    Args:
-        paths: photo files, shape (n,).
-        targets: optional regression targets, shape (n,) (log price); yields (x, y) when given.
-        extra_inputs: optional tabular matrix, shape (n, d) float32; then x is a dict
-            ``{"image": ..., "tabular": ...}`` (for two-branch fusion models).
-        image_size: output side in pixels.
-        shuffle / augment: training-time options (seeded). Shuffling permutes row indices
-            before any photo is read (a fresh permutation every epoch).
-        cache_dir: if set, photos are decoded once into a :func:`photo_store` there (disk, not
-            memory) and read back from it; the batches are identical to those without a cache.
-
-    Yields:
-        batches of images (batch, image_size, image_size, 3) float32 in [0, 255]
-        (+ tabular (batch, d) float32) (+ targets (batch,) float32).
+    ``targets`` (n,) (log price): yields (x, y). ``extra_inputs`` (n, d) float32: x is
+    ``{"image": ..., "tabular": ...}``. ``shuffle`` / ``augment``: seeded, a fresh permutation
+    every epoch. ``cache_dir``: decode once into a :func:`photo_store` (same batches as without).
+    Images are (batch, image_size, image_size, 3) float32 in [0, 255].
     """
     paths = np.asarray([str(p) for p in paths])
     n = len(paths)

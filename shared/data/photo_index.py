@@ -1,22 +1,11 @@
 """The photo-check index: each photo's check result, cached by the photo's content.
 
-Fully decoding every photo on every load is the slow part of loading a dataset (about 1.5 ms a
-224-px photo, 7 ms a 640-px one); hashing its bytes costs about 0.1 ms, a ``stat`` 0.03 ms. The
-loader (:func:`shared.data.dataset.load_dataset`) therefore keeps two maps:
-
-* ``files``: photo path -> (size, mtime, ctime, inode) and the sha256 of its bytes when it had
-  them. A path whose ``stat`` still matches is not read at all. Any write to the file changes its
-  ctime, which no program can set back, so a photo rewritten in place, even with its size and
-  modification date restored, is read and hashed again;
-* ``checks``: sha256 of the bytes -> the check result. The key is the content: a photo renamed or
-  copied with the same bytes is a hit (hashed, never decoded), and changed bytes are a miss, so
-  the photo is decoded and checked again.
-
-One small file, ``<cache>/photo_checks/index.json`` (about 250 bytes a photo), read once per load
-and rewritten atomically when something was added. It records the check's version and
-Pillow's: an index written by another version is ignored (every photo is checked again). Two
-processes writing at once lose nothing but work: the last write wins and the other's new entries
-are checked again next time.
+Fully decoding a photo (1.5-7 ms) is the slow part of loading; hashing costs 0.1 ms, a ``stat``
+0.03 ms. So two maps: ``files`` (path -> size, mtime, ctime, inode and sha256: a path whose
+``stat`` matches is not read; ctime cannot be set back, so a photo rewritten in place is hashed
+again) and ``checks`` (sha256 -> check result: renamed or copied photos are hits, changed bytes
+misses). Stored in ``<cache>/photo_checks/index.json``, written atomically and ignored when
+written by another check or Pillow version; concurrent writers lose only work (last one wins).
 """
 
 from __future__ import annotations
@@ -43,12 +32,8 @@ def index_path() -> Path:
 
 @dataclass
 class PhotoCheckIndex:
-    """sha256 of a photo's bytes -> its check result.
-
-    Each entry is ``{"width": px, "height": px, "format": Pillow's format name, "reason": drop
-    reason or None, "converted": True when the pipeline reads an RGB JPEG copy of it}``.
-    ``hits`` / ``misses`` count the lookups of this session.
-    """
+    """sha256 of a photo's bytes -> ``{"width", "height", "format", "reason" (drop reason or None),
+    "converted" (the pipeline reads an RGB JPEG copy)}``; ``hits`` / ``misses`` count this session."""
 
     path: Path
     entries: dict[str, dict] = field(default_factory=dict)
@@ -74,8 +59,8 @@ class PhotoCheckIndex:
         return cls(path, stored["checks"], stored["files"])
 
     def content_key(self, photo: Path) -> str:
-        """sha256 of the bytes of ``photo``; read from the index while the file's ``stat`` is
-        unchanged. Raises OSError when the file cannot be read."""
+        """sha256 of the bytes of ``photo``, from the index while its ``stat`` is unchanged.
+        Raises OSError when the file cannot be read."""
         info = os.stat(photo)
         signature = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
         self._seen.add(str(photo))
@@ -101,8 +86,7 @@ class PhotoCheckIndex:
             self._dirty = True
 
     def save(self) -> None:
-        """Write the index atomically if something was added; a read-only cache is not an error
-        (the next load checks those photos again)."""
+        """Write the index atomically if something was added; a read-only cache is not an error."""
         if not self._dirty:
             return
         self.files = {name: known for name, known in self.files.items()

@@ -1,13 +1,11 @@
 """Dataset schema: the canonical layout and the OpenDataSoft column names.
 
-The canonical dataset directory is::
+The canonical dataset directory, produced by every data source and read by
+:mod:`shared.data.dataset`::
 
     <data-dir>/
       listings.csv      ';'-separated, UTF-8, the 89 OpenDataSoft "airbnb-listings" columns
       images/<ID>.jpg   one photo per listing
-
-Every data source (the shared sample, ``airbnb-dl data fetch``) produces this layout, and every
-model reads it through :mod:`shared.data.dataset`.
 """
 
 from __future__ import annotations
@@ -21,100 +19,28 @@ CSV_SEPARATOR = ";"
 
 #: The 89 columns of the OpenDataSoft "airbnb-listings" export, in export order.
 OPENDATASOFT_COLUMNS: tuple[str, ...] = (
-    'ID',
-    'Listing Url',
-    'Scrape ID',
-    'Last Scraped',
-    'Name',
-    'Summary',
-    'Space',
-    'Description',
-    'Experiences Offered',
-    'Neighborhood Overview',
-    'Notes',
-    'Transit',
-    'Access',
-    'Interaction',
-    'House Rules',
-    'Thumbnail Url',
-    'Medium Url',
-    'Picture Url',
-    'XL Picture Url',
-    'Host ID',
-    'Host URL',
-    'Host Name',
-    'Host Since',
-    'Host Location',
-    'Host About',
-    'Host Response Time',
-    'Host Response Rate',
-    'Host Acceptance Rate',
-    'Host Thumbnail Url',
-    'Host Picture Url',
-    'Host Neighbourhood',
-    'Host Listings Count',
-    'Host Total Listings Count',
-    'Host Verifications',
-    'Street',
-    'Neighbourhood',
-    'Neighbourhood Cleansed',
-    'Neighbourhood Group Cleansed',
-    'City',
-    'State',
-    'Zipcode',
-    'Market',
-    'Smart Location',
-    'Country Code',
-    'Country',
-    'Latitude',
-    'Longitude',
-    'Property Type',
-    'Room Type',
-    'Accommodates',
-    'Bathrooms',
-    'Bedrooms',
-    'Beds',
-    'Bed Type',
-    'Amenities',
-    'Square Feet',
-    'Price',
-    'Weekly Price',
-    'Monthly Price',
-    'Security Deposit',
-    'Cleaning Fee',
-    'Guests Included',
-    'Extra People',
-    'Minimum Nights',
-    'Maximum Nights',
-    'Calendar Updated',
-    'Has Availability',
-    'Availability 30',
-    'Availability 60',
-    'Availability 90',
-    'Availability 365',
-    'Calendar last Scraped',
-    'Number of Reviews',
-    'First Review',
-    'Last Review',
-    'Review Scores Rating',
-    'Review Scores Accuracy',
-    'Review Scores Cleanliness',
-    'Review Scores Checkin',
-    'Review Scores Communication',
-    'Review Scores Location',
-    'Review Scores Value',
-    'License',
-    'Jurisdiction Names',
-    'Cancellation Policy',
-    'Calculated host listings count',
-    'Reviews per Month',
-    'Geolocation',
-    'Features',
+    "ID", "Listing Url", "Scrape ID", "Last Scraped", "Name", "Summary", "Space", "Description",
+    "Experiences Offered", "Neighborhood Overview", "Notes", "Transit", "Access", "Interaction",
+    "House Rules", "Thumbnail Url", "Medium Url", "Picture Url", "XL Picture Url", "Host ID",
+    "Host URL", "Host Name", "Host Since", "Host Location", "Host About", "Host Response Time",
+    "Host Response Rate", "Host Acceptance Rate", "Host Thumbnail Url", "Host Picture Url",
+    "Host Neighbourhood", "Host Listings Count", "Host Total Listings Count",
+    "Host Verifications", "Street", "Neighbourhood", "Neighbourhood Cleansed",
+    "Neighbourhood Group Cleansed", "City", "State", "Zipcode", "Market", "Smart Location",
+    "Country Code", "Country", "Latitude", "Longitude", "Property Type", "Room Type",
+    "Accommodates", "Bathrooms", "Bedrooms", "Beds", "Bed Type", "Amenities", "Square Feet",
+    "Price", "Weekly Price", "Monthly Price", "Security Deposit", "Cleaning Fee",
+    "Guests Included", "Extra People", "Minimum Nights", "Maximum Nights", "Calendar Updated",
+    "Has Availability", "Availability 30", "Availability 60", "Availability 90",
+    "Availability 365", "Calendar last Scraped", "Number of Reviews", "First Review",
+    "Last Review", "Review Scores Rating", "Review Scores Accuracy", "Review Scores Cleanliness",
+    "Review Scores Checkin", "Review Scores Communication", "Review Scores Location",
+    "Review Scores Value", "License", "Jurisdiction Names", "Cancellation Policy",
+    "Calculated host listings count", "Reviews per Month", "Geolocation", "Features",
 )
 
-#: The 48 columns of the 10,351-listing Madrid set (``airbnb-madrid-10k``, what the public
-#: ``github`` source holds for every listing), in export order: no free text, no amenities, no
-#: review dates, no ``Last Scraped``.
+#: The 48 columns of ``airbnb-madrid-10k`` (what the ``github`` source holds), in export order:
+#: no free text, no amenities, no review dates, no ``Last Scraped``.
 MADRID_10K_COLUMNS: tuple[str, ...] = (
     "ID", "Host ID", "Host Name", "Host Since", "Host Listings Count", "Street",
     "Neighbourhood Cleansed", "City", "State", "Zipcode", "Smart Location", "Country Code",
@@ -140,11 +66,9 @@ _LISTING_ID = re.compile(r"[0-9]{1,18}(?:\.0+)?")
 def parse_listing_id(value: Any) -> int | None:
     """The listing ID as a positive int, or None when ``value`` is not a positive integer.
 
-    An ID names the photo file ``images/<ID>.jpg``, so it is only ever used once it is an int.
-    Accepted: ints (numpy ints too), integral floats (``7.0``) and ASCII digit strings, with
-    surrounding spaces and an optional ``.0`` suffix (``" 12 "``, ``"12.0"``: how a numeric export
-    writes an integer column). Refused: booleans, NaN, fractions, exponents, signs and non-ASCII
-    digits (``"١٢"``, full-width digits), which no source uses for an ID.
+    Accepted: ints (numpy too), integral floats and ASCII digit strings with surrounding spaces
+    and an optional ``.0`` (how numeric exports write integers). Refused: booleans, NaN,
+    fractions, exponents, signs and non-ASCII digits, which no source uses for an ID.
     """
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()  # numpy scalar -> Python scalar

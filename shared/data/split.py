@@ -1,29 +1,12 @@
 """The one train/validation/calibration/test split shared by every model of both deliverables.
 
-60/10/10/20, grouped by host and by identical photo, stratified on deciles of the price, seeded.
-The parts have one job each:
-
-* ``train`` fits every model, transformer, imputer and scaler;
-* ``val`` chooses: hyperparameter searches, early stopping, which model speaks for a kind;
-* ``cal`` chooses nothing: it only calibrates the prediction intervals (:mod:`shared.evaluation.intervals`),
-  so the models were never selected to do well on it and its residuals are those of new listings;
-* ``test`` is read once, for the reported numbers.
-
-Why grouped (:data:`RULE`): about half the listings belong to a host with several listings, and
-siblings share price level, style and sometimes the very photo. A random split puts many test
-listings beside a sibling in training (and tests a photo model on a picture it trained on), so
-every test score is optimistic for the question that matters: a listing of a host the model
-has never seen. Groups are the connected components of "same ``Host ID``" and "byte-identical
-photo" (sha256 of the file); a listing without a Host ID is its own group; every group lies
-wholly in one part. Groups are dealt into ten folds of about 10% each by scikit-learn's
-``StratifiedGroupKFold`` (stratified on price deciles, shuffled with the seed): two folds are the
-test part, one validation, one calibration, six training.
-
-The split is a function of the sorted usable listing IDs, their prices, host IDs, photo bytes
-and the seed only, so the same data gives the same listing IDs in each part on every machine. It
-is persisted as ``split.json`` next to the models (with its rule) and reused.
-:func:`make_random_split` (the same fractions, ungrouped) exists only to measure how much a
-random split overstates the scores.
+60/10/10/20, grouped by host and by identical photo, stratified on price deciles, seeded.
+``train`` fits everything, ``val`` chooses, ``cal`` only calibrates the prediction intervals (so
+its residuals are those of new listings), ``test`` is read once for the reported numbers.
+Grouped (:data:`RULE`) because a host's listings share price level, style and sometimes the
+very photo: a random split would be optimistic about a host the model has never seen
+(:func:`make_random_split` measures by how much). The split depends only on the sorted IDs,
+prices, host IDs, photo bytes and seed, and is persisted as ``split.json``.
 """
 
 from __future__ import annotations
@@ -74,8 +57,8 @@ class Split:
         return {name: getattr(self, name) for name in PART_NAMES}
 
     def parts_sha256(self) -> str:
-        """sha256 of the listing IDs of every part, in order: two splits with the same value put
-        every listing in the same part (the dataset fingerprint alone does not say that)."""
+        """sha256 of the listing IDs of every part, in order (equal values: every listing in the same
+        part, which the dataset fingerprint alone does not say)."""
         digest = hashlib.sha256()
         for name, ids in self.parts().items():
             digest.update(f"{name}:{','.join(map(str, ids.tolist()))};".encode())
@@ -96,10 +79,8 @@ def _strata(prices: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def listing_groups(dataset: Dataset) -> np.ndarray:
-    """Group label per listing (shape (n,), int64, in the dataset's row order: the smallest
-    listing ID of its group): the connected
-    components of "same ``Host ID``" and "byte-identical photo". A listing without a Host ID (or
-    a dataset without the column) is grouped by its photo only."""
+    """Group label per listing, shape (n,) int64 in row order: the smallest listing ID of its
+    connected component of "same ``Host ID``" and "byte-identical photo" (no Host ID: photo only)."""
     n = len(dataset.frame)
     parent = np.arange(n)
 
@@ -132,12 +113,9 @@ def listing_groups(dataset: Dataset) -> np.ndarray:
 
 
 def make_split(dataset: Dataset, seed: int) -> Split:
-    """Split the usable listings 60/10/10/20 (train/val/cal/test), every host-and-photo group
-    (:func:`listing_groups`) wholly in one part, stratified on price deciles (:data:`RULE`).
-
-    Raises:
-        SplitError: fewer than 10 priced listings (too few for ten folds).
-    """
+    """Split 60/10/10/20 (train/val/cal/test), every :func:`listing_groups` group wholly in one
+    part, stratified on price deciles (:data:`RULE`). Raises :class:`SplitError` with fewer than
+    10 priced listings or 10 groups."""
     order = np.argsort(dataset.ids, kind="stable")
     ids, prices = dataset.ids[order], dataset.prices[order]
     if len(ids) < 10 or np.isnan(prices).any():
@@ -157,8 +135,8 @@ def make_split(dataset: Dataset, seed: int) -> Split:
 
 
 def make_random_split(dataset: Dataset, seed: int) -> Split:
-    """The same fractions drawn at random (stratified on price deciles, ungrouped): only to
-    measure how much such a split overstates the scores, never to train the reported models."""
+    """The same fractions at random (stratified, ungrouped): only to measure how much such a split
+    overstates the scores, never to train the reported models."""
     order = np.argsort(dataset.ids, kind="stable")
     ids, prices = dataset.ids[order], dataset.prices[order]
     if len(ids) < 10 or np.isnan(prices).any():
@@ -186,12 +164,9 @@ def _stratify_or_none(strata: np.ndarray):
 
 def load_or_make_split(dataset: Dataset, models_dir: Path, seed: int,
                        persist: bool = True) -> Split:
-    """Reuse ``models_dir/split.json`` when it was made from the same rows and seed; else make it
-    (and write it when ``persist``: the non-chief workers of a multi-worker run make the same
-    split but write nothing).
-
-    A persisted split for other rows (another dataset) is replaced, never silently mixed.
-    """
+    """Reuse ``models_dir/split.json`` if made from the same rows, seed and rule, else make it
+    (written when ``persist``: non-chief workers write nothing). Another dataset's split is
+    replaced, never mixed."""
     path = Path(models_dir) / SPLIT_FILE
     fingerprint = dataset_fingerprint(dataset)
     if path.is_file():

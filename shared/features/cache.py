@@ -1,16 +1,9 @@
 """Backbone feature vectors, computed once per photo and cached on disk.
 
-A frozen ImageNet backbone maps every photo to the same vector on every run, so it is computed
-once: the cache key is the photo's *content* (sha256 of its bytes), the backbone's fingerprint
-(name + hash of its weights), the input size and the photo decoder's version
-(:data:`shared.data.images.DECODE_VERSION`). A renamed or re-downloaded photo with the same
-bytes hits the cache; a changed photo or another backbone misses it.
-
-Layout: ``<cache>/features/<fingerprint>-<size>px-decode<version>/<sha[:2]>/<sha>.npy``
-(the fingerprint is ``<backbone>-<16 hex>``), each a
-float32 vector of shape (D,), written atomically. The features of the horizontally flipped
-photo (``flip=True``, for flip test-time averaging) live in a sibling folder with the suffix
-``-hflip``; the folders of unflipped features are named as they always were.
+Keyed by the photo's content (sha256), the backbone's fingerprint (name + weights hash), the
+input size and :data:`shared.data.images.DECODE_VERSION`: renamed photos hit, changed ones miss.
+Layout: ``<cache>/features/<fingerprint>-<size>px-decode<version>[-hflip]/<sha[:2]>/<sha>.npy``,
+each a float32 vector (D,), written atomically; ``-hflip`` holds the mirrored photos' features.
 """
 
 from __future__ import annotations
@@ -31,8 +24,7 @@ from shared.io import atomic_path, sha256_file
 
 def feature_cache_dir(backbone: str, image_size: int, root: Path | None = None,
                       flip: bool = False) -> Path:
-    """Folder holding the cached vectors of one backbone at one input size (``flip``: of the
-    horizontally flipped photos, a separate folder)."""
+    """Folder of the cached vectors of one backbone at one input size (``flip``: mirrored photos).<<"""
     root = Path(root) if root is not None else environment.cache_dir() / "features"
     suffix = "-hflip" if flip else ""
     return root / f"{backbone_fingerprint(backbone)}-{image_size}px-decode{DECODE_VERSION}{suffix}"
@@ -41,12 +33,10 @@ def feature_cache_dir(backbone: str, image_size: int, root: Path | None = None,
 def extract_features(paths, backbone: str, image_size: int = 224, batch_size: int = 32,
                      cache_root: Path | None = None, progress: bool = True,
                      model=None, flip: bool = False) -> tuple[np.ndarray, dict]:
-    """Return backbone features for ``paths``, shape (n, D) float32, computing only cache misses.
+    """Backbone features for ``paths``, shape (n, D) float32, computing only cache misses.
 
-    ``flip``: features of the horizontally mirrored photos (cached apart from the unflipped ones).
-
-    Returns:
-        (features, stats) with stats = {"cached": hits, "computed": misses, "seconds": ...}.
+    ``flip``: features of the mirrored photos. Returns (features, stats) with stats
+    ``{"cached", "computed", "seconds", "cache_dir"}``.
     """
     start = time.perf_counter()
     folder = feature_cache_dir(backbone, image_size, cache_root, flip=flip)
@@ -64,9 +54,8 @@ def extract_features(paths, backbone: str, image_size: int = 224, batch_size: in
         for batch in data:
             if flip:  # (batch, height, width, 3): mirror the width axis
                 batch = batch[:, :, ::-1, :]
-            # predict_on_batch runs the compiled (graph) function: ~1.6x the photos per second of
-            # an eager call on a 2-core CPU (the last float bits differ from eager's, so every
-            # vector in a cache folder must come from this same call)
+            # predict_on_batch runs the compiled graph: ~1.6x eager's speed on 2 cores (its last
+            # float bits differ from eager's: every vector of a cache folder comes from this call)
             vectors = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
             for vector in vectors:
                 index = missing[done]
@@ -83,8 +72,8 @@ def extract_features(paths, backbone: str, image_size: int = 224, batch_size: in
 
 
 def part_features(data, backbone: str, image_size: int, flip: bool = False) -> tuple[dict, dict]:
-    """:func:`extract_features` of every part of ``data`` (a
-    :class:`~shared.features.model_data.ModelData`) in one pass: ({part: (n, D) float32}, stats)."""
+    """:func:`extract_features` of every part of ``data`` (``ModelData``) in one pass:
+    ({part: (n, D) float32}, stats)."""
     all_paths = [p for part in PART_NAMES for p in data.paths(part)]
     vectors, stats = extract_features(all_paths, backbone, image_size, flip=flip)
     sizes = np.cumsum([0] + [len(data.paths(p)) for p in PART_NAMES])
@@ -97,9 +86,8 @@ def flip_average(plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 
 
 def held_backbone(held: dict | None, name: str, image_size: int):
-    """The backbone ``name`` at ``image_size`` px from ``held`` ({(name, px): model}), built and
-    kept there on first use; None when nothing is held (:func:`extract_features` then builds
-    one for its call, if a photo is not cached)."""
+    """The backbone ``name`` at ``image_size`` px from ``held`` ({(name, px): model}), built on
+    first use; None when nothing is held (:func:`extract_features` then builds its own)."""
     if held is None:
         return None
     key = (name, int(image_size))

@@ -1,10 +1,4 @@
-"""The data every model of a run trains on: one immutable object, built once per run.
-
-:func:`prepare_data` loads the usable listings, reuses (or makes) the persisted split, fits the
-tabular preprocessor on the training rows only, and returns a :class:`ModelData` holding per
-part (``train``, ``val``, ``cal``, ``test``) the listings, the tabular matrix and the targets.
-Trainers read it; nothing writes into it.
-"""
+"""The data every model of a run trains on: one immutable object, built once per run."""
 
 from __future__ import annotations
 
@@ -25,8 +19,8 @@ PARTS = PART_NAMES  # ("train", "val", "cal", "test")
 class ModelData:
     """The split data of one run.
 
-    ``parts``: {part: :class:`~shared.data.dataset.Dataset`}; ``tabular``: {part: (n, d_tab) float32}
-    from ``preprocessor``, fitted on the training rows only. Both mappings are read-only.
+    ``parts``: {part: :class:`~shared.data.dataset.Dataset`}; ``tabular``: {part: (n, d_tab)
+    float32} from ``preprocessor`` (fitted on the training rows only). Both are read-only.
     """
 
     dataset: Dataset
@@ -48,9 +42,8 @@ class ModelData:
         return list(self.parts[part].image_paths)
 
     def provenance(self) -> dict:
-        """What a model trained on this data was fitted on: the split's fingerprint (its usable
-        listing IDs), seed and parts (which listing is in which part), the sha256 of
-        ``listings.csv`` (the rows' contents, prices included) and the feature set version."""
+        """What a model trained on this data was fitted on: split fingerprint, seed and parts hash,
+        sha256 of ``listings.csv`` and the feature set version."""
         return {"split_fingerprint": self.split.fingerprint, "split_seed": int(self.split.seed),
                 "split_parts_sha256": self.split.parts_sha256(),
                 "listings_sha256": self.dataset.csv_sha256,
@@ -68,8 +61,7 @@ def prepare_data(data_dir, models_dir, seed: int, persist: bool = True) -> Model
 
 
 def data_for_split(dataset: Dataset, split: Split) -> ModelData:
-    """:class:`ModelData` of ``dataset`` cut by ``split``, the preprocessor fitted on its training
-    rows only."""
+    """:class:`ModelData` of ``dataset`` cut by ``split``, the preprocessor fitted on training rows.<<"""
     parts = {name: dataset.subset(ids) for name, ids in split.parts().items()}
     preprocessor = feats.make_preprocessor()
     preprocessor.fit(parts["train"].frame)  # training rows only

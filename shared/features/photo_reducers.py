@@ -1,14 +1,6 @@
 """Photo reductions: the (n, D) backbone vectors of the listing photos cut to a few columns,
-fitted on the training rows only.
-
-* PCA (:func:`make_image_reducer`): standardised, then ``k`` whitened principal components
-  (unsupervised);
-* the *photo price score* (:class:`PhotoPriceScore`, supervised): one column, the prediction of a
-  ridge regression of log price on the photo vector; the training rows get out-of-fold scores
-  (the ridge never scores a row it was fitted on).
-
-Early fusion and ``hgb_with_embeddings`` append them to the tabular matrix; deliverable 2's
-analysis uses the score as the photo's one-number price signal.
+fitted on the training rows only: whitened PCA (:func:`make_image_reducer`) or the supervised
+*photo price score* (:class:`PhotoPriceScore`).
 """
 
 from __future__ import annotations
@@ -28,16 +20,10 @@ SCORE_ALPHAS = tuple(np.logspace(0, 5, 11))
 def make_image_reducer(n_components: int, seed: int) -> Pipeline:
     """Unfitted reducer: (n, D) raw backbone features -> (n, k) whitened principal components.
 
-    Standardising first stops the few high-variance backbone channels from dominating the PCA;
-    whitening gives every component unit variance, on the scale of the standardised tabular
-    columns. Fit it on the training rows only.
-
-    It computes in float64 (the cached features are float32): a float32 PCA rounds differently
-    with each BLAS kernel and thread count (OpenBLAS picks them from the CPU it runs on), so the
-    same features gave other components, sometimes of the other sign, on another machine, and
-    the MLP trained on them ended elsewhere (another test MAE, another reduction chosen for
-    ``hgb_with_embeddings``). In float64 those differences
-    stay far below float32 resolution, so the (n, k) float32 outputs are the same everywhere.
+    Standardising first stops a few high-variance channels from dominating; whitening puts the
+    components on the scale of the standardised tabular columns. It computes in float64: a float32
+    PCA rounds differently with each BLAS kernel and thread count, which gave other components
+    (even signs) on other machines; in float64 the float32 outputs are the same everywhere.
     """
     return Pipeline([("float64", FunctionTransformer(_as_float64, feature_names_out="one-to-one")),
                      ("scale", StandardScaler()),
@@ -52,11 +38,10 @@ def _as_float64(X) -> np.ndarray:
 class PhotoPriceScore(BaseEstimator, TransformerMixin):
     """Supervised reduction: (n, D) backbone features -> (n, 1) standardised photo price score.
 
-    ``fit(X, y)`` fits standardisation + ridge (alpha by efficient leave-one-out on the rows
-    given) of ``y`` (log price) on ``X``, and keeps ``oof_`` (n, 1): the *out-of-fold* scores of
-    those rows (``n_folds`` seeded folds, same alpha), to train the downstream model on.
-    ``transform`` scores new rows with the ridge fitted on all rows. Scores are centred and
-    scaled by the out-of-fold scores' mean and standard deviation.
+    ``fit(X, y)`` fits standardisation + ridge (alpha by leave-one-out) of ``y`` (log price) and
+    keeps ``oof_`` (n, 1), the out-of-fold scores of those rows (``n_folds`` seeded folds, same
+    alpha), so the ridge never scores a row it was fitted on. ``transform`` uses the ridge fitted
+    on all rows. Scores are standardised by the out-of-fold mean and standard deviation.
     """
 
     def __init__(self, alphas=SCORE_ALPHAS, n_folds: int = 5, seed: int = 0):
@@ -84,11 +69,8 @@ class PhotoPriceScore(BaseEstimator, TransformerMixin):
 
 
 def fit_image_reducer(raw: dict, n_components, seed: int, y_train=None):
-    """The reducer fitted on the training rows ``raw["train"]`` (n_train, D).
-
-    ``n_components``: an int (PCA, capped at what the rows allow) or ``"score"``
-    (:class:`PhotoPriceScore`, which needs ``y_train``, the training log prices (n_train,)).
-    """
+    """The reducer fitted on ``raw["train"]`` (n_train, D): an int ``n_components`` gives PCA
+    (capped at what the rows allow), ``"score"`` a :class:`PhotoPriceScore` on ``y_train``."""
     if n_components == "score":
         return PhotoPriceScore(seed=seed).fit(raw["train"], y_train)
     k = int(min(n_components, raw["train"].shape[0] - 1, raw["train"].shape[1]))
@@ -96,8 +78,8 @@ def fit_image_reducer(raw: dict, n_components, seed: int, y_train=None):
 
 
 def reduced_features(raw: dict, reducer) -> dict[str, np.ndarray]:
-    """{"train"/"val"/"test": (n, k) float32} photo columns; the training rows get the reducer's
-    out-of-fold values when it has them (a supervised reducer must not score its own rows)."""
+    """{"train"/"val"/"test": (n, k) float32}; the training rows get the reducer's out-of-fold
+    values when it has them."""
     out = {part: np.asarray(reducer.transform(raw[part]), dtype=np.float32) for part in raw}
     if getattr(reducer, "oof_", None) is not None:
         out["train"] = reducer.oof_
@@ -111,6 +93,5 @@ def reducer_label(reducer) -> str:
     return f"pca-{reducer.named_steps['pca'].n_components_}"
 
 
-#: The objects a fitted reducer is made of that skops does not trust by itself (declared by the
-#: families whose saved models hold a reducer).
+#: What a fitted reducer holds that skops does not trust by itself.
 TRUSTED_TYPES = (PhotoPriceScore, _as_float64)

@@ -1,24 +1,11 @@
 """Tabular features: row-wise engineering plus a scikit-learn preprocessing pipeline.
 
-Two stages, deliberately separate:
-
-1. :func:`engineer_features` is *stateless* and row-wise: it parses the raw text columns into
-   numbers and derives new ones (host tenure, review span, amenity counts, distance to the city
-   centre...). It looks at one listing at a time, so it cannot leak anything between rows.
-2. :func:`make_preprocessor` returns a scikit-learn pipeline with every *fitted* step (KNN
-   imputation, scaling, one-hot encoding with rare-level grouping). It is fitted on the training
-   rows only, then used to transform validation, test and new data, and is saved with each model.
-
-Datasets may hold a subset of the OpenDataSoft columns (the 48-column ``github`` source has no
-free text, no amenities, no review dates). Each feature is built only when the columns it is
-computed from are present (:data:`FEATURE_SOURCES`): no ``Description`` -> no
-``description_length``. The fitted preprocessor records the raw columns it was fitted on
-(:func:`input_columns`); transforming a table that lacks one of them raises
-:class:`MissingColumnsError` naming them all (extra columns are ignored). On a table with every
-column the features are exactly those of :data:`ENGINEERED_COLUMNS`, in that order.
-
-Never used as inputs: ``Price``, ``Weekly Price``, ``Monthly Price`` (derived from the target),
-IDs and URLs (identifiers, not properties of the flat), free text beyond simple lengths.
+:func:`engineer_features` is stateless and row-wise (it cannot leak between rows);
+:func:`make_preprocessor` holds every *fitted* step, fitted on the training rows only and saved
+with each model. Each feature is built only when its source columns are present
+(:data:`FEATURE_SOURCES`); the fitted preprocessor records its raw input columns and raises
+:class:`MissingColumnsError` on a table lacking any (extra columns are ignored).
+Never inputs: prices (derived from the target), IDs and URLs, free text beyond lengths.
 """
 
 from __future__ import annotations
@@ -76,11 +63,9 @@ def clean_zipcode(series: pd.Series) -> pd.Series:
 def engineer_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Raw listing columns (text) -> the engineered feature table, shape (n, k).
 
-    The k columns are :func:`buildable_features` of ``frame.columns`` (all of
-    :data:`ENGINEERED_COLUMNS`, in that order, when every source column is present). Row-wise and
-    stateless: dates are measured against each listing's own ``Last Scraped`` date, or
-    :data:`EXPORT_SCRAPE_DATE` without that column (units: days), distances in kilometres, money
-    in euros before ``log1p``.
+    The k columns are :func:`buildable_features` of ``frame.columns``. Days are counted to each
+    listing's ``Last Scraped`` (else :data:`EXPORT_SCRAPE_DATE`), distances in km, money in euros
+    before ``log1p``.
     """
     built = buildable_features(frame.columns)
     wanted = set(built)
@@ -131,8 +116,7 @@ def _add_days(out: pd.DataFrame, frame: pd.DataFrame, wanted: set) -> None:
 
 
 def _add_counts_and_flags(out: pd.DataFrame, frame: pd.DataFrame, wanted: set, number) -> None:
-    """Amenity and verification counts, description length, distance to the centre (km), and
-    0/1 flags (licence, features, deposit, cleaning fee)."""
+    """Counts, description length, distance to the centre (km) and 0/1 flags.<<"""
     if "amenities_count" in wanted:
         out["amenities_count"] = _list_length(frame["Amenities"]).astype(float)
     if "host_verifications_count" in wanted:
@@ -157,11 +141,9 @@ def _add_counts_and_flags(out: pd.DataFrame, frame: pd.DataFrame, wanted: set, n
 class FeatureEngineer(BaseEstimator, TransformerMixin):
     """The first step of the preprocessor: :func:`engineer_features` with a memory of its inputs.
 
-    ``fit(frame)`` records ``input_columns_`` (the raw columns it reads, see
-    :func:`used_source_columns`) and ``features_`` (the engineered columns built from them);
-    ``transform(frame)`` returns those features, shape (n, len(features_)), and raises
-    :class:`MissingColumnsError` naming every recorded input column ``frame`` lacks. Extra columns
-    are ignored. Nothing is learnt from the values, so fitting cannot leak.
+    ``fit`` records ``input_columns_`` (:func:`used_source_columns`) and ``features_``; nothing is
+    learnt from the values. ``transform`` returns (n, len(features_)) and raises
+    :class:`MissingColumnsError` naming every recorded input column the frame lacks.
     """
 
     def fit(self, frame: pd.DataFrame, y=None):
@@ -180,9 +162,8 @@ class FeatureEngineer(BaseEstimator, TransformerMixin):
 
 
 class _Present:
-    """Column selector of the ColumnTransformer: the names of ``columns`` present in the table
-    (a class, unlike a lambda, so the fitted preprocessor can be saved; a trusted type of
-    :mod:`shared.models.files`)."""
+    """Column selector: the names of ``columns`` present in the table (a class, unlike a lambda,
+    so the fitted preprocessor can be saved)."""
 
     def __init__(self, columns):
         self.columns = list(columns)
@@ -192,8 +173,7 @@ class _Present:
 
 
 def input_columns(preprocessor) -> list[str]:
-    """The raw columns a fitted preprocessor (:func:`make_preprocessor`) needs in the tables it
-    transforms, recorded by its :class:`FeatureEngineer` step when it was fitted."""
+    """The raw columns a fitted preprocessor needs in the tables it transforms.<<"""
     first = preprocessor.steps[0][1] if hasattr(preprocessor, "steps") else preprocessor
     return list(first.input_columns_)
 
@@ -217,9 +197,8 @@ def feature_group(feature: str) -> str:
 
 
 def input_table(preprocessor) -> pd.DataFrame:
-    """One row per engineered feature a fitted preprocessor uses: its group, the raw columns it is
-    computed from, and what the model receives (columns: group, raw columns, becomes); sorted by
-    group. Built from the fitted pipeline, so it lists what a run really used."""
+    """One row per engineered feature of a fitted preprocessor: group, raw columns and what the
+    model receives (``becomes``), sorted by group."""
     engineer = preprocessor.named_steps["engineer"]
     onehot = (preprocessor.named_steps["columns"].named_transformers_["categorical"]
               .named_steps["onehot"])
@@ -253,11 +232,9 @@ def check_input_columns(preprocessor, columns) -> None:
 def make_preprocessor(n_neighbors: int = 5, min_frequency: int = 5) -> Pipeline:
     """The fitted part of the tabular features: raw listing frame -> float32 matrix (n, d).
 
-    * numeric: standardised (mean/std of training rows), then missing values filled by a
-      KNN imputer over the training rows (missing-value indicators kept as extra columns);
-    * categorical: missing -> "missing", one-hot with levels seen fewer than ``min_frequency``
-      times in training grouped as "infrequent"; unseen levels at predict time go to that
-      "infrequent" column (all zeros when training had no infrequent level).
+    Numeric: standardised, then KNN-imputed (missing indicators kept). Categorical: missing ->
+    "missing", one-hot with levels seen fewer than ``min_frequency`` times (and unseen ones at
+    predict time) in an "infrequent" column.
     """
     numeric = Pipeline([
         ("scale", StandardScaler()),
@@ -293,6 +270,5 @@ def price_from_log(log_prices: np.ndarray) -> np.ndarray:
     return np.exp(np.asarray(log_prices, dtype=np.float64).reshape(-1))
 
 
-#: The project's own objects a fitted preprocessor is made of (skops does not trust them by
-#: itself; every saved model with tabular inputs holds one).
+#: The project's own objects in a fitted preprocessor (skops does not trust them by itself).
 TRUSTED_TYPES = (FeatureEngineer, _Present, _to_float32)

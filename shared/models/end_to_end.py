@@ -1,8 +1,7 @@
 """Networks with an image backbone inside: assembling them, taking them apart, fine-tuning them.
 
-Shared by the transfer models (a backbone and a head) and the late-fusion networks (a backbone
-and a two-branch network): the photo enters as (b, s, s, 3) float32 in [0, 255], goes through
-the backbone (a nested Keras model named after it) and its (b, D) vector into the rest.
+The photo enters as (b, s, s, 3) float32 in [0, 255] and goes through the backbone (a nested
+Keras model named after it); its (b, D) vector goes into the head or two-branch network.
 """
 
 from __future__ import annotations
@@ -19,9 +18,8 @@ from shared.models.fit import global_batch_size
 
 def attach_encoder(network: keras.Model, encoder: keras.Model, image_size: int,
                    name: str) -> keras.Model:
-    """{"tabular": (b, d_tab), "image": (b, s, s, 3) float32 [0, 255]} -> (b, 1) log price:
-    the photo goes through ``encoder`` (the backbone, a nested layer named after it) and then
-    into ``network`` with the tabular row."""
+    """{"tabular": (b, d_tab), "image": (b, s, s, 3) float32 [0, 255]} -> (b, 1) log price: the
+    photo through ``encoder``, then into ``network`` with the tabular row."""
     tab_dim = network.input["tabular"].shape[-1]
     tabular = keras.Input(shape=(tab_dim,), name="tabular")
     image = keras.Input(shape=(image_size, image_size, 3), name="image")
@@ -40,9 +38,8 @@ def photo_data(data, cfg, part: str, image_size: int, batch_size: int = 32, trai
 
 
 def split_end_to_end(bundle: ModelBundle) -> tuple[keras.Model, keras.Model]:
-    """An end-to-end bundle (photo -> backbone -> network) -> (encoder, network): the backbone,
-    a nested model named ``bundle.backbone``, and the other nested model (the head of a transfer
-    model, the two-branch network of a fusion model), which takes the backbone vectors."""
+    """An end-to-end bundle -> (encoder, network): the backbone (the nested model named
+    ``bundle.backbone``) and the other nested model, which takes the backbone vectors."""
     model = bundle.estimator
     encoder = model.get_layer(bundle.backbone)
     network = next(layer for layer in model.layers
@@ -51,19 +48,18 @@ def split_end_to_end(bundle: ModelBundle) -> tuple[keras.Model, keras.Model]:
 
 
 def encode_photos(encoder: keras.Model, paths, image_size: int, batch_size: int = 32) -> np.ndarray:
-    """(n, D) float32: ``encoder`` applied to the photos (for backbones with no disk cache,
-    e.g. deliverable 1's fine-tuned one)."""
+    """(n, D) float32: ``encoder`` applied to the photos (backbones without a disk cache).<<"""
     data = make_image_dataset(paths, image_size=image_size, batch_size=batch_size)
     return np.asarray(encoder.predict(data, verbose=0), dtype=np.float32)
 
 
 def feature_standardisation(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mean, variance) of the raw backbone features a transfer model standardises with, each (D,);
-    None when the bundle holds neither a fitted scaler nor a ``feature_standardisation`` layer.
+    """(mean, variance) (D,) each of the raw backbone features a transfer model standardises
+    with; None when the bundle holds neither a fitted scaler nor the layer.
 
-    From a fitted scaler the variance is ``scale_ ** 2``, not ``var_``: a feature constant on the
-    training rows has ``var_`` 0 but ``scale_`` 1 (scikit-learn leaves it unscaled), and a Keras
-    ``Normalization`` given ``var_`` would divide it by ~1e-7 and blow up any tiny difference."""
+    From a scaler the variance is ``scale_ ** 2``, not ``var_``: a feature constant on the training
+    rows has ``var_`` 0 but ``scale_`` 1, and ``Normalization`` given 0 would blow up tiny
+    differences."""
     scaler = bundle.image_reducer
     if scaler is not None and hasattr(scaler, "mean_") and hasattr(scaler, "scale_"):
         return np.asarray(scaler.mean_), np.asarray(scaler.scale_) ** 2
@@ -87,7 +83,7 @@ def keras_to_numpy(value) -> np.ndarray:
 
 def unfreeze_top(model: keras.Model, backbone_name: str, n_blocks: int) -> int:
     """Make the top ``n_blocks`` of the backbone trainable (batch norm excluded); returns the
-    number of trainable weights tensors in the backbone."""
+    number of trainable weight tensors of the backbone."""
     backbone = model.get_layer(backbone_name)
     backbone.trainable = True
     for layer in backbone.layers:
@@ -104,10 +100,8 @@ def kept_label(phase: dict) -> str:
 
 
 def train_if_better(model: keras.Model, fit, val_mae, before: float | None = None) -> dict:
-    """Run ``fit()`` (returns a Keras history dict); keep the new weights only if ``val_mae()``
-    (EUR) went down, else restore the weights from before. ``before``: the validation MAE of
-    the current weights when already known (else ``val_mae()`` is called first). Returns what
-    happened."""
+    """Run ``fit()``; keep the new weights only if ``val_mae()`` (EUR) went down, else restore
+    them. ``before``: the current validation MAE when known. Returns what happened."""
     before = val_mae() if before is None else before
     weights = model.get_weights()
     history = fit()
@@ -120,8 +114,8 @@ def train_if_better(model: keras.Model, fit, val_mae, before: float | None = Non
 
 
 def frozen_batchnorm(model: keras.Model, trainable: bool) -> None:
-    """Set ``trainable`` on every layer of ``model`` except batch norm, which stays frozen (and so
-    in inference mode: its statistics are those the branch was trained with)."""
+    """Set ``trainable`` on every layer of ``model`` except batch norm, which stays frozen (in
+    inference mode, with the statistics the branch was trained with)."""
     model.trainable = True
     for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):

@@ -1,26 +1,11 @@
 """The files of a saved model folder: written and read without running any code from them.
 
-A model folder is what people pass around (a grader scoring a student's models, a user trying a
-published one), so loading one must never execute code it contains, and a damaged or mixed-up
-folder must be refused in one clear line.
-
-* **No pickle.** The fitted scikit-learn parts (estimator, tabular preprocessor, photo reducer) are
-  stored with :mod:`skops.io` (``*.skops``): a zip of JSON and ``.npy`` arrays that names the type
-  of every object it holds. :func:`load_part` reads those names first and refuses the file, naming
-  the type, unless every type is trusted: skops' own list (scikit-learn estimators, numpy, scipy)
-  plus :func:`base_trusted_types` and what the model's family declares (``Family.trusted_types``),
-  the few classes and functions of this project a fitted part is made of. Nothing is constructed before that check. Keras models are read with ``safe_mode=True``
-  (:func:`load_keras`), which refuses ``Lambda`` layers and other arbitrary code. The interval
-  calibration is plain JSON (:mod:`shared.evaluation.intervals`).
-* **Integrity.** ``metadata.json`` records every other file of the folder with its size and
-  sha256 (``files``), and its own sha256 over its content (``metadata_sha256``, computed on the
-  canonical JSON without that key): :func:`write_metadata`. :func:`verify_files` refuses a folder
-  whose metadata was edited, or with a file that is missing, truncated, altered, copied from
-  another model, or not recorded at all. The digests detect damage and mix-ups, not a deliberate
-  forger (who can recompute them); safety against code comes from the two points above.
-
-Every refusal is a :class:`ModelLoadError` with one line naming the file and the reason; the
-command line prints it and exits with status 2.
+Model folders are passed around, so loading one never executes code it contains, and a damaged
+or mixed-up folder is refused in one line (:class:`ModelLoadError`). No pickle: scikit-learn
+parts are :mod:`skops.io` files whose type names are checked before anything is built
+(:func:`load_part`), and Keras models load with ``safe_mode=True``. ``metadata.json`` records
+every other file's size and sha256 and its own (:func:`write_metadata`, :func:`verify_files`):
+this detects damage and mix-ups, not a deliberate forger.
 """
 
 from __future__ import annotations
@@ -56,8 +41,7 @@ def type_name(obj) -> str:
 
 def base_trusted_types() -> frozenset[str]:
     """What every saved model may hold beyond skops' defaults: the tabular preprocessor's own
-    steps (:data:`shared.features.tabular.TRUSTED_TYPES`) and numpy dtypes (``OneHotEncoder``
-    stores its ``dtype``). A family adds its own (``Family.trusted_types``)."""
+    steps and numpy dtypes (``OneHotEncoder`` stores its ``dtype``)."""
     return frozenset(map(type_name, (np.dtype, *feats.TRUSTED_TYPES)))
 
 
@@ -82,10 +66,8 @@ def untrusted_types(named, trusted: frozenset[str]) -> list[str]:
 def save_part(obj, path: Path, trusted: frozenset[str] | None = None) -> Path:
     """Write a fitted scikit-learn object to ``path`` (a ``.skops`` file) atomically.
 
-    Raises:
-        TypeError: ``obj`` holds a type outside ``trusted`` (default :func:`base_trusted_types`)
-            that :func:`load_part` would refuse (a family declares its own in
-            ``Family.trusted_types``), so no unloadable model is saved.
+    Raises ``TypeError`` if ``obj`` holds a type outside ``trusted`` (default
+    :func:`base_trusted_types`), so no unloadable model is saved.
     """
     trusted = base_trusted_types() if trusted is None else trusted
     data = sio.dumps(obj, compression=zipfile.ZIP_DEFLATED)  # a third of the stored size
@@ -100,9 +82,8 @@ def save_part(obj, path: Path, trusted: frozenset[str] | None = None) -> Path:
 
 
 def load_part(path: Path, trusted: frozenset[str] | None = None):
-    """Read a part written by :func:`save_part`, refusing any type outside ``trusted`` (default
-    :func:`base_trusted_types`) with :class:`ModelLoadError` naming the file and the types;
-    nothing from it is executed."""
+    """Read a part written by :func:`save_part`, refusing any type outside ``trusted`` with
+    :class:`ModelLoadError`; nothing from it is executed."""
     trusted = base_trusted_types() if trusted is None else trusted
     path = Path(path)
     try:
@@ -122,9 +103,8 @@ def load_part(path: Path, trusted: frozenset[str] | None = None):
 
 
 def load_keras(path: Path, custom_objects=None):
-    """The Keras model at ``path``, loaded with ``safe_mode=True`` (no ``Lambda`` layers or other
-    arbitrary code) and uncompiled, with the project's own layers it holds (``custom_objects``,
-    from its family); :class:`ModelLoadError` in one line when it cannot be."""
+    """The Keras model at ``path``, uncompiled, with ``safe_mode=True`` (no ``Lambda`` layers or
+    other arbitrary code) and the family's ``custom_objects``; :class:`ModelLoadError` if not."""
     import keras  # TensorFlow: only a Keras model gets here (a tabular one loads without it)
 
     try:
@@ -149,22 +129,22 @@ def _part_paths(folder: Path) -> list[Path]:
 
 def file_digests(folder: Path) -> dict[str, dict]:
     """``{file name: {"bytes", "sha256"}}`` of every file of ``folder`` but the metadata and
-    hidden files (``.*``), sorted by name."""
+    hidden ones, sorted by name."""
     return {path.name: {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
             for path in _part_paths(folder) if path.is_file()}
 
 
 def _seal(meta: dict) -> str:
-    """sha256 of the canonical JSON of ``meta`` without :data:`SEAL_KEY` (so re-indenting the
-    file changes nothing, editing a value does)."""
+    """sha256 of the canonical JSON of ``meta`` without :data:`SEAL_KEY` (re-indenting changes
+    nothing, editing a value does)."""
     body = {k: v for k, v in meta.items() if k != SEAL_KEY}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def write_metadata(folder: Path, meta: dict) -> Path:
-    """Write ``folder/metadata.json``: ``meta`` plus the digests of every file now in ``folder``
-    (:func:`file_digests`) and the metadata's own sha256. Call it after writing the other files."""
+    """Write ``folder/metadata.json``: ``meta`` plus the digests of every file now in ``folder`` and
+    its own sha256. Call it after writing the other files."""
     folder = Path(folder)
     plain = json.loads(json.dumps({k: v for k, v in meta.items() if k not in (FILES_KEY, SEAL_KEY)},
                                   default=_json_default))  # the JSON values, as read back
@@ -174,9 +154,8 @@ def write_metadata(folder: Path, meta: dict) -> Path:
 
 
 def read_metadata(folder: Path, bundle_format: int) -> dict:
-    """The content of ``folder/metadata.json`` (which exists) when it is a saved model of format
-    ``bundle_format``; :class:`ModelLoadError` in one line otherwise. Not yet verified: see
-    :func:`verify_files`."""
+    """The content of ``folder/metadata.json`` if it is a saved model of format ``bundle_format``
+    (not yet verified: :func:`verify_files`); :class:`ModelLoadError` in one line otherwise."""
     path = Path(folder) / METADATA_FILE
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -202,13 +181,9 @@ def read_metadata(folder: Path, bundle_format: int) -> dict:
 
 
 def verify_files(folder: Path, meta: dict, required=()) -> None:
-    """Check ``folder`` against its metadata ``meta`` (from :func:`read_metadata`).
-
-    Refused, with :class:`ModelLoadError` naming the file and the reason: metadata edited since
-    it was written (its sha256 differs), a recorded file missing, shorter (truncated), of another
-    size or content (altered, or copied from another model's folder), a file of ``required``
-    (names) not recorded, or a file in the folder that the metadata does not record.
-    """
+    """Check ``folder`` against its metadata ``meta``; :class:`ModelLoadError` naming the file if
+    the metadata was edited, a recorded file is missing, truncated or altered, a ``required``
+    file is not recorded, or a file is not recorded at all."""
     folder = Path(folder)
     where = folder / METADATA_FILE
     recorded = meta.get(FILES_KEY)

@@ -1,9 +1,5 @@
-"""Keras building blocks of every network of the project: the batch-norm layer (synchronised
-across replicas), the dense block, the float32 log-price output, the tabular MLP, the photo
-heads, and the custom layers of ``tabular_net`` (PLR numeric embeddings and the TabM ensemble).
-
-The custom layers are registered with Keras under :data:`PACKAGE` so saved models name them;
-a family whose saved networks hold them declares them (``Family.keras_objects``).
+"""Keras building blocks of every network of the project, and ``tabular_net``'s custom layers
+(PLR embeddings, TabM ensemble), registered under :data:`PACKAGE` so saved models name them.
 """
 
 from __future__ import annotations
@@ -21,12 +17,9 @@ PACKAGE = "airbnb_dl"
 def batch_normalization(name: str):
     """The batch-norm layer of every model built here.
 
-    Built under a strategy with several replicas, it normalises with the statistics of the
-    *global* batch (``synchronized=True``: one all-reduce of the per-channel sums per layer and
-    step), so a distributed step computes what one device computes on the global batch;
-    otherwise each replica would normalise with its own share of the batch. On one device it is
-    the plain layer (the synchronised statistics are only used in training mode; prediction
-    uses the moving averages either way).
+    Under a strategy with several replicas it is ``synchronized=True``: it normalises with the
+    global batch's statistics, so a distributed step computes what one device does on the global
+    batch. On one device it is the plain layer.
     """
     several = tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
     if several:
@@ -44,9 +37,8 @@ def dense_block(x, units: int, dropout: float, l2: float, name: str):
 
 
 def regression_output(x, target_mean: float, name: str = "log_price", l2: float = 0.0):
-    """Final Dense(1) in float32 (safe under mixed precision), bias initialised at the mean log
-    price so training starts from the mean predictor instead of from zero; optional L2 on its
-    kernel (for a linear model this is what makes it ridge regression)."""
+    """Final Dense(1) in float32 (safe under mixed precision), bias at the mean log price so
+    training starts from the mean predictor; optional L2 on its kernel (ridge for a linear model)."""
     return keras.layers.Dense(1, dtype="float32", name=name,
                               kernel_regularizer=keras.regularizers.l2(l2) if l2 else None,
                               bias_initializer=keras.initializers.Constant(target_mean))(x)
@@ -64,9 +56,9 @@ def build_mlp(input_dim: int, hidden: tuple[int, ...], dropout: float, l2: float
 
 def photo_mlp_head(input_dim: int, target_mean: float, hidden: int = 256,
                    input_dropout: float = 0.2, dropout: float = 0.5, name: str = "transfer_head"):
-    """Non-linear head on (standardised) backbone features: (batch, input_dim) -> dropout ->
+    """Non-linear head on standardised backbone features: (batch, input_dim) -> dropout ->
     Dense(hidden, ReLU) -> dropout -> (batch, 1) log price. No batch norm: its input is already
-    standardised, and the head is later a fusion branch whose batch statistics would drift."""
+    standardised, and as a fusion branch later its batch statistics would drift."""
     inputs = keras.Input(shape=(input_dim,), name="features")
     x = keras.layers.Dropout(input_dropout, name="input_dropout")(inputs)
     x = keras.layers.Dense(hidden, activation="relu", name="hidden1_dense")(x)
@@ -75,15 +67,15 @@ def photo_mlp_head(input_dim: int, target_mean: float, hidden: int = 256,
 
 
 def linear_head(coef: np.ndarray, intercept: float, l2: float = 0.0, name: str = "linear_head"):
-    """A Keras linear model (batch, d) -> (batch, 1) holding given weights (e.g. from
-    :func:`ridge_path`); ``l2`` keeps the same penalty if it is trained further (fine-tuning)."""
+    """A Keras linear model (batch, d) -> (batch, 1) holding given weights; ``l2`` keeps the same
+    penalty if it is trained further."""
     model = build_mlp(len(coef), (), 0.0, l2, target_mean=intercept, name=name)
     model.get_layer("log_price").set_weights([np.asarray(coef, dtype=np.float32).reshape(-1, 1),
                                               np.array([intercept], dtype=np.float32)])
     return model
 
 
-# --------------------------------------------------------------------------- tabular_net's layers (PLR embeddings, TabM)
+# --------------------------------------------------------------------------- tabular_net's layers
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TakeColumns(keras.layers.Layer):
@@ -107,10 +99,9 @@ class TakeColumns(keras.layers.Layer):
 class PeriodicEmbedding(keras.layers.Layer):
     """PLR embeddings: (batch, n_features) -> (batch, n_features, d_embedding).
 
-    Periodic: ``v = [cos(2 pi c x), sin(2 pi c x)]`` with ``n_frequencies`` learned frequencies per
-    feature, initialised from a normal of standard deviation ``sigma`` truncated at 2 sigma;
-    Linear: a separate ``(2 n_frequencies, d_embedding)`` map per feature (``lite``: one map
-    shared by every feature); ReLU (``activation=False``: the PL variant).
+    ``[cos(2 pi c x), sin(2 pi c x)]`` with ``n_frequencies`` learned frequencies per feature
+    (truncated normal, std ``sigma``), a linear map per feature (``lite``: one shared), then ReLU
+    (``activation=False``: the PL variant).
     """
 
     def __init__(self, d_embedding: int = 16, n_frequencies: int = 32, sigma: float = 0.1,
@@ -153,9 +144,8 @@ class PeriodicEmbedding(keras.layers.Layer):
 
 
 def _adapter_initializer(kind: str, sections: list[int] | None):
-    """Initial value of a (k, d) multiplicative adapter: ``ones``; ``normal`` (N(0, 1)); or
-    ``random_signs`` (+-1). With ``sections`` (widths summing to d) every section -- e.g. the
-    d_embedding columns of one numeric feature -- shares one draw per member, as in TabM."""
+    """Initial (k, d) multiplicative adapter: ``ones``, ``normal`` or ``random_signs`` (+-1). With
+    ``sections`` (widths summing to d) each section shares one draw per member, as in TabM."""
     if kind not in ("ones", "normal", "random_signs"):
         raise ValueError(f"unknown adapter initialisation {kind!r}")
 
@@ -202,9 +192,8 @@ class EnsembleAdapter(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class EnsembleDense(keras.layers.Layer):
     """A BatchEnsemble dense layer (TabM): (batch, k, d) -> (batch, k, units),
-    ``y_i = ((x_i * r_i) W) * s_i + b_i`` with ``W`` shared by the k members and ``r_i`` /
-    ``s_i`` / ``b_i`` their own. ``init`` initialises ``r`` (TabM: random for the first layer,
-    ones for the others); ``s`` starts at one."""
+    ``y_i = ((x_i * r_i) W) * s_i + b_i`` with ``W`` shared; ``init`` initialises ``r``, ``s``
+    starts at one."""
 
     def __init__(self, units: int, k: int, init: str = "ones", sections=None, **kwargs):
         super().__init__(**kwargs)
@@ -234,8 +223,8 @@ class EnsembleDense(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class EnsembleHead(keras.layers.Layer):
-    """One linear head per member: (batch, k, d) -> (batch, k) log prices, in float32, each
-    bias initialised at the mean training log price (as :func:`shared.models.layers.regression_output`)."""
+    """One linear head per member: (batch, k, d) -> (batch, k) log prices in float32, each bias
+    at the mean training log price."""
 
     def __init__(self, k: int, target_mean: float = 0.0, **kwargs):
         kwargs.setdefault("dtype", "float32")

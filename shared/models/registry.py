@@ -1,14 +1,8 @@
 """The model registry: every family's declaration (:class:`~shared.models.spec.Family`), collected.
 
-Each module of :mod:`shared.models.families` exports ``FAMILY``; the registry finds the modules
-by listing that package (no list of names is kept by hand) and imports them when asked. Every
-list of model names (by deliverable, role, ...), the training order, the reseed table, the
-trusted types of saved files and the budgets (:mod:`shared.run.budgets`) are derived from here,
-so a new family is one new file. :func:`registered` adds a family from elsewhere for as long as a
-``with`` block lasts (the tests' toy family).
-
-Loading one saved model imports only its own family's module (:func:`family`): a gradient
-boosting model loads without TensorFlow.
+Families are found by listing :mod:`shared.models.families` (no list kept by hand, so a new
+family is one new file) and imported only when asked: loading one saved model imports only its
+family. :func:`registered` adds a family for the length of a ``with`` block (tests).
 """
 
 from __future__ import annotations
@@ -32,9 +26,8 @@ def family_modules() -> tuple[str, ...]:
 
 
 def family(name: str) -> Family:
-    """The family ``name`` (a module of :mod:`shared.models.families`, imported now if it was
-    not, or one :func:`registered` here). :class:`KeyError` for any other name: nothing is
-    imported from a name that is not one of the package's modules."""
+    """The family ``name`` (imported now if needed, or :func:`registered`). :class:`KeyError` for
+    any other name: nothing is imported from a name that is not one of the package's modules."""
     if name in _EXTRA:
         return _EXTRA[name]
     if name not in family_modules():
@@ -98,8 +91,7 @@ def training_order(models: list[ModelSpec]) -> list[ModelSpec]:
 
 @contextlib.contextmanager
 def registered(extra: Family) -> Iterator[Family]:
-    """Register ``extra`` for the duration of the block (a family defined outside the package,
-    e.g. a test's); its names must not clash with any other model's."""
+    """Register ``extra`` for the duration of the block; its names must not clash with others.<<"""
     clash = {m.name for m in extra.models} & set(names())
     if extra.name in family_modules() or extra.name in _EXTRA or clash:
         raise ValueError(f"family {extra.name!r} clashes with a registered one ({sorted(clash)})")

@@ -1,16 +1,10 @@
 """Saved model folders: :func:`save_bundle` writes one, :func:`load_bundle` reads it back.
 
-Layout (``models/<name>/``): ``metadata.json``, ``model.keras`` or ``estimator.skops``,
-``preprocessor.skops`` and ``image_reducer.skops`` when used, ``intervals.json`` (the
-prediction-interval calibration, :mod:`shared.evaluation.intervals`) when fitted. The metadata
-records the family that trained the model (whose declaration, :mod:`shared.models.registry`,
-says which types its scikit-learn parts may hold and which Keras layers its network uses), the
-feature set version and feature names (a model saved with another feature set fails clearly),
-and what the model was trained on (``trained_on``: split, data, budget, seed), so a saved model
-is reused only on the same split of the same data under the same budget.
-
-Loading runs no code from the folder (:mod:`shared.models.files`: skops with a trusted-type list,
-Keras in safe mode, every file's sha256 checked) and imports only the model's own family: a
+``models/<name>/``: ``metadata.json``, ``model.keras`` or ``estimator.skops`` (a blend:
+``estimator.json``), ``preprocessor.skops`` / ``image_reducer.skops`` when used and
+``intervals.json`` when fitted. The metadata records the family (which says what the parts may
+hold), the feature set and what the model was trained on (``trained_on``). Loading runs no code
+from the folder (:mod:`shared.models.files`) and imports only the model's own family, so a
 gradient boosting model loads without TensorFlow.
 """
 
@@ -47,16 +41,14 @@ def _family(name: str, where):
 
 
 def trusted_types(family_name: str = "") -> frozenset[str]:
-    """What a saved model of the family may hold beyond skops' defaults: every model's
-    (:func:`shared.models.files.base_trusted_types`) and the family's own."""
+    """What a saved model of the family may hold beyond skops' defaults.<<"""
     fam = _family(family_name, f"family {family_name!r}")
     own = map(type_name, fam.trusted_types) if fam is not None else ()
     return base_trusted_types() | frozenset(own)
 
 
 def save_bundle(bundle: ModelBundle, directory) -> Path:
-    """Write ``bundle`` into ``directory`` (replaced as a whole: never half old, half new). Its
-    parts may hold what its family (``bundle.family``) trusts, or every model's types only."""
+    """Write ``bundle`` into ``directory``, replaced as a whole (never half old, half new).<<"""
     directory = Path(directory)
     trusted = trusted_types(bundle.family)
     staging = directory.with_name(f".{directory.name}.staging")
@@ -136,9 +128,8 @@ def load_bundle(directory) -> ModelBundle:
 
 
 def _load_composite(directory: Path, family):
-    """The estimator of a composite folder (a blend): its family rebuilds it from
-    ``estimator.json`` and the member folders beside ``directory``, each loaded by
-    :func:`load_bundle` and checked against the metadata digest recorded for it."""
+    """The estimator of a composite folder (a blend), rebuilt by its family from
+    ``estimator.json`` and the member folders beside ``directory``."""
     if family is None or family.load_composite is None:
         raise ModelLoadError(f"{directory}: a composite model of no family that rebuilds one; "
                              "retrain it")
@@ -150,8 +141,8 @@ def _load_composite(directory: Path, family):
 
 
 def load_member(models_dir: Path, name: str, digest: str) -> ModelBundle:
-    """A composite's member ``models_dir/<name>``, refused unless its ``metadata.json`` is the
-    one recorded when the composite was saved (``digest``: its ``metadata_sha256``)."""
+    """A composite's member ``models_dir/<name>``, refused unless its ``metadata.json`` has the
+    sha256 ``digest`` recorded when the composite was saved."""
     folder = Path(models_dir) / name
     if Path(name).name != name or name.startswith("."):
         raise ModelLoadError(f"{models_dir}: a member name {name!r} is not a folder name")
@@ -167,6 +158,5 @@ def load_member(models_dir: Path, name: str, digest: str) -> ModelBundle:
 
 
 def member_digest(models_dir: Path, name: str) -> str:
-    """The ``metadata_sha256`` of the saved model ``models_dir/<name>`` (what a composite saved
-    beside it records)."""
+    """The ``metadata_sha256`` of the saved model ``models_dir/<name>``.<<"""
     return read_metadata(Path(models_dir) / name, BUNDLE_FORMAT)[SEAL_KEY]

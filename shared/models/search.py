@@ -1,9 +1,4 @@
-"""The one validation search of the project: try candidates, keep the lowest validation MAE.
-
-Every model search (ridge, gradient boosting, the MLPs, the transfer head, early and late fusion)
-goes through :func:`tune_on_validation`. Its contract is strict: ``build_and_fit(params)``
-returns a :class:`Fitted` (the model and its Keras history, or None for models without one).
-"""
+"""The one validation search of the project: try candidates, keep the lowest validation MAE."""
 
 from __future__ import annotations
 
@@ -20,8 +15,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Fitted:
-    """What ``build_and_fit`` returns: the fitted model and its Keras history dict (per-epoch
-    lists), or None for a model trained without epochs (scikit-learn, closed form)."""
+    """What ``build_and_fit`` returns: the model and its Keras history (None without epochs).<<"""
 
     model: object
     history: dict | None = None
@@ -29,12 +23,9 @@ class Fitted:
 
 @dataclass
 class SearchResult:
-    """The outcome of :func:`tune_on_validation`.
-
-    ``model`` / ``params`` / ``history``: the winner (``history`` None for models without one);
-    ``trials``: one record per candidate in the order tried, ``{**describe(params), "val_mae"}``
-    plus ``epochs_run`` and ``seconds`` when the search was asked for ``details``.
-    """
+    """The outcome of :func:`tune_on_validation`: the winner's ``model`` / ``params`` / ``history``
+    and ``trials``, one ``{**describe(params), "val_mae"}`` per candidate in order (plus
+    ``epochs_run`` and ``seconds`` with ``details``)."""
 
     model: object
     params: dict
@@ -48,20 +39,11 @@ def tune_on_validation(build_and_fit, grid: list[dict], predict_val_eur, y_val_e
                        label: str | None = None) -> SearchResult:
     """Try every parameter set of ``grid``; keep the one with the lowest validation MAE (EUR).
 
-    Args:
-        build_and_fit: ``params -> Fitted`` (fits on the training rows only).
-        predict_val_eur: ``(model, params) -> validation predictions in euros, shape (n_val,)``.
-        y_val_eur: validation prices, shape (n_val,).
-        describe: ``params -> dict`` the trial record of a candidate (default: the params).
-        details: also record ``epochs_run`` (from the history) and ``seconds`` per candidate.
-        label: with a label, one progress line per candidate is logged (INFO), e.g.
-            "mlp candidate 3/12: {...}".
-
-    Returns:
-        :class:`SearchResult`. A candidate wins only when it is lower than the best so far by
-        more than :data:`shared.evaluation.metrics.TIE_EUR` (ties keep the earlier one); a
-        diverged candidate (infinite or NaN validation MAE) never wins;
-        :class:`TrainingDiverged` when every candidate diverged. The test rows are never seen.
+    ``build_and_fit``: ``params -> Fitted`` (training rows only); ``predict_val_eur``:
+    ``(model, params) -> (n_val,) EUR``; ``describe``: ``params -> trial record``; ``label``: log one
+    INFO line per candidate. A candidate wins only when lower than the best by more than
+    :data:`shared.evaluation.metrics.TIE_EUR` (ties keep the earlier); a diverged one never wins,
+    and :class:`TrainingDiverged` is raised when all diverged.
     """
     best, trials = None, []
     y_val_eur = np.asarray(y_val_eur)

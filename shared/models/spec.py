@@ -1,14 +1,9 @@
 """What a model family declares about itself, and what its trainer returns.
 
-A family module in :mod:`shared.models.families` exports one :class:`Family` named ``FAMILY``:
-its models (:class:`ModelSpec`: name, role, inputs, trainer, optional reseed), its budget section
-(:class:`Sizes`: the settings it trains with at each budget, full and smoke side by side) and what
-its saved files need to load (trusted scikit-learn types, Keras custom objects). The registry
-(:mod:`shared.models.registry`) collects them; every list of model names, the training order, the
-reseed table, the trusted types and the budgets are derived from it.
-
-A trainer takes the run (:class:`Run`: data, configuration, what was trained before) and returns
-a :class:`Trained`. It never scores on test and never saves: the run's evaluation loop does.
+Each module of :mod:`shared.models.families` exports one :class:`Family` named ``FAMILY``; the
+registry (:mod:`shared.models.registry`) derives every model list, the training order, the
+reseeds, trusted types and budgets from them. A trainer takes the :class:`Run` and returns a
+:class:`Trained`; it never scores on test and never saves (the run's evaluation loop does).
 """
 
 from __future__ import annotations
@@ -33,12 +28,9 @@ Reseed = Callable[[int], Callable[[str], np.ndarray]]
 class Trained:
     """What a trainer returns.
 
-    ``predict``: ``part -> (n,) predicted EUR`` from what the trainer already holds (e.g. cached
-    photo features), so the evaluation need not recompute them; None: predict with the bundle.
-    ``known``: ``{part: (n,) EUR}`` predictions the trainer already made (e.g. on validation, to
-    choose), reused as they are. ``history``: the Keras learning curve (per-epoch lists), None for
-    models without epochs. ``extra``: anything else the trainer measured that the run reports
-    (e.g. feature-extraction stats).
+    ``predict``: ``part -> (n,) EUR`` from what the trainer holds (None: the bundle predicts).
+    ``known``: ``{part: (n,) EUR}`` predictions already made, reused as they are. ``history``: the
+    Keras per-epoch curves (None without epochs). ``extra``: anything else the run reports.
     """
 
     bundle: ModelBundle
@@ -53,8 +45,7 @@ class Trained:
         return self.bundle.name
 
     def prices(self, part: str, data) -> np.ndarray:
-        """(n,) predicted EUR on ``data.parts[part]``: a prediction the trainer already made, else
-        its own predictor's, else the bundle's."""
+        """(n,) predicted EUR on ``data.parts[part]``: known, else the trainer's, else the bundle's.<<"""
         if part in self.known:
             pred = self.known[part]
         elif self.predict is not None:
@@ -65,12 +56,10 @@ class Trained:
 
 
 class Run(Protocol):
-    """What a trainer sees of the run (implemented by :class:`shared.run.experiment.Experiment`).
+    """What a trainer sees of the run (:class:`shared.run.experiment.Experiment`).
 
-    ``data``: the split data (:class:`shared.features.model_data.ModelData`); ``cfg``: the run
-    configuration (:class:`shared.run.config.RunConfig`: budget, seed, devices); ``trained``:
-    this run's models so far, by name; ``shared``: what one trainer leaves for a later one (e.g.
-    early fusion's fitted photo reducers for ``hgb_with_embeddings``).
+    ``data``: ``ModelData``; ``cfg``: ``RunConfig``; ``trained``: this run's models so far;
+    ``shared``: what one trainer leaves for a later one.
     """
 
     data: Any
@@ -92,15 +81,11 @@ class Run(Protocol):
 class ModelSpec:
     """One model of a family.
 
-    ``train(run) -> Trained``; ``reseed(run, bundle) -> Reseed`` retrains the bundle's chosen
-    settings with another seed, for the seed study (None: no cheap retrain). ``role``: one of
-    :data:`ROLES`. ``order``: its place in its deliverable's training order (and in the reports'
-    tables). ``reference``: deliverable 2 compares its fusion models with it: "always" (the
-    saved model reused on the same split, else trained again) or "if_saved" (used only when a
-    saved one fits: too slow to train for a comparison); "" otherwise. ``neural``: a network
-    trained by gradient descent. ``after``: models that must be trained first in the same run.
-    ``base``: for a model that adds the photo, the tabular-only model it is built on (its gain
-    over it is the photo's share; "" when it has none or it is decided in training, a blend's).
+    ``train(run) -> Trained``; ``reseed(run, bundle) -> Reseed`` retrains with another seed for the
+    seed study (None: no cheap retrain). ``order``: training and table order. ``reference``:
+    deliverable 2 compares with it, "always" (reused or retrained) or "if_saved" (only when a
+    saved one fits). ``after``: models trained first. ``base``: for a model adding the photo, the
+    tabular-only model it builds on ("" when none or decided in training).
     """
 
     name: str
@@ -129,11 +114,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Sizes:
-    """A family's budget section: one settings object per budget, side by side.
-
-    ``full`` (the reports), ``smoke`` (CI: every code path, numbers meaningless) and
-    ``small_set`` (the 814-listing set; default: ``full``), each an instance of the family's own
-    frozen dataclass."""
+    """A family's budget section: ``full`` (the reports), ``smoke`` (CI, numbers meaningless) and
+    ``small_set`` (the 814-listing set; default ``full``), each the family's own dataclass."""
 
     full: Any
     smoke: Any
@@ -152,12 +134,9 @@ class Sizes:
 class Family:
     """What a family module declares (its ``FAMILY``).
 
-    ``name``: the budget section's name (``cfg.budget.<name>``); ``models``: in training order;
-    ``trusted_types``: classes and functions its saved scikit-learn parts are made of that skops
-    does not trust by itself; ``keras_objects``: the custom Keras layers its saved networks hold;
-    ``load_composite(data, models_dir, load_member)``: rebuilds the estimator of a composite
-    model (a blend) from its ``estimator.json`` content, loading each member with
-    ``load_member(models_dir, name, digest)``.
+    ``name``: the budget section (``cfg.budget.<name>``); ``trusted_types``: what its saved
+    scikit-learn parts hold that skops does not trust by itself; ``keras_objects``: its custom
+    layers; ``load_composite(data, models_dir, load_member)``: rebuilds a composite (a blend).
     """
 
     name: str

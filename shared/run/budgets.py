@@ -1,16 +1,10 @@
 """Training budgets: every setting that differs between a full run and a smoke run.
 
-A :class:`Budget` is assembled from the registry (:mod:`shared.models.registry`): each model
-family declares its own section (``Family.sizes``: its settings at each budget, full and smoke
-side by side, in the family's module), and :data:`RUN` holds the run-wide ones (the seed study,
-the interval width model, the reports' diagnostics). ``cfg.budget.mlp.epochs`` reads the ``mlp``
-family's section, ``cfg.budget.run.seeds`` the run's.
-
-The budgets by name: ``full`` (what ``nox -s deliverable1`` / ``deliverable2`` train with, sized
-for the 10,351-listing set on a 2-core CPU: deliverable 1 within 45 min, deliverable 2 within
-30 min with a warm feature cache), ``small-set`` (the 814-listing set: more epochs and larger
-photos, affordable on ~490 training rows; ``--budget small-set``) and ``smoke`` (``--smoke``: CI
-and tests, every code path, numbers meaningless).
+A :class:`Budget` is assembled from the registry: each family declares its section
+(``Family.sizes``) and :data:`RUN` holds the run-wide ones; ``cfg.budget.mlp.epochs`` reads the
+``mlp`` section. ``full``: the reports (10,351 listings, 2-core CPU: deliverable 1 within
+45 min, deliverable 2 within 30 min with a warm feature cache); ``small-set``: the
+814-listing set; ``smoke``: CI and tests, every code path, numbers meaningless.
 """
 
 from __future__ import annotations
@@ -49,8 +43,8 @@ RUN = Sizes(full=RunSizes(seeds=5, interval_difficulty_rows=2000, importance_rep
 @dataclass(frozen=True, eq=True)
 class Budget:
     """The sizes of one training run: ``sections`` maps "run" and each family's name to its
-    settings (read as attributes: ``budget.mlp.epochs``). Epochs are upper bounds (early
-    stopping usually ends sooner). ``name``: one of :data:`BUDGET_NAMES`, or "custom"."""
+    settings (``budget.mlp.epochs``); epochs are upper bounds. ``name``: a :data:`BUDGET_NAMES`
+    entry or "custom"."""
 
     name: str
     sections: Mapping[str, Any]
@@ -78,8 +72,8 @@ class Budget:
         return {name: dataclasses.asdict(sizes) for name, sizes in sorted(self.sections.items())}
 
     def fingerprint(self) -> str:
-        """16 hex digits identifying every value (so a model trained under another budget, e.g. a
-        smoke run's, is never taken for this run's)."""
+        """16 hex digits identifying every value (a model trained under another budget is never
+        taken for this run's)."""
         text = json.dumps(self.as_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

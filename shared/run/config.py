@@ -1,9 +1,4 @@
-"""The one configuration a training run carries, and the one place its seeds come from.
-
-:class:`RunConfig` is resolved once at a run's entry point (:func:`shared.run.experiment.start_run`)
-and passed down to every trainer: where the data and models are, the budget, the seed, and the
-devices. Every seed a run uses is derived from ``RunConfig.seed`` by :meth:`RunConfig.seed_for`.
-"""
+"""The one configuration a training run carries, and the one place its seeds come from."""
 
 from __future__ import annotations
 
@@ -12,8 +7,7 @@ from pathlib import Path
 
 from shared.run.budgets import Budget
 
-#: The run seed when none is given: behind the split, weight initialisation, shuffling, search
-#: candidates, the seed study and bootstrap resampling (each through :meth:`RunConfig.seed_for`).
+#: The run seed when none is given; every seed derives from it (:meth:`RunConfig.seed_for`).
 SEED = 42
 
 #: How each use of randomness derives its seed from the run seed ``s`` (``i``: an index).
@@ -27,13 +21,12 @@ SEED_OFFSETS = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a training run is configured with, resolved once at its entry point and passed
-    down: where the data and models are, the budget, the seed, and the devices.
+    """Everything a training run is configured with, resolved once at its entry point
+    (:func:`shared.run.start.start_run`) and passed down to every trainer.
 
-    ``strategy`` is the ``tf.distribute.Strategy`` every Keras model is built, compiled and
-    trained under (None: the current one, the default strategy outside any scope); ``replicas``
-    its number of replicas in sync (batches follow :func:`shared.run.devices.global_batch_size`). ``is_chief`` is False on the non-chief workers of a
-    multi-worker run: they train (their replicas are needed) but write nothing lasting.
+    ``strategy``: the ``tf.distribute.Strategy`` every Keras model is built and trained under (None:
+    the current one); ``replicas``: its replicas in sync. ``is_chief`` is False on non-chief workers
+    of a multi-worker run: they train but write nothing lasting.
     """
 
     data_dir: Path

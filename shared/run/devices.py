@@ -1,42 +1,12 @@
 """Device and distribution setup: one call picks the strategy, memory growth and precision.
 
-Training code does::
+:func:`setup_devices` chooses: CPU only: the default strategy, float32; 1 GPU: memory growth,
+the default strategy and ``mixed_float16`` (output layers stay float32); several GPUs:
+``MirroredStrategy``; ``TF_CONFIG`` with several workers: ``MultiWorkerMirroredStrategy``;
+``logical_cpus=N``: a ``MirroredStrategy`` over N logical CPUs (the tests' stand-in for GPUs).
 
-    from shared.run.devices import configure_determinism, setup_devices
-
-    info = setup_devices()               # before building any model or dataset
-    configure_determinism(seed)
-    with info.strategy.scope():
-        model = build_model(...)
-        model.compile(...)
-    model.fit(ds.batch(info.global_batch(32)), ...)
-    print(info.describe())               # "CPU, default strategy, 1 replica, float32"
-
-In this project :func:`shared.run.experiment.start_run` does the first two steps and keeps the
-strategy on the experiment (``exp.strategy``, ``exp.replicas``); every training step of both
-deliverables runs inside ``exp.strategy.scope()`` (:func:`shared.models.fit.under_strategy`),
-and :func:`shared.models.fit.global_batch_size` / :func:`shared.models.fit.scaled_learning_rate`
-are the one rule for batch sizes and learning rates on several replicas.
-
-What :func:`setup_devices` chooses:
-
-* **CPU only** (this project's development machines and CI): the default strategy, 1 replica,
-  float32.
-* **1 GPU**: memory growth (TensorFlow never grabs all GPU memory), the default strategy and the
-  ``mixed_float16`` policy (model output layers are ``dtype="float32"`` so losses stay in float32).
-* **>1 GPU**: the same, with :class:`tf.distribute.MirroredStrategy` over all GPUs.
-* **TF_CONFIG with >1 worker**: :class:`tf.distribute.MultiWorkerMirroredStrategy` (each worker
-  runs the same command with its own ``task.index``; see ``docs/reproduce.md``).
-* ``logical_cpus=N``: the CPU is split into N logical devices and a ``MirroredStrategy`` runs over
-  them. The tests use this to stand in for a multi-GPU machine.
-
-Mixed precision: ``mixed_precision=None`` means "on iff a GPU is used"; the environment variable
-``AIRBNB_DL_MIXED_PRECISION=0`` / ``=1`` overrides that automatic choice, and an explicit
-``mixed_precision=True/False`` argument overrides both.
-
-Device configuration must happen before TensorFlow initialises its runtime (before the first op
-or model), so call :func:`setup_devices` first thing. It is idempotent: later calls with the same
-arguments return the same :class:`DeviceInfo` (and the same strategy object).
+It must run before TensorFlow initialises its runtime (before the first op or model), and is
+idempotent: the same arguments return the same :class:`DeviceInfo` (and strategy object).
 """
 
 from __future__ import annotations
@@ -101,15 +71,11 @@ class DeviceInfo:
         return global_batch_size(per_replica_batch, self.replicas)
 
 
-# --------------------------------------------------------------------------------------------
-# Pure selection logic (unit-tested without touching devices)
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- pure selection logic
 
 
 def parse_tf_config(tf_config: str | Mapping | None) -> int:
-    """Return the number of workers (chief included) described by a ``TF_CONFIG`` value.
-
-    ``None`` or an empty string means no cluster: 1 worker. Example of a 2-worker cluster::
+    """The number of workers (chief included) a ``TF_CONFIG`` value describes (None or "": 1), e.g.::
 
         {"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]},
          "task": {"type": "worker", "index": 0}}
@@ -176,9 +142,7 @@ def resolve_mixed_precision(
     return uses_gpu
 
 
-# --------------------------------------------------------------------------------------------
-# Device setup
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- device setup
 
 _CACHE: dict[tuple, DeviceInfo] = {}
 
@@ -221,28 +185,18 @@ def _enable_memory_growth(gpus: list) -> None:
             if not tf.config.experimental.get_memory_growth(gpu):
                 tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
-            # Already initialised: memory growth can no longer change. It was either set by an
-            # earlier call or the caller initialised TF first; say so rather than fail.
+            # Already initialised (by an earlier call or the caller): say so rather than fail.
             log.warning("could not enable memory growth on %s: runtime already initialised", gpu.name)
 
 
 def _let_keras_train_under_multi_worker() -> None:
     """Make ``Model.fit`` / ``evaluate`` run under ``MultiWorkerMirroredStrategy`` (Keras 3).
 
-    Keras 3 (3.15 here; keras-team/keras#20585, tensorflow/tensorflow#72388) fails twice with
-    that strategy, in code paths only taken with several workers:
-
-    * before the first step it builds the model from one batch of the distributed dataset by
-      reducing the whole ``(x, y)`` nest with one ``strategy.reduce`` call, which the
-      multi-worker strategy only accepts for a single value ("Attempt to convert a value
-      (PerReplica...) to a Tensor"). The batch only gives the input shapes: this worker's own
-      share of it is used instead;
-    * after each step it averages the per-replica logs (scalar loss and metrics) with
-      ``strategy.reduce("MEAN", v, axis=0)``, which has no axis 0 for a scalar ("Invalid
-      reduction dimension 0"). Scalars are averaged over replicas (``axis=None``) instead.
-
-    Applied once, when a multi-worker strategy is created; every other strategy takes Keras's
-    own code unchanged (both replacements hand anything else to the original function).
+    Keras 3 (keras-team/keras#20585, tensorflow/tensorflow#72388) fails twice there: it builds the
+    model by reducing a whole distributed ``(x, y)`` batch with one ``strategy.reduce`` (only a
+    single value is accepted), so this worker's own share is used (only the shapes matter); and it
+    averages scalar logs with ``axis=0``, which a scalar lacks, so scalars use ``axis=None``.
+    Both replacements hand every other strategy to Keras's own code.
     """
     try:  # a private module of Keras: absent from another layout
         from keras import tree
@@ -314,12 +268,8 @@ def _make_strategy(name: str, logical_cpus: int | None) -> tf.distribute.Strateg
 def setup_devices(mixed_precision: bool | None = None, logical_cpus: int | None = None) -> DeviceInfo:
     """Choose and configure the devices, the distribution strategy and the precision policy.
 
-    Idempotent. On GPU: memory growth for every GPU (never grab all memory), ``mixed_float16``
-    by default (``mixed_precision=None`` means on iff a GPU is present; the environment variable
-    ``AIRBNB_DL_MIXED_PRECISION=0/1`` overrides that default), ``MirroredStrategy`` when >1 GPU,
-    ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` describes >1 worker; otherwise the default
-    strategy. ``logical_cpus=N`` splits the CPU into N logical devices and uses
-    ``MirroredStrategy`` over them (the tests' stand-in for a multi-GPU machine).
+    ``mixed_precision``: explicit argument > ``AIRBNB_DL_MIXED_PRECISION=0/1`` > on iff a GPU is
+    used. ``logical_cpus=N``: ``MirroredStrategy`` over N logical CPUs. Idempotent.
     """
     if logical_cpus is not None and logical_cpus < 1:
         raise ValueError(f"logical_cpus must be >= 1, got {logical_cpus}")
@@ -358,13 +308,9 @@ def setup_devices(mixed_precision: bool | None = None, logical_cpus: int | None 
 
 
 def configure_determinism(seed: int, op_determinism: bool | None = None) -> None:
-    """Seed Python, NumPy and TensorFlow (``keras.utils.set_random_seed``) and, on CPU or when
-    asked, make TensorFlow ops deterministic (``tf.config.experimental.enable_op_determinism``).
-
-    The seeds do not depend on ``PYTHONHASHSEED``. ``op_determinism=None`` enables op determinism
-    only when no GPU is visible (deterministic GPU kernels are slower, and some have none); pass
-    ``True`` to force it on a GPU as well.
-    """
+    """Seed Python, NumPy and TensorFlow (``keras.utils.set_random_seed``), and make TensorFlow ops
+    deterministic when ``op_determinism`` (default: only without a visible GPU, whose
+    deterministic kernels are slower or missing)."""
     keras.utils.set_random_seed(int(seed))
     if op_determinism is None:
         op_determinism = not tf.config.list_physical_devices("GPU")

@@ -1,13 +1,8 @@
 """What a run records about itself and its models: provenance, the dataset's name, metrics.json.
 
-* :func:`provenance` is what changes a model trained in this run (data, split, budget, seed); it
-  is saved with every model and compared (:func:`provenance_difference`) before a saved model is
-  reused in another run;
-* :func:`dataset_info` and :func:`dataset_location` name the dataset in ``metrics.json`` by its
-  directory name and the sha256 of ``listings.csv``, never by a machine's absolute path;
-* :func:`write_metrics` writes ``metrics.json``:
-  ``{"dataset": {...}, "run": {"device", "cpu", "smoke", "budget", "seconds", ...},
-  "models": {NAME: {"val", "test", "intervals", "params", "train_seconds", ...}}}``.
+Datasets are named by directory name and the sha256 of ``listings.csv``, never by a machine's
+absolute path. ``metrics.json``: ``{"dataset": {...}, "run": {"device", "cpu", "smoke",
+"budget", "seconds", ...}, "models": {NAME: {"val", "test", "intervals", "params", ...}}}``.
 """
 
 from __future__ import annotations
@@ -22,9 +17,8 @@ from shared.models.bundle import ModelBundle
 
 
 def provenance(data, cfg) -> dict:
-    """Everything that changes a model trained in this run: the data and split
-    (:meth:`~shared.features.model_data.ModelData.provenance`), the budget (name and
-    fingerprint) and the seed."""
+    """Everything that changes a model trained in this run: data and split, budget (name and
+    fingerprint) and seed; a saved model is reused only when they agree."""
     return {**data.provenance(), "budget": cfg.budget.name,
             "budget_fingerprint": cfg.budget.fingerprint(), "seed": int(cfg.seed)}
 
@@ -46,8 +40,7 @@ def provenance_difference(saved: dict, current: dict) -> str | None:
 
 
 def architecture_of(bundle: ModelBundle) -> dict:
-    """For a Keras model: {"n_params": total weights, "architecture": one row per top-level layer
-    (layer, type, output shape, parameters)}; {} for other estimators."""
+    """For a Keras model {"n_params", "architecture": one row per top-level layer}; {} otherwise.<<"""
     if not bundle.is_keras:
         return {}
     model = bundle.estimator
@@ -58,8 +51,7 @@ def architecture_of(bundle: ModelBundle) -> dict:
 
 
 def dataset_location(data_dir) -> dict:
-    """{"source": directory name, "source_path": path relative to the project (only when the
-    directory is inside it)}: how reports and ``metrics.json`` name a dataset."""
+    """{"source": directory name, "source_path": path relative to the project, when inside it}.<<"""
     if data_dir is None:
         return {"source": None}
     path = Path(data_dir).resolve()
@@ -81,9 +73,8 @@ def dataset_info(data, seed: int) -> dict:
 
 
 def write_metrics(path, dataset: dict, models: dict, run: dict) -> Path:
-    """Write ``metrics.json`` (schema in the module docstring), atomically. ``run.cpu`` records
-    the CPU kind (:func:`shared.environment.cpu_kind`) so the reproduction check knows whether a
-    rerun must match exactly."""
+    """Write ``metrics.json`` atomically; ``run.cpu`` records the CPU kind, so the reproduction
+    check knows whether a rerun must match exactly."""
     run = {**run}
     run.setdefault("cpu", environment.cpu_kind())
     return write_json_atomic(path, {"dataset": dataset, "run": run, "models": models})
@@ -95,9 +86,8 @@ def save_json_if_chief(cfg, path: Path, data) -> Path | None:
 
 
 def write_run_metrics(exp, path, extra_run: dict | None = None) -> Path | None:
-    """``metrics.json`` of the run ``exp`` (an :class:`~shared.run.experiment.Experiment`):
-    its dataset, every evaluated model and the run (device, CPU, budget, seconds, and
-    ``extra_run``, e.g. the deliverable's analysis). Written by the chief only (None elsewhere)."""
+    """``metrics.json`` of the run ``exp``: dataset, every evaluated model and the run (plus
+    ``extra_run``). Written by the chief only (None elsewhere)."""
     if not exp.cfg.is_chief:
         return None
     run = {"device": exp.cfg.device, "smoke": exp.cfg.smoke, "budget": exp.cfg.budget.name,

@@ -5,36 +5,13 @@ model's test metrics, and the goal verdicts, with the committed ``docs/<delivera
     python -m shared.run.reproduce deliverable1|deliverable2 [--smoke] [--data-dir D]
         [--reference FILE] [--candidate FILE] [--scratch DIR] [--exact]
 
-The run is ``python -m <deliverable>.train`` with ``--models-dir``/``--out`` in the scratch
-folder (never ``models/`` or ``docs/``; deliverable 2 retrains its deliverable-1 references there
-unless ``--scratch`` is an earlier deliverable-1 check's), on ``--data-dir`` / ``$AIRBNB_DATA_DIR``
-/ ``data/airbnb-madrid-10k`` (fetched when empty); ``--candidate FILE`` compares a file instead.
-
-**The rule.** Every ``metrics.json`` records its machine (``run.device``; ``run.cpu``:
-:func:`shared.environment.cpu_kind`). On the same kind the pinned versions run the same kernels in
-the same order with the fixed seeds, so every number of ``models.<name>.test`` (point metrics and
-``*_ci95`` bounds) must be *equal*. On another kind (or a file that does not record its CPU) float
-kernels sum in another order and training amplifies it, for a network the same kind of change as
-another seed; there each point metric ``m`` (``mae``, ``rmse``, ``mape``, ``medape``, ``r2_log``)
-of each published model must lie
-
-1. inside its published 95% bootstrap interval ``m_ci95 = [low, high]``, ``low <= m <= high``
-   (test-sampling noise: a difference the test set cannot resolve; without one, equal), and
-2. for the test MAE of a model with a seed study (``models.<name>.seeds``: test MAEs
-   ``x_1..x_n``, n >= 2, of its settings retrained with n seeds), inside its *seed band*
-   ``[min(min x, mean - h), max(max x, mean + h)]``, ``h = t(0.975, n - 1) * s * sqrt(1 + 1/n)``,
-   ``s`` the sample standard deviation: the 95% prediction interval of one more run drawn like
-   the seeds (normal model, mean and spread estimated from the n runs), never narrower than the
-   seeds' range. With n = 5, ``h = 3.04 s``.
-
-The ``*_ci95`` bounds are not compared there (they move with the point); ``--exact`` demands equality.
-
-**Goal verdicts** (:mod:`shared.evaluation.verdicts`) of both files (``run.goals``, ``run.goal``;
-older files: ``"reached": true|false``) are listed, each change named. ``reached`` <-> ``not
-reached`` fails: the two runs' uncertainty ranges lie on opposite sides of the goal, so the
-published conclusion does not hold. A change to or from ``undecided`` does not fail: undecided
-means the run's own interval or seed range contains the goal, so it is consistent with either
-verdict, and a rerun inside the published uncertainty may land on either side.
+**The rule** (docs/reproduce.md). On the same kind of CPU (``run.cpu``) the pinned versions and
+fixed seeds give *equal* numbers. On another kind float sums run in another order, so each point
+metric must lie inside its published 95% bootstrap interval (none: equal), and the test MAE of
+a model with a seed study (n >= 2 seeds ``x_i``) inside its *seed band* ``[min(min x, mean - h),
+max(max x, mean + h)]``, ``h = t(0.975, n - 1) * s * sqrt(1 + 1/n)`` (the 95% prediction
+interval of one more seed). A goal verdict flipping between ``reached`` and ``not reached``
+fails; a change to or from ``undecided`` (the goal inside the run's uncertainty) does not.
 
 Exit status: 0 everything agrees, 1 a metric outside the rule or a flipped verdict (each named),
 2 no comparison possible (a missing or unreadable file, no published test metrics, training failed).

@@ -1,12 +1,4 @@
-"""The start of every run, and the command line of ``python -m deliverableN.train``.
-
-:func:`start_run` resolves the run configuration once (devices, distribution strategy, budget,
-seed, deterministic ops), prepares the data and returns the :class:`~shared.run.experiment.
-Experiment`; :func:`prepare` does the same on the current devices (tests, benchmarks, secondary
-datasets). :func:`training_main` is the command line both deliverables' ``train.py`` share, and
-:func:`shared.environment.log_progress` sends the run's progress lines (the standard ``logging``
-module) to standard error, where a rendered report collects them into ``report.log``.
-"""
+"""The start of every run, and the command line of ``python -m deliverableN.train``."""
 
 from __future__ import annotations
 
@@ -22,9 +14,8 @@ from shared.run.experiment import Experiment
 
 def prepare(data_dir, models_dir, smoke: bool = False, budget: Budget | None = None,
             seed: int = SEED) -> Experiment:
-    """An :class:`Experiment` on the current devices (no device setup): the data prepared and a
-    :class:`~shared.run.config.RunConfig` with the budget of ``smoke`` (or ``budget``). For
-    tests, benchmarks and secondary datasets; training runs start with :func:`start_run`."""
+    """An :class:`Experiment` on the current devices (no device setup), with the budget of ``smoke``
+    (or ``budget``): for tests, benchmarks and secondary datasets."""
     cfg = RunConfig(data_dir=Path(data_dir), models_dir=Path(models_dir),
                     budget=budget or budget_for(smoke), smoke=smoke, seed=seed)
     return Experiment(prepare_data(cfg.data_dir, cfg.models_dir, cfg.seed_for("run")), cfg)
@@ -32,9 +23,8 @@ def prepare(data_dir, models_dir, smoke: bool = False, budget: Budget | None = N
 
 def start_run(data_dir, models_dir, smoke: bool = False, budget: Budget | None = None,
               seed: int = SEED) -> Experiment:
-    """The common start of every training run (both reports, ``python -m deliverableN.train``):
-    the run configuration resolved once (devices, distribution strategy, budget, seed,
-    deterministic ops), then the data prepared (:func:`shared.features.model_data.prepare_data`)."""
+    """The common start of every training run: devices, strategy, budget, seed and deterministic
+    ops resolved once, then the data prepared."""
     info = setup_devices()
     configure_determinism(seed)
     cfg = RunConfig(data_dir=Path(data_dir), models_dir=Path(models_dir),
@@ -46,14 +36,11 @@ def start_run(data_dir, models_dir, smoke: bool = False, budget: Budget | None =
 
 
 def training_main(run, deliverable: str, description: str, argv=None) -> int:
-    """Command-line entry of ``python -m deliverableN.train``: ``run(data_dir, models_dir,
-    smoke, output_dir, budget)`` with ``--data-dir`` / ``--models-dir`` / ``--smoke`` /
-    ``--budget`` / ``--out``.
+    """Command-line entry of ``python -m deliverableN.train``: ``run(data_dir, models_dir, smoke,
+    output_dir, budget)``.
 
-    ``--out`` (where ``metrics.json`` goes) defaults to ``docs/<deliverable>/``, where
-    ``nox -s <deliverable>`` writes it too (same run, same file); a smoke run defaults to a
-    scratch folder for both its models and its metrics, so it never replaces the published
-    numbers nor the real models.
+    ``--out`` (``metrics.json``) defaults to ``docs/<deliverable>/``; a smoke run defaults to a
+    scratch folder for its models and metrics, so it never replaces the published ones.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir")

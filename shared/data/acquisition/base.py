@@ -1,8 +1,4 @@
-"""What every source module shares: the fetch options, the source errors, raw source files.
-
-A raw source file (a table, a ``.npy``) is downloaded once into ``<dest>/raw/`` and skipped on a
-rerun when its check passes; the check also finalises the download (a failing check discards it).
-"""
+"""What every source module shares: the fetch options, the source errors, raw source files."""
 
 from __future__ import annotations
 
@@ -47,12 +43,8 @@ class FetchOptions:
     progress: bool = True
     max_photo_bytes: int = DEFAULT_MAX_PHOTO_BYTES
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    #: The pinned repositories of the ``github`` source (:class:`.github.GithubSources`);
-    #: None means the real pins. Tests and mirrors of other commits pass their own.
-    github_sources: Any = None
-    #: The set the ``github`` source builds (:class:`.sets.DatasetSet`); None means the
-    #: reports' dataset (:data:`.sets.REPORTS_SET`).
-    dataset: Any = None
+    github_sources: Any = None  # :class:`.github.GithubSources`; None: the real pins
+    dataset: Any = None  # :class:`.sets.DatasetSet`; None: :data:`.sets.REPORTS_SET`
 
     @property
     def raw_dir(self) -> Path:
@@ -89,8 +81,7 @@ def download_source(url: str, path: Path, check: Callable[[Path], Any],
 
 def ensure_source_file(path: Path, url: str, check: Callable[[Path], Any], options: FetchOptions,
                        report: FetchReport) -> None:
-    """:func:`ensure_file` for a raw source file fetched with :func:`download_source`: ``check``
-    both validates a present copy and finalises the download."""
+    """:func:`ensure_file` for a raw source file fetched with :func:`download_source`.<<"""
     ensure_file(path, check, lambda target: download_source(url, target, check, options),
                 options, report)
 
@@ -103,11 +94,7 @@ def iter_progress(items: Sequence[Any], options: FetchOptions, desc: str) -> Ite
 def run_photo_jobs(jobs: Sequence[Callable[[], PhotoOutcome]], options: FetchOptions,
                    report: FetchReport) -> list[PhotoOutcome]:
     """Run one job per listing photo on ``options.workers`` threads; record and return the
-    outcomes (in completion order).
-
-    A progress bar counts finished jobs; on Ctrl-C the queued jobs are cancelled. Each thread
-    keeps its own HTTP session (connection pool), see :mod:`.http`.
-    """
+    outcomes (completion order). On Ctrl-C the queued jobs are cancelled."""
     options.images_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="photo") as pool:
         futures = [pool.submit(job) for job in jobs]

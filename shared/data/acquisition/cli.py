@@ -106,10 +106,8 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def default_dest(source: str, dataset=None) -> Path:
-    """Where ``data fetch`` writes without ``--dest``: ``$AIRBNB_DATA_DIR`` when set, else a
-    folder of ``data/`` named after what is fetched: the set (``airbnb-madrid-10k``, the
-    project's default data directory; ``airbnb-madrid-12k`` with ``--all``), or
-    ``airbnb-madrid-<source>`` for drive and opendatasoft, so no folder name labels another set."""
+    """Where ``data fetch`` writes without ``--dest``: ``$AIRBNB_DATA_DIR`` when set, else
+    ``data/<set name>`` or ``data/airbnb-madrid-<source>``, so no folder name labels another set."""
     if os.environ.get("AIRBNB_DATA_DIR"):
         return environment.resolve_data_dir(None, must_exist=False)
     name = dataset.name if dataset is not None else f"airbnb-madrid-{source}"

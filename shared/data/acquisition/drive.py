@@ -1,13 +1,9 @@
 """The ``drive`` source: the student's ``final_data.npy`` + ``images.npy``, converted to the layout.
 
-* ``final_data.npy`` (GitHub, or ``--url``): object array ``(N, 89)``, the OpenDataSoft columns in
-  export order, column 0 the listing ID. Loaded with the restricted unpickler only.
-* ``images.npy`` (Google Drive through gdown, or ``--images-url`` through our own downloader):
-  uint8 ``(N, H, W, 3)`` (224 x 224 in the original), row *i* the photo of row *i*. Read with
-  ``mmap_mode="r"``; its size is checked against its header before it is renamed into place.
-
-Both stay in ``<dest>/raw/`` so a rerun skips them; then each photo becomes ``images/<ID>.jpg``
-(JPEG quality 95, skipped when already present and decodable) and the table ``listings.csv``.
+``final_data.npy`` (``--url``): object array ``(N, 89)``, column 0 the ID, read with the
+restricted unpickler only. ``images.npy`` (Google Drive via gdown, or ``--images-url``): uint8
+``(N, H, W, 3)``, row *i* the photo of row *i*, size checked against its header, memory-mapped.
+Both stay in ``<dest>/raw/``; each photo becomes ``images/<ID>.jpg`` (JPEG quality 95).
 """
 
 from __future__ import annotations

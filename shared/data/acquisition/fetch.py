@@ -60,9 +60,8 @@ def source_locations(source: str, url: str | None = None, images_url: str | None
 
 def check_destination(dest: Path, source: str, force: bool = False,
                       dataset: str | None = None) -> None:
-    """Refuse to overwrite a dataset not fetched by us, fetched from another source, or (for
-    ``github``) another set (``dataset``: the set's name; a fetch made before sets existed
-    holds the original photos and counts as another set)."""
+    """Refuse to overwrite a dataset not fetched by us, from another source or (``github``)
+    another set; a fetch without a recorded set counts as another set."""
     if dest.exists() and not dest.is_dir():
         raise DestinationError(f"destination {dest} exists and is not a folder")
     if force:
@@ -99,15 +98,12 @@ def fetch_dataset(dest: Path, source: str = DEFAULT_SOURCE, url: str | None = No
                   dataset: DatasetSet | None = None) -> dict[str, Any]:
     """Fetch ``source`` into ``dest`` in the canonical layout; return the summary.
 
-    The summary is also written to ``<dest>/fetch_report.json`` and logged (``logging``, INFO). Fetch problems do not
-    raise: they set ``summary["status"]`` (``complete`` / ``incomplete`` / ``failed`` /
-    ``unusable``) and ``summary["exit_code"]`` (0 / 1 / 1 / 2). For ``github`` (``url``: a base
-    replacing the raw-file host; ``github_sources``: other pins than the real ones), nothing at
-    all is written into ``dest`` until every table matches its pinned sha256
-    (``summary["written"]`` is False then). ``dataset`` (``github`` only) is the set to build,
-    by default the reports' dataset (:data:`.sets.REPORTS_SET`); the summary's ``identity``
-    says whether the result is byte-identical to its pinned hashes. Invalid arguments raise
-    ``ValueError``, a destination that must not be overwritten :class:`DestinationError`.
+    The summary is also written to ``<dest>/fetch_report.json`` and logged. Fetch problems do not
+    raise: they set ``status`` (``complete`` / ``incomplete`` / ``failed`` / ``unusable``) and
+    ``exit_code`` (0 / 1 / 1 / 2). For ``github`` nothing is written into ``dest`` until every table
+    matches its pinned sha256 (``written`` False otherwise); ``dataset`` is the set to build
+    (default :data:`.sets.REPORTS_SET`). Raises ``ValueError`` on invalid arguments and
+    :class:`DestinationError` for a destination that must not be overwritten.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -160,10 +156,8 @@ def _source_fetcher(source: str) -> Callable[[FetchOptions, FetchReport], None]:
 def _run_guarded(step: Callable[[], Any], report: FetchReport,
                  missing_is_unusable: bool = False) -> bool:
     """Run ``step``; turn a source or download problem into the report's status. True if it ran.
-
-    A download error counts as ``failed`` (a rerun may fix it); with ``missing_is_unusable`` one
-    that retrying cannot fix (404, too large ...) makes the source ``unusable``.
-    """
+    A download error is ``failed``; with ``missing_is_unusable`` one that retrying cannot fix
+    makes the source ``unusable``."""
     try:
         step()
     except UnusableSourceError as error:
@@ -179,7 +173,7 @@ def _run_guarded(step: Callable[[], Any], report: FetchReport,
 
 def _run_github(options: FetchOptions, report: FetchReport) -> bool:
     """Verify and join the tables outside ``dest``, then fetch into it; False if nothing was
-    written (a table missing, not the pinned one, or without the columns the join needs)."""
+    written."""
     with tempfile.TemporaryDirectory(prefix="airbnb-dl-tables-") as staging:
         staged: list[StagedSource] = []
         if not _run_guarded(lambda: staged.append(stage_github(options, report, Path(staging))),

@@ -1,34 +1,12 @@
 """The ``github`` source (the default): the 12,232-listing Madrid set from pinned public commits.
 
-Three public repositories, each read at a pinned commit from the raw-file host
-(``https://raw.githubusercontent.com/OWNER/REPO/COMMIT/PATH``, or a mirror given with ``--url``):
-
-* the listings table (``airbnb_data_warehouse.csv``: ID, host, location, room, price ...),
-* two tables with more columns (``airbnb_train.csv`` + ``airbnb_test.csv``: availability, fees,
-  review scores ..., no ID), joined to the listings on the *same Latitude and Longitude text*,
-  the listings table's value winning on the columns both hold,
-* one photo per listing (``imagenes/<ID>.jpg``).
-
-Each table must match its pinned sha256 and hold the columns the join needs, else nothing is
-written into the destination and the source is unusable (exit 2): the tables are downloaded,
-verified and joined in a temporary folder first. Tables are read as text and written back as
-text: no value is parsed except the price (to keep listings with a price > 0) and the ID. Listings in Madrid with
-a price and a photo in the photo repository are kept; each photo must have the git blob id the
-photo manifest pins for it (``data/mcpade-photos-e41318f.csv.gz``, vendored: ``ID,
-git_blob_sha1, bytes`` of every photo of the pinned commit) and decode as an image. A listing
-whose photo fails (404, HTML page, truncated body, 5xx or timeout after the retries, another
-listing's photo ...) is left out of ``listings.csv`` and counted by reason, with its ID, in
-``fetch_report.json``. ``listings.csv`` holds the OpenDataSoft columns the tables provide, in
-export order (48 with the pinned tables), rows sorted by ID.
-
-Which listings are written and how their photos are prepared is the *set* (:mod:`.sets`): by
-default the reports' dataset ``airbnb-madrid-10k`` (its 10,351 listings; each verified original
-scaled to a 224 px shorter side, the scaled photo checked against the shipped sha256 manifest,
-``listings.csv`` against the pinned sha256), with ``--all`` every listing, scaled the same way. A
-scaled photo that differs from its pinned hash (another Pillow, say) is kept when it decodes,
-named in one log line with both hashes, and the summary says the set is "not byte-identical to the
-reports' dataset" (:func:`set_identity`). ``raw/scaled-photos.csv`` records what each photo was
-made from (:class:`PhotoLedger`), so a rerun skips every photo already made.
+Read from the raw-file host (or ``--url``): the listings table, two tables with more columns
+joined on the *same Latitude and Longitude text* (the listings table wins on shared columns),
+and one photo per listing. A table that does not match its pinned sha256 makes the source
+unusable (exit 2) before anything is written: tables are verified and joined in a temporary
+folder first. Values stay text except the parsed price and ID. Each photo must have the git blob
+id of the vendored manifest and decode; a listing whose photo fails is left out and counted.
+The *set* (:mod:`.sets`) decides which listings are written and how photos are scaled.
 """
 
 from __future__ import annotations
@@ -102,9 +80,8 @@ class PinnedPhotos:
 class GithubSources:
     """Everything the ``github`` source reads: the pins of the tables and of the photos.
 
-    :data:`DEFAULT_GITHUB_SOURCES` holds the real pins; a JSON file with the same fields
-    (``airbnb-dl data fetch --pins FILE``, see :meth:`from_json`) replaces them, e.g. to read a
-    mirror of other commits or a test server.
+    A JSON file with the same fields (``--pins FILE``, :meth:`from_json`) replaces
+    :data:`DEFAULT_GITHUB_SOURCES`, e.g. for a mirror or a test server.
     """
 
     listings: PinnedTable
@@ -178,10 +155,9 @@ def fetch_github_tables(options: FetchOptions, report: FetchReport,
                         staging: Path) -> dict[str, Path]:
     """Make sure every pinned table is at hand and matches its sha256: ``{raw name: path}``.
 
-    A table already in ``<dest>/raw/`` with the pinned hash is used as it is; any other is
-    downloaded into ``staging`` (outside the destination). Raises :class:`UnusableSourceError`
-    on a hash mismatch and :class:`DownloadError` when a table cannot be downloaded: in both
-    cases nothing has been written into the destination.
+    A table in ``<dest>/raw/`` with the pinned hash is used as it is; others are downloaded into
+    ``staging``. Raises :class:`UnusableSourceError` (hash mismatch) or :class:`DownloadError`,
+    in both cases before anything is written into the destination.
     """
     tables: dict[str, Path] = {}
     for table in sources_of(options).tables:
@@ -221,9 +197,7 @@ def install_tables(tables: dict[str, Path], options: FetchOptions) -> None:
 def read_table(path: Path, delimiter: str, required: Sequence[str],
                report: FetchReport) -> tuple[list[str], list[dict[str, str]]]:
     """The header and the rows (``{column: text}``) of a table; malformed rows are counted.
-
-    Raises :class:`UnusableSourceError` when a ``required`` column is missing.
-    """
+    Raises :class:`UnusableSourceError` when a ``required`` column is missing."""
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_SIZE_LIMIT))
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
@@ -258,10 +232,7 @@ def index_by_location(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[
 def join_tables(tables: dict[str, Path], sources: GithubSources,
                 report: FetchReport) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
     """Join the listings table to the more-columns tables; keep Madrid listings with a price.
-
-    Returns the output columns (OpenDataSoft export order) and ``(raw ID, {column: text})`` for
-    every kept listing, in the listings table's order.
-    """
+    Returns the output columns (export order) and ``(raw ID, {column: text})`` per kept listing."""
     header, listings = read_table(tables[sources.listings.raw_name], sources.listings.delimiter,
                                   (ID_COLUMN, "City", "Price", *JOIN_KEY), report)
     columns = set(header)
@@ -302,10 +273,7 @@ def _excluded(row: dict[str, str], index: dict) -> str | None:
 
 @dataclass(frozen=True)
 class StagedSource:
-    """The verified tables, joined, and the photo manifest: all checked before ``dest`` is touched.
-
-    ``rows`` are ``(raw ID, {column: text})`` of the kept listings; ``columns`` the output header.
-    """
+    """The verified, joined tables and the photo manifest: checked before ``dest`` is touched."""
 
     tables: dict[str, Path]
     columns: list[str]
@@ -315,9 +283,7 @@ class StagedSource:
 
 def stage_github(options: FetchOptions, report: FetchReport, staging: Path) -> StagedSource:
     """Fetch and verify the tables (into ``staging``), join them and read the manifest.
-
-    Raises :class:`UnusableSourceError` or :class:`DownloadError`; writes nothing into ``dest``.
-    """
+    Raises :class:`UnusableSourceError` or :class:`DownloadError`; writes nothing into ``dest``."""
     sources = sources_of(options)
     tables = fetch_github_tables(options, report, staging)
     columns, rows = join_tables(tables, sources, report)
@@ -360,7 +326,3 @@ def csv_rows(columns: Sequence[str],
     """The ``listings.csv`` rows (text, ``columns`` order, ID first) of ``(ID, row)`` listings."""
     return [[str(listing_id)] + [row.get(name, "") for name in columns[1:]]
             for listing_id, row in listings]
-
-
-
-

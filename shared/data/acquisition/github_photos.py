@@ -1,11 +1,4 @@
-"""The photos of the ``github`` source: pinned by git blob id, fetched, checked, scaled.
-
-Each listing's photo is downloaded from the pinned repository, checked against its git blob id
-(:func:`git_blob_id`) from the shipped manifest (:func:`load_manifest`), decoded, and scaled as
-the reports' set was (:class:`~shared.data.acquisition.sets.PhotoScaling`); the scaled photo is
-checked against the set's own manifest, and :class:`PhotoLedger` records what each scaled
-photo was made from, so a rerun skips what is already right.
-"""
+"""The photos of the ``github`` source: pinned by git blob id, fetched, checked, scaled."""
 
 from __future__ import annotations
 
@@ -65,15 +58,12 @@ def load_manifest(path: Path) -> dict[int, PinnedPhoto]:
 
 
 class PhotoLedger:
-    """What each photo in ``images/`` was made from: ``raw/scaled-photos.csv``, one line per
-    photo written (``ID, git blob id of the original, scaling recipe, sha256 of the file``; the
-    last line of an ID wins).
+    """``raw/scaled-photos.csv``: what each photo in ``images/`` was made from (``ID``, git blob id
+    of the original, scaling recipe, sha256 of the file; the last line of an ID wins).
 
-    Lines are appended, and flushed, once the photo has been renamed into place; a torn line left
-    by a killed run is ignored. A rerun then trusts a present photo whose sha256 is the set's
-    pinned one, or that this ledger says was made from the pinned original with the current
-    recipe (Pillow version included) and still has the recorded sha256: a set that is not
-    byte-identical (another Pillow) or has no pinned photo hashes (``--all``) resumes too.
+    Lines are appended and flushed once the photo is in place; a torn line is ignored. A rerun
+    trusts a present photo whose sha256 is the set's pinned one or matches the ledger for the
+    current recipe (Pillow included), so unpinned or non-identical sets resume too.
     """
 
     def __init__(self, path: Path) -> None:
@@ -126,8 +116,8 @@ class PhotoLedger:
 
 @dataclass
 class PhotoTarget:
-    """What every photo of the set must become: the scaling, the pinned hashes of the scaled
-    photos (``{ID: ExpectedPhoto}``, may be empty) and the ledger of photos already made."""
+    """What every photo of the set must become: the scaling, the pinned hashes of the scaled photos
+    (may be empty) and the ledger of photos already made."""
 
     scaling: PhotoScaling
     expected: dict[int, ExpectedPhoto]
@@ -148,8 +138,8 @@ class PhotoTarget:
 
 def fetch_photo(listing_id: int, pinned: PinnedPhoto, photos,
                 options: FetchOptions, owners: dict[str, int], target: PhotoTarget) -> PhotoOutcome:
-    """Make sure ``images/<ID>.jpg`` holds the set's photo: the pinned original (git blob id,
-    full decode) scaled by ``target.scaling``; a finished one is kept."""
+    """Make sure ``images/<ID>.jpg`` holds the pinned original (blob id, full decode) scaled by
+    ``target.scaling``; a finished one is kept."""
     path = photo_path(options.images_dir, listing_id)
     present = target.present(listing_id, pinned, path)
     if present:
@@ -169,8 +159,8 @@ def fetch_photo(listing_id: int, pinned: PinnedPhoto, photos,
 
 def scaled_photo_check(listing_id: int, pinned: PinnedPhoto, owners: dict[str, int],
                        scaling: PhotoScaling, made: list[str]) -> Callable[[Path], None]:
-    """The finalizer of a photo download: :func:`photo_check` on the original, then replace it
-    by its scaled version, which must decode; the scaled file's sha256 is appended to ``made``."""
+    """Download finalizer: :func:`photo_check` the original, replace it by its scaled version
+    (which must decode) and append the scaled file's sha256 to ``made``."""
     check_original = photo_check(listing_id, pinned, owners)
 
     def finalize(path: Path) -> None:
@@ -193,8 +183,8 @@ def set_identity(dataset: DatasetSet, outcomes: Sequence[PhotoOutcome], written:
                  listings_path: Path) -> dict:
     """Compare what was written with the set's pinned hashes; log one line per difference.
 
-    ``byte_identical`` is True when ``listings.csv`` has the pinned sha256 and every photo its
-    pinned one, False when something differs, None when the set pins no ``listings.csv``.
+    ``byte_identical``: True when ``listings.csv`` and every photo have their pinned sha256, False
+    when something differs, None when the set pins no ``listings.csv``.
     """
     expected = dataset.expected_photos()
     counts = {"identical": 0, "differing": 0, "unchecked": 0}

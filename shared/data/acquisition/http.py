@@ -1,18 +1,11 @@
 """Robust, atomic file downloads over HTTP(S) (or from a local file standing in for a URL).
 
-Every download:
-
-* streams into a hidden temporary file *in the destination folder* (``.<name>.<random>.part``)
-  and is renamed into place with :func:`os.replace` only once it is complete and has passed the
-  caller's content check, so an interrupted fetch never leaves a truncated file that looks valid;
-* uses a timeout for connecting and for every read, and retries a bounded number of times with
-  exponential backoff on connection errors, timeouts, truncated bodies, HTTP 5xx, 408 and 429
-  (honouring a small ``Retry-After``), but never on other 4xx answers such as 404;
-* is aborted as soon as it exceeds a size limit (from ``Content-Length`` or while streaming);
-* is checked against ``Content-Length`` when the body is not content-encoded.
-
-Failures raise :class:`DownloadError`, whose ``reason`` is a short code used for the fetch report
-(``http_404``, ``timeout``, ``incomplete``, ``too_large``, ``invalid_image`` ...).
+A download streams into a hidden temporary file in the destination folder, renamed into place
+only once complete and checked, so an interrupted fetch never leaves a truncated file that looks
+valid. Timeouts apply to connecting and to every read; connection errors, timeouts, truncated
+bodies, 5xx, 408 and 429 are retried with exponential backoff (never other 4xx). Size limits
+and ``Content-Length`` are enforced. Failures raise :class:`DownloadError` with a short
+``reason`` code for the fetch report (``http_404``, ``timeout``, ``incomplete``...).
 """
 
 from __future__ import annotations
@@ -45,12 +38,9 @@ RETRYABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """How patiently to download: timeouts, retries and backoff.
-
-    ``timeout`` applies to connecting and to every socket read (seconds); ``retries`` is the number
-    of extra attempts after the first; the n-th retry waits ``backoff * 2**n`` seconds (plus up to
-    10 % jitter), at most ``max_backoff``; a ``Retry-After`` answer is honoured when it asks for at
-    most ``max_retry_after`` seconds, otherwise the download fails at once.
+    """How patiently to download: timeouts (connect and per read, s), extra attempts after the first,
+    and backoff (retry n waits ``backoff * 2**n`` s + up to 10 % jitter, at most ``max_backoff``);
+    a ``Retry-After`` above ``max_retry_after`` s fails the download at once.
     """
 
     timeout: float = 30.0
@@ -113,10 +103,9 @@ def download(url: str, path: Path, *, settings: HttpSettings, max_bytes: int,
              durable: bool = False) -> int:
     """Download ``url`` to ``path`` atomically, retrying transient failures; return the byte count.
 
-    ``finalize(tmp_path)`` runs on the complete temporary file before it is renamed into place: it
-    may check it (raising :class:`ContentError`, or any other exception, which propagates) or
-    rewrite it. ``url`` may also be a ``file://`` URL or a local path (copied, same checks).
-    ``durable`` fsyncs the file before the rename (for big files worth not losing on a crash).
+    ``finalize(tmp_path)`` runs on the complete temporary file before the rename: it may check it
+    (:class:`ContentError` becomes a :class:`DownloadError`) or rewrite it. ``url`` may be a
+    ``file://`` URL or a local path (copied, same checks). ``durable`` fsyncs before the rename.
     """
     attempt = 0
     while True:

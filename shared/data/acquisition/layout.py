@@ -1,9 +1,7 @@
 """The canonical layout as ``data fetch`` writes it: valid IDs, photo files, ``listings.csv``.
 
-Listing IDs go through :func:`shared.data.schema.parse_listing_id` (an ID names a file, so it is never
-used before it is a positive int); photos through :func:`shared.data.dataset.check_photo`, the same
-check the loader applies; ``listings.csv`` is written by the :mod:`csv` module (';'-separated,
-fields quoted only when they hold ';', '"', CR or LF, records ended by LF, like the export).
+IDs go through :func:`shared.data.schema.parse_listing_id` before naming a file; photos through
+:func:`shared.data.dataset.check_photo`, the loader's check.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ JPEG_QUALITY = 95
 def select_listings(rows: Iterable[tuple[Any, Any]], report: FetchReport,
                     count_rows: bool = True) -> list[tuple[int, Any]]:
     """Keep ``(raw_id, payload)`` rows with a valid, first-seen ID as ``(id, payload)``
-    (``count_rows``: add the rows to the report's source rows, unless the caller did)."""
+    (``count_rows``: add them to the report's source rows)."""
     kept: list[tuple[int, Any]] = []
     seen: set[int] = set()
     for raw_id, payload in rows:
@@ -90,8 +88,7 @@ def normalize_photo(path: Path) -> None:
 def format_csv_row(values: Sequence[str]) -> str:
     """One ';'-separated line, quoting fields that contain ';', '"', CR or LF (like the export).
 
-    The :mod:`csv` module quotes a field holding a character of its line terminator, so rows are
-    written with CRLF (both CR and LF then force quoting) and ended with LF instead.
+    Written with CRLF so that both CR and LF force quoting, then ended with LF.
     """
     buffer = io.StringIO()
     csv.writer(buffer, delimiter=CSV_SEPARATOR, lineterminator="\r\n").writerow(values)
@@ -100,8 +97,8 @@ def format_csv_row(values: Sequence[str]) -> str:
 
 def write_listings_csv(path: Path, rows: Iterable[Sequence[str]],
                        columns: Sequence[str] = OPENDATASOFT_COLUMNS) -> int:
-    """Write ``listings.csv`` (header = ``columns``, by default all 89 OpenDataSoft columns)
-    atomically; return the row count."""
+    """Write ``listings.csv`` atomically (header ``columns``, default the 89 OpenDataSoft
+    columns); return the row count."""
     count = 0
     with atomic_output(path, fsync=True) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
         out.write(format_csv_row(columns))

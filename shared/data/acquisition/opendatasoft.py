@@ -1,14 +1,9 @@
 """The ``opendatasoft`` source: the Madrid CSV export of ``airbnb-listings`` plus listing photos.
 
-The export (default URL, or ``--url``) is kept verbatim in ``<dest>/raw/opendatasoft-export.csv``
-and re-written as ``listings.csv`` with exactly the 89 columns in canonical order (any extra
-column is ignored and named in the log; a missing one makes the source unusable). Values are
-copied as they are, ``Price`` included.
-
-Each listing's photo comes from ``Picture Url``, falling back to ``Thumbnail Url``; only http(s)
-URLs are followed. Photos are fetched by a bounded thread pool, must decode as images (other
-formats are re-encoded as JPEG) and land in ``images/<ID>.jpg``. A listing whose photo could not be
-fetched stays in ``listings.csv``; the failure is counted by reason.
+The export is kept verbatim in ``raw/`` and re-written as ``listings.csv`` with exactly the 89
+columns in canonical order, values unchanged (extra columns are logged, a missing one makes the
+source unusable). Photos come from ``Picture Url``, else ``Thumbnail Url`` (http(s) only), must
+decode (non-JPEG is re-encoded); a listing whose photo fails stays in ``listings.csv``.
 """
 
 from __future__ import annotations

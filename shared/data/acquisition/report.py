@@ -1,14 +1,8 @@
 """What a fetch did: :class:`FetchReport` accumulates it, ``<dest>/fetch_report.json`` keeps it.
 
-The summary counts listings written and dropped (by reason), photos fetched, already present and
-failed (by reason), and lists each failure with its listing ID, so ``airbnb-dl data check`` can be
-compared with it. ``exit_code`` is 0 (complete), 1 (something failed that a rerun may fix, or,
-for a source whose every listing needs its photo, some listings were dropped) or 2 (unusable).
-
-For the ``github`` source the summary also names the set built (``dataset``) and says whether the
-result is byte-identical to the set's pinned hashes (``identity``, one line by
-:func:`identity_line`). A set that is complete but not byte-identical (e.g. photos scaled by
-another Pillow) still exits 0: it is usable, and the summary says numbers may differ slightly.
+``exit_code`` is 0 (complete), 1 (a rerun may fix a failure, or a source whose every listing
+needs its photo dropped some) or 2 (unusable). A ``github`` set that is complete but not
+byte-identical (``identity``; e.g. another Pillow) still exits 0: it is usable.
 """
 
 from __future__ import annotations
@@ -58,13 +52,10 @@ class FetchReport:
     failures: list[dict[str, Any]] = field(default_factory=list)
     status: str = "in_progress"
     error: str | None = None
-    #: True for a source that writes only listings with a photo: any failed photo then drops a
-    #: listing and the fetch is incomplete (exit 1); otherwise only transient failures count.
+    #: A source writing only listings with a photo: any failed photo makes the fetch incomplete.
     photos_required: bool = False
-    #: The set the ``github`` source builds (its name), None for the other sources.
-    dataset: str | None = None
-    #: How the result compares with the set's pinned hashes (``github`` only, set at the end).
-    identity: dict[str, Any] | None = None
+    dataset: str | None = None  # the name of the set ``github`` builds
+    identity: dict[str, Any] | None = None  # vs the set's pinned hashes (``github`` only)
 
     def file(self, name: str, status: str) -> None:
         """Record a source file as ``fetched`` or ``already_present``."""

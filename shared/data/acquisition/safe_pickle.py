@@ -1,13 +1,10 @@
 """Load ``.npy`` files without trusting them: a restricted unpickler for object arrays.
 
-``np.load(path, allow_pickle=True)`` on a downloaded file can run arbitrary code: a pickle may name
-any importable callable (``os.system``, ``builtins.exec`` ...) and call it while loading. Here the
-``.npy`` header is parsed with :mod:`numpy.lib.format`, and the pickled payload of an object array
-is read by :class:`NumpyArrayUnpickler` (a :mod:`shared.io` allow-list), which
-resolves only the few globals a numpy object array of plain values needs (array and dtype
-reconstruction, numpy scalars, builtin value types) and refuses every other one with
-:class:`UnsafePickleError` *before* anything is called.
-Arrays of plain dtypes never need pickle and are read with ``allow_pickle=False``.
+``np.load(allow_pickle=True)`` on a downloaded file can run arbitrary code. Here the header is
+parsed with :mod:`numpy.lib.format` and an object array's pickle is read by
+:class:`NumpyArrayUnpickler`, which resolves only the globals a numpy array of plain values
+needs and raises :class:`UnsafePickleError` on any other *before* anything is called. Plain
+dtypes are read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -160,9 +157,8 @@ def inspect_npy(path: Path) -> NpyHeader:
 def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
     """Load a ``.npy`` file safely: object arrays through :class:`NumpyArrayUnpickler`.
 
-    Raises :class:`UnsafePickleError` for a refused pickle (nothing executed),
-    :class:`NpyTruncatedError` for a truncated file and :class:`NpyFormatError` for anything else
-    that is not a valid ``.npy`` file. ``mmap_mode`` applies to plain-dtype arrays only.
+    Raises :class:`UnsafePickleError` (refused pickle, nothing executed),
+    :class:`NpyTruncatedError` or :class:`NpyFormatError`. ``mmap_mode``: plain dtypes only.
     """
     path = Path(path)
     header = inspect_npy(path)

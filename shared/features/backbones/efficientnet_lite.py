@@ -1,20 +1,12 @@
-"""EfficientNet-Lite (Lite0, Lite1, Lite2) in Keras 3: the architecture. Its ImageNet weights,
-converted from PyTorch checkpoints, and the builder that loads them are
-:mod:`shared.features.backbones.efficientnet_lite_weights`. Lite1 is defined (architecture,
-random init) but has no pinned checkpoint.
+"""EfficientNet-Lite (Lite0, Lite1, Lite2) in Keras 3: the architecture (weights and builder:
+:mod:`shared.features.backbones.efficientnet_lite_weights`; Lite1 has no pinned checkpoint).
 
-Architecture (Lite = EfficientNet adapted for mobile): no squeeze-excitation, ReLU6
-everywhere, stem fixed at 32 and head at 1280 channels whatever the width multiplier, the
-repeats of the first and last stage not scaled by the depth multiplier, BatchNorm epsilon
-1e-3, TF "same" padding (asymmetric for stride 2, which is exactly Keras ``padding="same"``).
-The variants differ only by (width, depth, native resolution): Lite0 (1.0, 1.0, 224), Lite1
-(1.0, 1.1, 240), Lite2 (1.1, 1.2, 260). The input preprocessing ``(x - 127) / 128`` is the
-model's first layer, so the model takes raw RGB float32 in [0, 255].
-
-Keras layer names: ``preprocess``, ``stem_conv``, ``stem_bn``, ``stem_relu``, then per block
-``blockNN_{expand_conv,expand_bn,expand_relu,dw_conv,dw_bn,dw_relu,project_conv,project_bn,add}``
-with NN = 00..15 (Lite0), 00..19 (Lite1) or 00..20 (Lite2), then ``top_conv``, ``top_bn``,
-``top_relu``, ``avg_pool`` and, with the classifier, ``predictions``.
+Lite = EfficientNet without squeeze-excitation, ReLU6 everywhere, stem (32) and head (1280)
+channels fixed, first and last stage repeats not scaled, BatchNorm epsilon 1e-3, TF "same"
+padding (exactly Keras ``padding="same"``). (width, depth, native px): Lite0 (1.0, 1.0, 224),
+Lite1 (1.0, 1.1, 240), Lite2 (1.1, 1.2, 260). The first layer applies ``(x - 127) / 128``.
+Layer names: ``preprocess``, ``stem_*``, ``blockNN_*`` (NN from 00), ``top_{conv,bn,relu}``,
+``avg_pool`` and ``predictions``.
 """
 
 from __future__ import annotations

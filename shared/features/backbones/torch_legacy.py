@@ -1,19 +1,10 @@
 """Read PyTorch state dicts saved in the *legacy* (pre-1.6, non-zip) format, without torch.
 
-The legacy ``torch.save`` stream is a sequence of pickles followed by raw tensor data::
-
-    pickle(magic number) pickle(protocol version) pickle(sys_info)
-    pickle(object)          # tensors reference their storages through persistent ids
-    pickle(list of storage keys)
-    for each key: int64 little-endian element count, then count * itemsize raw bytes
-
-Every pickle is read with :class:`StateDictUnpickler` (a :mod:`shared.io`
-allow-list), whose ``find_class`` resolves only
-the handful of globals a plain state dict needs (``collections.OrderedDict``, the tensor
-rebuild functions and the storage type names). Anything else, e.g. ``os.system``, raises
-:class:`UnsafePickleError` before any code runs. The rebuild functions are replaced by
-inert stand-ins that only record (storage, offset, size, stride); tensors are materialised
-with numpy once the raw storage bytes have been read.
+The stream: pickles of the magic number, protocol version and sys_info, of the object (tensors
+name their storages by persistent id) and of the storage keys, then per key an int64
+little-endian element count and the raw bytes. Every pickle is read by
+:class:`StateDictUnpickler`, which resolves only the globals a plain state dict needs (anything
+else raises :class:`UnsafePickleError` before any code runs); tensors are built with numpy.
 """
 
 from __future__ import annotations
@@ -136,11 +127,8 @@ ALLOWED_GLOBALS = _allowed_globals()
 
 
 class StateDictUnpickler(RestrictedUnpickler):
-    """Unpickler that resolves only :data:`ALLOWED_GLOBALS` and collects legacy storages.
-
-    ``storages`` maps storage keys to :class:`_Storage` objects created from the
-    persistent ids met while unpickling; their data is read afterwards.
-    """
+    """Unpickler that resolves only :data:`ALLOWED_GLOBALS` and collects legacy storages
+    (``storages``: key -> :class:`_Storage`, data read afterwards)."""
 
     allowed = ALLOWED_GLOBALS
 
@@ -236,10 +224,9 @@ def _materialize(tensor: _LazyTensor) -> np.ndarray:
 def load_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Load a legacy-format PyTorch state dict as ``{parameter name: numpy array}``.
 
-    Arrays keep the torch layout (e.g. conv kernels are ``(out, in, kh, kw)``) and dtype
-    (``float32`` weights, ``int64`` for ``num_batches_tracked``). Raises
-    :class:`UnsafePickleError` if the pickle references anything outside the allowlist,
-    :class:`LegacyFormatError` for zip-format (torch >= 1.6) or malformed files.
+    Arrays keep the torch layout (conv kernels ``(out, in, kh, kw)``) and dtype. Raises
+    :class:`UnsafePickleError` for a global outside the allowlist, :class:`LegacyFormatError`
+    for zip-format (torch >= 1.6) or malformed files.
     """
     raw = Path(path).read_bytes()
     if raw.startswith(_ZIP_SIGNATURE):

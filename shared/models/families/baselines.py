@@ -1,14 +1,9 @@
-"""Baselines: the yardsticks every neural model in the project is compared against.
+"""Baselines: the yardsticks every neural model is compared against, all on log price.
 
-* ``mean``  predicts the training mean of log price for every listing (R² on log price ~ 0).
-* ``ridge`` a linear model on the same tabular features; ``alpha`` chosen on validation.
-* ``hgb``   scikit-learn's HistGradientBoostingRegressor, the usual strongest model on small
-  tabular data; a random search of its settings on validation, each fit early-stopped on the
-  validation part.
-
-All three train on log price and consume the tabular matrix of :mod:`shared.features.tabular`;
-``train_hgb`` also accepts extra image-feature columns (deliverable 2's ``hgb_with_embeddings``).
-Budget section ``cfg.budget.baselines`` (:class:`HgbSizes`).
+``mean`` (the training mean, R² on log price ~ 0), ``ridge`` (alpha chosen on validation) and
+``hgb`` (HistGradientBoostingRegressor, the usual strongest model on small tabular data: a
+random search on validation, each fit early-stopped on validation). ``train_hgb`` also takes
+extra photo columns (``hgb_with_embeddings``).
 """
 
 from __future__ import annotations
@@ -28,10 +23,8 @@ from shared.models.spec import Family, ModelSpec, Sizes, Trained
 from shared.models.search import Fitted, tune_on_validation
 
 RIDGE_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
-#: The space of the gradient-boosting random search. Every fit stops early on the validation
-#: part (no improvement of its loss for ``HGB_PATIENCE`` iterations), so the number of trees is
-#: chosen on validation too. Features are subsampled at every split (``max_features`` < 1): a
-#: regulariser, and what makes a retrain with another seed a different model.
+#: The gradient-boosting search space (the number of trees is chosen by early stopping).
+#: ``max_features`` < 1 regularises, and makes a retrain with another seed a different model.
 HGB_SPACE = {"learning_rate": (0.02, 0.04, 0.08), "max_leaf_nodes": (7, 15, 31, 63),
              "min_samples_leaf": (5, 10, 20, 40), "l2_regularization": (0.0, 1.0, 10.0),
              "max_features": (0.5, 0.7, 0.9)}
@@ -40,8 +33,7 @@ HGB_PATIENCE = 50
 
 @dataclass(frozen=True)
 class HgbSizes:
-    """Gradient boosting's budget: settings of :data:`HGB_SPACE` tried (random search) and the
-    most boosting iterations of a fit (early stopping decides)."""
+    """Gradient boosting's budget: settings tried and the most boosting iterations of a fit.<<"""
 
     hgb_candidates: int
     hgb_max_iter: int
@@ -89,9 +81,8 @@ def train_ridge(data, cfg, alphas=RIDGE_ALPHAS) -> Trained:
 
 
 def hgb_reseed(data, cfg, params: dict):
-    """``seed -> predict(part)``: a loaded ``hgb`` (its bundle ``params``) refitted with another
-    seed on ``data``'s training rows, early-stopped on its validation rows (the seed study of a
-    model trained in an earlier run)."""
+    """``seed -> predict(part)``: ``hgb`` (its bundle ``params``) refitted with another seed,
+    early-stopped on validation (the seed study)."""
     settings = {k: params[k] for k in HGB_SPACE}
     X, X_val = data.tabular["train"], data.tabular["val"]
 
@@ -106,17 +97,11 @@ def hgb_reseed(data, cfg, params: dict):
 def train_hgb(data, cfg, name: str = "hgb", grid=None, image_features: dict | None = None,
               image_reducer=None, backbone: str | None = None, image_size: int | None = None,
               deliverable: str = "deliverable1") -> Trained:
-    """Gradient boosting on the tabular features (+ optional reduced image features per part):
-    a seeded random search of :data:`HGB_SPACE` on validation, every fit early-stopped on the
-    validation part.
+    """Gradient boosting on the tabular features (+ optional photo columns): a seeded random
+    search of :data:`HGB_SPACE` on validation, every fit early-stopped on validation.
 
-    Args:
-        image_features: {part: (n, k) float32} already reduced by ``image_reducer`` (fitted on
-            training rows); None for tabular only.
-
-    Returns:
-        :class:`~shared.run.experiment.Trained` whose ``predict(part)`` reuses the matrices built here
-        and whose ``reseed(seed)`` refits the chosen settings with another seed.
+    ``image_features``: {part: (n, k) float32} already reduced by ``image_reducer``; None for
+    tabular only. The returned ``Trained.predict(part)`` reuses the matrices built here.
     """
     grid = grid or hgb_candidates(cfg.budget.baselines.hgb_candidates, cfg.seed)
     start = time.perf_counter()

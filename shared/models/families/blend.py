@@ -1,29 +1,10 @@
 """Blends: a weighted average, in log-price space, of two models already trained.
 
-``blend``
-    ``log price = (1 - w) * log price(tabular member) + w * log price(photo member)``. The pair
-    and the weight ``w`` (0 to 1 in steps of :data:`WEIGHT_STEP`) are chosen together on the
-    validation part, by its MAE in euros; nothing is fitted on the test rows, and the members
-    keep their own training. Two families that err differently (gradient boosting on the
-    listing's features, a network that also looks at the photo) average out part of each
-    other's errors, which neither can do alone.
-
-``tabular_blend``
-    The control: the same rule over pairs of *tabular-only* models. Part of what ``blend`` gains
-    is plain ensembling (two models that err differently), photo or not; the photo's own share is
-    what ``blend`` gains beyond ``tabular_blend``.
-
-The members' predictions are all a blend needs (``{member: (n,) log price}`` per part), so it
-has no estimator of its own to save: its record names the members and the weight, and it is
-rebuilt from the members' saved folders.
-
-Choosing one pair and one weight among many on the validation part makes the blend's own
-validation MAE optimistic: it is the best of every pair and weight tried, so it would win the
-validation comparison with the other fusion models partly by chance. The blend is therefore
-*selected* by :func:`cross_validated_mae` instead: the validation part is cut into folds, the pair
-and weight are chosen on the other folds and scored on the held-out one, so every listing is
-scored by a choice it did not take part in. The reported blend still uses the choice made on the
-whole validation part; the test part, read once, is unaffected either way.
+``blend``: ``(1 - w) * log price(tabular member) + w * log price(photo member)``, pair and ``w``
+chosen together on validation MAE (EUR). ``tabular_blend``, the control, pairs tabular-only
+models: the photo's own share is what ``blend`` gains beyond it. A blend saves only its members'
+names and the weight. Choosing among many pairs and weights makes its validation MAE optimistic,
+so it is *selected* by :func:`cross_validated_mae` (choices made on other validation folds).
 """
 
 from __future__ import annotations
@@ -65,16 +46,11 @@ def choose_blend(val_log: Mapping[str, np.ndarray], y_val_eur, pairs: Iterable[t
                  weights=WEIGHTS) -> dict:
     """The pair and weight with the lowest validation MAE (EUR).
 
-    Args:
-        val_log: {model name: (n_val,) predicted log price on the validation part}.
-        y_val_eur: (n_val,) true validation prices, EUR.
-        pairs: (tabular member, photo member) pairs to try.
-        weights: weights of the photo member to try, each in [0, 1].
-
-    Returns {"members": [tabular, photo], "weight": w, "val_mae": EUR, "trials": one row per pair
-    with its best weight and validation MAE}. Scores within
-    :data:`shared.evaluation.metrics.TIE_EUR` are ties, which go to the first pair tried and the
-    smaller weight (the first member alone when the second adds nothing), on any CPU.
+    ``val_log``: {model: (n_val,) predicted log price}; ``y_val_eur``: (n_val,) EUR; ``pairs``:
+    (tabular, photo) member pairs; ``weights``: of the photo member, in [0, 1]. Returns
+    {"members", "weight", "val_mae", "trials"}. Scores within
+    :data:`shared.evaluation.metrics.TIE_EUR` are ties, going to the first pair and the smaller
+    weight, on any CPU.
     """
     y = np.asarray(y_val_eur, dtype=np.float64)
     trials, bests = [], []
@@ -108,11 +84,9 @@ def cross_validated_mae(val_log: Mapping[str, np.ndarray], y_val_eur, pairs: Ite
                         weights=WEIGHTS, folds: int = SELECTION_FOLDS, seed: int = 0) -> dict:
     """The validation MAE (EUR) of the *procedure* :func:`choose_blend`, out of fold.
 
-    The validation rows are shuffled (``seed``) into ``folds`` folds; for each, the pair and weight
-    are chosen on the other folds and the held-out fold is predicted with that choice. Returns
-    {"mae": MAE over every validation row, "folds": int, "choices": one {"members", "weight"} per
-    fold}. Unlike ``choose_blend(...)["val_mae"]`` it is not the minimum of the numbers it chose
-    among, so it compares fairly with a model that made no choice on validation.
+    Validation rows are shuffled (``seed``) into ``folds``; each fold is predicted with the choice
+    made on the others. Returns {"mae", "folds", "choices"}. Not a minimum over the candidates, so
+    it compares fairly with a model that made no choice on validation.
     """
     y = np.asarray(y_val_eur, dtype=np.float64)
     pairs = list(pairs)
@@ -136,10 +110,8 @@ def cross_validated_mae(val_log: Mapping[str, np.ndarray], y_val_eur, pairs: Ite
 
 @dataclass
 class Blend:
-    """A blend as an estimator: ``(1 - weight) * first + weight * second`` in log price, from
-    its two member bundles (``members``), each predicting on its own inputs. Saved as
-    ``estimator.json`` naming the members' folders beside it and the sha256 of their metadata
-    (:func:`shared.models.saved.load_member` refuses a member that changed since)."""
+    """A blend as an estimator over its two member bundles. Saved as ``estimator.json`` naming the
+    members' folders and the sha256 of their metadata (a member changed since is refused)."""
 
     members: tuple
     weight: float
@@ -157,8 +129,7 @@ class Blend:
 
 
 def load_blend(data: dict, models_dir, load_member) -> Blend:
-    """The :class:`Blend` of an ``estimator.json`` content, its members loaded from
-    ``models_dir`` by ``load_member(models_dir, name, digest)``."""
+    """The :class:`Blend` of an ``estimator.json`` content, members loaded by ``load_member``.<<"""
     members = tuple(load_member(models_dir, m["name"], m["metadata_sha256"])
                     for m in data["members"])
     return Blend(members, float(data["weight"]))
@@ -172,8 +143,7 @@ def _member_predictors(run, names) -> dict:
 
 
 def _train(run, name: str, pairs: list[tuple[str, str]], deliverable: str) -> Trained:
-    """A blend over ``pairs``: pair and weight chosen together on validation
-    (:func:`choose_blend`), selected among other models by :func:`cross_validated_mae`."""
+    """A blend over ``pairs`` chosen on validation, selected by :func:`cross_validated_mae`.<<"""
     start = time.perf_counter()
     members = _member_predictors(run, sorted({m for pair in pairs for m in pair}))
     val_log = {member: np.log(predict("val")) for member, predict in members.items()}
@@ -202,7 +172,7 @@ def tabular_references() -> tuple[str, ...]:
 
 def train_blend(run) -> Trained:
     """``blend``: every (tabular reference, photo-seeing model) pair: the photo-only reference
-    validation prefers and every fusion model trained before it in this run."""
+    validation prefers and every fusion model trained before it."""
     photo = registry.names(deliverable="deliverable1", role="photo")
     fusion = [n for n in registry.names(deliverable="deliverable2", role="fusion")
               if n in run.trained]
@@ -218,8 +188,8 @@ def train_tabular_blend(run) -> Trained:
 
 
 def blend_reseed(run, bundle: ModelBundle):
-    """``seed -> predict`` of a blend with its members retrained with that seed (a member
-    without a cheap retrain keeps the reported run's predictions); None when neither has one."""
+    """``seed -> predict`` with the members retrained with that seed (a member without a cheap
+    retrain keeps its predictions); None when neither has one."""
     choice = {"members": bundle.params["members"], "weight": bundle.params["weight"]}
     reseeds = {name: run.reseed(name) for name in choice["members"]}
     if all(r is None for r in reseeds.values()):

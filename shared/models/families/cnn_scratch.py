@@ -1,18 +1,10 @@
 """``cnn_scratch``: a small CNN trained from scratch on the listing photo alone.
 
-Why small: a few thousand training photos (~6,200 on the 10k set, ~490 on the 814 set) cannot fit
-a big network from random weights; the original's from-scratch CNNs scored below the mean
-predictor. This one is sized for a CPU and for the data:
-
-    input (size x size x 3, [0, 255]) -> rescale to [0, 1]
-    4 x [conv 3x3 -> batch norm -> ReLU -> max-pool 2x2]   channels 16, 32, 64, 128
-    global average pooling -> dropout -> Dense(1, bias = mean training log price)
-
-Training: seeded photo augmentation (flip, brightness, contrast, zoom crop), Adam with early
-stopping and LR reduction on validation loss. The output bias starts at the mean log price, so the
-network begins as the mean predictor and can only move away from it when the photos help on
-validation. Decoded photos are cached on disk as uint8, so epochs after the first skip JPEG
-decoding without memory growing with the dataset.
+Small because a few thousand photos cannot fit a big network from random weights (the
+original's from-scratch CNNs scored below the mean predictor): rescale to [0, 1], 4 x [conv 3x3,
+batch norm, ReLU, max-pool 2x2] with 16/32/64/128 channels, global average pooling, dropout,
+Dense(1) with its bias at the mean training log price (so it starts as the mean predictor).
+Decoded photos are cached on disk as uint8: later epochs skip JPEG decoding, memory stays flat.
 """
 
 from __future__ import annotations

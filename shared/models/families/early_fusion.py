@@ -1,28 +1,10 @@
 """Early fusion: photo features joined to the tabular features *before* any learning.
 
-``early_fusion``
-    Each listing's cached 1280-d backbone vector (EfficientNet-Lite0, ImageNet weights, frozen) is
-    reduced to a few columns, fitted on the training rows only, appended to the tabular matrix,
-    and one MLP learns from the joined vector. Two kinds of reduction are candidates:
-
-    * PCA: standardised, then ``k`` whitened principal components (unsupervised);
-    * a *photo price score* (:class:`PhotoPriceScore`, supervised): one column, the prediction of
-      a ridge regression of log price on the photo vector. The training rows get out-of-fold
-      scores (the ridge never scores a row it was fitted on), so the MLP learns how far to trust
-      the score from scores as noisy as those it will see on new listings.
-
-    The reduction and the MLP configuration are chosen on validation, in two stages: the
-    reduction with the deliverable-1 MLP's configuration, then a few other configurations with
-    the chosen reduction.
-
-``hgb_with_embeddings``
-    Gradient boosting on the tabular features plus photo columns: the non-neural yardstick for
-    fusion. Its grid is deliverable 1's (``shared.models.families.baselines.train_hgb``); the photo columns
-    are early fusion's chosen reduction or the photo price score, whichever validation prefers
-    (trees use a single informative column more easily than whitened components).
-
-Shapes: tabular (n, d_tab) + reduced photo features (n, k) -> (n, d_tab + k) float32 (k = 1 for
-the photo price score).
+``early_fusion``: each listing's cached backbone vector is reduced (PCA or the photo price
+score of :mod:`shared.features.photo_reducers`, fitted on the training rows only) and appended
+to the tabular matrix: one MLP learns from (n, d_tab + k) float32. Validation chooses the
+reduction with deliverable 1's MLP configuration, then a few other configurations.
+``hgb_with_embeddings``: gradient boosting on tabular + photo columns, the non-neural yardstick.
 """
 
 from __future__ import annotations
@@ -115,16 +97,11 @@ def _trial_rows(trials: list[dict]) -> list[dict]:
 @under_strategy
 def train_early_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
                        base_config: dict | None = None) -> tuple[Trained, dict]:
-    """Search the photo reduction, then the MLP, on validation.
+    """Search the photo reduction, then the MLP, on validation (``cfg.budget.early_fusion``).
 
-    Returns (trained ``early_fusion``, {label: fitted reducer} of every photo reduction tried,
-    e.g. "pca-8", "score": all fitted on the training rows only). Reductions tried and extra MLP
-    configurations: ``cfg.budget.early_fusion``; epochs and batch: ``cfg.budget.mlp``.
-
-    Args:
-        raw: {"train"/"val"/"test": (n, D) float32} raw cached backbone features.
-        base_config: MLP configuration to start from (deliverable 1's chosen ``mlp``), keys
-            hidden / dropout / l2 / learning_rate.
+    ``raw``: {part: (n, D) float32} cached backbone features; ``base_config``: the MLP
+    configuration to start from. Returns (trained ``early_fusion``, {label: fitted reducer} of
+    every reduction tried, e.g. "pca-8", "score").
     """
     sizes = cfg.budget.early_fusion
     base = dict(base_config or ORIGINAL)
@@ -160,8 +137,7 @@ def train_early_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
 
 
 def early_fusion_reseed(run, bundle: ModelBundle):
-    """``seed -> predict(part)``: early fusion's chosen MLP retrained with another seed on the
-    same joined matrices (its fitted photo reduction)."""
+    """``seed -> predict(part)``: the chosen MLP retrained with another seed on the same matrices.<<"""
     data, cfg = run.data, run.cfg
     raw = run.features(bundle.backbone, bundle.image_size)
     matrices = joined_matrices(data, raw, bundle.image_reducer)
@@ -181,13 +157,9 @@ def train_hgb_with_embeddings(data, cfg, raw: dict, reducers: dict, backbone: st
                               image_size: int, grid: list[dict] | None = None) -> Trained:
     """Gradient boosting on tabular + photo columns (``hgb_with_embeddings``).
 
-    Args:
-        reducers: {label: fitted reducer} candidates (early fusion's chosen PCA and the photo
-            price score); the one with the lowest validation MAE is kept.
-        grid: the gradient-boosting settings tried for each (default: the random search of
-            :func:`shared.models.families.baselines.train_hgb`; deliverable 2 passes ``hgb``'s
-            chosen settings, so only the photo columns differ). Trees are early-stopped on
-            validation.
+    ``reducers``: {label: fitted reducer}; the one with the lowest validation MAE is kept.
+    ``grid``: settings tried for each (default: :func:`shared.models.families.baselines.train_hgb`'s
+    search; deliverable 2 passes ``hgb``'s chosen ones, so only the photo columns differ).
     """
     def build_and_fit(params):
         reducer = reducers[params["photo"]]
@@ -206,8 +178,7 @@ def train_hgb_with_embeddings(data, cfg, raw: dict, reducers: dict, backbone: st
 
 
 def hgb_with_embeddings_reseed(run, bundle: ModelBundle):
-    """``seed -> predict(part)``: the gradient boosting of ``hgb_with_embeddings`` refitted with
-    another seed on the same tabular and photo columns."""
+    """``seed -> predict(part)``: the gradient boosting refitted with another seed.<<"""
     data, cfg = run.data, run.cfg
     photo = reduced_features(run.features(bundle.backbone, bundle.image_size),
                              bundle.image_reducer)
@@ -235,8 +206,7 @@ def _train_early(run) -> Trained:
 
 
 def _train_hgb_embeddings(run) -> Trained:
-    """Early fusion's chosen reduction and the photo price score as candidates, with ``hgb``'s
-    chosen settings: only the photo columns are new."""
+    """Early fusion's reduction and the price score as candidates, with ``hgb``'s settings.<<"""
     early = run.trained["early_fusion"].bundle
     chosen = reducer_label(early.image_reducer)
     candidates = {chosen: early.image_reducer}

@@ -1,16 +1,10 @@
-"""``late_fusion_from_branches``: the two-branch network of late fusion built from deliverable 1's
-trained models.
+"""``late_fusion_from_branches``: late fusion's two-branch network built from deliverable 1's
+trained ``mlp`` and the transfer model validation prefers.
 
-The branches are deliverable 1's trained ``mlp`` (up to its last hidden layer) and the transfer
-model validation prefers (its backbone, standardisation and head up to the last hidden layer).
-The new head is one Dense(1) over the concatenated branch outputs, initialised so the fused
-network starts as *exactly* the ``mlp``: the tabular half of its kernel and its bias are the
-``mlp``'s output layer, the photo half is zero. Phase A: branches frozen, the head trains.
-Phase B: both branches unfrozen (their batch norm kept in inference mode) with the head at a low
-learning rate. Each phase is kept only if it lowers the validation MAE, so the model cannot end
-up worse on validation than the ``mlp``. The backbone stays as deliverable 1 left it (fine-tuned
-or not); both phases run on backbone features computed once. Budget section
-``cfg.budget.from_branches``.
+The new Dense(1) head over both branches starts as *exactly* the ``mlp`` (its output layer for
+the tabular half, zeros for the photo half). Phase A trains the head with frozen branches,
+phase B both branches too (batch norm in inference mode) at a low learning rate; each is kept
+only if it lowers the validation MAE, so the model cannot end worse than the ``mlp`` there.
 """
 
 from __future__ import annotations
@@ -50,11 +44,10 @@ class FromBranchesSizes:
 
 
 def split_at_output(model: keras.Model, name: str, output_layer: str = "log_price"):
-    """A deliverable-1 MLP (``shared.models.fit.build_mlp``) -> (trunk, (kernel, bias)).
+    """A deliverable-1 MLP -> (trunk, (kernel (u, 1), bias (1,))) of its output layer.
 
-    ``trunk`` is a copy of the model up to its last hidden layer, (b, d_in) -> (b, u) (identity
-    when the model has no hidden layer); ``kernel`` (u, 1) and ``bias`` (1,) are its output
-    layer's weights. The copy leaves the deliverable-1 model untouched.
+    ``trunk``: a copy up to the last hidden layer, (b, d_in) -> (b, u), or None without hidden
+    layer; the original model is untouched.
     """
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -67,12 +60,8 @@ def split_at_output(model: keras.Model, name: str, output_layer: str = "log_pric
 
 
 def image_branch_of(bundle: ModelBundle):
-    """A deliverable-1 transfer bundle -> (encoder or None, mean (D,), var (D,), head MLP).
-
-    ``transfer_frozen``: encoder None (the ImageNet backbone: cached features apply), the
-    standardisation is its fitted scaler. ``transfer_finetuned``: its fine-tuned backbone, the
-    ``feature_standardisation`` layer and the nested head.
-    """
+    """A transfer bundle -> (encoder or None, mean (D,), var (D,), head MLP); the encoder is None
+    for ``transfer_frozen`` (the ImageNet backbone: cached features apply)."""
     mean, var = feature_standardisation(bundle)
     if "image_features" in bundle.inputs:
         return None, mean, var, bundle.estimator
@@ -83,7 +72,7 @@ def image_branch_of(bundle: ModelBundle):
 def build_from_branches(tab_model: keras.Model, img_head: keras.Model, img_mean, img_var,
                         name: str = "from_branches_network") -> keras.Model:
     """{"tabular": (b, d_tab), "image": (b, D) raw features} -> (b, 1) log price, starting as
-    exactly ``tab_model``'s prediction (photo half of the new output kernel at zero)."""
+    exactly ``tab_model``'s prediction."""
     tab_trunk, (w_tab, b_tab) = split_at_output(tab_model, "tabular_branch")
     img_trunk, (w_img, _) = split_at_output(img_head, "image_branch")
     tabular = keras.Input(shape=(tab_model.inputs[0].shape[-1],), name="tabular")
@@ -101,8 +90,7 @@ def build_from_branches(tab_model: keras.Model, img_head: keras.Model, img_mean,
 
 
 def _branch_phases(network: keras.Model, X: dict, data, cfg) -> tuple[dict, dict]:
-    """Phase A (branches frozen, the new head learns) then phase B (both branches unfrozen,
-    batch norm still frozen), each kept only if it lowers the validation MAE."""
+    """Phase A then phase B, each kept only if it lowers the validation MAE.<<"""
     sizes, y_train, y_val = cfg.budget.from_branches, data.y_log("train"), data.y_log("val")
 
     start_val_log = network.predict(X["val"], verbose=0).reshape(-1)
@@ -164,9 +152,8 @@ def _branch_vectors(data, transfer: ModelBundle, raw_features) -> tuple[dict, tu
 
 
 def fit_from_branches(data, cfg, mlp: ModelBundle, branch: tuple, vectors: dict, seed: int):
-    """The two-branch network built from ``mlp`` and the image ``branch`` (from
-    :func:`_branch_vectors`), phases A and B trained with ``seed``: (network, phase A, phase B,
-    {part: network inputs})."""
+    """The network from ``mlp`` and ``branch``, phases A and B trained with ``seed``:
+    (network, phase A, phase B, {part: network inputs})."""
     X = {p: {"tabular": data.tabular[p], "image": vectors[p]} for p in PARTS}
     keras.utils.set_random_seed(seed)
     network = build_from_branches(mlp.estimator, branch[3], branch[1], branch[2])
@@ -179,10 +166,7 @@ def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: Model
                                     transfer_name: str, raw_features) -> Trained:
     """Initialise from ``mlp`` + the best transfer model, train the head, then both branches.
 
-    Args:
-        mlp: deliverable 1's trained ``mlp`` (the tabular branch).
-        transfer, transfer_name: the transfer model best on validation (the image branch).
-        raw_features: ``image_size -> {"train"/"val"/"test": (n, D)}`` cached ImageNet features.
+    ``raw_features``: ``image_size -> {part: (n, D)}`` cached ImageNet features.
     """
     start = time.perf_counter()
     size = transfer.image_size
@@ -207,9 +191,7 @@ def train_late_fusion_from_branches(data, cfg, mlp: ModelBundle, transfer: Model
 
 
 def from_branches_reseed(run, bundle: ModelBundle):
-    """``seed -> predict(part)``: ``late_fusion_from_branches`` trained again with another seed
-    from the same deliverable-1 branches (``mlp`` and the image branch it was built on),
-    predicting from the branches' photo vectors."""
+    """``seed -> predict(part)``: trained again with another seed from the same branches.<<"""
     transfer_bundle = run.bundle(bundle.params["image_branch"])
     vectors, branch = _branch_vectors(run.data, transfer_bundle,
                                       lambda size: run.features(transfer_bundle.backbone, size))
@@ -224,8 +206,7 @@ def from_branches_reseed(run, bundle: ModelBundle):
 
 
 def _train(run) -> Trained:
-    """The tabular branch is deliverable 1's ``mlp``; the image branch the transfer model
-    validation prefers."""
+    """The tabular branch is ``mlp``; the image branch the transfer model validation prefers.<<"""
     name = run.best_on_validation(TRANSFER_MODELS)
     branch = run.bundle(name)
     return train_late_fusion_from_branches(

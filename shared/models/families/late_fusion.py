@@ -1,29 +1,14 @@
-"""Late fusion: a tabular branch and a photo branch, each learning its own representation, merged
-into one regression head.
-
-Two-branch network, at the level of backbone features (``build_two_branch``)::
+"""Late fusion: a tabular and a photo branch, each learning its own representation, merged
+into one regression head::
 
     tabular (d_tab,) --MLP branch--------------------------------------> h_tab (u_tab,)
     photo features (D,) --fixed standardisation--MLP branch (dropout, L2)--> h_img (u_img,)
     concat(h_tab, h_img) --head (optional hidden layer)--> Dense(1) = log price
 
-and end to end (:func:`shared.models.end_to_end.attach_encoder`)::
-
-    {"tabular": (b, d_tab), "image": (b, s, s, 3) in [0, 255]} -> backbone -> the network above
-
-``late_fusion``
-    Phase 1, backbone frozen: trained on the *cached* backbone vectors. This is the same network
-    as the end-to-end one with a frozen backbone: frozen batch norm runs in inference mode, the
-    backbone has no dropout and the photos are not augmented in this phase, so the backbone maps
-    each photo to the cached vector (checked numerically: ``params["phase1_equivalence"]``).
-    It costs seconds per epoch instead of ~30 s. A small grid (photo-branch width, head) is
-    chosen on validation. Phase 2: the network is assembled end to end on the ImageNet backbone,
-    the top blocks of the backbone are unfrozen (batch norm kept frozen) and everything trains a
-    few epochs at a low learning rate on augmented photos. Phase 2 is kept only if it lowers the
-    validation MAE.
-
-The same two-branch shape built from deliverable 1's trained models is
-:mod:`shared.models.families.from_branches`. Budget section ``cfg.budget.late_fusion``.
+Phase 1 trains on the *cached* backbone vectors: the same network as end to end with a frozen
+backbone (frozen batch norm, no dropout, no augmentation), checked numerically. Phase 2
+unfreezes the backbone's top blocks (batch norm frozen) and trains end to end on augmented
+photos; it is kept only if validation improves.
 """
 
 from __future__ import annotations
@@ -51,15 +36,13 @@ from shared.models.spec import Family, ModelSpec, Sizes, Trained
 
 log = logging.getLogger(__name__)
 
-#: Photo-branch and head shapes tried in phase 1 (the tabular branch is deliverable 1's ``mlp``):
-#: a narrow photo branch merged directly, and a wider one with a hidden layer after the merge.
+#: Photo-branch and head shapes tried in phase 1 (the tabular branch is deliverable 1's ``mlp``).
 PHOTO_GRID = [
     {"img_hidden": (16,), "head_hidden": ()},
     {"img_hidden": (64,), "head_hidden": (32,)},
 ]
 IMG_DROPOUT, IMG_L2 = 0.5, 1e-2  # 1280 inputs, a few thousand rows: the photo branch needs limits
 FINETUNE_LR = 3e-5               # late_fusion phase 2 (end to end)
-
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -90,8 +73,7 @@ def build_two_branch(tab_dim: int, img_dim: int, img_mean, img_var, config: dict
 
 def uses_pretrained_backbone(bundle: ModelBundle) -> bool:
     """True when a fusion bundle's backbone holds the unchanged ImageNet weights, so the cached
-    backbone features are its photo vectors: ``late_fusion`` whose phase 2 was reverted, and
-    ``late_fusion_from_branches`` built on ``transfer_frozen``."""
+    features are its photo vectors."""
     if bundle.name == "late_fusion":
         return not bundle.params.get("phase2_kept", True)
     if bundle.name == "late_fusion_from_branches":
@@ -106,8 +88,8 @@ def mae_eur(pred_log, y_eur) -> float:
 # --------------------------------------------------------------------------- late_fusion
 
 def _phase1(data, cfg, raw: dict, tab_config: dict, epochs: int):
-    """Phase 1 on the cached features: the two-branch network of each :data:`PHOTO_GRID` shape,
-    the one with the lowest validation MAE kept (a :class:`~shared.models.search.SearchResult`)."""
+    """Phase 1 on the cached features: each :data:`PHOTO_GRID` shape, the lowest validation MAE
+    kept (a :class:`~shared.models.search.SearchResult`)."""
     y_train, y_val = data.y_log("train"), data.y_log("val")
     X = {p: {"tabular": data.tabular[p], "image": raw[p]} for p in PARTS}
     mean, var = raw["train"].mean(axis=0), raw["train"].var(axis=0)  # training rows only
@@ -128,10 +110,8 @@ def _phase1(data, cfg, raw: dict, tab_config: dict, epochs: int):
 
 
 def _phase2(data, cfg, model: keras.Model, backbone: str, image_size: int, epochs: int) -> dict:
-    """Phase 2: ``model`` (end to end) trained on augmented photos with the backbone's top blocks
-    unfrozen at a low learning rate, kept only if validation improves. Returns what happened
-    (:func:`~shared.models.end_to_end.train_if_better`), plus "val_log" (the validation
-    predictions of the weights kept, (n_val,) log EUR), "start_val_log" (before phase 2) and
+    """Phase 2 end to end, kept only if validation improves: :func:`train_if_better`'s record plus
+    "val_log" ((n_val,) log EUR of the weights kept), "start_val_log" and
     "trainable_backbone_tensors"."""
     with tempfile.TemporaryDirectory(prefix="late-fusion-photos-") as cache:
         val = photo_data(data, cfg, "val", image_size, cache_dir=f"{cache}/val")
@@ -157,13 +137,8 @@ def train_late_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
                       tab_config: dict) -> Trained:
     """Phase 1 on cached features (grid on validation), phase 2 end to end.
 
-    Args:
-        raw: {"train"/"val"/"test": (n, D)} cached backbone features at ``image_size``.
-        tab_config: tabular branch = deliverable 1's chosen ``mlp`` (hidden, dropout, l2,
-            learning_rate).
-
-    Phase 1 trains up to ``cfg.budget.mlp.epochs``, phase 2 ``cfg.budget.late_fusion.
-    finetune_epochs``.
+    ``raw``: {part: (n, D)} cached backbone features at ``image_size``; ``tab_config``: deliverable
+    1's chosen ``mlp`` (hidden, dropout, l2, learning_rate).
     """
     epochs, finetune_epochs = cfg.budget.mlp.epochs, cfg.budget.late_fusion.finetune_epochs
     start = time.perf_counter()
@@ -211,8 +186,7 @@ def train_late_fusion(data, cfg, raw: dict, backbone: str, image_size: int,
 
 @dataclass(frozen=True)
 class LateFusionSizes:
-    """Late fusion's budget (phase 1 of ``late_fusion`` trains up to ``cfg.budget.mlp.epochs``;
-    its phase 2 unfreezes ``cfg.budget.transfer.finetune_blocks``)."""
+    """Late fusion's budget (phase 1 trains up to ``cfg.budget.mlp.epochs``)."""
 
     grid_size: int | None         # settings of :data:`PHOTO_GRID` tried (None: all)
     finetune_epochs: int          # late_fusion phase 2, end to end

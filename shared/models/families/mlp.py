@@ -1,10 +1,8 @@
 """``mlp``: a multilayer perceptron on the tabular features, with an honest validation search.
 
-Start: the original's 2 x 64 ReLU layers with dropout. Then a seeded random search over depth,
-width, dropout, L2 and learning rate; every candidate trains with early stopping and learning-rate
-reduction on the validation loss, and the candidate with the lowest validation MAE (EUR) wins.
-The test rows are not looked at until the winner is chosen. Budget section ``cfg.budget.mlp``
-(:class:`MlpSizes`), also read by the fusion models built on it.
+The original's 2 x 64 ReLU layers with dropout first, then a seeded random search over depth,
+width, dropout, L2 and learning rate, each candidate early-stopped on validation; the lowest
+validation MAE (EUR) wins. ``cfg.budget.mlp`` is also read by the fusion models built on it.
 """
 
 from __future__ import annotations
@@ -78,9 +76,8 @@ def config_record(config: dict) -> dict:
 
 def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, cfg, epochs: int,
                batch_size: int) -> SearchResult:
-    """Random search through :func:`shared.models.search.tune_on_validation` (candidate ``i``
-    trains with ``cfg.seed_for("candidate", i)``, drawn with the run seed); trials record epochs
-    run and seconds."""
+    """Random search via :func:`shared.models.search.tune_on_validation` (candidate ``i`` seeded
+    with ``cfg.seed_for("candidate", i)``)."""
     y_val_log = feats.log_target(y_val_eur)
     grid = [{"index": i, "config": config}
             for i, config in enumerate(sample_configs(n_configs, cfg.seed_for("run")))]
@@ -92,8 +89,7 @@ def search_mlp(X_train, y_train, X_val, y_val_eur, n_configs: int, cfg, epochs: 
 
 
 def mlp_reseed(data, cfg, params: dict):
-    """``seed -> predict(part)``: an ``mlp`` (its bundle ``params``) retrained with another
-    seed (the seed study)."""
+    """``seed -> predict(part)``: an ``mlp`` (its bundle ``params``) retrained with another seed.<<"""
     config = config_of(params)
     sizes = cfg.budget.mlp
 

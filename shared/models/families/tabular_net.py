@@ -1,27 +1,15 @@
-"""``tabular_net``: a tabular network built the way the field now builds them, with an honest
-validation search.
+"""``tabular_net``: PLR numeric embeddings and a TabM ensemble, searched on validation.
 
-Two ideas from the tabular deep-learning literature, written here in Keras 3:
+* PLR embeddings (Gorishniy, Rubachev & Babenko, NeurIPS 2022): each standardised numeric
+  column ``x_j`` becomes ``ReLU(W_j [cos(2 pi c_j x_j), sin(2 pi c_j x_j)] + b_j)`` with learned
+  frequencies ``c_j ~ N(0, sigma)``: a learned Fourier basis for sharp or periodic effects of
+  one feature, which an MLP on raw values fits poorly.
+* TabM (Gorishniy et al., ICLR 2025): ``k`` members share one MLP, each with its own input
+  adapter (``tabm_mini``) or BatchEnsemble hidden layers (``tabm``) and its own head; training
+  minimises the mean of the members' losses, the prediction is the members' mean.
 
-* **PLR numeric embeddings** (Gorishniy, Rubachev & Babenko, NeurIPS 2022, "On Embeddings for
-  Numerical Features in Tabular Deep Learning"). Each standardised numeric column ``x_j`` becomes
-  ``ReLU(W_j [cos(2 pi c_j x_j), sin(2 pi c_j x_j)] + b_j)``: ``n_frequencies`` learned
-  frequencies ``c_j`` per feature (initialised ~ N(0, sigma), ``sigma`` the key setting), then a
-  per-feature linear map to ``d_embedding`` and a ReLU. An MLP on raw standardised values has a
-  hard time with sharp or periodic functions of one feature (price vs latitude, review scores
-  near their ceiling); the embedding hands it a learned Fourier basis instead.
-* **TabM parameter-efficient ensembling** (Gorishniy et al., ICLR 2025). ``k`` members share one
-  MLP; member ``i`` sees its input multiplied elementwise by its own adapter vector ``r_i``
-  (``tabm_mini``) -- or, with ``tabm``, every hidden layer is a BatchEnsemble layer
-  ``((x * r_i) W) * s_i + b_i`` -- and has its own linear head. Training minimises the mean of the
-  members' losses (the training model outputs (batch, k); the target is broadcast); the
-  prediction is the mean of the members (the inference model outputs (batch, 1)).
-
-The input is the project's preprocessed tabular matrix (see :func:`shared.features.tabular.make_preprocessor`),
-split inside the network: the standardised numeric columns (``numeric__X``, not the
-``numeric__missingindicator_X`` flags) get PLR embeddings; indicator and one-hot columns pass
-through unchanged. The saved model therefore takes the same (n, d_tab) float32 matrix as
-``mlp`` and predicts log price (n, 1).
+Input: the preprocessed tabular matrix (n, d_tab) float32; only the standardised numeric
+columns (``numeric__X``, not the missing-indicator flags) are embedded. Output: log price (n, 1).
 """
 
 from __future__ import annotations
@@ -41,8 +29,7 @@ from shared.models.layers import (EnsembleAdapter, EnsembleDense, EnsembleHead, 
 from shared.models.search import Fitted, SearchResult, tune_on_validation
 from shared.models.spec import Family, ModelSpec, Sizes, Trained
 
-#: Huber threshold on log-price residuals: |error| > 0.5 (a factor of e^0.5 = 1.65 in price)
-#: counts linearly rather than quadratically.
+#: Huber threshold on log-price residuals (e^0.5 = a factor 1.65 in price): linear beyond.
 HUBER_DELTA = 0.5
 
 
@@ -58,8 +45,8 @@ class TabularNetSizes:
 # --------------------------------------------------------------------------- which columns
 
 def numeric_columns(feature_names) -> list[int]:
-    """Indices of the standardised numeric columns of the preprocessed matrix: names
-    ``numeric__X`` except the ``numeric__missingindicator_X`` flags (0/1, passed through)."""
+    """Indices of the standardised numeric columns of the preprocessed matrix (``numeric__X``,
+    not the ``numeric__missingindicator_X`` flags)."""
     return [i for i, name in enumerate(map(str, feature_names))
             if name.startswith("numeric__") and not name.startswith("numeric__missingindicator_")]
 
@@ -78,15 +65,11 @@ def build_tabular_net(input_dim: int, numeric: list[int], target_mean: float, *,
     """The network on the (batch, input_dim) preprocessed matrix; returns
     ``(training_model, inference_model)`` sharing every layer.
 
-    ``numeric``: indices of the columns embedded (``embedding="plr"``; None: every column passes
-    through raw); the other columns pass through. ``arch``: ``plain`` (one MLP, k = 1),
-    ``tabm_mini`` (shared MLP, one input adapter per member) or ``tabm`` (every hidden layer a
-    BatchEnsemble layer). Hidden blocks are Dense -> ReLU -> Dropout (TabM's block; no batch
-    norm, whose statistics would mix the members). ``adapter_init`` of the first adapter:
-    default ``normal`` with embeddings and ``random_signs`` without (TabM's choice).
-
-    The training model outputs the members' log prices (batch, k); the inference model their
-    mean (batch, 1).
+    ``numeric``: columns embedded when ``embedding="plr"`` (None: all pass through raw). ``arch``:
+    ``plain`` (k = 1), ``tabm_mini`` or ``tabm``. Hidden blocks are Dense -> ReLU -> Dropout (no
+    batch norm, whose statistics would mix the members). ``adapter_init`` defaults to ``normal``
+    with embeddings, ``random_signs`` without (TabM's choice). The training model outputs the
+    members' log prices (batch, k), the inference model their mean (batch, 1).
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
@@ -130,9 +113,8 @@ def build_tabular_net(input_dim: int, numeric: list[int], target_mean: float, *,
 
 
 def members_loss(kind: str = "mse"):
-    """``(y_true (batch,), y_pred (batch, k)) -> (batch,)``: the mean over the k members of
-    each member's loss on log price, ``mse`` (squared error) or ``huber`` (threshold
-    :data:`HUBER_DELTA`), the target broadcast to every member. ``mae`` is the metric."""
+    """``(y_true (batch,), y_pred (batch, k)) -> (batch,)``: the mean over the members of each
+    member's ``mse``, ``huber`` (:data:`HUBER_DELTA`) or ``mae`` (the metric) on log price."""
     if kind not in ("mse", "huber", "mae"):
         raise ValueError(f"unknown loss {kind!r}; choose mse or huber")
 
@@ -153,10 +135,9 @@ def members_loss(kind: str = "mse"):
 
 
 def compile_ensemble(model, learning_rate: float, loss: str = "mse", weight_decay: float = 0.0):
-    """AdamW on the mean of the members' losses on log price (:func:`members_loss`); the
-    members' mean MAE on log price tracked. Like :func:`shared.models.fit.compile_regressor`
-    (learning rate scaled for several replicas), plus the loss choice and decoupled weight decay
-    (TabM's optimiser), not applied to biases, frequencies or adapters."""
+    """AdamW on :func:`members_loss` (learning rate scaled for several replicas), with decoupled
+    weight decay (TabM's optimiser) not applied to biases, frequencies or adapters; members' mean
+    MAE on log price tracked."""
     rate = scaled_learning_rate(learning_rate, replicas_of(model))
     optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["bias", "frequencies", "adapter"])
@@ -168,10 +149,8 @@ def compile_ensemble(model, learning_rate: float, loss: str = "mse", weight_deca
 # --------------------------------------------------------------------------- the search
 
 #: The first candidate of every search: the best configuration measured on validation on the
-#: 10,351-listing set (TabM-mini, k = 8, 2 x 128, PLR 16-wide from 32 frequencies at sigma 1.0,
-#: AdamW weight decay 1e-3: ~60 s on 2 shared cores). The paper's k = 16 / 2 x 256 was no better
-#: there and 8x slower; raw numeric values beside their embeddings did not help either. Sigma
-#: mattered most (validation MAE 12.07 / 11.98 / 11.84 / 12.24 EUR at 0.1 / 0.3 / 1 / 3).
+#: 10,351-listing set (~60 s on 2 cores). The paper's k = 16 / 2 x 256 was no better and 8x
+#: slower. Sigma mattered most (val MAE 12.07 / 11.98 / 11.84 / 12.24 EUR at 0.1 / 0.3 / 1 / 3).
 DEFAULT = {"arch": "tabm_mini", "k": 8, "embedding": "plr", "d_embedding": 16,
            "n_frequencies": 32, "sigma": 1.0, "lite": False, "hidden": (128, 128),
            "dropout": 0.1, "learning_rate": 1e-3, "weight_decay": 1e-3, "loss": "mse"}
@@ -211,8 +190,8 @@ def config_record(config: dict) -> dict:
 
 def fit_tabular_net(X_train, y_train, X_val, y_val, numeric: list[int], config: dict, seed: int,
                     epochs: int, batch_size: int, patience: int = 16, name: str = "tabular_net"):
-    """Build and fit one configuration; returns a :class:`~shared.models.search.Fitted` holding the
-    inference model (mean of the members, (batch, 1)) and the history of the training model."""
+    """Build and fit one configuration: a :class:`~shared.models.search.Fitted` of the inference
+    model (batch, 1) and the training model's history."""
     keras.utils.set_random_seed(seed)
     training, inference = build_tabular_net(
         X_train.shape[1], numeric, float(np.mean(y_train)), name=name,
@@ -225,9 +204,8 @@ def fit_tabular_net(X_train, y_train, X_val, y_val, numeric: list[int], config: 
 
 def search_tabular_net(X_train, y_train, X_val, y_val_eur, numeric: list[int], n_configs: int,
                        cfg, epochs: int, batch_size: int, patience: int = 16) -> SearchResult:
-    """Random search through :func:`shared.models.search.tune_on_validation` (candidate ``i``
-    trains with ``cfg.seed_for("candidate", i)``, drawn with the run seed), chosen on validation
-    MAE in EUR; trials record epochs run, how the run stopped and seconds."""
+    """Random search via :func:`shared.models.search.tune_on_validation` (candidate ``i`` seeded
+    with ``cfg.seed_for("candidate", i)``), chosen on validation MAE in EUR."""
     y_val_log = feats.log_target(y_val_eur)
     grid = [{"index": i, "config": config}
             for i, config in enumerate(sample_configs(n_configs, cfg.seed_for("run")))]
@@ -250,8 +228,7 @@ def search_tabular_net(X_train, y_train, X_val, y_val_eur, numeric: list[int], n
 
 
 def tabular_net_reseed(data, cfg, params: dict):
-    """``seed -> predict(part)``: the configuration in a ``tabular_net`` bundle's ``params``
-    retrained with another seed (the seed study)."""
+    """``seed -> predict(part)``: a bundle's configuration retrained with another seed.<<"""
     config = {key: params[key] for key in DEFAULT}
     config["hidden"] = tuple(config["hidden"])
     numeric = numeric_columns(data.preprocessor.get_feature_names_out())
@@ -271,9 +248,8 @@ def tabular_net_reseed(data, cfg, params: dict):
 @under_strategy
 def train_tabular_net(data, cfg, n_configs: int | None = None, epochs: int | None = None,
                       name: str = "tabular_net") -> Trained:
-    """Search ``tabular_net`` on validation (``n_configs`` / ``epochs``: default
-    ``cfg.budget.tabular_net``). The bundle's params hold the chosen configuration, its loss,
-    ``epochs_run``, ``max_epochs``, ``stopped_by``, the embedded columns and every trial."""
+    """Search ``tabular_net`` on validation (defaults: ``cfg.budget.tabular_net``); the bundle's
+    params hold the chosen configuration, epochs, the embedded columns and every trial."""
     n_configs = n_configs or cfg.budget.tabular_net.configs
     epochs = epochs or cfg.budget.tabular_net.epochs
     start = time.perf_counter()

@@ -1,24 +1,11 @@
 """Transfer learning from an ImageNet backbone: ``transfer_frozen`` and ``transfer_finetuned``.
 
-``transfer_frozen``
-    The backbone (default EfficientNet-Lite0, see :mod:`shared.features.backbones`) is frozen, so each
-    photo's 1280-d pooled feature vector never changes: it is computed once and cached on disk
-    (:mod:`shared.features.cache`). Validation chooses among heads on these features:
-
-    * backbone: Lite0 at 224 px and the budget's ``probe_backbones`` (Lite2 at 260 px);
-    * head: a *linear probe* (standardised features -> log price, ridge regression solved in
-      closed form, one SVD for every penalty of the grid, penalty chosen on validation) or a
-      non-linear one (:func:`shared.models.layers.photo_mlp_head`, early stopping on validation);
-    * flip: without, or trained on every training photo *and* its mirror image and predicting
-      from the average of the two feature vectors (test-time flip averaging; the mirrored
-      features have their own cache folder).
-
-``transfer_finetuned``
-    The frozen model is assembled end to end (photo -> backbone -> the same standardisation as a
-    fixed Normalization layer -> the trained head), then the top blocks of the backbone are
-    unfrozen and trained together with the head at a low learning rate on augmented photos.
-    Batch-norm layers stay frozen and run in inference mode: with batches of 32 their statistics
-    would be noisier than ImageNet's and would wreck the pretrained features.
+``transfer_frozen``: the frozen backbone's pooled vectors are cached (:mod:`shared.features.cache`);
+validation chooses the backbone, the head (closed-form ridge *linear probe* or
+:func:`shared.models.layers.photo_mlp_head`) and test-time flip averaging.
+``transfer_finetuned``: that model end to end, its top blocks trained with the head at a low
+learning rate on augmented photos. Batch norm stays frozen in inference mode: with batches of 32
+its statistics would wreck the pretrained features.
 """
 
 from __future__ import annotations
@@ -48,9 +35,8 @@ from shared.models.spec import Family, ModelSpec, Sizes, Trained
 
 log = logging.getLogger(__name__)
 
-#: Ridge penalties tried for the linear head (on the summed squared error of the standardised
-#: 1280 correlated features; the Keras equivalent is l2 = alpha / n_train, with n_train ~6,200
-#: on the 10k set).
+#: Ridge penalties tried for the linear head, on the summed squared error of the standardised
+#: features (Keras equivalent: l2 = alpha / n_train).
 HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 #: The non-linear head (:func:`shared.models.layers.photo_mlp_head`) and how it is trained.
 MLP_HEAD = {"hidden": 256, "input_dropout": 0.2, "dropout": 0.5}
@@ -75,25 +61,23 @@ class TransferSizes:
 
 
 def default_image_size(cfg) -> int:
-    """Photo side (px) of the transfer models, reused by the fusion models
-    (``cfg.budget.transfer.image_size``)."""
+    """Photo side (px) of the transfer models, reused by the fusion models.<<"""
     return cfg.budget.transfer.image_size
 
 
 def probe_candidates(cfg, backbone: str = DEFAULT_BACKBONE,
                      image_size: int | None = None) -> list[tuple[str, int]]:
-    """(backbone, photo side px) pairs the heads are tried on: the default first (the one
-    fine-tuning starts from), then ``cfg.budget.transfer.probe_backbones``."""
+    """(backbone, px) pairs the heads are tried on: the default first (fine-tuning starts from it),
+    then ``cfg.budget.transfer.probe_backbones``."""
     first = (backbone, image_size or default_image_size(cfg))
     return [first, *(tuple(c) for c in cfg.budget.transfer.probe_backbones if tuple(c) != first)]
 
 
 def head_inputs(plain: dict, mirrored: dict | None, y_train: np.ndarray):
-    """(training matrix, training targets, {part: matrix to predict from}) of one flip setting.
+    """(training matrix, targets, {part: matrix to predict from}) of one flip setting.
 
-    Without ``mirrored``: the features as they are. With it: the training rows twice (photo, then
-    mirror image; (2 n_train, D), targets repeated) and every part predicted from the average of
-    the two vectors (flip test-time averaging).
+    With ``mirrored``: training rows twice (photo, then mirror; (2 n_train, D), targets repeated)
+    and every part predicted from the average of the two vectors.
     """
     if mirrored is None:
         return plain["train"], y_train, plain
@@ -136,8 +120,8 @@ def _fit_head(data, cfg, backbone: str, image_size: int, head: str, flip: bool,
               features: dict) -> dict:
     """One candidate of ``transfer_frozen``: {"bundle", "predict", "val_mae", "history"}.
 
-    ``features``: {False: plain features per part, True: mirrored ones (when flips are tried)}.
-    The standardisation is fitted on the training rows (with their mirror images when ``flip``).
+    ``features``: {False: plain features per part, True: mirrored ones}. The standardisation is
+    fitted on the training rows (with their mirror images when ``flip``).
     """
     x_train, y_train, x_parts = head_inputs(features[False], features[True] if flip else None,
                                             data.y_log("train"))
@@ -174,12 +158,11 @@ def _fit_head(data, cfg, backbone: str, image_size: int, head: str, flip: bool,
 @under_strategy
 def train_transfer_frozen(data, cfg, features, backbone: str = DEFAULT_BACKBONE,
                           image_size: int | None = None) -> Trained:
-    """Every (backbone of :func:`probe_candidates`, head of ``cfg.budget.transfer.heads``, flip
-    of ``cfg.budget.transfer.flips``) on the cached features; validation picks one.
+    """Every (backbone, head, flip) of ``cfg.budget.transfer`` on the cached features; validation
+    picks one.
 
-    ``features(backbone, size, flip) -> {part: (n, D)}``: the run's cached backbone features.
-    ``extra``: "finetune_start" (the best candidate of the first backbone, where fine-tuning
-    starts) and "candidates" (validation MAE of every one)."""
+    ``features(backbone, size, flip) -> {part: (n, D)}``. ``extra``: "finetune_start" (the best
+    candidate of the first backbone) and "candidates" (every validation MAE)."""
     start = time.perf_counter()
     flips = tuple(cfg.budget.transfer.flips)
     candidates = probe_candidates(cfg, backbone, image_size)
@@ -209,17 +192,15 @@ def train_transfer_frozen(data, cfg, features, backbone: str = DEFAULT_BACKBONE,
 
 def assemble_end_to_end(frozen: ModelBundle, weights: str | None = "imagenet") -> keras.Model:
     """photo (size, size, 3) [0, 255] -> backbone -> fixed standardisation -> head -> log price.
-
-    The head is a copy of ``frozen``'s: training the assembled model leaves ``frozen`` as it was."""
+    The head is a copy: training the assembled model leaves ``frozen`` as it was."""
     size = frozen.image_size
     backbone = build_backbone(frozen.backbone, image_size=size, weights=weights)
     mean, variance = feature_standardisation(frozen)
     head = keras.models.clone_model(frozen.estimator)
     head.set_weights(frozen.estimator.get_weights())
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    # Keras 3 lets the outer training flag override this one; batch norm nevertheless stays in
-    # inference mode because unfreeze_top keeps every BatchNormalization layer frozen (a frozen
-    # BN layer always runs in inference mode), and the backbone has no dropout.
+    # The outer training flag overrides this one in Keras 3, but unfreeze_top keeps batch norm
+    # frozen (so in inference mode), and the backbone has no dropout.
     x = backbone(inputs, training=False)
     x = keras.layers.Normalization(mean=mean, variance=variance,
                                    name="feature_standardisation")(x)
@@ -230,8 +211,7 @@ def assemble_end_to_end(frozen: ModelBundle, weights: str | None = "imagenet") -
 @under_strategy
 def train_transfer_finetuned(data, cfg, frozen: ModelBundle, epochs: int | None = None,
                              learning_rate: float = FINETUNE_LR) -> Trained:
-    """Fine-tune ``frozen`` end to end (``epochs``: default
-    ``cfg.budget.transfer.finetune_epochs``)."""
+    """Fine-tune ``frozen`` end to end (``epochs``: default the budget's ``finetune_epochs``).<<"""
     n_blocks = cfg.budget.transfer.finetune_blocks
     epochs = epochs or cfg.budget.transfer.finetune_epochs
     batch_size = cfg.budget.transfer.batch_size
@@ -261,7 +241,7 @@ def train_transfer_finetuned(data, cfg, frozen: ModelBundle, epochs: int | None 
 
 def photo_model(bundle: ModelBundle) -> keras.Model:
     """A photo-only bundle as one Keras model: (n, S, S, 3) float32 in [0, 255] -> (n, 1) log
-    price, S = ``bundle.image_size`` (a frozen-backbone bundle is assembled with its backbone)."""
+    price, S = ``bundle.image_size``."""
     return bundle.estimator if "image" in bundle.inputs else assemble_end_to_end(bundle)
 
 
