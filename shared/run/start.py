@@ -12,6 +12,7 @@ from shared.run.config import SEED, RunConfig
 from shared.run.devices import configure_determinism, setup_devices
 from shared.run.experiment import Experiment
 
+
 def prepare(data_dir, models_dir, smoke: bool = False, budget: Budget | None = None,
             seed: int = SEED) -> Experiment:
     """An :class:`Experiment` on the current devices (no device setup), with the budget of ``smoke``

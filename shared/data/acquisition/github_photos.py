@@ -30,6 +30,8 @@ MANIFEST_HEADER = ["ID", "git_blob_sha1", "bytes"]
 LEDGER_FILE = "scaled-photos.csv"
 LEDGER_HEADER = ["ID", "git_blob_sha1", "recipe", "sha256"]
 MAX_DIFFERENCES_LOGGED = 20
+
+
 @dataclass(frozen=True)
 class PinnedPhoto:
     """One photo of the manifest: its git blob id (hex sha1) and size in bytes."""
