@@ -17,7 +17,7 @@ from shared.models.files import write_metadata
 from shared.models.search import Fitted, TrainingDiverged, tune_on_validation
 from shared.models.layers import build_mlp, linear_head
 from shared.models.fit import compile_regressor, fit_regressor
-from shared.models.ridge import ridge_path
+from shared.ridge import ridge_path
 from shared.data.split import make_split
 from shared.models.saved import load_bundle, save_bundle
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from shared.evaluation.metrics import PRICE_BAND_EDGES, band_names, price_band
+from shared.ridge import ridge_path
 
 ROOM_TYPE_COLUMN = "Room Type"
 SIGMA_CLIP = (1.0 / 3.0, 3.0)      # difficulty relative to its training median
@@ -139,7 +140,9 @@ class Difficulty:
         X = partial._design(pred_log, rooms)
         abs_res = np.abs(y_log - pred_log)
         floor = max(RESIDUAL_FLOOR * float(np.median(abs_res)), 1e-6)
-        coef, intercept = _ridge(X, np.log(np.maximum(abs_res, floor)), RIDGE_PENALTY)
+        coefs, mean_y = ridge_path(X, np.log(np.maximum(abs_res, floor)), [RIDGE_PENALTY])
+        coef = coefs[0]
+        intercept = mean_y - float(X.mean(axis=0) @ coef)  # X is not centred: ridge_path centres it
         raw = np.exp(intercept + X @ coef)
         return cls(partial.center, partial.scale, partial.z_range, kept,
                    tuple(map(float, coef)), float(intercept), float(np.median(raw)), len(pred_log))
@@ -167,14 +170,6 @@ class Difficulty:
                    tuple(map(float, data["z_range"])), tuple(map(str, data["room_types"])),
                    tuple(map(float, data["coef"])), float(data["intercept"]),
                    float(data["median"]), int(data["n_train"]))
-
-
-def _ridge(X: np.ndarray, y: np.ndarray, penalty: float) -> tuple[np.ndarray, float]:
-    """Ridge regression with an unpenalised intercept: (coef (d,), intercept)."""
-    mean_x, mean_y = X.mean(axis=0), float(y.mean())
-    Xc = X - mean_x
-    coef = np.linalg.solve(Xc.T @ Xc + penalty * np.eye(X.shape[1]), Xc.T @ (y - mean_y))
-    return coef, mean_y - float(mean_x @ coef)
 
 
 # --------------------------------------------------------------------------- Mondrian groups

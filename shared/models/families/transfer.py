@@ -29,7 +29,7 @@ from shared.models.end_to_end import feature_standardisation, unfreeze_top
 from shared.models.fit import (compile_regressor, epochs_record, fit_regressor, global_batch_size,
                                under_strategy)
 from shared.models.layers import linear_head, photo_mlp_head
-from shared.models.ridge import ridge_path
+from shared.ridge import ridge_path
 from shared.models.search import Fitted, tune_on_validation
 from shared.models.spec import Family, ModelSpec, Sizes, Trained
 

@@ -1,4 +1,5 @@
-"""Closed-form ridge regression in numpy, for places that need its weights directly."""
+"""The project's one ridge solver: closed-form, in numpy, for places that need its weights directly
+(the transfer model's linear head, the prediction intervals' difficulty model)."""
 
 from __future__ import annotations
 
