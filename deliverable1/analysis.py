@@ -9,6 +9,7 @@ in deliverable 2), never the better one on test.
 
 from __future__ import annotations
 
+from shared.evaluation.coverage import coverage_goal
 from shared.evaluation.metrics import lowest, paired_bootstrap_mae
 from shared.evaluation.verdicts import AT_LEAST, AT_MOST, decide
 from shared.reporting.sentences import change_word, interval_analysis, r2_phrase
@@ -176,4 +177,6 @@ def analyse(exp) -> dict:
               "photo": best_on_validation(results, PHOTO)}
     return {"best_transfer_on_validation": best_on_validation(results, TRANSFER),
             "goals": check_goals(exp), "conclusions": conclusions(results),
-            "intervals": interval_analysis(results, kinds, chosen)}
+            "intervals": interval_analysis(results, kinds, chosen),
+            "interval_goal": coverage_goal(results, dict.fromkeys(
+                ("hgb", best_on_validation(results, NETWORKS))))}

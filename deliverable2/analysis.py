@@ -19,8 +19,9 @@ from sklearn.preprocessing import StandardScaler
 from deliverable2 import ablation, conclusions
 from deliverable2.references import photo_references
 from shared.evaluation import metrics as evaluation
+from shared.evaluation.coverage import coverage_goal
 from shared.reporting import tables
-from shared.reporting.sentences import interval_analysis, results_intervals
+from shared.reporting.sentences import interval_analysis
 from shared.features.backbones import DEFAULT_BACKBONE
 from shared.features.photo_reducers import fit_image_reducer, reduced_features
 from shared.models import registry
@@ -30,10 +31,6 @@ from shared.models.families.transfer import default_image_size
 NEURAL_FUSION = registry.names(deliverable="deliverable2", role="fusion", neural=True)
 PERMUTATIONS = 20   # photo shuffles per fusion model
 
-#: The prediction-interval goal (test set): the nominal 80% interval of the best tabular model
-#: and of the fusion model validation picks each cover a share of the true prices within
-#: ``coverage_range``, and the fusion model's median width is the narrower.
-INTERVAL_GOAL = {"coverage": 0.8, "coverage_range": (0.78, 0.82)}
 
 
 def pca_curve(raw_train: np.ndarray, seed: int) -> np.ndarray:
@@ -78,22 +75,6 @@ def group_tables(exp, names) -> dict:
                                                           evaluation.price_band(y), ordered_by=y)}
 
 
-def interval_goal(exp, reference: str, fusion: str) -> dict:
-    """:data:`INTERVAL_GOAL` checked for ``reference`` (best tabular) and ``fusion`` (chosen on
-    validation): {"tabular", "fusion": {"model", "coverage", "coverage_ci95", "median_width_eur"},
-    "coverage_ok", "narrower", "reached"}."""
-    low, high = INTERVAL_GOAL["coverage_range"]
-    metrics = results_intervals(exp.results, (reference, fusion), INTERVAL_GOAL["coverage"])
-    sides = {role: {"model": name, "coverage": metrics[name]["coverage"],
-                    "coverage_ci95": metrics[name].get("coverage_ci95"),
-                    "median_width_eur": metrics[name]["median_width_eur"]}
-             for role, name in (("tabular", reference), ("fusion", fusion))}
-    coverage_ok = all(low <= side["coverage"] <= high for side in sides.values())
-    narrower = sides["fusion"]["median_width_eur"] < sides["tabular"]["median_width_eur"]
-    return {**sides, "coverage_ok": bool(coverage_ok), "narrower": bool(narrower),
-            "reached": bool(coverage_ok and narrower)}
-
-
 def analyse(run) -> dict:
     """Everything the report shows beyond the models themselves (see the module docstring)."""
     exp, best_image = run.exp, run.best_image
@@ -121,7 +102,7 @@ def analyse(run) -> dict:
     a["intervals"] = interval_analysis(exp.results, kinds, {"tabular": reference,
                                                             "photo": best_image,
                                                             "fusion": fusion})
-    a["interval_goal"] = interval_goal(exp, reference, fusion)
+    a["interval_goal"] = coverage_goal(exp.results, dict.fromkeys(("hgb", fusion)))
     a["references"] = {"origin": exp.origin,
                        "image_val_mae": {n: exp.val_mae(n) for n in photo_references()
                                          if exp.has(n)},

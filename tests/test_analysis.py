@@ -158,3 +158,50 @@ def test_the_goal_line_states_its_verdict_once():
             "reason": "not reached: x's test MAE relative to hgb's -1.0% misses the goal"}
     line = conclusions.goal_sentence(goal)
     assert line.count("not reached") == 1 and "x's test MAE relative" in line
+
+
+def _report(overall: float, private: float, n_private: int = 300) -> dict:
+    """A test interval report at 80% and 90% with two room types and one predicted band."""
+    def metrics(cov, priv):
+        group = {"coverage_ci95": None, "median_width_eur": 30.0}
+        return {"coverage": cov, "coverage_ci95": [cov - 0.02, cov + 0.02], "median_width_eur": 30.0,
+                "n": 1000, "groups": {
+                    "room_type": {"Entire home/apt": {"n": 600, "coverage": cov, **group},
+                                  "Private room": {"n": n_private, "coverage": priv, **group},
+                                  "Shared room": {"n": 30, "coverage": 0.5, **group}},
+                    "predicted_band": {"30-50": {"n": 400, "coverage": cov, **group}},
+                    "price_band": {">=120": {"n": 100, "coverage": 0.3, **group}}}}
+    return {"0.8": metrics(overall, private), "0.9": metrics(overall + 0.1, private + 0.1)}
+
+
+@pytest.mark.parametrize("overall, private, n_private, met", [
+    (0.80, 0.79, 300, True),     # every judged group in range
+    (0.80, 0.74, 300, False),    # a judged group below 75%
+    (0.80, 0.74, 99, True),      # the same group too small to judge
+    (0.77, 0.79, 300, False),    # overall below 78%
+])
+def test_the_coverage_goal_follows_overall_and_judged_groups(overall, private, n_private, met):
+    from shared.evaluation.coverage import coverage_check, coverage_goal
+
+    check = coverage_check(_report(overall, private, n_private))
+    assert check["0.8"]["met"] is met
+    # the true price band is never judged, however low
+    assert all(g["breakdown"] != "price_band" for g in check["0.8"]["groups"])
+    sentence = sentences.coverage_goal_sentence("hgb", check)
+    judged_part = sentence.split("too few")[0]
+    assert ("Private room 74.0%" in judged_part) == (private == 0.74 and n_private >= 100)
+    assert "Shared room 50.0% (n=30)" in sentence   # named as too small to judge
+    goal = coverage_goal({"hgb": {"intervals": {"test": _report(overall, private, n_private)}}},
+                         ["hgb"])
+    assert goal["reached"] is met and (goal["verdict"] == "reached") is met
+
+
+def test_the_group_coverage_table_sets_the_earlier_method_beside_the_new():
+    from shared.reporting import tables
+
+    results = {"hgb": {"intervals": {"test": _report(0.8, 0.79),
+                                     "test_earlier_method": _report(0.77, 0.70)}}}
+    table = tables.group_coverage_table(results, ["hgb"], 0.8)
+    row = table.loc[("hgb", "room type Private room")]
+    assert row["coverage"].startswith("79.0%") and row["earlier method: coverage"].startswith("70.0%")
+    assert ("hgb", "all") in table.index and not any("price band >=" in g for _, g in table.index)

@@ -24,7 +24,7 @@ from sklearn.linear_model import Ridge
 
 from shared.evaluation.conformal import (BANDS, MIN_ROOM_ROWS, POOLED, MondrianGroups,
                                          _merged_runs, group_quantiles, predicted_band)
-from shared.evaluation.intervals import (IntervalCalibration, IntervalError, fit_calibration,
+from shared.evaluation.intervals import (CALIBRATION_PARTS, IntervalCalibration, IntervalError, fit_calibration,
                                          load_calibration, save_calibration)
 
 ROOMS = np.array(["Entire home/apt", "Private room"])
@@ -194,12 +194,13 @@ def test_the_experiment_calibrates_without_reading_the_test_part(small_dir, tmp_
     data = exp.data
     model = Ridge(alpha=3.0).fit(data.tabular["train"], data.y_log("train"))
     bundle = ModelBundle("ridge", ("tabular",), model, preprocessor=data.preprocessor)
-    cal_pred = feats.price_from_log(model.predict(data.tabular["cal"]))
+    pred = {p: feats.price_from_log(model.predict(data.tabular[p])) for p in CALIBRATION_PARTS}
     exp.data = dataclasses.replace(data, parts=MappingProxyType(_Guarded(data.parts)),
                                    tabular=MappingProxyType(_Guarded(data.tabular)))
-    calibration = exp.calibrate_intervals(bundle, cal_pred)
+    calibration = exp.calibrate_intervals(bundle, pred)
 
     split = data.split
     used = set(calibration.calibration_ids)
-    assert used and used <= set(split.cal) | set(split.val)
+    assert used == {int(i) for p in CALIBRATION_PARTS for i in getattr(split, p)}
+    assert used <= set(split.cal) | set(split.val)
     assert not used & set(split.test) and not used & set(split.train)

@@ -8,16 +8,13 @@ What a user gets
     PREDICTED price (<30, 30-50, 50-80, 80-120, >=120 EUR), both known at prediction time.
 
 The guarantee, and why groups
-    *Split conformal prediction* (Vovk et al. 2005; Lei et al. 2018) needs only the model's
-    predictions, so one code calibrates every model. With ``n`` calibration rows that took no
-    part in fitting and scores ``s_i = |y_i - ŷ_i| / σ(x_i)``, the ``k``-th smallest score,
-    ``k = ceil((n + 1) c)``, bounds an interval that covers a new exchangeable listing with
-    probability at least ``c`` (at most ``c + 1 / (n + 1)``). One pooled quantile (the method
-    before issue 34) promises that on average only: on the 10k set it covered cheap predictions
-    too often and the 80-120 EUR ones too rarely. *Mondrian* conformal prediction (Vovk et al.
-    2005, ch. 4) takes the quantile within the listing's group, so the guarantee holds in every
-    group, hence in every room type and predicted-price band made of whole groups. Coverage per
-    TRUE-price band (``price_band``) cannot be promised by any calibration; it is a diagnostic.
+    Split conformal prediction (Vovk et al. 2005; Lei et al. 2018) needs only the model's
+    predictions, so one code calibrates every model: with ``n`` calibration rows and scores
+    ``s_i = |y_i - ŷ_i| / σ(x_i)``, the ``ceil((n + 1) c)``-th smallest score bounds an interval
+    covering a new exchangeable listing with probability at least ``c``. One pooled quantile
+    promises that on average only; *Mondrian* conformal prediction (Vovk et al. 2005, ch. 4)
+    takes the quantile within the listing's group, so the guarantee holds in every group.
+    Coverage per TRUE-price band (``price_band``) cannot be promised by any calibration.
 
 Small and unknown groups (:class:`~shared.evaluation.conformal.MondrianGroups`)
     Decided from the calibration rows' room types and predicted prices only: a band with fewer
@@ -26,27 +23,17 @@ Small and unknown groups (:class:`~shared.evaluation.conformal.MondrianGroups`)
     in calibration (e.g. a new "Hotel room"), takes the pooled quantile of all calibration rows
     (the marginal guarantee), as does a group too small for the asked coverage.
 
-The difficulty σ(x), fitted on training rows
-    ``log σ(x) = b0 + b1 z + b2 z² + Σ_r b_r [room type = r]`` (``z``: standardised predicted log
-    price), a ridge regression of the log absolute residual of a sample of **training** rows
-    (never calibration rows), clipped to [1/3, 3] times its median. Only its shape within a group
-    matters; each group's scale is its quantile. Without training predictions ``σ = 1``.
+The difficulty σ(x), fitted on training rows (:class:`~shared.evaluation.conformal.Difficulty`)
+    A ridge regression of the log absolute residual of a sample of training rows on the
+    standardised predicted log price, its square and the room type; ``σ = 1`` without them.
 
-How it was chosen (issue 34, 10k set, ``hgb``; calibration and validation parts only)
-    Fitted on one part and scored on the other (cal -> val, val -> cal), the worst coverage
-    error over room types and predicted bands with 100+ listings was, at 80% / 90%: pooled (the
-    earlier method) 4.6 / 2.7 points, this method 1.2 / 1.0, Mondrian with σ = 1 1.0 / 0.8,
-    conformalized quantile regression (MAPIE, quantile gradient boosting; tabular models only)
-    1.9 / 1.3. Median widths 34.9 / 47.7 EUR (pooled) vs 36.3 / 51.5 (this method): the width
-    moves from over-covered cheap listings to under-covered dear ones.
+Which rows calibrate it (:data:`CALIBRATION_PARTS`)
+    The validation and calibration parts together (~2,000 listings on the 10k set): chosen by
+    host-grouped cross-validation over those parts (docs/methodology.md, "Prediction
+    intervals", gives the comparison and says that it came after a test read). Never test rows:
+    ``fit_calibration`` has no argument that could take them and refuses training rows.
 
-Which rows calibrate it
-    The calibration part (``cal``, :mod:`shared.data.split`) chooses nothing, so its residuals
-    are those of listings the model was never selected on. ``fit_calibration`` has no argument
-    that could take test rows and refuses calibration rows that are also training rows.
-
-``intervals.json`` is format 2; format 1 (one pooled quantile) is still read and gives the same
-intervals as before. Maths: :mod:`shared.evaluation.conformal`; words, plots: :mod:`shared.reporting`.
+``intervals.json`` format 2; format 1 (one pooled quantile) still reads, with the same intervals.
 """
 
 from __future__ import annotations
@@ -70,6 +57,8 @@ __all__ = ["CALIBRATION_FILE", "DEFAULT_COVERAGES", "Difficulty", "IntervalCalib
            "load_calibration", "save_calibration"]
 
 CALIBRATION_FILE = "intervals.json"
+#: The parts of the split whose rows calibrate every model (never test; see "Which rows").
+CALIBRATION_PARTS = ("val", "cal")
 CALIBRATION_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 ID_COLUMN = "ID"
@@ -155,6 +144,13 @@ class IntervalCalibration:
         q = np.array([quantiles[g] for g in self.group_of(pred_log, frame)], dtype=np.float64)
         half = q * self.sigma(pred_log, frame)
         return np.exp(pred_log - half), np.exp(pred_log + half)
+
+    def recalibrated(self, pred_log, y_log, frame: pd.DataFrame, *,
+                     mondrian: bool) -> IntervalCalibration:
+        """The same σ with quantiles from other calibration rows (arguments as
+        :func:`fit_calibration`'s); ``mondrian=False``: one pooled quantile. For comparisons
+        (the earlier method: pooled, calibration part only)."""
+        return _calibrate(pred_log, y_log, frame, self.difficulty, mondrian)
 
     def to_dict(self) -> dict:
         """JSON-serialisable content (what ``intervals.json`` holds)."""
@@ -262,9 +258,15 @@ def fit_calibration(pred_log, y_log, frame: pd.DataFrame, train_pred_log=None, t
         IntervalError: shapes disagree, non-finite values, fewer than 2 calibration rows,
             duplicate calibration IDs, or calibration rows that are also training rows.
     """
+    return _calibrate(pred_log, y_log, frame,
+                      _fit_difficulty(frame, train_pred_log, train_y_log, train_frame), mondrian)
+
+
+def _calibrate(pred_log, y_log, frame: pd.DataFrame, difficulty: Difficulty | None,
+               mondrian: bool) -> IntervalCalibration:
+    """Scores (and groups) of the calibration rows under ``difficulty``."""
     pred_log, y_log = as_vector(pred_log, "predicted log prices"), as_vector(y_log, "log prices")
     _check_rows(pred_log, y_log, frame)
-    difficulty = _fit_difficulty(frame, train_pred_log, train_y_log, train_frame)
     sigma = np.ones_like(pred_log) if difficulty is None else difficulty.sigma(pred_log, frame)
     scores = np.abs(y_log - pred_log) / sigma
     groups, group_scores = None, {}

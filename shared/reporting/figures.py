@@ -5,9 +5,8 @@ One colour per model (:func:`model_colour`), the same in every figure of both re
 bars, never on them; price bands say whether they bin the true or the predicted price, and empty
 bands are dropped; every residual map has one colour scale (:data:`RESIDUAL_LIMIT_EUR`).
 
-Each function returns a matplotlib Figure (or draws into a given ``ax``) and never shows or saves
-it; listing photos are never drawn here (:mod:`shared.reporting.photos` saves them locally only).
-Prices, errors and widths are in EUR.
+Each function returns a matplotlib Figure (or draws into a given ``ax``), never shown or saved;
+listing photos are never drawn here (:mod:`shared.reporting.photos`). Prices, errors: EUR.
 """
 
 from __future__ import annotations
@@ -31,12 +30,13 @@ EXTRA = ("#a0cbe8", "#ffbe7d", "#8cd17d", "#d4a6c8", "#fabfd2", "#86bcb6", "#d7b
 REVERTED = "#a6a6a6"   # a training phase validation reverted
 #: Every residual map's colour scale: predicted - true from -limit to +limit EUR.
 RESIDUAL_LIMIT_EUR = 50.0
-GROUP_TITLES = {"room_type": "room type", "price_band": "true price band (EUR)"}
+GROUP_TITLES = {"room_type": "room type", "price_band": "true price band (EUR)",
+                "predicted_band": "predicted price band (EUR)"}
 
 
 @functools.lru_cache(maxsize=1)
 def _registry_order() -> tuple[str, ...]:
-    from shared.models import registry
+    from shared.models import registry  # the families' modules load TensorFlow: on first colour
 
     return registry.names()
 

@@ -15,8 +15,11 @@ CHANGE_EUR = 0.05
 #: Two median widths within this relative difference are "about as wide".
 WIDTH_TOLERANCE = 0.05
 #: Said wherever the reports speak of test hygiene.
-SELECTION_RULE_NOTE = ("the rule that selects the blend (its cross-validated validation MAE) "
-                       "was adopted after an earlier render's test results had been read")
+SELECTION_RULE_NOTE = ("two rules were adopted after test results had been read: the one that "
+                       "selects the blend (its cross-validated validation MAE), after an earlier "
+                       "render's, and the rows that calibrate the price ranges (validation and "
+                       "calibration parts), after the test coverage of a calibration-part-only "
+                       "variant had been seen for hgb")
 
 
 def change_word(before: float, after: float, tolerance: float = CHANGE_EUR) -> str:
@@ -166,9 +169,45 @@ def calibration_check(coverage: float, under: list[str], over: list[str]) -> str
             "less than nominal" if not under else
             f"Test check of the calibration: the {coverage:.0%} range of {', '.join(under)} covers "
             "significantly less than nominal on test (its whole 95% bootstrap interval is below "
-            f"{coverage:.0%}). The calibration rows chose nothing, so this is not selection "
-            "bias: the calibration sample's quantile fell low by chance, or the test listings "
-            "differ from the calibration ones")
+            f"{coverage:.0%}): the calibration rows' quantile fell low by chance, the test "
+            "listings differ from them, or the validation rows among them (which chose "
+            "hyperparameters) erred less than new listings do")
     if over:
         text += f"; {', '.join(over)} cover(s) significantly more than nominal (ranges wider than needed)"
     return text + "."
+
+
+def _group_text(g: dict) -> str:
+    label = g["group"] if g["breakdown"] == "room_type" else f"predicted {g['group']} EUR"
+    return f"{label} {g['coverage']:.1%} (n={g['n']})"
+
+
+def coverage_goal_sentence(name: str, check: dict) -> str:
+    """Where ``name``'s calibrated ranges hold and where they are still off, per nominal
+    coverage, from :func:`shared.evaluation.coverage.coverage_check`."""
+    parts = []
+    for c in check.values():
+        (lo, hi), (glo, ghi) = c["overall"]["range"], c["group_range"]
+        overall = (f"the {c['nominal']:.0%} range covers {c['overall']['coverage']:.1%} of test "
+                   f"prices overall (goal {lo:.0%}-{hi:.0%}: "
+                   f"{'met' if c['overall']['met'] else 'missed'})")
+        bounds = f"{glo:.0%}-{ghi:.0%}" if ghi < 1 else f"at least {glo:.0%}"
+        groups = ("every room type and predicted-price band with enough listings within "
+                  f"{bounds}" if not c["off"] else
+                  f"outside {bounds}: " + ", ".join(_group_text(g) for g in c["off"]))
+        parts.append(f"{overall}; {groups}")
+    small = next(iter(check.values()))["small"] if check else []
+    tail = ("; too few test listings to judge: " + ", ".join(_group_text(g) for g in small)
+            if small else "")
+    return f"`{name}`: " + "; ".join(parts) + tail + "."
+
+
+def coverage_goal_text(goal: dict, min_n: int) -> str:
+    """The coverage goal in words (``goal``: :data:`shared.evaluation.coverage.COVERAGE_GOAL`)."""
+    parts = []
+    for nominal, ((lo, hi), (glo, ghi)) in goal.items():
+        group = f"{glo:.0%}-{ghi:.0%}" if ghi < 1 else f"at least {glo:.0%}"
+        parts.append(f"the {nominal:.0%} range covers {lo:.0%}-{hi:.0%} of test prices overall "
+                     f"and {group} in every room type and predicted-price band with at least "
+                     f"{min_n} test listings")
+    return "; ".join(parts)

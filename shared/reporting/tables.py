@@ -92,6 +92,33 @@ def interval_table(reports: dict[str, dict]):
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _coverage_cell(m: dict) -> str:
+    ci = m.get("coverage_ci95")
+    return f"{m['coverage']:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else f"{m['coverage']:.1%}"
+
+
+def group_coverage_table(results: dict, names, coverage: float,
+                         breakdowns=("room_type", "predicted_band")) -> pd.DataFrame:
+    """Test coverage of the ``coverage`` range per model, overall and per group of
+    ``breakdowns`` (rows), for this version's calibration and the earlier method (one pooled
+    quantile from the calibration part) side by side: n, coverage [95% CI], median width (EUR)."""
+    key, rows = f"{coverage:g}", []
+    for name in names:
+        intervals = results[name]["intervals"]
+        new, old = intervals["test"][key], intervals.get("test_earlier_method", {}).get(key)
+        cells = [("all", "", new, old)] + [
+            (b, level, m, (old or {}).get("groups", {}).get(b, {}).get(level))
+            for b in breakdowns for level, m in new.get("groups", {}).get(b, {}).items()]
+        for breakdown, level, m, earlier in cells:
+            rows.append({"model": name, "group": f"{breakdown.replace('_', ' ')} {level}".strip(),
+                         "n": m.get("n", new["n"]), "coverage": _coverage_cell(m),
+                         "median width (EUR)": round(m["median_width_eur"], 1),
+                         "earlier method: coverage": _coverage_cell(earlier) if earlier else "",
+                         "earlier: width": round(earlier["median_width_eur"], 1) if earlier
+                         else None})
+    return pd.DataFrame(rows).set_index(["model", "group"])
+
+
 def left_aligned(table: pd.DataFrame):
     """``table`` styled for reading: text left-aligned, in full (a pandas Styler)."""
     left = [{"selector": cell, "props": [("text-align", "left")]} for cell in ("th", "td")]

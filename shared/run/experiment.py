@@ -24,8 +24,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
-from shared.evaluation.intervals import DEFAULT_COVERAGES, fit_calibration, interval_report
+from shared.evaluation.intervals import (CALIBRATION_PARTS, DEFAULT_COVERAGES, fit_calibration,
+                                        interval_report)
 from shared.evaluation.metrics import lowest, mae, regression_metrics
 from shared.features import tabular as feats
 from shared.features.cache import part_features
@@ -217,18 +219,26 @@ class Experiment:
                                             else self.prices(name, part))
             record[part] = regression_metrics(self.data.y_eur(part), self.predictions[name][part],
                                               seed=self.cfg.seed if part == "test" else None)
+        cal_prices = self._prices(bundle, trained, "cal")
         if bundle.intervals is None:
             own = (trained is not None and ("train" in trained.known or trained.predict))
+            prices = {p: self.predictions[name][p] if p == "val" else
+                      cal_prices if p == "cal" else self._prices(bundle, trained, p)
+                      for p in CALIBRATION_PARTS}
             bundle = dataclasses.replace(bundle, intervals=self.calibrate_intervals(
-                bundle, self._prices(bundle, trained, "cal"),
-                trained.prices("train", self.data) if own else None))
+                bundle, prices, trained.prices("train", self.data) if own else None))
+        earlier = bundle.intervals.recalibrated(np.log(cal_prices), self.data.y_log("cal"),
+                                                self.data.parts["cal"].frame, mondrian=False)
+        test_log = np.log(self.predictions[name]["test"])
         record["intervals"] = {
             "method": bundle.intervals.method, "calibration_rows": bundle.intervals.n,
-            "test": interval_report(bundle.intervals, np.log(self.predictions[name]["test"]),
-                                    self.data.parts["test"].frame, self.data.y_eur("test"),
-                                    seed=self.cfg.seed,
+            "calibration_parts": list(CALIBRATION_PARTS),
+            **{key: interval_report(calibration, test_log, self.data.parts["test"].frame,
+                                    self.data.y_eur("test"), seed=self.cfg.seed,
                                     coverages=[c for c in DEFAULT_COVERAGES
-                                               if c <= bundle.intervals.max_coverage])}
+                                               if c <= calibration.max_coverage])
+               for key, calibration in (("test", bundle.intervals),
+                                        ("test_earlier_method", earlier))}}
         self.results[name] = record
         return bundle
 
@@ -236,12 +246,13 @@ class Experiment:
         return trained.prices(part, self.data) if trained else bundle.predict_eur(
             self.data.parts[part])
 
-    def calibrate_intervals(self, bundle: ModelBundle, cal_pred_eur, train_pred_eur=None):
+    def calibrate_intervals(self, bundle: ModelBundle, pred_eur: dict, train_pred_eur=None):
         """Interval calibration of ``bundle``: conformal scores from its predictions on the
-        calibration part (``cal_pred_eur``, (n_cal,) EUR: rows that chose nothing), width
-        (difficulty) model from its predictions on a seeded sample of at most
-        ``budget.run.interval_difficulty_rows`` training rows (``train_pred_eur``, (n_train,)
-        EUR, when the trainer has them; otherwise predicted here). Test rows are never used."""
+        parts of :data:`~shared.evaluation.intervals.CALIBRATION_PARTS` (``pred_eur``: {part:
+        (n_part,) EUR}), width (difficulty) model from its predictions on a seeded sample of at
+        most ``budget.run.interval_difficulty_rows`` training rows (``train_pred_eur``,
+        (n_train,) EUR, when the trainer has them; otherwise predicted here). Test rows are
+        never used."""
         train = self.data.parts["train"]
         rows = np.arange(len(train.frame))
         cap = self.cfg.budget.run.interval_difficulty_rows
@@ -251,8 +262,12 @@ class Experiment:
             train = train.subset(train.ids[rows])
         train_pred_log = (np.log(np.asarray(train_pred_eur, dtype=np.float64))[rows]
                           if train_pred_eur is not None else bundle.predict_log(train))
-        return fit_calibration(np.log(np.asarray(cal_pred_eur, dtype=np.float64)),
-                               self.data.y_log("cal"), self.data.parts["cal"].frame,
+        pred = np.concatenate([np.asarray(pred_eur[p], dtype=np.float64)
+                               for p in CALIBRATION_PARTS])
+        return fit_calibration(np.log(pred),
+                               np.concatenate([self.data.y_log(p) for p in CALIBRATION_PARTS]),
+                               pd.concat([self.data.parts[p].frame for p in CALIBRATION_PARTS],
+                                         ignore_index=True),
                                train_pred_log, feats.log_target(train.prices), train.frame)
 
     def seeds(self) -> list[int]:
