@@ -391,3 +391,34 @@ def test_a_hand_edited_json_is_one_line(fitted, small_dataset, small_dir, tmp_pa
         expected = (str(intervals_path), "from another model")
 
     assert_one_line_refusal(directory, small_dir, tmp_path, capsys, *expected)
+
+
+# --------------------------------------------------------------------------- a blend's folder
+
+def test_a_blend_folder_predicts_with_its_members_and_refuses_a_changed_or_missing_one(
+        fitted, small_dataset, small_dir, tmp_path, isolated_cache, capsys):
+    from shared.models.families.blend import Blend, blend_log
+
+    preprocessor, x, y = fitted
+    models = tmp_path / "models"
+    first = load_bundle(save_ridge(fitted, models / "ridge"))
+    hgb = HistGradientBoostingRegressor(max_iter=20, random_state=0).fit(x, y)
+    second = load_bundle(save_bundle(ModelBundle("hgb", ("tabular",), hgb, preprocessor=preprocessor,
+                                                 family="baselines"), models / "hgb"))
+    blend = ModelBundle("blend", ("tabular",), Blend((first, second), 0.3), family="blend")
+    directory = save_bundle(blend, models / "blend")
+    assert (directory / "estimator.json").is_file() and not (directory / "estimator.skops").exists()
+    expected = blend_log(first.predict_log(small_dataset), second.predict_log(small_dataset), 0.3)
+    np.testing.assert_allclose(load_bundle(directory).predict_log(small_dataset), expected)
+    status, _, _ = predict(directory, small_dir, tmp_path / "p.csv", capsys)
+    assert status == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")["predicted_price"],
+                               np.round(feats.price_from_log(expected), 2), atol=0.006)
+
+    # a member retrained since (other weights, a valid folder of its own) is not the blend's
+    save_ridge(fitted, models / "ridge", Ridge(alpha=50.0).fit(x, y))
+    assert_one_line_refusal(directory, small_dir, tmp_path, capsys, str(models / "ridge"),
+                            "not the model the blend beside it was saved with")
+    shutil.rmtree(models / "ridge")
+    assert_one_line_refusal(directory, small_dir, tmp_path, capsys, str(models / "ridge"),
+                            "missing")
