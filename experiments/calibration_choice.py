@@ -350,21 +350,6 @@ def select(exp, models_dir: Path, names, reps: int = REPS, folds: int = FOLDS) -
         log.info("%s: done (%.0f s)", name, time.perf_counter() - start)
 
 
-class _Stderr(logging.StreamHandler):
-    """Writes to ``sys.stderr`` as it is at each line (a replaced stream, as under pytest)."""
-    stream = property(lambda self: sys.stderr, lambda self, value: None)
-
-
-def show_progress() -> None:
-    """The project's progress lines (:func:`shared.environment.log_progress`, which shows the
-    ``shared`` and ``deliverableN`` loggers only) and this module's, on stderr."""
-    environment.log_progress()
-    logger = logging.getLogger(__name__)
-    logger.setLevel(logging.INFO)
-    if not any(isinstance(h, _Stderr) for h in logger.handlers):
-        logger.addHandler(_Stderr())
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.calibration_choice",
                                      description=" ".join(__doc__.split("\n\n")[0].split()))
@@ -380,7 +365,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    show_progress()
+    environment.log_progress()
     models_dir = environment.resolve_models_dir(args.models_dir)
     try:
         data_dir = environment.resolve_data_dir(args.data_dir)

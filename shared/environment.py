@@ -29,7 +29,7 @@ DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DOCS_DIR = PROJECT_ROOT / "docs"
 
 #: The loggers progress lines come from (the standard ``logging`` module).
-PROGRESS_LOGGERS = ("shared", "deliverable1", "deliverable2")
+PROGRESS_LOGGERS = ("shared", "deliverable1", "deliverable2", "experiments")
 
 
 class _ProgressHandler(logging.StreamHandler):

@@ -160,7 +160,8 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
 
     from shared.models.families.cnn_scratch import build_cnn
     from shared.models.families.transfer import assemble_end_to_end
-    from shared.models.families.late_fusion import build_from_branches, build_two_branch
+    from shared.models.families.from_branches import build_from_branches
+    from shared.models.families.late_fusion import build_two_branch
     from shared.models.bundle import ModelBundle
     from shared.models.layers import build_mlp, linear_head
     from shared.models.fit import compile_regressor, fit_regressor

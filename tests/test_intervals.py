@@ -472,6 +472,6 @@ def test_interval_analysis_flags_models_whose_test_coverage_is_significantly_off
     analysis = interval_analysis(results, {"ok": "tabular", "low": "fusion", "high": "photo"},
                                  {"tabular": "ok"})
     assert analysis["under_covered"] == ["low"] and analysis["over_covered"] == ["high"]
-    assert "low" in analysis["calibration_check"] and "selection bias" in analysis["calibration_check"]
+    assert "low" in analysis["calibration_check"] and "validation rows" in analysis["calibration_check"]
     fine = interval_analysis({"ok": results["ok"]}, {"ok": "tabular"}, {"tabular": "ok"})
     assert fine["under_covered"] == [] and "no model" in fine["calibration_check"]

@@ -26,7 +26,7 @@ def test_flip_inputs_double_the_training_rows_and_average_every_part():
 def test_the_mlp_head_learns_what_a_linear_head_cannot_and_splits_as_a_fusion_branch():
     import keras
 
-    from shared.models.families.late_fusion import split_at_output
+    from shared.models.families.from_branches import split_at_output
     from shared.models.layers import photo_mlp_head
     from shared.models.fit import compile_regressor, fit_regressor
 
