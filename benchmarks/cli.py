@@ -18,7 +18,8 @@ from benchmarks import backbone, decode, e2e, feature_cache, memory, serve
 from benchmarks.harness import (DEFAULT_MAX_ROWS, Settings, fmt, goal_text, load_average,
                                 machine_info, met_text, parallel_capacity, replicate_dataset,
                                 skipped, usable_photo_paths)
-from benchmarks.report import BENCHMARKS, SCHEMA_VERSION, findings, write_report
+from benchmarks.report import (BENCHMARKS, SCHEMA_VERSION, findings, merge_reports,
+                               write_report)
 from shared import environment
 from shared.io import write_json_atomic
 
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary folder")
     parser.add_argument("--e2e-smoke", action="store_true",
                         help="development: run the deliverables with --smoke (never a full run)")
+    parser.add_argument("--merge-into", help="a folder with a full run's benchmarks.json (e.g. "
+                        "docs): merge the figures of this (partial) run into it, replacing those "
+                        "of the same id; same CPU model and dataset only")
     parser.add_argument("--from-json", help="re-render benchmarks.md from this benchmarks.json")
     return parser
 
@@ -182,7 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     full = not args.quick and selected == list(BENCHMARKS) and not any(
         (args.repeats, args.photos, args.replication, args.memory_repeats, args.e2e_smoke,
          args.max_rows))
-    if args.out:
+    if args.merge_into:
+        out = Path(args.merge_into).expanduser().resolve()
+        if args.quick or not (out / "benchmarks.json").exists():
+            print(f"benchmarks: --merge-into needs a full run's {out / 'benchmarks.json'} and a "
+                  "run that is not --quick", file=sys.stderr)
+            return 2
+    elif args.out:
         out = Path(args.out).expanduser().resolve()
         if not full and out == environment.DOCS_DIR.resolve():
             print("benchmarks: a quick or partial run never writes over docs/benchmarks.*; "
@@ -207,8 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    minutes = report["seconds"] / 60
+    if args.merge_into:
+        try:
+            report = merge_reports(json.loads((out / "benchmarks.json").read_text()), report)
+        except ValueError as exc:
+            print(f"benchmarks: {exc}", file=sys.stderr)
+            return 2
     md, js = write_report(report, out)
-    print(f"[bench] done in {report['seconds'] / 60:.1f} min:\n  {md}\n  {js}")
+    print(f"[bench] done in {minutes:.1f} min:\n  {md}\n  {js}")
     for text in report["findings"]:
         print(f"[bench] finding: {text}")
     return 0

@@ -17,7 +17,7 @@ import pytest
 from fixtures import tree_state
 from benchmarks import e2e, harness, memory
 from benchmarks.cli import main
-from benchmarks.report import SCHEMA_VERSION, findings, write_report
+from benchmarks.report import SCHEMA_VERSION, findings, merge_reports, write_report
 from shared import environment
 
 EXPECTED_QUICK_FIGURES = {"decode", "backbone", "feature_cache", "memory_transfer_finetuned",
@@ -198,6 +198,27 @@ def test_report_markdown_lists_every_figure_and_the_findings(tmp_path):
     # re-rendering from the JSON gives the same page
     assert main(["--from-json", str(js), "--out", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "benchmarks.md").read_text() == text
+
+
+def test_a_partial_run_merges_into_a_full_report_and_says_so(tmp_path):
+    full = {**_fake_report(), "partial": False, "started": "earlier",
+            "settings": {**harness.Settings(quick=True).to_json(), "quick": False}}
+    later = {**full, "started": "later", "benchmarks": ["serve"],
+             "results": [{**full["results"][0], "ratio": 0.9, "met": True},
+                         harness.skipped("serve", "Price-estimate page", "no models")]}
+    merged = merge_reports(full, later)
+    ids = [fig["id"] for fig in merged["results"]]
+    assert ids == ["decode", "memory_late_fusion", "serve"]          # replaced in place, added
+    assert merged["results"][0]["ratio"] == 0.9 and merged["results"][0]["run"]["started"] == "later"
+    assert "run" not in merged["results"][1] and merged["benchmarks"] == ["decode", "serve"]
+    assert merged["findings"] == []                                   # computed from the merged figures
+    text = write_report(merged, tmp_path)[0].read_text()
+    assert "| later partial run | started later: serve" in text
+    assert "- measured in a later partial run started later" in text
+    with pytest.raises(ValueError, match="dataset differs"):
+        merge_reports(full, {**later, "dataset": {"listings_sha256": "cd" * 32}})
+    with pytest.raises(ValueError, match="quick"):
+        merge_reports(full, {**later, "settings": harness.Settings(quick=True).to_json()})
 
 
 def test_machine_info_records_cpu_and_cores():
