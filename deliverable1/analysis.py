@@ -153,10 +153,10 @@ def answer(results: dict, goals: list[dict], sensitivity: dict | None = None) ->
         f"- **The deep tabular network** validation picks, `{net}`, misses by {r[net]['mae']:.2f} "
         f"EUR, {(r[net]['mae'] / r['hgb']['mae'] - 1) * 100:+.1f}% against gradient boosting: "
         f"goal {net_goal}.",
-        f"- **From the photo alone**, `{photo}` {r2_phrase(r[photo]['r2_log'])} (MAE "
-        f"{r[photo]['mae']:.2f} EUR): goal of R² {GOALS['transfer_min_r2_log']:.2f} {photo_goal}.",
-        f"- **A CNN from scratch** {r2_phrase(r['cnn_scratch']['r2_log'])} (stopped by the "
-        f"{cnn_stop}): goal of R² {GOALS['cnn_min_r2_log']:.2f} {cnn_goal}.",
+        f"- **From the photo alone**, `{photo}` {r2_phrase(r[photo]['r2_log'])}, MAE "
+        f"{r[photo]['mae']:.2f} EUR: goal of R² {GOALS['transfer_min_r2_log']:.2f} {photo_goal}.",
+        f"- **A CNN from scratch** {r2_phrase(r['cnn_scratch']['r2_log'])}, stopped by the "
+        f"{cnn_stop}: goal of R² {GOALS['cnn_min_r2_log']:.2f} {cnn_goal}.",
     ]
     hgb_random = ((sensitivity or {}).get("models", {}).get("hgb") or {})
     if "random_test_mae" in hgb_random:

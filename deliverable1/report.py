@@ -41,7 +41,7 @@ from shared.features import tabular as features
 from shared.models.families import cnn_scratch, mlp, transfer
 from shared.reporting import figures, photos, tables
 from shared.reporting import sentences
-from shared.reporting.sentences import SELECTION_RULE_NOTE
+from shared.reporting.sentences import CALIBRATION_RULE_NOTE
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", None)  # text columns in full
@@ -99,7 +99,7 @@ display(Markdown(
     f"two parts: the test listings are new hosts' listings), stratified on {split.PRICE_BINS} "
     f"price bins, seed {exp.cfg.seed}; published as `split.json` beside this report. Validation "
     "chooses and, with the calibration part, calibrates the price ranges (section 7); test scores "
-    f"the chosen models, but {SELECTION_RULE_NOTE}. What a random "
+    f"the chosen models, but {CALIBRATION_RULE_NOTE}. What a random "
     "split of the same sizes would have reported instead:"))
 sens = result.analysis["split_sensitivity"]
 display(pd.DataFrame(sens["models"]).T.round(3))

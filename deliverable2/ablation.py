@@ -150,9 +150,9 @@ def goal_check(exp, comparisons: dict[str, dict], reference: str) -> dict:
                     seed_range=seed_range, label=f"{chosen}'s test MAE relative to {reference}'s",
                     fmt="+.1%")
     seeds = seeds_won(exp.results.get(chosen, {}), exp.results.get(reference, {}))
-    won = ({"verdict": UNDECIDED, "label": "the seed study (none)"} if seeds["won"] is None else
+    won = ({"verdict": UNDECIDED, "label": "no seed study"} if seeds["won"] is None else
            {"verdict": REACHED if seeds["enough"] else NOT_REACHED,
-            "label": f"the seed study ({seeds['won']} of {seeds['of']} seeds better)"})
+            "label": f"better in {seeds['won']} of {seeds['of']} seeds of the seed study"})
     verdict = combine([margin, won], label="the fusion goal")
     verdict["reason"] = f"{margin['reason']}; {won['label']}"
     return {"reference": reference, "chosen_on_validation": chosen,

@@ -10,8 +10,7 @@ runner-up contains zero. The tests feed synthetic analyses where each comparison
 from __future__ import annotations
 
 from deliverable2 import ablation
-from shared.reporting.sentences import (SELECTION_RULE_NOTE, mae_comparison, paired_word,
-                                       r2_phrase)
+from shared.reporting.sentences import mae_comparison, paired_word, r2_phrase
 
 #: Two relative gains (fractions) closer than this are "about the same".
 GAIN_TOLERANCE = 0.005
@@ -131,18 +130,14 @@ def answer(exp, a: dict) -> list[str]:
 
 def conclusions(exp, a: dict) -> list[str]:
     """The report's conclusions (Markdown bullet lines) from the analysis ``a``."""
-    r, comparisons, goal, reference = exp.results, a["comparisons"], a["goal"], a["reference"]
+    r, comparisons, reference = exp.results, a["comparisons"], a["reference"]
     redundancy, p = a["photo_redundancy"], exp.bundles["late_fusion_from_branches"].params
-    chosen = goal["chosen_on_validation"]
     best_fusion_test = min(comparisons, key=lambda n: r[n]["test"]["mae"])
     lines = [
-        f"- Fusion: validation picks `{chosen}`; its test MAE is {r[chosen]['test']['mae']:.2f} "
-        f"EUR against `{reference}`'s {r[reference]['test']['mae']:.2f}: "
-        f"{_paired_text(comparisons[chosen])}.",
-        f"- Of the {len(comparisons)} fusion models, `{best_fusion_test}` has the lowest test MAE "
+        f"- Lowest fusion test MAE: `{best_fusion_test}` "
         f"({r[best_fusion_test]['test']['mae']:.2f} EUR, "
-        f"{comparisons[best_fusion_test]['relative_diff']:+.1%}); reading this off the test table "
-        "is a selection on test and is reported only as such.",
+        f"{comparisons[best_fusion_test]['relative_diff']:+.1%} against `{reference}`), a "
+        "selection on test reported only as such.",
         base_sentence(a["controls"], a["vs_hgb"]),
         f"- Why: on the test rows, a ridge on the tabular features reproduces "
         f"{redundancy['test']['r2_photo_from_tabular']:.0%} of the photo price score; the score "
@@ -157,7 +152,5 @@ def conclusions(exp, a: dict) -> list[str]:
         f"{'kept' if p['head_kept'] else 'reverted'}, phase B "
         f"{'kept' if p['joint_kept'] else 'reverted'} on validation; it starts as the `mlp` and "
         "departs from it only where validation agrees.",
-        f"- Test hygiene: every model was chosen on validation and scored on test once, but "
-        f"{SELECTION_RULE_NOTE}; the goal verdict above is read with that in mind.",
     ]
     return lines

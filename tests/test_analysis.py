@@ -190,7 +190,16 @@ def test_the_coverage_goal_follows_overall_and_judged_groups(overall, private, n
     sentence = sentences.coverage_goal_sentence("hgb", check)
     judged_part = sentence.split("too few")[0]
     assert ("Private room 74.0%" in judged_part) == (private == 0.74 and n_private >= 100)
-    assert "Shared room 50.0% (n=30)" in sentence   # named as too small to judge
+    assert "Shared room (n=30)" in sentence.split("too few test listings to judge:")[1]
+    tiny = _report(overall, private, n_private)
+    for metrics in tiny.values():
+        for groups in metrics["groups"].values():
+            for g in groups.values():
+                g["n"] = 50
+    # every group too small: said once, no list of groups, no vacuous "every judged group"
+    tiny_sentence = sentences.coverage_goal_sentence("hgb", coverage_check(tiny))
+    assert "no group large enough to judge" in tiny_sentence
+    assert "too few" not in tiny_sentence and "every judged" not in tiny_sentence
     goal = coverage_goal({"hgb": {"intervals": {"test": _report(overall, private, n_private)}}},
                          ["hgb"])
     assert goal["reached"] is met and (goal["verdict"] == "reached") is met

@@ -15,6 +15,9 @@ CHANGE_EUR = 0.05
 #: Two median widths within this relative difference are "about as wide".
 WIDTH_TOLERANCE = 0.05
 #: Said wherever the reports speak of test hygiene.
+CALIBRATION_RULE_NOTE = ("the rows that calibrate the price ranges (validation and calibration "
+                         "parts) were chosen after the test coverage of a calibration-part-only "
+                         "variant had been seen for hgb")
 SELECTION_RULE_NOTE = ("two rules were adopted after test results had been read: the one that "
                        "selects the blend (its cross-validated validation MAE), after an earlier "
                        "render's, and the rows that calibrate the price ranges (validation and "
@@ -177,9 +180,9 @@ def calibration_check(coverage: float, under: list[str], over: list[str]) -> str
     return text + "."
 
 
-def _group_text(g: dict) -> str:
+def _group_text(g: dict, coverage: bool = True) -> str:
     label = g["group"] if g["breakdown"] == "room_type" else f"predicted {g['group']} EUR"
-    return f"{label} {g['coverage']:.1%} (n={g['n']})"
+    return f"{label} {g['coverage']:.1%} (n={g['n']})" if coverage else f"{label} (n={g['n']})"
 
 
 def coverage_goal_sentence(name: str, check: dict) -> str:
@@ -188,26 +191,28 @@ def coverage_goal_sentence(name: str, check: dict) -> str:
     parts = []
     for c in check.values():
         (lo, hi), (glo, ghi) = c["overall"]["range"], c["group_range"]
-        overall = (f"the {c['nominal']:.0%} range covers {c['overall']['coverage']:.1%} of test "
-                   f"prices overall (goal {lo:.0%}-{hi:.0%}: "
-                   f"{'met' if c['overall']['met'] else 'missed'})")
-        bounds = f"{glo:.0%}-{ghi:.0%}" if ghi < 1 else f"at least {glo:.0%}"
-        groups = ("every room type and predicted-price band with enough listings within "
-                  f"{bounds}" if not c["off"] else
-                  f"outside {bounds}: " + ", ".join(_group_text(g) for g in c["off"]))
-        parts.append(f"{overall}; {groups}")
+        overall = (f"{c['nominal']:.0%} range {c['overall']['coverage']:.1%} overall (goal "
+                   f"{lo:.0%}-{hi:.0%}: {'met' if c['overall']['met'] else 'missed'})")
+        inside, outside = ((f"within {glo:.0%}-{ghi:.0%}", f"outside {glo:.0%}-{ghi:.0%}")
+                           if ghi < 1 else (f"at least {glo:.0%}", f"below {glo:.0%}"))
+        judged = [g for g in c["groups"] if g["judged"]]
+        groups = ("no group large enough to judge" if not judged else
+                  f"every judged group {inside}" if not c["off"] else
+                  f"{outside}: " + ", ".join(_group_text(g) for g in c["off"]))
+        parts.append(f"{overall}, {groups}")
     small = next(iter(check.values()))["small"] if check else []
-    tail = ("; too few test listings to judge: " + ", ".join(_group_text(g) for g in small)
-            if small else "")
+    tail = ("; too few test listings to judge: " + ", ".join(_group_text(g, False) for g in small)
+            if small and len(small) < len(next(iter(check.values()))["groups"]) else "")
     return f"`{name}`: " + "; ".join(parts) + tail + "."
 
 
 def coverage_goal_text(goal: dict, min_n: int) -> str:
     """The coverage goal in words (``goal``: :data:`shared.evaluation.coverage.COVERAGE_GOAL`)."""
     parts = []
-    for nominal, ((lo, hi), (glo, ghi)) in goal.items():
+    for i, (nominal, ((lo, hi), (glo, ghi))) in enumerate(goal.items()):
         group = f"{glo:.0%}-{ghi:.0%}" if ghi < 1 else f"at least {glo:.0%}"
-        parts.append(f"the {nominal:.0%} range covers {lo:.0%}-{hi:.0%} of test prices overall "
-                     f"and {group} in every room type and predicted-price band with at least "
-                     f"{min_n} test listings")
+        where = ("in every room type and predicted-price band with at least "
+                 f"{min_n} test listings" if i == 0 else "in each such group")
+        parts.append(f"{nominal:.0%} range: {lo:.0%}-{hi:.0%} of test prices overall, {group} "
+                     f"{where}")
     return "; ".join(parts)
