@@ -18,6 +18,7 @@ Sessions::
     nox -s data [-- --source drive]   # fetch the real dataset (default: the reports' 10k set)
     nox -s reproduce -- deliverable1  # retrain in a scratch folder, compare with docs/*/metrics.json
     nox -s bench [-- --quick]         # benchmarks -> docs/benchmarks.md/json
+    nox -s app [-- --port 8000]       # the price-estimate page over models/ (airbnb-dl serve)
     nox -s lint                       # ruff on the Python code, hadolint on the Dockerfile
     nox -s docs                       # static documentation site (MkDocs, strict)
 """
@@ -78,13 +79,21 @@ def data(session: nox.Session) -> None:
 
 
 @nox.session
+def app(session: nox.Session) -> None:
+    """The price-estimate page over the trained models folder (``airbnb-dl serve``; run
+    ``nox -s deliverable2`` first): http://127.0.0.1:8000/ by default; arguments after ``--`` go
+    to ``airbnb-dl serve`` (``-- --host 0.0.0.0`` inside a container)."""
+    _run(session, "-m", "shared.cli", "serve", *session.posargs)
+
+
+@nox.session
 def reproduce(session: nox.Session) -> None:
     """Check the published numbers: ``-- deliverable1`` (or ``deliverable2``) trains again into
     a scratch folder and compares every model's test metrics with
-    ``docs/<deliverable>/metrics.json`` (exit 0 when they agree; see shared/reproduce.py)."""
+    ``docs/<deliverable>/metrics.json`` (exit 0 when they agree; see shared/run/reproduce.py)."""
     if not session.posargs:
         session.error("name the deliverable: nox -s reproduce -- deliverable1 (or deliverable2)")
-    _run(session, "-m", "shared.reproduce", *session.posargs)
+    _run(session, "-m", "shared.run.reproduce", *session.posargs)
 
 
 # --------------------------------------------------------------------- lint, docs, container

@@ -18,23 +18,27 @@ the diagnosis measured in the same run is turned into a finding (``findings``).
 One module per figure, each with ``run`` (the measurement), ``section`` (its details in the
 Markdown page) and ``finding`` (the sentence written when its goal is missed):
 
-1. :mod:`benchmarks.decode`: :func:`shared.images.make_image_dataset` (tf.data, parallel) vs a
+1. :mod:`benchmarks.decode`: :func:`shared.data.images.make_image_dataset` (tf.data, parallel) vs a
    single-threaded Pillow loop doing the same work (decode, RGB, antialiased bilinear resize,
    float32 batches).
-2. :mod:`benchmarks.backbone`: :func:`shared.feature_cache.extract_features` on an empty cache
+2. :mod:`benchmarks.backbone`: :func:`shared.features.cache.extract_features` on an empty cache
    (files on disk -> features) vs the same backbone object on a batch already in memory.
-3. :mod:`benchmarks.feature_cache`: :func:`shared.models.transfer.train_transfer_frozen`, first run
+3. :mod:`benchmarks.feature_cache`: :func:`shared.models.families.transfer.train_transfer_frozen`, first run
    (empty feature cache) vs second run (all features cached).
 4. :mod:`benchmarks.memory`: peak RSS of training a model (each in a fresh process, its own
    peak measured by :mod:`benchmarks.launcher`) on the first ``--max-rows`` rows of the dataset
    vs on a ``--replication``-times larger copy of them (rows replicated under new IDs, photos
    hard-linked or symlinked in a temporary folder); plus the original's approach (every photo in
    one float64 array) at both sizes.
-5. :mod:`benchmarks.e2e`: wall time of ``airbnb-dl report <deliverable>`` (the command behind
+5. :mod:`benchmarks.serve`: the price-estimate page (``airbnb-dl serve``): latency of one
+   estimate over HTTP (median and 95th percentile of 50 sequential requests, 10 with ``--quick``)
+   against the 1 s budget, and the server's start-up beside one ``airbnb-dl predict`` of the same
+   listing; on ``models/`` (with ``picks.json``) in a full run, smoke-trained stand-ins otherwise.
+6. :mod:`benchmarks.e2e`: wall time of ``airbnb-dl report <deliverable>`` (the command behind
    ``nox -s <deliverable>``) on the first ``--max-rows`` rows of the dataset, into temporary
    folders, and training throughput per model.
 
-Figures 1-3 are about throughput and read the whole dataset; 4 and 5 train, so they use a bounded
+Figures 1-3 are about throughput and read the whole dataset; 4 and 6 train, so they use a bounded
 number of rows (``--max-rows``, default :data:`benchmarks.harness.DEFAULT_MAX_ROWS`) whatever the
 dataset's size, which keeps a full run on the 10,351-listing set within an hour on 2 cores:
 

@@ -1,6 +1,6 @@
 """Figure ``backbone``: feature extraction end to end vs the backbone alone, photos/s.
 
-:func:`shared.feature_cache.extract_features` on an empty cache (files on disk -> features) against
+:func:`shared.features.cache.extract_features` on an empty cache (files on disk -> features) against
 the same backbone object on a batch of real photos already decoded in memory (compute only).
 """
 
@@ -20,9 +20,9 @@ def run(paths: list[str], settings: Settings, workdir: Path) -> dict:
     """extract_features on an empty cache (disk -> features) vs the model on in-memory batches."""
     import tensorflow as tf
 
-    from shared.backbones import DEFAULT_BACKBONE, build_backbone
-    from shared.feature_cache import extract_features
-    from shared.images import make_image_dataset
+    from shared.features.backbones import DEFAULT_BACKBONE, build_backbone
+    from shared.features.cache import extract_features
+    from shared.data.images import make_image_dataset
 
     size, batch = settings.image_size, settings.batch_size
     model = build_backbone(DEFAULT_BACKBONE, image_size=size)

@@ -14,30 +14,33 @@ import traceback
 from pathlib import Path
 
 import benchmarks
-from benchmarks import backbone, decode, e2e, feature_cache, memory
+from benchmarks import backbone, decode, e2e, feature_cache, memory, serve
 from benchmarks.harness import (DEFAULT_MAX_ROWS, Settings, fmt, goal_text, load_average,
                                 machine_info, met_text, parallel_capacity, replicate_dataset,
                                 skipped, usable_photo_paths)
-from benchmarks.report import BENCHMARKS, SCHEMA_VERSION, findings, write_report
-from shared import config
+from benchmarks.report import (BENCHMARKS, SCHEMA_VERSION, findings, merge_reports,
+                               write_report)
+from shared import environment
 from shared.io import write_json_atomic
 
 
 @contextlib.contextmanager
 def private_cache(workdir: Path):
     """Point AIRBNB_DL_CACHE at a fresh folder for the run; copy only the converted weights."""
-    from shared.backbones import efficientnet_lite as lite
+    # TensorFlow: the benchmark runner loads it only when a benchmark needs the weights
+    from shared.features.backbones import efficientnet_lite as lite
+    from shared.features.backbones import efficientnet_lite_weights as lite_weights
 
     previous, sources = os.environ.get("AIRBNB_DL_CACHE"), {}
     for name, variant in lite.VARIANTS.items():
         with contextlib.suppress(Exception):
-            sources[name] = lite.cached_weights_path(variant)
+            sources[name] = lite_weights.cached_weights_path(variant)
     cache = workdir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     os.environ["AIRBNB_DL_CACHE"] = str(cache)
     for name, source in sources.items():
         with contextlib.suppress(Exception):
-            target = lite.cached_weights_path(lite.VARIANTS[name])
+            target = lite_weights.cached_weights_path(lite.VARIANTS[name])
             if source.is_file() and not target.exists():
                 shutil.copy2(source, target)
     try:
@@ -52,8 +55,8 @@ def private_cache(workdir: Path):
 def dataset_label(data_dir: Path) -> dict:
     """How the report names its dataset: directory name (project-relative path when inside the
     project), the rows of ``listings.csv`` and its sha256, never a machine's absolute path."""
-    from shared.dataset import read_listings_csv
-    from shared.experiment import dataset_location
+    from shared.data.dataset import read_listings_csv
+    from shared.run.records import dataset_location
     from shared.io import sha256_file
 
     return {**dataset_location(data_dir), "rows": int(len(read_listings_csv(Path(data_dir)))),
@@ -75,10 +78,11 @@ def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], work
               "dataset": dataset_label(data_dir), "benchmarks": selected,
               "partial": selected != list(BENCHMARKS), "load_average": {"start": load_average()},
               "parallel_capacity": {"start": parallel_capacity()}, "results": []}
-    from shared.devices import configure_determinism, setup_devices
+    from shared.run.config import SEED
+    from shared.run.devices import configure_determinism, setup_devices
 
     setup_devices()  # the same device setup as every training entry point
-    configure_determinism(config.SEED)
+    configure_determinism(SEED)
     with private_cache(workdir):
         data = data_dir
         if settings.rows:
@@ -92,6 +96,7 @@ def run_benchmarks(data_dir: Path, settings: Settings, selected: list[str], work
                                                              warm=photos_measured)],
                  "memory": lambda: memory.run(data, settings, workdir,
                                               warm="feature_cache" in selected),
+                 "serve": lambda: serve.run(data, settings, workdir),
                  "e2e": lambda: e2e.run(data, settings, workdir)}
         for name in selected:
             report["results"] += _run_step(name, steps[name], log)
@@ -148,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary folder")
     parser.add_argument("--e2e-smoke", action="store_true",
                         help="development: run the deliverables with --smoke (never a full run)")
+    parser.add_argument("--merge-into", help="a folder with a full run's benchmarks.json (e.g. "
+                        "docs): merge the figures of this (partial) run into it, replacing those "
+                        "of the same id; same CPU model and dataset only")
     parser.add_argument("--from-json", help="re-render benchmarks.md from this benchmarks.json")
     return parser
 
@@ -178,17 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     full = not args.quick and selected == list(BENCHMARKS) and not any(
         (args.repeats, args.photos, args.replication, args.memory_repeats, args.e2e_smoke,
          args.max_rows))
-    if args.out:
+    if args.merge_into:
+        out = Path(args.merge_into).expanduser().resolve()
+        if args.quick or not (out / "benchmarks.json").exists():
+            print(f"benchmarks: --merge-into needs a full run's {out / 'benchmarks.json'} and a "
+                  "run that is not --quick", file=sys.stderr)
+            return 2
+    elif args.out:
         out = Path(args.out).expanduser().resolve()
-        if not full and out == config.DOCS_DIR.resolve():
+        if not full and out == environment.DOCS_DIR.resolve():
             print("benchmarks: a quick or partial run never writes over docs/benchmarks.*; "
                   "give another --out", file=sys.stderr)
             return 2
     else:
-        out = config.DOCS_DIR if full else Path(tempfile.mkdtemp(prefix="airbnb-dl-bench-out-"))
+        out = environment.DOCS_DIR if full else Path(tempfile.mkdtemp(prefix="airbnb-dl-bench-out-"))
     try:
-        data_dir = config.resolve_data_dir(args.data_dir)
-    except config.DataDirError as exc:
+        data_dir = environment.resolve_data_dir(args.data_dir)
+    except environment.DataDirError as exc:
         print(f"benchmarks: error: {exc}", file=sys.stderr)
         return 2
     settings = Settings(quick=args.quick, repeats=args.repeats, photos=args.photos,
@@ -203,8 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    minutes = report["seconds"] / 60
+    if args.merge_into:
+        try:
+            report = merge_reports(json.loads((out / "benchmarks.json").read_text()), report)
+        except ValueError as exc:
+            print(f"benchmarks: {exc}", file=sys.stderr)
+            return 2
     md, js = write_report(report, out)
-    print(f"[bench] done in {report['seconds'] / 60:.1f} min:\n  {md}\n  {js}")
+    print(f"[bench] done in {minutes:.1f} min:\n  {md}\n  {js}")
     for text in report["findings"]:
         print(f"[bench] finding: {text}")
     return 0

@@ -1,6 +1,6 @@
 """Figure ``decode``: the tf.data photo pipeline vs a single-threaded Pillow loop, images/s.
 
-:func:`shared.images.make_image_dataset` (parallel decode, area resize, float32 batches) against
+:func:`shared.data.images.make_image_dataset` (parallel decode, area resize, float32 batches) against
 the reference decoder :func:`pillow_photo` doing the same work on the same files, plus the CPU
 cost per photo of each stage on one thread (the diagnosis behind the CPU-bound ceiling).
 """
@@ -26,7 +26,7 @@ def pillow_photo(path, image_size: int) -> np.ndarray:
     """Reference decoder: Pillow, RGB, antialiased bilinear resize -> (s, s, 3) float32 [0, 255].
 
     Pillow's bilinear filter widens its support when downscaling, i.e. it is antialiased like
-    ``tf.image.resize(..., antialias=True)`` in :func:`shared.images.decode_photo`.
+    ``tf.image.resize(..., antialias=True)`` in :func:`shared.data.images.decode_photo`.
     """
     from PIL import Image
 
@@ -37,7 +37,7 @@ def pillow_photo(path, image_size: int) -> np.ndarray:
 
 def run(paths: list[str], settings: Settings) -> dict:
     """tf.data pipeline vs single-threaded Pillow on the same files, images per second."""
-    from shared.images import make_image_dataset
+    from shared.data.images import make_image_dataset
 
     size, batch = settings.image_size, settings.batch_size
 
@@ -82,7 +82,7 @@ def stage_costs(paths: list[str], settings: Settings) -> dict[str, float | None]
     """Diagnosis: CPU milliseconds per photo of each decoding stage, one thread (not a throughput)."""
     import tensorflow as tf
 
-    from shared.images import decode_photo
+    from shared.data.images import decode_photo
 
     size = settings.image_size
 

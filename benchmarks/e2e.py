@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.harness import bounded_dataset, figure, fmt, ratio_of, run_child
-from shared import config
+from shared import environment
 
 if TYPE_CHECKING:
     from benchmarks.harness import Settings
@@ -67,7 +67,7 @@ def run(data_dir: Path, settings: Settings, workdir: Path) -> list[dict]:
     deliverable 1 looks for its all-column dataset where it would for ``data_dir`` (the bounded
     copy lives in a temporary folder).
     """
-    from shared.config import COLUMN_COST_ENV, column_cost_data_dir
+    from shared.environment import COLUMN_COST_ENV, column_cost_data_dir
 
     bounded = bounded_dataset(data_dir, workdir, settings.max_rows)
     env = {COLUMN_COST_ENV: str(column_cost_data_dir(data_dir))}
@@ -123,7 +123,7 @@ def rendered_run(deliverable: str, data_dir: Path) -> dict | None:
     "smoke"}; None otherwise (no report, another dataset, no timing)."""
     from shared.io import sha256_file
 
-    path = config.DOCS_DIR / deliverable / "metrics.json"
+    path = environment.DOCS_DIR / deliverable / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -20,12 +20,13 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
     ``warm``: the process already ran the backbone (earlier figures), so the untimed warm-up
     pair is skipped (it costs minutes at full size).
     """
-    from shared.models.transfer import default_image_size, train_transfer_frozen
-    from shared.backbones import DEFAULT_BACKBONE
-    from shared.config import RunConfig
-    from shared.data import prepare_data
-    from shared.feature_cache import feature_cache_dir
-    from shared.settings import budget_for
+    from shared.models.families.transfer import default_image_size, train_transfer_frozen
+    from shared.features.backbones import DEFAULT_BACKBONE
+    from shared.run.config import RunConfig
+    from shared.features.model_data import prepare_data
+    from shared.features.cache import feature_cache_dir
+    from shared.run.budgets import budget_for
+    from shared.run.experiment import Experiment
 
     models = workdir / "feature-cache-models"
     cfg = RunConfig(data_dir=Path(data_dir), models_dir=models, budget=budget_for(settings.smoke),
@@ -36,9 +37,13 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
     folder = feature_cache_dir(DEFAULT_BACKBONE, size).parent
 
     def timed() -> tuple[float, dict]:
+        """One train_transfer_frozen call in a new run (features read or extracted afresh)."""
+        run = Experiment(data, cfg)
         start = time.perf_counter()
-        stats = train_transfer_frozen(data, cfg).extra["extraction"]
-        return time.perf_counter() - start, stats
+        train_transfer_frozen(data, cfg, run.features)
+        seconds = time.perf_counter() - start
+        stats = list(run.extraction.values())
+        return seconds, {key: sum(s[key] for s in stats) for key in ("seconds", "computed", "cached")}
 
     pairs = []
     warmup = 0 if (settings.quick or warm) else 1

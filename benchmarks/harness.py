@@ -20,7 +20,8 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.launcher import PEAK_PREFIX
-from shared import config, schema
+from shared import environment
+from shared.data import schema
 from shared.io import write_text_atomic
 
 #: Prefix of the line in which a benchmark child prints its JSON result.
@@ -33,6 +34,7 @@ GOALS = {
     "feature_cache": (">=", 5.0),
     "memory_transfer_finetuned": ("<=", 1.25),
     "memory_late_fusion": ("<=", 1.25),
+    "serve": ("<=", 1.0),
 }
 
 
@@ -277,7 +279,7 @@ def run_child(args: list[str], log: Path, env: dict[str, str] | None = None) -> 
     start = time.perf_counter()
     with open(log, "w") as handle:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.launcher", sys.executable, *args],
-                              stdout=handle, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT,
+                              stdout=handle, stderr=subprocess.STDOUT, cwd=environment.PROJECT_ROOT,
                               env={**os.environ, **env} if env else None)
     wall = time.perf_counter() - start
     output = log.read_text(errors="replace")
@@ -324,7 +326,7 @@ def replicate_dataset(source, dest, factor: int, rows: int | None = None) -> dic
     """
     import pandas as pd
 
-    from shared.dataset import parse_listing_id, read_listings_csv
+    from shared.data.dataset import parse_listing_id, read_listings_csv
 
     source, dest = Path(source), Path(dest)
     if factor < 1:
@@ -375,7 +377,7 @@ def bounded_dataset(source, workdir, max_rows: int, factor: int = 1) -> dict:
 
 def usable_photo_paths(data_dir: Path, limit: int | None) -> list[str]:
     """Photo paths of the dataset's usable listings, the first ``limit`` (None: all)."""
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     paths = [str(p) for p in load_dataset(data_dir).image_paths]
     return paths[:limit] if limit else paths

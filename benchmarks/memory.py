@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from benchmarks.harness import Settings
 
 #: model -> the training function measured.
-ENTRIES = {"transfer_finetuned": "shared.models.transfer.train_transfer_finetuned",
-           "late_fusion": "shared.models.late_fusion.train_late_fusion"}
+ENTRIES = {"transfer_finetuned": "shared.models.families.transfer.train_transfer_finetuned",
+           "late_fusion": "shared.models.families.late_fusion.train_late_fusion"}
 ORIGINAL_IMAGE_SIZE = 224  # pixels: the original's photos
 
 
@@ -47,7 +47,7 @@ def run(data_dir: Path, settings: Settings, workdir: Path, warm: bool = False) -
     ``warm``: the feature cache already holds the dataset's features (the feature-cache figure
     ran), so no warm-up child is needed.
     """
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     factor, cap = settings.replication, settings.max_rows
     copies = {"1x": bounded_dataset(data_dir, workdir, cap),
@@ -278,34 +278,38 @@ class RssSampler:
 
 def child_train(args: argparse.Namespace) -> dict:
     """Fresh process: prepare + frozen head + the measured training; RSS per phase, MiB."""
-    from shared.models.transfer import train_transfer_finetuned, train_transfer_frozen
-    from shared.experiment import start_run
+    import dataclasses
 
-    exp = start_run(args.data_dir, args.models_dir, smoke=args.smoke)
+    from shared.features.backbones import DEFAULT_BACKBONE
+    from shared.models.families import late_fusion
+    from shared.models.families.mlp import config_of, train_mlp
+    from shared.models.families.transfer import (default_image_size, train_transfer_finetuned,
+                                                 train_transfer_frozen)
+    from shared.run.budgets import budget_for
+    from shared.run.start import start_run
+
+    base = budget_for(args.smoke)
+    budget = base.replace(  # the measured epochs, whatever the budget says
+        mlp=dataclasses.replace(base.mlp, epochs=args.head_epochs),
+        transfer=dataclasses.replace(base.transfer, finetune_epochs=args.finetune_epochs),
+        late_fusion=dataclasses.replace(base.late_fusion, finetune_epochs=args.finetune_epochs))
+    exp = start_run(args.data_dir, args.models_dir, smoke=args.smoke, budget=budget)
     data, cfg = exp.data, exp.cfg
     after_prepare = rss_mib()
     if args.model == "transfer_finetuned":
-        frozen = train_transfer_frozen(data, cfg).bundle
+        frozen = train_transfer_frozen(data, cfg, exp.features).bundle
 
         def train():
-            return train_transfer_finetuned(data, cfg, frozen, epochs=args.finetune_epochs).bundle
+            return train_transfer_finetuned(data, cfg, frozen).bundle
     else:  # late_fusion
-        from shared.backbones import DEFAULT_BACKBONE
-        from shared.models import late_fusion
-        from shared.models.mlp import config_of, train_mlp
-        from shared.models.transfer import backbone_features, default_image_size
-
         size = default_image_size(cfg)
-        raw, _ = backbone_features(data, cfg, DEFAULT_BACKBONE, size)  # as deliverable 2 uses them
+        raw = exp.features(DEFAULT_BACKBONE, size)  # as deliverable 2 uses them
         # the tabular branch is deliverable 1's chosen mlp: one candidate, few epochs, suffices
-        mlp = train_mlp(data, cfg, n_configs=1, epochs=args.head_epochs).bundle
-        tab_config = config_of(mlp.params)
+        tab_config = config_of(train_mlp(data, cfg, n_configs=1).bundle.params)
 
         def train():
-            return late_fusion.train_late_fusion(data, cfg, raw, DEFAULT_BACKBONE, size, tab_config,
-                                                 epochs=args.head_epochs,
-                                                 finetune_epochs=args.finetune_epochs,
-                                                 log=lambda *a, **k: None).bundle
+            return late_fusion.train_late_fusion(data, cfg, raw, DEFAULT_BACKBONE, size,
+                                                 tab_config).bundle
     before = peak_rss_mib()
     with RssSampler() as sampler:
         start = time.perf_counter()
@@ -323,7 +327,7 @@ def child_train(args: argparse.Namespace) -> dict:
 def child_original(args: argparse.Namespace) -> dict:
     """Fresh process: the original's approach, every photo in one (n, s, s, 3) float64 array."""
     from benchmarks.decode import pillow_photo
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     paths = load_dataset(args.data_dir, check_photos=False).image_paths
     size = args.image_size

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import backbone, decode, e2e, feature_cache, memory
+from benchmarks import backbone, decode, e2e, feature_cache, memory, serve
 from benchmarks.harness import fmt, goal_text, met_text
 from shared.io import write_json_atomic, write_text_atomic
 
@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 #: benchmark name -> the module of its figures (figure ids are the name or start with ``name_``).
 FIGURE_MODULES: dict[str, ModuleType] = {"decode": decode, "backbone": backbone,
                                          "feature_cache": feature_cache, "memory": memory,
-                                         "e2e": e2e}
+                                         "serve": serve, "e2e": e2e}
 BENCHMARKS = tuple(FIGURE_MODULES)
 
 
@@ -36,6 +36,28 @@ def findings(results: list[dict]) -> list[str]:
             if text:
                 out.append(text)
     return out
+
+
+def merge_reports(base: dict, partial: dict) -> dict:
+    """``base`` (a full run's report) with the figures of the later partial run ``partial`` in
+    place of its figures of the same id (or added after them); each merged figure carries
+    ``run`` (when, on what versions, under what load it was measured). Only runs on the same
+    CPU model and the same dataset merge: a ``ValueError`` names what differs."""
+    for what, a, b in (("CPU model", base["machine"]["cpu_model"], partial["machine"]["cpu_model"]),
+                       ("dataset", base.get("dataset", {}).get("listings_sha256"),
+                        partial.get("dataset", {}).get("listings_sha256"))):
+        if a != b:
+            raise ValueError(f"cannot merge: the {what} differs ({a!r} in the full run, {b!r} in "
+                             "the partial run); run the full benchmarks instead")
+    if partial["settings"].get("quick"):
+        raise ValueError("cannot merge a quick run into a report")
+    run = {key: partial.get(key) for key in ("started", "benchmarks", "load_average", "seconds")}
+    run["versions"] = partial["machine"]["versions"]
+    new = {fig["id"]: {**fig, "run": run} for fig in partial["results"]}
+    results = [new.pop(fig["id"], fig) for fig in base["results"]] + list(new.values())
+    return {**base, "results": results, "findings": findings(results),
+            "benchmarks": list(dict.fromkeys([*base["benchmarks"], *partial["benchmarks"]])),
+            "merged_runs": [*base.get("merged_runs", []), run]}
 
 
 def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
@@ -81,6 +103,10 @@ def render_markdown(report: dict) -> str:
               f"| dataset | {_dataset_line(report)} |",
               f"| started | {report['started']} |",
               f"| duration | {fmt((report.get('seconds') or 0) / 60, 'min', 1)} |",
+              *(f"| later partial run | started {run['started']}: {', '.join(run['benchmarks'])} "
+                f"({fmt((run.get('seconds') or 0) / 60, 'min', 1)}, load average start "
+                f"{run['load_average'].get('start')}), merged by `--merge-into`; its figures say "
+                "so |" for run in report.get("merged_runs", [])),
               f"| settings | {_settings_line(report['settings'])} |", ""]
 
     lines += ["## Summary", "",
@@ -157,6 +183,10 @@ def _figure_section(fig: dict, dataset: dict) -> list[str]:
     lines = [f"## {fig['title']}", ""]
     if fig["skipped"]:
         return lines + [f"Skipped: {fig['skipped']}.", ""]
+    if fig.get("run"):
+        lines.append(f"- measured in a later partial run started {fig['run']['started']} on the "
+                     "same CPU model and dataset (versions: " + ", ".join(
+                         f"{k} {v}" for k, v in fig["run"]["versions"].items()) + ")")
     if fig.get("data"):
         lines.append(f"- data: `{dataset.get('source', '?')}`, {fig['data']}")
     for side in ("measured", "reference"):

@@ -2,13 +2,13 @@
 
 The 10,351-listing set has 12x the rows of the 814-listing one but only 48 of its 89 columns (no
 free text, no amenities, no review dates). On a dataset that has all the columns, this fits
-deliverable 1's gradient boosting (:func:`shared.models.baselines.train_hgb`, its validation grid)
+deliverable 1's gradient boosting (:func:`shared.models.families.baselines.train_hgb`, its validation grid)
 twice on the *same* split: once on the features of every column, once on the features the 48
-columns allow (:data:`shared.schema.MADRID_10K_COLUMNS`), each preprocessor fitted on the
+columns allow (:data:`shared.data.schema.MADRID_10K_COLUMNS`), each preprocessor fitted on the
 training rows only. The difference is what the larger set gives up in columns.
 
     from deliverable1.column_cost import column_cost
-    table = column_cost(data, cfg)    # the run's shared.data.ModelData and RunConfig
+    table = column_cost(data, cfg)    # the run's shared.features.model_data.ModelData and RunConfig
 
 Nothing is saved and no run's results are touched.
 """
@@ -21,11 +21,11 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from shared.models import baselines
-from shared import features as feats
-from shared import schema
-from shared.evaluation import regression_metrics
-from shared.split import PART_NAMES as PARTS
+from shared.models.families import baselines
+from shared.features import tabular as feats
+from shared.data import schema
+from shared.evaluation.metrics import regression_metrics
+from shared.data.split import PART_NAMES as PARTS
 
 
 def with_columns(data, columns: tuple[str, ...]):
@@ -44,7 +44,7 @@ def column_cost(data, cfg, columns=schema.MADRID_10K_COLUMNS, grid=None) -> pd.D
     """``hgb`` on every column of ``data``'s dataset vs on ``columns`` only, same split.
 
     Args:
-        data, cfg: a prepared :class:`shared.data.ModelData` and the run's configuration.
+        data, cfg: a prepared :class:`shared.features.model_data.ModelData` and the run's configuration.
         columns: the raw OpenDataSoft columns of the reduced variant.
         grid: the hgb validation grid (default: deliverable 1's, :func:`baselines.train_hgb`).
 
@@ -63,7 +63,7 @@ def column_cost(data, cfg, columns=schema.MADRID_10K_COLUMNS, grid=None) -> pd.D
         trained = baselines.train_hgb(view, cfg, grid=grid)
         row = {"raw_columns": n_raw, "n_features": int(view.tabular["train"].shape[1])}
         for part in ("val", "test"):
-            metrics = regression_metrics(data.y_eur(part), trained.predict(part), bootstrap=False)
+            metrics = regression_metrics(data.y_eur(part), trained.predict(part), seed=None)
             row[f"{part}_mae"] = metrics["mae"]
             row[f"{part}_r2_log"] = metrics["r2_log"]
         rows[label] = row

@@ -2,7 +2,7 @@
 
 * :func:`paired_comparisons` - every fusion model against the best tabular-only model, paired
   bootstrap of the MAE difference over the same resampled test listings
-  (:func:`shared.evaluation.paired_bootstrap_mae`): the difference (EUR, negative = fusion
+  (:func:`shared.evaluation.metrics.paired_bootstrap_mae`): the difference (EUR, negative = fusion
   better), its 95% interval and the share of resamples in which fusion is better.
 * :func:`ablation_table` - one table: role, test MAE and R² (log) with 95% intervals, validation
   MAE, and the paired comparison.
@@ -25,13 +25,22 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import RidgeCV
 
-from shared import features as feats
-from shared import evaluation
-from shared.evaluation import paired_bootstrap_mae
+from deliverable2.references import tabular_references
+from shared.evaluation import metrics as evaluation
+from shared.evaluation.metrics import lowest, paired_bootstrap_mae
+from shared.evaluation.verdicts import AT_MOST, NOT_REACHED, REACHED, UNDECIDED, combine, decide
+from shared.features import tabular as feats
+from shared.models import registry
+from shared.models.families.blend import blend_log
+from shared.models.end_to_end import encode_photos, split_end_to_end
+from shared.models.families.late_fusion import uses_pretrained_backbone
 
-TABULAR = ("mlp", "tabular_net", "hgb")
-FUSION = ("early_fusion", "hgb_with_embeddings", "late_fusion", "late_fusion_from_branches",
-          "blend")
+#: The tabular-only references, the tabular-only models of deliverable 2 (the tabular blend, a
+#: control) and the fusion models, in training order (from the registry).
+TABULAR = tabular_references()
+TABULAR_ONLY = (*TABULAR, *registry.names(deliverable="deliverable2", role="tabular"))
+FUSION = registry.names(deliverable="deliverable2", role="fusion")
+NEURAL_FUSION_MODELS = registry.names(deliverable="deliverable2", role="fusion", neural=True)
 #: The deliverable's goal, its one definition (issue 11, on the 10,351-listing set): the fusion
 #: model validation picks has a test MAE at least 3% below the best tabular-only model's, and is
 #: better in at least 95% of the paired bootstrap resamples, and better in every seed of the seed
@@ -42,36 +51,41 @@ GOALS = {"max_relative_diff": -0.03, "min_p_better": 0.95, "max_seeds_lost": 1}
 
 def roles(image_reference: str) -> dict[str, str]:
     """Model name -> its role in the ablation."""
-    return {"mlp": "tabular only", "tabular_net": "tabular only", "hgb": "tabular only",
-            image_reference: "photo only",
+    return {**{name: "tabular only" for name in TABULAR}, image_reference: "photo only",
             **{name: "fusion" for name in FUSION}}
 
 
 def best_tabular(exp, names=TABULAR) -> str:
     """The tabular-only model with the lowest *test* MAE: the strictest yardstick for fusion
     (choosing it on test can only make the comparison harder for the fusion models)."""
-    return min((n for n in names if n in exp.results), key=lambda n: exp.results[n]["test"]["mae"])
+    return lowest((n for n in names if n in exp.results), lambda n: exp.results[n]["test"]["mae"])
 
 
 def selection_mae(record: dict) -> float:
     """The validation MAE (EUR) a fusion model is selected by: its validation MAE, or, for a model
     that chose among many candidates on the validation part itself (the blend), the
     cross-validated MAE of that choice (``params["selection_val_mae"]``), which is not flattered
-    by it (:func:`shared.models.blend.cross_validated_mae`)."""
+    by it (:func:`shared.models.families.blend.cross_validated_mae`)."""
     return float(record.get("params", {}).get("selection_val_mae", record["val"]["mae"]))
+
+
+def chosen_tabular(exp, names=TABULAR_ONLY) -> str:
+    """The tabular-only model validation picks (lowest :func:`selection_mae`), the tabular blend
+    included: what the photo's gain is measured against."""
+    return lowest((n for n in names if n in exp.results), lambda n: selection_mae(exp.results[n]))
 
 
 def chosen_fusion(exp, names=FUSION) -> str:
     """The fusion model validation picks (lowest :func:`selection_mae`): the one the goal is
     judged on."""
-    return min((n for n in names if n in exp.results), key=lambda n: selection_mae(exp.results[n]))
+    return lowest((n for n in names if n in exp.results), lambda n: selection_mae(exp.results[n]))
 
 
 def paired_comparisons(exp, reference: str, names=FUSION, part: str = "test") -> dict[str, dict]:
     """{fusion name: paired_bootstrap_mae(y, pred_fusion, pred_reference)} on ``part``."""
     y = exp.data.y_eur(part)
     ref = exp.predictions[reference][part]
-    return {n: paired_bootstrap_mae(y, exp.predictions[n][part], ref)
+    return {n: paired_bootstrap_mae(y, exp.predictions[n][part], ref, seed=exp.cfg.seed)
             for n in names if n in exp.predictions}
 
 
@@ -100,16 +114,129 @@ def ablation_table(exp, model_roles: dict[str, str], comparisons: dict[str, dict
     return pd.DataFrame(rows).set_index("model").fillna("")
 
 
+def paired(exp, name: str, reference: str, part: str = "test") -> dict:
+    """:func:`shared.evaluation.metrics.paired_bootstrap_mae` of ``name`` against ``reference``
+    on ``part``, plus the difference relative to the reference's MAE with its 95% interval
+    (``relative_ci95``) and both names."""
+    y = exp.data.y_eur(part)
+    c = paired_bootstrap_mae(y, exp.prices(name, part), exp.prices(reference, part),
+                             seed=exp.cfg.seed)
+    ref = evaluation.mae(y, exp.prices(reference, part))
+    return {"model": name, "reference": reference, **c,
+            "relative_ci95": [c["mae_diff_ci95"][0] / ref, c["mae_diff_ci95"][1] / ref]}
+
+
+def relative_seed_range(model: dict, reference: dict) -> list[float] | None:
+    """[low, high] of ``model``'s test MAE relative to ``reference``'s, seed by seed (the two
+    records' ``seeds``); None without both seed studies."""
+    pairs = {s["seed"]: s["test_mae"] for s in reference.get("seeds", [])}
+    values = [s["test_mae"] / pairs[s["seed"]] - 1 for s in model.get("seeds", [])
+              if s["seed"] in pairs]
+    return [min(values), max(values)] if values else None
+
+
 def goal_check(exp, comparisons: dict[str, dict], reference: str) -> dict:
-    """The goal, judged on the fusion model validation picks (and listed for every fusion model)."""
+    """The goal (:data:`GOALS`), judged on the fusion model validation picks against
+    ``reference`` (listed for every fusion model): reached / not reached / undecided from its
+    relative test MAE difference, that difference's paired 95% interval and, with seed studies,
+    its range over the seeds (:func:`shared.evaluation.verdicts.decide`)."""
     chosen = chosen_fusion(exp, tuple(comparisons))
     met = {n: meets_goal(c) for n, c in comparisons.items()}
     c = comparisons[chosen]
+    ref_mae = exp.results[reference]["test"]["mae"]
+    interval = [c["mae_diff_ci95"][0] / ref_mae, c["mae_diff_ci95"][1] / ref_mae]
+    seed_range = relative_seed_range(exp.results.get(chosen, {}), exp.results.get(reference, {}))
+    margin = decide(c["relative_diff"], interval, GOALS["max_relative_diff"], AT_MOST,
+                    seed_range=seed_range, label=f"{chosen}'s test MAE relative to {reference}'s",
+                    fmt="+.1%")
     seeds = seeds_won(exp.results.get(chosen, {}), exp.results.get(reference, {}))
+    won = ({"verdict": UNDECIDED, "label": "no seed study"} if seeds["won"] is None else
+           {"verdict": REACHED if seeds["enough"] else NOT_REACHED,
+            "label": f"better in {seeds['won']} of {seeds['of']} seeds of the seed study"})
+    verdict = combine([margin, won], label="the fusion goal")
+    verdict["reason"] = f"{margin['reason']}; {won['label']}"
     return {"reference": reference, "chosen_on_validation": chosen,
-            "relative_diff": c["relative_diff"], "p_fusion_better": c["p_a_better"],
-            "seeds": seeds, "reached": bool(met[chosen] and seeds["enough"]),
+            "relative_diff": c["relative_diff"], "relative_ci95": interval,
+            "p_fusion_better": c["p_a_better"], "seeds": seeds, **verdict,
+            "reached": verdict["verdict"] == REACHED,
             "reached_by": [n for n, ok in met.items() if ok]}
+
+
+def photo_verdict(exp, photo: str, tabular: str) -> dict:
+    """Does the photo help? ``photo`` (the photo-seeing model validation picks) against
+    ``tabular`` (the tabular-only model or blend validation picks), paired on the test rows:
+    "yes" when significantly better (the paired 95% interval of the MAE difference below zero)
+    by at least the goal's margin (:data:`GOALS`), "slightly" when significantly better by
+    less, "no" otherwise (not significant, or worse)."""
+    c = paired(exp, photo, tabular)
+    significant = c["mae_diff_ci95"][1] < 0
+    word = ("yes" if significant and c["relative_diff"] <= GOALS["max_relative_diff"]
+            else "slightly" if significant else "no")
+    return {**c, "word": word, "significant": bool(significant),
+            "margin": GOALS["max_relative_diff"],
+            "selection_mae": {n: selection_mae(exp.results[n]) for n in (photo, tabular)},
+            "seed_range": relative_seed_range(exp.results[photo], exp.results[tabular])}
+
+
+def controls(exp) -> dict:
+    """What isolates the photo: every fusion model against the tabular model it is built on
+    (its registry ``base``; a blend's is its tabular member), and ``blend`` against
+    ``tabular_blend`` (plain ensembling without the photo), paired on the test rows."""
+    bases = {s.name: s.base for s in registry.specs(deliverable="deliverable2", role="fusion")
+             if s.base}
+    for name in FUSION:
+        if name in exp.results and name not in bases and "members" in exp.results[name]["params"]:
+            bases[name] = exp.results[name]["params"]["members"][0]
+    out = {"vs_base": {n: paired(exp, n, base) for n, base in bases.items()
+                       if n in exp.results and base in exp.bundles}}
+    if "blend" in exp.results and "tabular_blend" in exp.results:
+        out["blend_vs_tabular_blend"] = paired(exp, "blend", "tabular_blend")
+    return out
+
+
+def near_ties(exp, chosen: str, names) -> list[dict]:
+    """The runners-up of a pick on validation that validation cannot tell from it: for each
+    other candidate, its selection MAE, the gap (EUR) and whether the paired 95% interval of
+    their validation MAE difference contains zero (``tie``)."""
+    rows = []
+    for name in names:
+        if name == chosen or name not in exp.results:
+            continue
+        c = paired(exp, name, chosen, part="val")
+        rows.append({"model": name, "selection_mae": selection_mae(exp.results[name]),
+                     "gap_eur": selection_mae(exp.results[name])
+                     - selection_mae(exp.results[chosen]),
+                     "tie": bool(c["mae_diff_ci95"][0] <= 0 <= c["mae_diff_ci95"][1])})
+    return sorted(rows, key=lambda r: r["gap_eur"])
+
+
+def blend_pair_ties(exp, name: str = "blend", most: int = 3) -> list[dict]:
+    """The ``most`` runner-up pairs of a blend's choice (its ``params["trials"]``: each pair at
+    its best weight) with their validation MAE, the gap to the chosen pair (EUR), whether the
+    paired 95% interval of their validation difference contains zero (``tie``) and, reported
+    only as such, the test MAE the runner-up would have given."""
+    params = exp.results[name]["params"]
+    chosen = blend_prices(exp, params["members"], params["weight"])
+    y = {part: exp.data.y_eur(part) for part in ("val", "test")}
+    rows = []
+    for trial in sorted(params["trials"], key=lambda t: t["val_mae"]):
+        if trial["members"] == params["members"]:
+            continue
+        other = blend_prices(exp, trial["members"], trial["weight"])
+        c = paired_bootstrap_mae(y["val"], other["val"], chosen["val"], seed=exp.cfg.seed)
+        rows.append({"members": trial["members"], "weight": trial["weight"],
+                     "val_mae": trial["val_mae"], "gap_eur": c["mae_diff"],
+                     "tie": bool(c["mae_diff_ci95"][0] <= 0 <= c["mae_diff_ci95"][1]),
+                     "test_mae": evaluation.mae(y["test"], other["test"])})
+    return rows[:most]
+
+
+def blend_prices(exp, members, weight: float) -> dict:
+    """{"val", "test": (n,) EUR} of the blend of two of the run's models at ``weight``."""
+    first, second = members
+    return {part: feats.price_from_log(blend_log(np.log(exp.prices(first, part)),
+                                                 np.log(exp.prices(second, part)), weight))
+            for part in ("val", "test")}
 
 
 def seeds_won(fusion: dict, reference: dict) -> dict:
@@ -126,7 +253,7 @@ def seeds_won(fusion: dict, reference: dict) -> dict:
 
 
 def meets_goal(comparison: dict) -> bool:
-    """Whether one paired comparison (:func:`shared.evaluation.paired_bootstrap_mae`) meets
+    """Whether one paired comparison (:func:`shared.evaluation.metrics.paired_bootstrap_mae`) meets
     :data:`GOALS`: significantly better, and by the goal's margin."""
     return bool(comparison["relative_diff"] <= GOALS["max_relative_diff"]
                 and significantly_better(comparison["relative_diff"], comparison["p_a_better"]))
@@ -136,24 +263,6 @@ def significantly_better(relative_diff: float, p_better: float) -> bool:
     """The confidence half of :data:`GOALS`: a lower MAE (``relative_diff`` < 0) that the paired
     bootstrap confirms (``p_better`` >= ``GOALS["min_p_better"]``), whatever its size."""
     return bool(relative_diff < 0 and p_better >= GOALS["min_p_better"])
-
-
-def group_errors(exp, names, groups, part: str = "test", ordered_by=None) -> pd.DataFrame:
-    """Mean absolute error (EUR) per group (rows) and model (columns), with the group sizes.
-
-    Groups are listed largest first, or by the mean of ``ordered_by`` (n,) when given (e.g. the
-    price, to list price bands in order).
-    """
-    y = exp.data.y_eur(part)
-    groups = pd.Series(np.asarray(groups), name="group")
-    table = pd.DataFrame({n: np.abs(exp.predictions[n][part] - y) for n in names})
-    out = table.groupby(groups.to_numpy()).mean().round(2)
-    counts = groups.value_counts()
-    out.insert(0, "n", counts.reindex(out.index).to_numpy())
-    if ordered_by is None:
-        return out.loc[counts.index]
-    key = pd.Series(np.asarray(ordered_by, dtype=float)).groupby(groups.to_numpy()).mean()
-    return out.loc[key.sort_values().index]
 
 
 def photo_redundancy(exp, photo_signal: dict[str, np.ndarray], tabular_name: str,
@@ -199,8 +308,6 @@ def _photo_inputs(bundle, exp, part: str, raw_part: np.ndarray):
     columns for early fusion (``tabular`` + ``image_features``), the photo vectors of the model's
     own backbone for two-branch networks (``tabular`` + ``image``): the cached features when it
     is the unchanged ImageNet backbone, else its (fine-tuned) encoder applied to the photos."""
-    from shared.models.late_fusion import encode_photos, split_end_to_end, uses_pretrained_backbone
-
     tabular = exp.data.tabular[part]
     if "image_features" in bundle.inputs:
         photo = np.asarray(bundle.image_reducer.transform(raw_part), dtype=np.float32)
@@ -219,8 +326,8 @@ def _photo_inputs(bundle, exp, part: str, raw_part: np.ndarray):
     return predict, photo
 
 
-def photo_permutation(exp, bundle, raw_part: np.ndarray, part: str = "test", n_repeats: int = 20,
-                      seed: int = 0) -> dict:
+def photo_permutation(exp, bundle, raw_part: np.ndarray, *, seed: int, part: str = "test",
+                      n_repeats: int = 20) -> dict:
     """MAE (EUR) of ``bundle`` on ``part`` as is, and with the photos shuffled between listings.
 
     Args:
@@ -247,41 +354,4 @@ def photo_permutation(exp, bundle, raw_part: np.ndarray, part: str = "test", n_r
 
 # --------------------------------------------------------------------------- plots
 
-def plot_paired_differences(comparisons: dict[str, dict], reference: str):
-    """Forest plot: MAE(fusion) - MAE(reference) with its 95% paired-bootstrap interval (EUR)."""
-    import matplotlib.pyplot as plt
 
-    names = list(comparisons)
-    fig, ax = plt.subplots(figsize=(7, 0.55 * len(names) + 1.3))
-    for i, name in enumerate(names):
-        c = comparisons[name]
-        lo, hi = c["mae_diff_ci95"]
-        ax.errorbar(c["mae_diff"], i, xerr=[[c["mae_diff"] - lo], [hi - c["mae_diff"]]], fmt="o",
-                    capsize=4, color=plt.cm.tab10(i % 10))
-        ax.text(hi, i, f"  P(better) {c['p_a_better']:.2f}", va="center", fontsize=8)
-    ax.axvline(0, color="grey", lw=1)
-    ax.margins(x=0.3)  # room for the P(better) labels
-    ax.set_yticks(range(len(names)), names)
-    ax.set(xlabel=f"test MAE difference vs {reference} (EUR); < 0: fusion better",
-           title="Paired bootstrap, 95% intervals")
-    fig.tight_layout()
-    return fig
-
-
-def plot_group_errors(tables: dict[str, pd.DataFrame]):
-    """One panel per grouping: mean absolute error (EUR) per group, one bar per model."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 3.8), squeeze=False)
-    for ax, (title, table) in zip(axes.flat, tables.items(), strict=False):
-        models = [c for c in table.columns if c != "n"]
-        width = 0.8 / len(models)
-        x = np.arange(len(table))
-        for k, name in enumerate(models):
-            ax.bar(x + (k - (len(models) - 1) / 2) * width, table[name], width, label=name,
-                   color=plt.cm.tab10(k % 10))
-        ax.set_xticks(x, [f"{g}\n(n={n})" for g, n in zip(table.index, table["n"], strict=True)], fontsize=8)
-        ax.set(ylabel="mean absolute error (EUR)", title=title)
-    axes.flat[0].legend(fontsize=7, ncols=2)
-    fig.tight_layout()
-    return fig

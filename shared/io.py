@@ -1,4 +1,4 @@
-"""Small file helpers: every file the project writes is written atomically.
+"""Reading and writing files safely: atomic writes, digests, and restricted unpickling.
 
 A file is written to a temporary sibling and renamed into place with :func:`os.replace`, so an
 interrupted run never leaves a half-written file that later looks valid.
@@ -10,11 +10,11 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
-from collections.abc import Iterator
-
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 #: Suffix of the temporary files :func:`atomic_path` creates (``.<name>.<random>.tmp``).
 TEMP_SUFFIX = ".tmp"
@@ -24,9 +24,8 @@ TEMP_SUFFIX = ".tmp"
 def atomic_path(target: str | os.PathLike, suffix: str = "", fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds.
 
-    The temporary file is ``.<name>.<random><suffix>`` in the target's folder (default suffix
-    :data:`TEMP_SUFFIX`), so the rename never crosses file systems; it is deleted when the block
-    raises. ``fsync`` flushes the file to disk before the rename (for files worth not losing).
+    The temporary ``.<name>.<random><suffix>`` sits in the target's folder, so the rename never
+    crosses file systems; it is deleted if the block raises. ``fsync`` flushes it before the rename.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,3 +84,32 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- restricted unpickling
+# A pickle can name any importable callable (``os.system``...) and call it while it loads: each
+# use declares its own allow-list in a subclass of RestrictedUnpickler.
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references something outside the allow-list; nothing was executed."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals of :attr:`allowed` (empty here: subclass it)."""
+
+    #: ``{(module, name): the object to return}``; the only globals a pickle may reference.
+    allowed: ClassVar[Mapping[tuple[str, str], Any]] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(self.refusal(module, name)) from None
+
+    def refusal(self, module: str, name: str) -> str:
+        """The error message for a refused global (subclasses say what they accept)."""
+        return f"refused to load '{module}.{name}': not in the allow-list, nothing was executed"
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(f"refused persistent id {pid!r} in pickle")

@@ -1,6 +1,5 @@
-"""Closed-form ridge regression in numpy, for the places that need its weights directly: the
-transfer model's linear head (initialised, then fine-tuned in Keras) and the interval width
-model (:mod:`shared.intervals`)."""
+"""The project's one ridge solver: closed-form, in numpy, for places that need its weights directly
+(the transfer model's linear head, the prediction intervals' difficulty model)."""
 
 from __future__ import annotations
 
@@ -10,14 +9,9 @@ import numpy as np
 def ridge_path(X: np.ndarray, y: np.ndarray, alphas) -> tuple[np.ndarray, float]:
     """Closed-form ridge regression for several penalties at once (one SVD).
 
-    Args:
-        X: (n, d) float, columns standardised on these (training) rows, so mean zero.
-        y: (n,) targets (log price).
-        alphas: penalties on ``||w||^2`` added to the *summed* squared error.
-
-    Returns:
-        (coefs, intercept): coefs (len(alphas), d), intercept = mean(y) (unpenalised).
-        With Keras's mean-squared-error loss the same model is ``l2 = alpha / n``.
+    ``X``: (n, d), standardised on these rows; ``y``: (n,); ``alphas``: penalties on ``||w||^2``
+    added to the *summed* squared error (Keras' MSE equivalent: ``l2 = alpha / n``). Returns
+    (coefs (len(alphas), d), intercept = mean(y), unpenalised).
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)

@@ -46,7 +46,7 @@ def small_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_dataset(small_dir, tmp_path_factory):
     """``load_dataset(small_dir)`` (converted photos, if any, go to a session temp folder)."""
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     return load_dataset(small_dir, converted_dir=tmp_path_factory.mktemp("converted"))
 

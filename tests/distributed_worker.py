@@ -1,5 +1,5 @@
 """Child process of ``tests/test_distributed.py``: trains under a distribution strategy chosen by
-``shared.devices.setup_devices`` and prints one JSON line (the last line of stdout).
+``shared.run.devices.setup_devices`` and prints one JSON line (the last line of stdout).
 
 Device configuration must happen before TensorFlow initialises, so each scenario runs in a
 fresh interpreter::
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from shared.models.saved import save_bundle
 
 PER_REPLICA_BATCH = 16
 LEARNING_RATE = 1e-2
@@ -70,7 +71,7 @@ def _train_pair(build, fit, training_loss, strategy) -> tuple[dict, object]:
     on one device.
 
     ``build()`` -> uncompiled model; ``fit(model, learning_rate, rows_per_replica)`` compiles it
-    with :func:`shared.training.compile_regressor` (which scales the rate by the model's replica
+    with :func:`shared.models.fit.compile_regressor` (which scales the rate by the model's replica
     count), fits it with the project's pipeline for that many rows per replica and returns the
     history; ``training_loss(weights)`` -> the mean squared error on the training rows of a
     one-device copy holding ``weights``, batch norm on the batch statistics (training mode),
@@ -83,8 +84,8 @@ def _train_pair(build, fit, training_loss, strategy) -> tuple[dict, object]:
     """
     import keras
 
-    from shared.devices import global_batch_size, scaled_learning_rate
-    from shared.training import in_strategy, replicas_of
+    from shared.models.fit import global_batch_size, scaled_learning_rate
+    from shared.models.fit import in_strategy, replicas_of
 
     replicas = int(strategy.num_replicas_in_sync)
     keras.utils.set_random_seed(0)
@@ -111,15 +112,15 @@ def _train_pair(build, fit, training_loss, strategy) -> tuple[dict, object]:
 
 def mirrored(workdir: Path) -> dict:
     """MirroredStrategy over 2 logical CPU devices: a linear head, a small mlp, a tiny CNN."""
-    from shared.devices import configure_determinism, setup_devices
+    from shared.run.devices import configure_determinism, setup_devices
 
     info = setup_devices(logical_cpus=2)
     configure_determinism(0)
-    from shared.models.cnn_scratch import build_cnn
-    from shared.devices import global_batch_size
-    from shared.images import make_image_dataset
-    from shared.bundles import ModelBundle
-    from shared.training import arrays_dataset, compile_regressor, fit_regressor, replicas_of
+    from shared.models.families.cnn_scratch import build_cnn
+    from shared.models.fit import global_batch_size
+    from shared.data.images import make_image_dataset
+    from shared.models.bundle import ModelBundle
+    from shared.models.fit import arrays_dataset, compile_regressor, fit_regressor, replicas_of
     from shared.models.layers import build_mlp, linear_head
 
     def loss_of(build, x, y):
@@ -153,7 +154,7 @@ def mirrored(workdir: Path) -> dict:
         results[name], trained[name] = _train_pair(build, fit_arrays, loss_of(build, x, y),
                                                    info.strategy)
     # Saved as a project bundle, to be reloaded by a process without any strategy.
-    ModelBundle("mirrored_mlp", ("tabular",), trained["mlp"]).save(workdir / "mirrored_mlp")
+    save_bundle(ModelBundle("mirrored_mlp", ("tabular",), trained["mlp"]), workdir / "mirrored_mlp")
     results["reload"] = {"x": x_val.tolist(),
                          "predictions": trained["mlp"].predict(x_val, verbose=0).ravel().tolist()}
 
@@ -179,20 +180,20 @@ def mirrored(workdir: Path) -> dict:
 
 def multi_worker(data_dir: Path, models_dir: Path) -> dict:
     """One worker of a MultiWorkerMirroredStrategy cluster (``TF_CONFIG`` set by the parent):
-    the project's own run (:func:`shared.experiment.start_run`), its ``mlp`` step evaluated and
+    the project's own run (:func:`shared.run.start.start_run`), its ``mlp`` step evaluated and
     saved, and ``metrics.json`` written beside the models folder (by the chief only)."""
     import os
 
     import tensorflow as tf
 
-    from shared.experiment import start_run
+    from shared.models.families import mlp
+    from shared.run.records import write_run_metrics
+    from shared.run.start import start_run
 
     exp = start_run(data_dir, models_dir, smoke=True)
-    from shared.models import mlp
-
     trained = mlp.train_mlp(exp.data, exp.cfg, n_configs=1, epochs=2)
-    exp.evaluate(trained, log=lambda *a: None)
-    metrics = exp.write_metrics(models_dir.parent / "metrics.json")
+    exp.evaluate(trained)
+    metrics = write_run_metrics(exp, models_dir.parent / "metrics.json")
     bundle = trained.bundle
     task = json.loads(os.environ["TF_CONFIG"])["task"]
     return {"task_index": int(task["index"]), "seed": exp.cfg.seed, "device": exp.cfg.device,

@@ -1,6 +1,6 @@
 """Small dataset directories built by the tests themselves (no real data needed).
 
-A dataset directory has the canonical layout of :mod:`shared.schema`: ``listings.csv``
+A dataset directory has the canonical layout of :mod:`shared.data.schema`: ``listings.csv``
 (';'-separated, the 89 OpenDataSoft columns) and ``images/<ID>.jpg``. The helpers here write
 such directories into a pytest ``tmp_path``:
 
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 
 from PIL import Image
 
-from shared.schema import CSV_SEPARATOR, IMAGES_DIR, LISTINGS_FILE, OPENDATASOFT_COLUMNS
+from shared.data.schema import CSV_SEPARATOR, IMAGES_DIR, LISTINGS_FILE, OPENDATASOFT_COLUMNS
 
 #: Photo kinds understood by :func:`write_photo`.
 PHOTO_KINDS = ("jpeg", "gray", "cmyk", "png_as_jpg", "rgba_png", "truncated", "corrupt")

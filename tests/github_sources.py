@@ -12,16 +12,19 @@ the sha256 of each scaled photo and the bytes ``listings.csv`` must have.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from shared.acquisition.github import GithubSources, PinnedPhotos, PinnedTable, git_blob_id
-from shared.acquisition.layout import format_csv_row
+from shared.data.acquisition.github import GithubSources, PinnedPhotos, PinnedTable
+from shared.data.acquisition.github_photos import git_blob_id
+from shared.data.acquisition.layout import format_csv_row
 
 try:
     from acq_server import LocalServer, Reply
@@ -138,3 +141,29 @@ def route_photo(server: LocalServer, pins: GithubSources, listing_id: int,
 def read_csv(path: Path, delimiter: str = ";") -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         return list(csv.reader(handle, delimiter=delimiter))
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]):
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def logged(lines: list[str] | None) -> Iterator[None]:
+    """Append the fetch's progress lines (``logging``, INFO) to ``lines`` inside the block."""
+    if lines is None:
+        yield
+        return
+    logger = logging.getLogger("shared.data.acquisition")
+    handler, level = _Collect(lines), logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

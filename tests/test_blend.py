@@ -1,12 +1,12 @@
-"""The blend (shared.models.blend) and the stacked photo score (out-of-fold only)."""
+"""The blend (shared.models.families.blend) and the stacked photo score (out-of-fold only)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from shared.models.blend import WEIGHTS, blend_log, blend_predictor, choose_blend
-from shared.models.early_fusion import PhotoPriceScore
+from shared.models.families.blend import WEIGHTS, blend_log, blend_predictor, choose_blend
+from shared.models.families.early_fusion import PhotoPriceScore
 
 
 def _two_models(rng, n=400):
@@ -88,7 +88,7 @@ def test_cross_validated_mae_is_not_flattered_by_the_choice():
     """Pure-noise photo members: the best of them on the whole validation part looks better than
     the tabular member alone by luck; chosen on other folds and scored on the held-out one, it
     does not."""
-    from shared.models.blend import cross_validated_mae
+    from shared.models.families.blend import cross_validated_mae
 
     rng = np.random.default_rng(4)
     y = rng.normal(4.0, 0.5, 200)
@@ -104,7 +104,7 @@ def test_cross_validated_mae_is_not_flattered_by_the_choice():
 
 
 def test_cross_validated_mae_of_two_identical_members_is_the_members_mae():
-    from shared.models.blend import cross_validated_mae
+    from shared.models.families.blend import cross_validated_mae
 
     rng = np.random.default_rng(5)
     y = rng.normal(4.0, 0.5, 100)

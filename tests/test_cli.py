@@ -13,9 +13,10 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from fixtures import TRICKY_EXPECTED_DROPS, listing_row, make_dataset_dir, tree_state
-from shared import features as feats
-from shared import schema
+from shared.features import tabular as feats
+from shared.data import schema
 from shared.cli import EXIT_INPUT_ERROR, main
+from shared.models.saved import save_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,12 +104,12 @@ def test_usage_errors_exit_with_argparse_status():
 
 @pytest.fixture
 def saved_model(small_dataset, tmp_path):
-    from shared.bundles import ModelBundle
+    from shared.models.bundle import ModelBundle
 
     preprocessor = feats.make_preprocessor().fit(small_dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(small_dataset.frame),
                             feats.log_target(small_dataset.prices))
-    return ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor).save(
+    return save_bundle(ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor), 
         tmp_path / "models" / "ridge")
 
 
@@ -152,11 +153,11 @@ def test_predict_with_a_directory_that_is_not_a_model(tricky_dir, tmp_path, caps
 
 
 def _fitted_ridge(dataset, directory: Path) -> Path:
-    from shared.bundles import ModelBundle
+    from shared.models.bundle import ModelBundle
 
     preprocessor = feats.make_preprocessor().fit(dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(dataset.frame), feats.log_target(dataset.prices))
-    return ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor).save(directory)
+    return save_bundle(ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor), directory)
 
 
 def test_predict_on_a_directory_lacking_a_fitted_column_is_one_line(saved_model, tmp_path,
@@ -178,7 +179,7 @@ def test_predict_on_a_directory_lacking_a_fitted_column_is_one_line(saved_model,
 
 def test_a_model_fitted_on_fewer_columns_scores_a_directory_with_more(tmp_path, isolated_cache,
                                                                       capsys):
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     columns = [c for c in schema.OPENDATASOFT_COLUMNS if c not in ("Amenities", "Description")]
     few = make_dataset_dir(tmp_path / "few", columns=columns, n=30, seed=3)

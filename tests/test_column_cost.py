@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.models import baselines
+from shared.models.families import baselines
 from deliverable1.column_cost import column_cost
-from shared import schema
-from shared.evaluation import regression_metrics
-from shared.experiment import prepare
+from shared.data import schema
+from shared.evaluation.metrics import regression_metrics
+from shared.run.start import prepare
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def experiments(small_dir, tmp_path, isolated_cache):
 
 def _metrics(exp, predictions):
     return {f"{part}_{name}": regression_metrics(exp.data.y_eur(part), predictions[part],
-                                                 bootstrap=False)[name]
+                                                 seed=None)[name]
             for part in ("val", "test") for name in ("mae", "r2_log")}
 
 

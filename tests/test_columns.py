@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.preprocessing import FunctionTransformer
 
 from fixtures import synthetic_rows
-from shared import features as feats
-from shared import schema
-from shared.dataset import load_dataset
+from shared.features import tabular as feats
+from shared.data import schema
+from shared.data.dataset import load_dataset
 from shared.io import sha256_file
-from shared.model_files import load_part, save_part
-from shared.split import make_split
+from shared.models.files import load_part, save_part
+from shared.data.split import make_split
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "features_814_reference.json"
 TEN_K_ENV = "AIRBNB_DATA_10K_DIR"
@@ -104,25 +103,15 @@ def test_the_preprocessor_records_its_input_columns_and_names_the_missing_ones(t
     feats.check_input_columns(reloaded, frame.columns)
 
 
-def test_a_preprocessor_saved_before_the_record_needs_every_source_column():
-    old_style = feats.make_preprocessor()
-    old_style.steps[0] = ("engineer", FunctionTransformer(
-        feats.engineer_features, feature_names_out=feats._engineered_names))
-    assert feats.input_columns(old_style) == list(feats.SOURCE_COLUMNS)
-    with pytest.raises(feats.MissingColumnsError, match="Amenities"):
-        feats.check_input_columns(old_style, [c for c in schema.OPENDATASOFT_COLUMNS
-                                              if c != "Amenities"])
-
-
 # --------------------------------------------------------------------------- the real sets
 
 def _reference_split(dataset) -> dict:
     """The 70/10/20 split the reference file was computed with (before the calibration part and
-    the grouping by host), rebuilt the way shared.split made it then, so the reference still
+    the grouping by host), rebuilt the way shared.data.split made it then, so the reference still
     pins the features and not the split."""
     from sklearn.model_selection import train_test_split
 
-    from shared.split import PRICE_BINS, _strata
+    from shared.data.split import PRICE_BINS, _strata
 
     order = np.argsort(dataset.ids, kind="stable")
     ids, prices = dataset.ids[order], dataset.prices[order]
@@ -227,7 +216,7 @@ def test_a_48_column_copy_of_the_814_set(full_814, real_data_dir, tmp_path, isol
     # every feature the 48 columns can give has the values it has on the full table
     pd.testing.assert_frame_equal(engineered, feats.engineer_features(full.frame)[built])
 
-    split = make_split(dataset)
+    split = make_split(dataset, 42)
     train = dataset.subset(split.train)
     pipeline = feats.make_preprocessor().fit(train.frame)
     matrix = pipeline.transform(dataset.frame)

@@ -1,4 +1,4 @@
-"""shared.dataset: validation rules, drop reasons, photo checks, read-only data directory."""
+"""shared.data.dataset: validation rules, drop reasons, photo checks, read-only data directory."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from PIL import Image
 
 from fixtures import (TRICKY_EXPECTED_DROPS, TRICKY_PRICES, TRICKY_USABLE_IDS, listing_row,
                       make_dataset_dir, tree_state, write_listings_csv)
-from shared import schema
-from shared.config import DataDirError
-from shared.dataset import (REQUIRED_COLUMNS, DatasetError, dataset_fingerprint, load_dataset,
+from shared.data import schema
+from shared.environment import DataDirError
+from shared.data.dataset import (REQUIRED_COLUMNS, DatasetError, dataset_fingerprint, load_dataset,
                             normalise_city, parse_listing_id, parse_price)
 
 
@@ -266,8 +266,9 @@ def test_frame_is_sorted_by_id_and_indexed_from_zero(tmp_path, isolated_cache):
 
 
 def test_one_listing_id_rule_for_loader_and_fetch():
-    from shared import acquisition, dataset
-    from shared.acquisition import layout
+    from shared.data import acquisition
+    from shared.data import dataset
+    from shared.data.acquisition import layout
 
     assert dataset.parse_listing_id is schema.parse_listing_id
     assert acquisition.parse_listing_id is schema.parse_listing_id

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from shared.models.saved import load_bundle
 
 NETWORKS = ("mlp", "cnn_scratch", "transfer_finetuned")
 
@@ -14,12 +15,11 @@ NETWORKS = ("mlp", "cnn_scratch", "transfer_finetuned")
 @pytest.fixture(scope="module")
 def run(small_dir, tmp_path_factory):
     from deliverable1 import train
-    from shared.devices import configure_determinism
+    from shared.run.devices import configure_determinism
 
     root = tmp_path_factory.mktemp("d1")
     configure_determinism(42)
-    result = train.run(small_dir, root / "models", smoke=True, output_dir=root / "docs",
-                       log=lambda *_: None)
+    result = train.run(small_dir, root / "models", smoke=True, output_dir=root / "docs")
     return result, root
 
 
@@ -42,7 +42,7 @@ def test_the_seed_study_retrains_hgb_and_mlp_for_real(run):
     metrics = json.loads((root / "docs" / "metrics.json").read_text())
     for name in ("hgb", "mlp"):
         seeds = metrics["models"][name]["seeds"]
-        assert len(seeds) == result.exp.cfg.budget.seeds >= 2
+        assert len(seeds) == result.exp.cfg.budget.run.seeds >= 2
         assert seeds[0]["reported"] and seeds[0]["test_mae"] == metrics["models"][name]["test"]["mae"]
         assert len({s["seed"] for s in seeds}) == len(seeds)
     seeds = metrics["models"]["mlp"]["seeds"]  # hgb: see the real-data test below
@@ -54,15 +54,16 @@ def test_another_seed_gives_another_hgb(real_data_dir, tmp_path):
     """The seed study's hgb retrains differ (features subsampled at every split)."""
     import numpy as np
 
-    from shared.experiment import prepare
-    from shared.models import baselines
+    from shared.run.start import prepare
+    from shared.models.families import baselines
 
     exp = prepare(real_data_dir, tmp_path / "models", smoke=True)
     trained = baselines.train_hgb(exp.data, exp.cfg)
     assert 0 < trained.bundle.params["max_features"] < 1
-    first, second = trained.reseed(1042)("test"), trained.reseed(2042)("test")
+    reseed = baselines.hgb_reseed(exp.data, exp.cfg, trained.bundle.params)
+    first, second = reseed(1042)("test"), reseed(2042)("test")
     assert not np.allclose(first, second)
-    np.testing.assert_array_equal(trained.reseed(exp.cfg.seed)("test"), trained.predict("test"))
+    np.testing.assert_array_equal(reseed(exp.cfg.seed)("test"), trained.predict("test"))
 
 
 @pytest.mark.slow
@@ -93,23 +94,22 @@ def test_transfer_frozen_tries_every_head_and_flip_and_its_folder_predicts_as_th
     flip averaging, if chosen) predicts what the run scored."""
     import numpy as np
 
-    from shared.bundles import ModelBundle
-    from shared.models.transfer import probe_candidates
+    from shared.models.families.transfer import probe_candidates
 
     result, root = run
     exp, budget = result.exp, result.exp.cfg.budget
-    candidates = result.trained["transfer_frozen"].extra["candidates"]
+    candidates = result.exp.trained["transfer_frozen"].extra["candidates"]
     expected = {(b, s, h, f) for b, s in probe_candidates(exp.cfg)
-                for h in budget.photo_heads for f in budget.photo_flips}
+                for h in budget.transfer.heads for f in budget.transfer.flips}
     assert {(c["backbone"], c["image_size"], c["head"], c["flip"]) for c in candidates} == expected
     bundle = result.bundles["transfer_frozen"]
     assert bundle.params["val_mae"] == min(c["val_mae"] for c in candidates)
     assert bundle.flip_tta == bundle.params["flip_tta"]
-    loaded = ModelBundle.load(root / "models" / "transfer_frozen")
+    loaded = load_bundle(root / "models" / "transfer_frozen")
     assert loaded.flip_tta == bundle.flip_tta
     np.testing.assert_allclose(loaded.predict_eur(exp.data.parts["val"]),
                                exp.predictions["transfer_frozen"]["val"], rtol=1e-4)
-    start = result.trained["transfer_finetuned"].bundle.params["started_from"]
+    start = result.exp.trained["transfer_finetuned"].bundle.params["started_from"]
     assert start["backbone"] == probe_candidates(exp.cfg)[0][0]
 
 
@@ -119,16 +119,16 @@ def test_fine_tuning_starts_where_its_recorded_one_view_mae_says(run):
     head, one photo, no mirror) scores the start's recorded ``val_mae_one_view``."""
     import numpy as np
 
-    from shared.images import make_image_dataset
-    from shared.models.transfer import assemble_end_to_end
+    from shared.data.images import make_image_dataset
+    from shared.models.families.transfer import assemble_end_to_end
 
     result, _ = run
     exp = result.exp
-    start = result.trained["transfer_frozen"].extra["finetune_start"]
+    start = result.exp.trained["transfer_frozen"].extra["finetune_start"]
     model = assemble_end_to_end(start)
     photos = make_image_dataset(exp.data.paths("val"), image_size=start.image_size, batch_size=32)
     pred = np.exp(model.predict(photos, verbose=0).reshape(-1))
     mae = float(np.mean(np.abs(pred - exp.data.y_eur("val"))))
     assert mae == pytest.approx(start.params["val_mae_one_view"], abs=0.01)
-    recorded = result.trained["transfer_finetuned"].bundle.params["started_from"]
+    recorded = result.exp.trained["transfer_finetuned"].bundle.params["started_from"]
     assert recorded["val_mae_one_view"] == start.params["val_mae_one_view"]

@@ -1,4 +1,4 @@
-"""Tests of shared.devices: strategy selection, mixed precision, multi-replica training.
+"""Tests of shared.run.devices: strategy selection, mixed precision, multi-replica training.
 
 Logical-device configuration must happen before TensorFlow initialises its runtime, and the
 pytest process may already have initialised it (other tests build models), so every test that
@@ -47,7 +47,7 @@ def test_logical_cpus_mirrored_strategy_trains():
         """
         import json
         import numpy as np
-        from shared.devices import configure_determinism, setup_devices
+        from shared.run.devices import configure_determinism, setup_devices
 
         info = setup_devices(logical_cpus=2)
         again = setup_devices(logical_cpus=2)
@@ -94,7 +94,7 @@ def test_default_setup_on_cpu():
         """
         import json
         import keras
-        from shared.devices import setup_devices
+        from shared.run.devices import setup_devices
 
         info = setup_devices()
         print(json.dumps({
@@ -128,7 +128,7 @@ def test_mixed_precision_env_override():
         """
         import json
         import keras
-        from shared.devices import setup_devices
+        from shared.run.devices import setup_devices
 
         info = setup_devices()
         print(json.dumps({"mixed": info.mixed_precision,
@@ -155,7 +155,7 @@ TWO_WORKERS = {
 
 
 def test_parse_tf_config_two_workers():
-    from shared.devices import parse_tf_config, select_strategy_name
+    from shared.run.devices import parse_tf_config, select_strategy_name
 
     assert parse_tf_config(json.dumps(TWO_WORKERS)) == 2
     assert parse_tf_config(TWO_WORKERS) == 2
@@ -164,7 +164,7 @@ def test_parse_tf_config_two_workers():
 
 
 def test_parse_tf_config_chief_counts_as_worker():
-    from shared.devices import parse_tf_config
+    from shared.run.devices import parse_tf_config
 
     config = {
         "cluster": {"chief": ["c:1"], "worker": ["w0:1", "w1:1"], "ps": ["p:1"]},
@@ -175,7 +175,7 @@ def test_parse_tf_config_chief_counts_as_worker():
 
 @pytest.mark.parametrize("value", [None, "", "  ", json.dumps({"cluster": {"worker": ["w:1"]}, "task": {"type": "worker", "index": 0}})])
 def test_parse_tf_config_single_worker(value):
-    from shared.devices import parse_tf_config, select_strategy_name
+    from shared.run.devices import parse_tf_config, select_strategy_name
 
     assert parse_tf_config(value) == 1
     assert select_strategy_name(num_gpus=0, num_workers=1) == "default"
@@ -187,14 +187,14 @@ def test_parse_tf_config_single_worker(value):
      json.dumps({"cluster": {"worker": ["w:1"]}, "task": {"type": "worker", "index": 3}})],
 )
 def test_parse_tf_config_rejects_malformed(value):
-    from shared.devices import parse_tf_config
+    from shared.run.devices import parse_tf_config
 
     with pytest.raises(ValueError):
         parse_tf_config(value)
 
 
 def test_select_strategy_name():
-    from shared.devices import select_strategy_name
+    from shared.run.devices import select_strategy_name
 
     assert select_strategy_name(0) == "default"
     assert select_strategy_name(1) == "default"
@@ -204,7 +204,7 @@ def test_select_strategy_name():
 
 
 def test_resolve_mixed_precision():
-    from shared.devices import resolve_mixed_precision
+    from shared.run.devices import resolve_mixed_precision
 
     assert resolve_mixed_precision(None, uses_gpu=True, environ={}) is True
     assert resolve_mixed_precision(None, uses_gpu=False, environ={}) is False
@@ -218,7 +218,7 @@ def test_resolve_mixed_precision():
 def test_global_batch_and_describe_without_devices():
     import tensorflow as tf
 
-    from shared.devices import DeviceInfo
+    from shared.run.devices import DeviceInfo
 
     info = DeviceInfo(
         strategy=tf.distribute.get_strategy(), replicas=4, device_kind="cpu", gpus=(),

@@ -1,4 +1,4 @@
-"""Report diagnostics (:mod:`shared.diagnostics`) on small synthetic data."""
+"""Report diagnostics (:mod:`shared.evaluation.diagnostics`) on small synthetic data."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from shared import diagnostics as diag  # noqa: E402
-from shared import features as feats  # noqa: E402
+from shared.evaluation import diagnostics as diag  # noqa: E402
+from shared.reporting import figures, photos, tables  # noqa: E402
+from shared.features import tabular as feats  # noqa: E402
 
 
 def accommodates_model(dataset) -> np.ndarray:
@@ -24,7 +25,7 @@ def accommodates_model(dataset) -> np.ndarray:
 def ridge_bundle(small_dataset):
     from sklearn.linear_model import Ridge
 
-    from shared.bundles import ModelBundle
+    from shared.models.bundle import ModelBundle
 
     preprocessor = feats.make_preprocessor().fit(small_dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(small_dataset.frame),
@@ -87,7 +88,7 @@ def test_importance_of_a_bundle_defaults_to_its_input_columns(small_dataset, rid
     assert sorted(table.index) == sorted(feats.input_columns(ridge_bundle.preprocessor))
     assert table["mae_increase_eur"].is_monotonic_decreasing
     assert table["sd_eur"].eq(0).all()
-    fig = diag.plot_importance(table, top=5, title="ridge")
+    fig = figures.plot_importance(table, top=5, title="ridge")
     assert fig.axes[0].get_xlabel() == "MAE increase (EUR)"
     assert len(fig.axes[0].patches) == 5
 
@@ -101,16 +102,17 @@ def test_price_maps(small_dataset, close_figures):
     assert lat[0] == pytest.approx(float(small_dataset.frame.loc[0, "Latitude"]))
     assert np.all((lon > -3.8) & (lon < -3.6))
     y = small_dataset.prices
-    fig = diag.price_map(frame, y, "prices", "viridis", "price (EUR)")
+    fig = figures.price_map(frame, y, "prices", "viridis", "price (EUR)")
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("longitude (°)", "latitude (°)")
     assert fig.axes[1].get_ylabel() == "price (EUR)"  # the colour bar
     residual = np.linspace(-100, 50, len(y))
-    fig = diag.price_and_residual_maps(frame, y, y + residual)
+    fig = figures.price_and_residual_maps(frame, y, y + residual)
     points = fig.axes[1].collections[0]
     low, high = points.get_clim()
-    assert low == -high == pytest.approx(-np.percentile(np.abs(residual), 95))
+    assert low == -high == -figures.RESIDUAL_LIMIT_EUR   # one scale for every residual map
     assert fig.axes[3].get_ylabel() == "predicted - true (EUR)"
+    assert fig.axes[1].get_title().endswith(f"±{figures.RESIDUAL_LIMIT_EUR:.0f} EUR")
 
 
 def test_errors_by_group_pools_small_groups_and_falls_back():
@@ -132,13 +134,24 @@ def test_errors_by_group_pools_small_groups_and_falls_back():
         diag.errors_by_group(pd.DataFrame({"x": range(7)}), y, pred)
 
 
-def test_plot_errors_by_group(close_figures):
-    table = diag.errors_by_group(pd.DataFrame({"Neighbourhood": list("aab")}),
-                                 [1.0, 2.0, 3.0], [2.0, 2.0, 1.0], min_count=1)
-    fig = diag.plot_errors_by_group(table)
+def test_group_differences_against_a_reference_keep_groups_with_enough_listings(close_figures):
+    frame = pd.DataFrame({"Neighbourhood Cleansed": ["A"] * 40 + ["B"] * 30 + ["C"] * 5})
+    y = np.full(75, 100.0)
+    ref = y + 10.0                                     # the reference misses by 10 everywhere
+    pred = np.where(frame["Neighbourhood Cleansed"] == "A", y + 4.0, y + 10.0)
+    table = tables.group_differences(frame, y, pred, ref, "mlp", "hgb", min_count=30, seed=0)
+    assert list(table.index) == ["A", "B"]            # C: 5 listings, fewer than 30
+    assert table.loc["A", "mae_diff"] == pytest.approx(-6.0)
+    assert table.loc["A", "ci_low"] == pytest.approx(-6.0) == table.loc["A", "ci_high"]
+    assert table.loc["B", "n"] == 30 and table.loc["B", "mae_diff"] == pytest.approx(0.0)
+    assert table.attrs == {"model": "mlp", "reference": "hgb", "column": "Neighbourhood Cleansed",
+                           "min_count": 30}
+    fig = figures.plot_group_differences(table)
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "MAE (EUR)" and ax.get_ylabel() == "Neighbourhood"
-    assert sorted(t.get_text() for t in ax.texts) == [" n=1", " n=2"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A (n=40)", "B (n=30)"]
+    assert "at least 30 test listings" in ax.get_title()
+    empty = tables.group_differences(frame, y, pred, ref, "mlp", "hgb", min_count=100, seed=0)
+    assert empty.empty and figures.plot_group_differences(empty).axes[0].texts
 
 
 # --------------------------------------------------------------------------- extremes, photos
@@ -158,16 +171,16 @@ def test_extremes_picks_the_right_rows():
 
 def test_photo_grid_saved_locally(small_dataset, tmp_path, close_figures):
     paths = small_dataset.image_paths[:3]
-    fig = diag.photo_grid(paths, ["a", "b", "c"], ncols=2, image_size=16)
+    fig = photos.photo_grid(paths, ["a", "b", "c"], ncols=2, image_size=16)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
-    target = diag.save_local_figure(fig, tmp_path / "local", "extremes")
+    target = photos.save_local_figure(fig, tmp_path / "local", "extremes")
     assert target == (tmp_path / "local" / "extremes.png").resolve()
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in target.parent.iterdir()] == ["extremes.png"]  # no temp file left
-    from shared import config
+    from shared import environment
 
     with pytest.raises(ValueError):
-        diag.save_local_figure(fig, config.DOCS_DIR / "deliverable1", "photos")
+        photos.save_local_figure(fig, environment.DOCS_DIR / "deliverable1", "photos")
 
 
 def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, close_figures):
@@ -175,12 +188,12 @@ def test_extremes_report_is_one_table_and_a_local_grid(small_dataset, tmp_path, 
     paths = list(small_dataset.image_paths[:6])
     y = np.array([100, 100, 50, 40, 200, 80], dtype=float)
     pred = np.array([300, 110, 25, 41, 100, 80], dtype=float)
-    table, grid = diag.extremes_report(ids, paths, y, pred, tmp_path / "local", "m-extremes", n=2)
+    table, grid = photos.extremes_report(ids, paths, y, pred, tmp_path / "local", "m-extremes", n=2)
     assert table.index.names == ["kind", None] or table.index.names == ["kind", ""]
     assert table.loc["over-priced"]["ID"].tolist() == ids[[0, 1]].tolist()
     assert grid == (tmp_path / "local" / "m-extremes.png").resolve() and grid.is_file()
     with pytest.raises(ValueError):
-        diag.extremes_report(ids, paths[:5], y, pred, tmp_path / "local", "bad")
+        photos.extremes_report(ids, paths[:5], y, pred, tmp_path / "local", "bad")
 
 
 # --------------------------------------------------------------------------- occlusion
@@ -208,7 +221,7 @@ def test_occlusion_finds_the_top_left_corner(close_figures):
     assert mean_map.shape == (4, 4) and mean_map.mean() == pytest.approx(1.0)
     assert np.unravel_index(np.argmax(mean_map), mean_map.shape) == (0, 0)
     assert diag.mean_sensitivity_map(maps, per_photo=True)[0, 0] == pytest.approx(16.0, rel=1e-3)
-    fig = diag.plot_sensitivity_map(mean_map, "corner model")
+    fig = figures.plot_sensitivity_map(mean_map, "corner model")
     ax = fig.axes[0]
     assert "left → right" in ax.get_xlabel() and "top → bottom" in ax.get_ylabel()
     assert ax.get_title() == "corner model"
@@ -221,17 +234,17 @@ def test_coverage_by_band_counts():
     low = np.array([20, 55, 60, 90, 100, 200, 10], dtype=float)
     high = np.array([40, 70, 90, 110, 140, 400, 30], dtype=float)
     pred = np.array([30, 60, 75, 100, 120, 280, 20], dtype=float)
-    table = diag.coverage_by_band(y, low, high, pred, n_boot=50)
+    table = diag.coverage_by_band(y, low, high, pred, n_boot=50, seed=42)
     assert list(table.index) == ["<40", "40-80", "80-120", "120-200", ">=200"]
     assert table["n"].tolist() == [2, 2, 1, 1, 1]
     assert table["coverage"].tolist() == [0.5, 0.5, 1.0, 0.0, 1.0]
     assert table.loc["<40", "mean_width_eur"] == pytest.approx(20.0)
     assert table.loc["40-80", "mean_width_eur"] == pytest.approx(22.5)
     by_true = diag.coverage_by_band(y, low, high, pred, bands=(0, 100, np.inf), by="true",
-                                    n_boot=50)
+                                    n_boot=50, seed=42)
     assert list(by_true.index) == ["<100", ">=100"]
     assert by_true["n"].tolist() == [4, 3]
     assert by_true["coverage"].tolist() == pytest.approx([2 / 4, 2 / 3])
     assert by_true.attrs["by"] == "true"
-    empty = diag.coverage_by_band(y[:1], low[:1], high[:1], pred[:1], n_boot=10)
+    empty = diag.coverage_by_band(y[:1], low[:1], high[:1], pred[:1], n_boot=10, seed=42)
     assert empty["n"].tolist() == [1, 0, 0, 0, 0] and np.isnan(empty.loc[">=200", "coverage"])

@@ -3,8 +3,8 @@ MultiWorkerMirroredStrategy with two worker processes on 127.0.0.1; mixed precis
 
 Devices must be configured before TensorFlow initialises, and a process holds at most one
 multi-worker cluster, so the training runs in child processes (``tests/distributed_worker.py``),
-each bounded by a timeout. The strategy comes from ``shared.devices.setup_devices`` and the
-models from the project's builders, compiled and fitted by ``shared.training``.
+each bounded by a timeout. The strategy comes from ``shared.run.devices.setup_devices`` and the
+models from the project's builders, compiled and fitted by ``shared.models.fit``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared.models.saved import load_bundle, save_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
@@ -86,10 +87,9 @@ def test_mirrored_two_replicas_train_like_one_device(mirrored_run, model):
 def test_model_trained_on_two_replicas_reloads_on_one_device(mirrored_run):
     """Saved from a MirroredStrategy run, loaded in this process (no strategy), it predicts
     what it predicted when it was trained."""
-    from shared.bundles import ModelBundle
 
     result, workdir = mirrored_run
-    bundle = ModelBundle.load(workdir / "mirrored_mlp")
+    bundle = load_bundle(workdir / "mirrored_mlp")
     assert bundle.estimator.distribute_strategy.num_replicas_in_sync == 1
     x_val = np.asarray(result["reload"]["x"], dtype=np.float32)
     pred = bundle.estimator.predict(x_val, verbose=0).reshape(-1)
@@ -141,12 +141,11 @@ def test_multi_worker_two_processes_train_one_model(small_dir, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(chief["val_predictions"], other["val_predictions"])
 
-    from shared.dataset import load_dataset
-    from shared.bundles import ModelBundle
-    from shared.split import load_or_make_split
+    from shared.data.dataset import load_dataset
+    from shared.data.split import load_or_make_split
 
     models_dir = Path(chief["saved"]).parent
-    bundle = ModelBundle.load(chief["saved"])
+    bundle = load_bundle(chief["saved"])
     dataset = load_dataset(small_dir, converted_dir=tmp_path / "converted")
     val = dataset.subset(load_or_make_split(dataset, models_dir, chief["seed"]).parts()["val"])
     np.testing.assert_allclose(bundle.predict_eur(val), chief["val_predictions"], rtol=1e-5)
@@ -159,12 +158,13 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
 
     from sklearn.preprocessing import StandardScaler
 
-    from shared.models.cnn_scratch import build_cnn
-    from shared.models.transfer import assemble_end_to_end
-    from shared.models.late_fusion import build_from_branches, build_two_branch
-    from shared.bundles import ModelBundle
+    from shared.models.families.cnn_scratch import build_cnn
+    from shared.models.families.transfer import assemble_end_to_end
+    from shared.models.families.from_branches import build_from_branches
+    from shared.models.families.late_fusion import build_two_branch
+    from shared.models.bundle import ModelBundle
     from shared.models.layers import build_mlp, linear_head
-    from shared.training import compile_regressor, fit_regressor
+    from shared.models.fit import compile_regressor, fit_regressor
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -204,8 +204,8 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
         assert np.all(np.isfinite(history["loss"])), history
         pred = mlp.predict(x, verbose=0)
         assert pred.dtype == np.float32 and np.all(np.isfinite(pred))
-        ModelBundle("mixed_mlp", ("tabular",), mlp).save(tmp_path / "mixed_mlp")
-        reloaded = ModelBundle.load(tmp_path / "mixed_mlp").estimator
+        save_bundle(ModelBundle("mixed_mlp", ("tabular",), mlp), tmp_path / "mixed_mlp")
+        reloaded = load_bundle(tmp_path / "mixed_mlp").estimator
         np.testing.assert_allclose(reloaded.predict(x, verbose=0), pred, rtol=1e-6)
     finally:
         keras.mixed_precision.set_global_policy(previous)
@@ -215,7 +215,7 @@ def test_mixed_float16_on_cpu_keeps_outputs_float32(tmp_path):
 def test_replica_rule():
     """Batch sizes in the code are per replica; Adam rates scale by sqrt(replicas); one replica
     changes nothing (same int, the very same float)."""
-    from shared.devices import global_batch_size, scaled_learning_rate
+    from shared.models.fit import global_batch_size, scaled_learning_rate
 
     assert global_batch_size(32, 1) == 32 and global_batch_size(32, 4) == 128
     assert scaled_learning_rate(3e-5, 1) == 3e-5
@@ -236,7 +236,7 @@ def test_one_device_builds_exactly_as_without_strategy():
     import keras
 
     from shared.models.layers import build_mlp
-    from shared.training import compile_regressor, replicas_of, strategy_of, under_strategy
+    from shared.models.fit import compile_regressor, replicas_of, strategy_of, under_strategy
 
     @under_strategy
     def step(data, cfg):

@@ -1,4 +1,4 @@
-"""shared.feature_cache: backbone vectors computed once per photo content, keyed by weights."""
+"""shared.features.cache: backbone vectors computed once per photo content, keyed by weights."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fixtures import write_photo
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
-from shared import backbones, feature_cache  # noqa: E402
-from shared.feature_cache import extract_features, feature_cache_dir  # noqa: E402
+from shared.features import backbones
+from shared.features import cache as feature_cache  # noqa: E402
+from shared.features.cache import extract_features, feature_cache_dir  # noqa: E402
 
 
 def mean_colour_model(size: int) -> keras.Model:
@@ -20,26 +21,26 @@ def mean_colour_model(size: int) -> keras.Model:
 
 
 def test_cache_folder_names_the_whole_weights_fingerprint(tmp_path, monkeypatch):
-    folder = feature_cache_dir("mobilenet_v2", 96, root=tmp_path)
-    assert backbones.backbone_fingerprint("mobilenet_v2") in folder.name
+    folder = feature_cache_dir("efficientnet_lite0", 96, root=tmp_path)
+    assert backbones.backbone_fingerprint("efficientnet_lite0") in folder.name
     monkeypatch.setattr(feature_cache, "DECODE_VERSION", 999)
-    other = feature_cache_dir("mobilenet_v2", 96, root=tmp_path)
+    other = feature_cache_dir("efficientnet_lite0", 96, root=tmp_path)
     assert other != folder and other.name.endswith("decode999")  # a decoder change misses
-    assert feature_cache_dir("mobilenet_v2", 128, root=tmp_path) != folder
+    assert feature_cache_dir("efficientnet_lite0", 128, root=tmp_path) != folder
 
 
 def test_same_backbone_name_with_other_weights_misses_the_cache(tmp_path, monkeypatch):
     photos = [write_photo(tmp_path / f"{i}.jpg", "jpeg", colour=(40 * i, 10, 10)) for i in range(3)]
     model = mean_colour_model(8)
-    first, stats = extract_features(photos, "mobilenet_v2", 8, cache_root=tmp_path / "f",
+    first, stats = extract_features(photos, "efficientnet_lite0", 8, cache_root=tmp_path / "f",
                                     progress=False, model=model)
     assert stats["computed"] == 3 and first.shape == (3, 3)
-    again, stats = extract_features(photos, "mobilenet_v2", 8, cache_root=tmp_path / "f",
+    again, stats = extract_features(photos, "efficientnet_lite0", 8, cache_root=tmp_path / "f",
                                     progress=False, model=model)
     assert stats["cached"] == 3 and np.array_equal(again, first)
 
-    monkeypatch.setattr(backbones, "backbone_fingerprint", lambda name: f"{name}-0123456789abcdef")
-    _, stats = extract_features(photos, "mobilenet_v2", 8, cache_root=tmp_path / "f",
+    monkeypatch.setattr(feature_cache, "backbone_fingerprint", lambda name: f"{name}-0123456789abcdef")
+    _, stats = extract_features(photos, "efficientnet_lite0", 8, cache_root=tmp_path / "f",
                                 progress=False, model=model)
     assert stats["computed"] == 3  # new weights: nothing is served from the old folder
 
@@ -59,18 +60,18 @@ def test_flipped_features_are_cached_apart_and_mirror_the_photo(tmp_path):
     photo = tmp_path / "halves.png"
     image.save(photo)
     model = left_half_model(8)
-    plain_dir = feature_cache_dir("mobilenet_v2", 8, root=tmp_path / "f")
-    assert feature_cache_dir("mobilenet_v2", 8, root=tmp_path / "f", flip=False) == plain_dir
+    plain_dir = feature_cache_dir("efficientnet_lite0", 8, root=tmp_path / "f")
+    assert feature_cache_dir("efficientnet_lite0", 8, root=tmp_path / "f", flip=False) == plain_dir
     assert plain_dir.name.endswith("-8px-decode" + str(feature_cache.DECODE_VERSION))  # name unchanged
-    flip_dir = feature_cache_dir("mobilenet_v2", 8, root=tmp_path / "f", flip=True)
+    flip_dir = feature_cache_dir("efficientnet_lite0", 8, root=tmp_path / "f", flip=True)
     assert flip_dir == plain_dir.with_name(plain_dir.name + "-hflip")
 
-    plain, _ = extract_features([photo], "mobilenet_v2", 8, cache_root=tmp_path / "f", progress=False,
-                                model=model)
-    flipped, stats = extract_features([photo], "mobilenet_v2", 8, cache_root=tmp_path / "f",
+    plain, _ = extract_features([photo], "efficientnet_lite0", 8, cache_root=tmp_path / "f",
+                                progress=False, model=model)
+    flipped, stats = extract_features([photo], "efficientnet_lite0", 8, cache_root=tmp_path / "f",
                                       progress=False, model=model, flip=True)
     assert stats["computed"] == 1 and stats["cache_dir"] == str(flip_dir)  # not served from plain
     assert plain[0].argmax() == 0 and flipped[0].argmax() == 2  # red left half; mirrored: blue
-    again, stats = extract_features([photo], "mobilenet_v2", 8, cache_root=tmp_path / "f",
+    again, stats = extract_features([photo], "efficientnet_lite0", 8, cache_root=tmp_path / "f",
                                     progress=False, model=model, flip=True)
     assert stats["cached"] == 1 and np.array_equal(again, flipped)

@@ -1,4 +1,4 @@
-"""shared.features: row-wise engineering, the fitted preprocessor, the log-price target."""
+"""shared.features.tabular: row-wise engineering, the fitted preprocessor, the log-price target."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from fixtures import listing_row, synthetic_rows
-from shared import features as feats
-from shared.features import (CATEGORICAL, ENGINEERED_COLUMNS, NUMERIC, clean_zipcode,
+from shared.features import tabular as feats
+from shared.features.tabular import (CATEGORICAL, ENGINEERED_COLUMNS, NUMERIC, clean_zipcode,
                              engineer_features, log_target, make_preprocessor, price_from_log)
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from shared.acquisition import DEFAULT_SOURCE, DEFAULT_SOURCE_URLS
+from shared.data.acquisition import DEFAULT_SOURCE, DEFAULT_SOURCE_URLS
 
 
 def test_empty_data_dir_announces_fetch(tmp_path):

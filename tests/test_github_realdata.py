@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.acquisition import (DEFAULT_GITHUB_SOURCES, REPORTS_SET, DatasetSet, PhotoScaling,
+from shared.data.acquisition import (DEFAULT_GITHUB_SOURCES, REPORTS_SET, DatasetSet, PhotoScaling,
                                 fetch_dataset)
-from shared.acquisition import REPORTS_LISTINGS_SHA256, FetchReport
-from shared.acquisition.github import csv_rows, git_blob_id, join_tables, load_manifest
-from shared.acquisition.layout import select_listings, write_listings_csv
-from shared.acquisition.sets import load_set_manifest, set_manifest_rows
+from shared.data.acquisition import REPORTS_LISTINGS_SHA256, FetchReport
+from shared.data.acquisition.github import csv_rows, join_tables
+from shared.data.acquisition.github_photos import git_blob_id, load_manifest
+from shared.data.acquisition.layout import select_listings, write_listings_csv
+from shared.data.acquisition.sets import load_set_manifest, set_manifest_rows
 from shared.cli import main
 from shared.io import sha256_file
 
@@ -220,7 +221,7 @@ def test_default_fetch_rebuilds_the_10k_files_and_all_gives_the_larger_set(
         server.hits.clear()
         subset = _subset_set(ten_k_dir, chosen, tmp_path / "subset.csv")
         summary = fetch_dataset(dest, "github", url=base, github_sources=pins, dataset=subset,
-                                progress=False, log=None)
+                                progress=False)
         assert (summary["exit_code"], summary["identity"]["byte_identical"]) == (0, True)
         assert summary["photos"]["already_present"] == len(chosen)
         assert not any(path.endswith(".jpg") for path in server.hits)
@@ -261,9 +262,9 @@ def test_a_tampered_photo_or_another_scaling_is_not_byte_identical(
     tampered = buffer.getvalue()
 
     def fetch(dest: Path, pins, dataset=subset, lines=None) -> dict:
-        return fetch_dataset(dest, "github", url=base, github_sources=pins, dataset=dataset,
-                             timeout=1.0, retries=0, progress=False,
-                             log=(lines.append if lines is not None else None))
+        with gs.logged(lines):
+            return fetch_dataset(dest, "github", url=base, github_sources=pins, dataset=dataset,
+                                 timeout=1.0, retries=0, progress=False)
 
     with LocalServer() as server:
         real_pins = gs.pins_for(tables, DEFAULT_GITHUB_SOURCES.photos.manifest)

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.acquisition import (ALL_LISTINGS, DEFAULT_GITHUB_SOURCES, DEFAULT_SOURCE,
+from shared.data.acquisition import (ALL_LISTINGS, DEFAULT_GITHUB_SOURCES, DEFAULT_SOURCE,
                                 DEFAULT_SOURCE_URLS, REPORT_FILE, REPORTS_SET, SOURCES,
                                 DatasetSet, DestinationError, GithubSources, PhotoScaling,
                                 fetch_dataset)
-from shared.acquisition.github import LEDGER_FILE, PhotoLedger, git_blob_id, load_manifest
+from shared.data.acquisition.github_photos import LEDGER_FILE, PhotoLedger, git_blob_id, load_manifest
 from shared.cli import build_parser, main
-from shared.dataset import load_dataset
-from shared.schema import OPENDATASOFT_COLUMNS
+from shared.data.dataset import load_dataset
+from shared.data.schema import OPENDATASOFT_COLUMNS
 
 try:
     import github_sources as gs
@@ -90,11 +90,12 @@ class Setup:
         csv_sha256 = hashlib.sha256(gs.listings_bytes(self.expected(ids))).hexdigest()
         return DatasetSet(name, manifest, csv_sha256)
 
-    def fetch(self, dest: Path, **options) -> dict:
+    def fetch(self, dest: Path, lines: list[str] | None = None, **options) -> dict:
+        """Fetch into ``dest``; the progress lines are appended to ``lines`` when given."""
         settings = {"url": self.base, "timeout": 1.0, "retries": 1, "backoff": 0.01,
-                    "progress": False, "log": None, "github_sources": self.pins,
-                    "dataset": self.dataset}
-        return fetch_dataset(dest, "github", **{**settings, **options})
+                    "progress": False, "github_sources": self.pins, "dataset": self.dataset}
+        with gs.logged(lines):
+            return fetch_dataset(dest, "github", **{**settings, **options})
 
     def expected(self, ids) -> list[list[str]]:
         return [COLUMNS] + [[self.rows[key][name] for name in COLUMNS] for key in sorted(ids)]
@@ -392,7 +393,7 @@ def test_the_set_keeps_its_listings_and_every_listing_gives_the_larger_set(tmp_p
     chosen = setup.set_of(tmp_path, [1, 3])
     lines: list[str] = []
 
-    summary = setup.fetch(tmp_path / "set", dataset=chosen, log=lines.append)
+    summary = setup.fetch(tmp_path / "set", dataset=chosen, lines=lines)
 
     assert gs.read_csv(tmp_path / "set" / "listings.csv") == setup.expected([1, 3])
     assert sorted(p.name for p in (tmp_path / "set" / "images").iterdir()) == ["1.jpg", "3.jpg"]
@@ -402,7 +403,7 @@ def test_the_set_keeps_its_listings_and_every_listing_gives_the_larger_set(tmp_p
     assert setup.photo_hits(2) == setup.photo_hits(4) == 0
 
     every = DatasetSet("madrid-all", chosen.manifest, every_listing=True)
-    summary = setup.fetch(tmp_path / "all", dataset=every, log=lines.append)
+    summary = setup.fetch(tmp_path / "all", dataset=every, lines=lines)
 
     assert gs.read_csv(tmp_path / "all" / "listings.csv") == setup.expected([1, 2, 3, 4])
     for listing_id in (1, 2, 3, 4):
@@ -424,7 +425,7 @@ def test_a_photo_unlike_its_pinned_hash_is_kept_named_with_both_hashes_and_resum
     dest = tmp_path / "data"
     lines: list[str] = []
 
-    summary = setup.fetch(dest, log=lines.append)
+    summary = setup.fetch(dest, lines=lines)
 
     named = [line for line in lines if line.startswith("images/6.jpg")]
     assert named == [f"images/6.jpg: sha256 {good} is not the reports' dataset's {wrong} "
@@ -440,7 +441,7 @@ def test_a_photo_unlike_its_pinned_hash_is_kept_named_with_both_hashes_and_resum
         "differ. Models trained on it may give slightly different numbers" in lines[-1]
 
     hits = dict(server.hits)  # the ledger (raw/scaled-photos.csv) lets a rerun skip photo 6
-    again = setup.fetch(dest, log=None)
+    again = setup.fetch(dest)
     assert server.hits == hits and again["photos"]["already_present"] == 3
     assert again["identity"]["photos"]["differing"] == 1
 
@@ -450,7 +451,7 @@ def test_another_scaling_is_reported_as_not_byte_identical(tmp_path, server):
     other = DatasetSet("madrid-test", setup.dataset.manifest, setup.dataset.listings_sha256,
                        scaling=PhotoScaling(quality=90))
     lines: list[str] = []
-    summary = setup.fetch(tmp_path / "data", dataset=other, log=lines.append)
+    summary = setup.fetch(tmp_path / "data", dataset=other, lines=lines)
     assert summary["exit_code"] == 0 and summary["identity"]["byte_identical"] is False
     assert summary["identity"]["photos"]["differing"] == 2
     assert sum(line.startswith(("images/5.jpg: sha256", "images/6.jpg: sha256"))
@@ -497,8 +498,8 @@ def test_the_ledger_ignores_a_torn_line(tmp_path):
 
 
 def test_the_reports_set_and_the_default_folders_carry_the_set_name(monkeypatch):
-    from shared import config
-    from shared.acquisition.cli import default_dest
+    from shared import environment
+    from shared.data.acquisition.cli import default_dest
 
     ids = REPORTS_SET.ids()
     assert len(ids) == 10351 and not REPORTS_SET.every_listing
@@ -509,10 +510,10 @@ def test_the_reports_set_and_the_default_folders_carry_the_set_name(monkeypatch)
     assert REPORTS_SET.scaling == ALL_LISTINGS.scaling == PhotoScaling(224, 85, True)
 
     monkeypatch.delenv("AIRBNB_DATA_DIR", raising=False)
-    assert config.DEFAULT_DATA_DIR.name == REPORTS_SET.name == "airbnb-madrid-10k"
-    assert config.resolve_data_dir(None, must_exist=False) == config.DEFAULT_DATA_DIR
-    assert default_dest("github", REPORTS_SET) == config.DEFAULT_DATA_DIR
-    data = config.DEFAULT_DATA_DIR.parent
+    assert environment.DEFAULT_DATA_DIR.name == REPORTS_SET.name == "airbnb-madrid-10k"
+    assert environment.resolve_data_dir(None, must_exist=False) == environment.DEFAULT_DATA_DIR
+    assert default_dest("github", REPORTS_SET) == environment.DEFAULT_DATA_DIR
+    data = environment.DEFAULT_DATA_DIR.parent
     assert default_dest("github", ALL_LISTINGS) == data / "airbnb-madrid-12k"
     assert default_dest("drive") == data / "airbnb-madrid-drive"
     monkeypatch.setenv("AIRBNB_DATA_DIR", "/somewhere/else")

@@ -1,4 +1,4 @@
-"""shared.images: the tf.data photo pipeline (shapes, value range, inputs, seeds, disk cache)."""
+"""shared.data.images: the tf.data photo pipeline (shapes, value range, inputs, seeds, disk cache)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from fixtures import write_photo
-from shared.dataset import check_photo
+from shared.data.dataset import check_photo
 
 tf = pytest.importorskip("tensorflow")
-from shared.images import decode_photo, make_image_dataset  # noqa: E402
+from shared.data.images import decode_photo, make_image_dataset  # noqa: E402
 
 SIZE = 8
 RED, GREEN, BLUE, GREY = (220, 20, 20), (20, 200, 40), (30, 40, 210), (128, 128, 128)
@@ -190,7 +190,7 @@ def test_cached_and_uncached_pipelines_give_identical_shuffled_batches(tmp_path)
 
 
 def test_interrupted_photo_store_is_rebuilt_not_reused(tmp_path, photos):
-    from shared.images import photo_store
+    from shared.data.images import photo_store
 
     paths, colours = photos
     store = photo_store(paths, SIZE, tmp_path / "cache")

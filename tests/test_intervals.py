@@ -1,4 +1,4 @@
-"""shared.intervals: conformal prediction intervals, their calibration, bundle round trip, predict.
+"""shared.evaluation.intervals: conformal prediction intervals, their calibration, bundle round trip, predict.
 
 Tolerances of the coverage test (stated here, used below): with ``n_cal`` calibration rows the
 split conformal coverage, averaged over calibration draws, is exactly ``k / (n_cal + 1)`` with
@@ -22,16 +22,19 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from fixtures import make_dataset_dir, synthetic_rows, tree_state
-from shared import features as feats
+from shared.features import tabular as feats
 from shared.cli import EXIT_INPUT_ERROR, main
-from shared.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalError,
-                              check_coverage, conformal_rank, coverage_sentence,
-                              evaluation_groups, fit_calibration, interval_metrics,
-                              interval_report, interval_table, 
-                              plot_coverage_by_group)
-from shared.bundles import ModelBundle, ModelLoadError
-from shared.model_files import write_metadata
-from shared.split import make_split
+from shared.evaluation.intervals import (CALIBRATION_FILE, IntervalCalibration, IntervalError,
+                                         check_coverage, conformal_rank, evaluation_groups,
+                                         fit_calibration, interval_metrics, interval_report)
+from shared.reporting.figures import plot_coverage_by_group
+from shared.reporting.sentences import coverage_sentence, interval_analysis
+from shared.reporting.tables import interval_table
+from shared.models.bundle import ModelBundle
+from shared.models.files import ModelLoadError
+from shared.models.saved import load_bundle, save_bundle
+from shared.models.files import write_metadata
+from shared.data.split import make_split
 
 ROOMS = np.array(["Entire home/apt", "Private room"])
 
@@ -70,8 +73,8 @@ def test_intervals_reach_nominal_coverage_and_adapt_to_the_noise():
         train = synthetic(rng, n_train, 0)
         cal = synthetic(rng, n_cal, n_train)
         pred, y, frame, sd = synthetic(rng, n_test, n_train + n_cal)
-        adaptive = fit_calibration(*cal[:3], *train[:3])
-        pooled = fit_calibration(*cal[:3])
+        adaptive = fit_calibration(*cal[:3], *train[:3], mondrian=False)
+        pooled = fit_calibration(*cal[:3], mondrian=False)
         low_noise, high_noise = sd < np.quantile(sd, 1 / 3), sd > np.quantile(sd, 2 / 3)
         for c in coverage:
             coverage[c].append(covered(y, *adaptive.interval(pred, frame, c)).mean())
@@ -158,7 +161,7 @@ def test_coverage_accepts_numbers_and_numeric_text():
 
 def test_fit_calibration_has_no_place_for_test_rows():
     assert list(inspect.signature(fit_calibration).parameters) == [
-        "pred_log", "y_log", "frame", "train_pred_log", "train_y_log", "train_frame"]
+        "pred_log", "y_log", "frame", "train_pred_log", "train_y_log", "train_frame", "mondrian"]
 
 
 def test_calibration_is_the_same_whatever_rows_are_scored_later():
@@ -227,7 +230,7 @@ def test_interval_metrics_counts_covered_prices_and_widths():
     high = np.array([15.0, 30.0, 40.0, 39.0, 55.0, 70.0])
     groups = {"room_type": np.array(["a", "a", "b", "b", "b", "b"])}
 
-    m = interval_metrics(y, low, high, groups, n_boot=200, nominal=0.8)
+    m = interval_metrics(y, low, high, groups, seed=0, n_boot=200, nominal=0.8)
 
     assert m["coverage"] == pytest.approx(4 / 6) and m["n"] == 6 and m["nominal"] == 0.8
     assert m["below"] == pytest.approx(1 / 6) and m["above"] == pytest.approx(1 / 6)
@@ -251,9 +254,11 @@ def test_interval_report_table_plot_and_sentence():
             return part[1] - error_scale * (part[1] - part[0])
         calibration = fit_calibration(shift(cal), cal[1], cal[2], shift(train), train[1],
                                       train[2])
-        reports[name] = interval_report(calibration, shift(test), test[2], y_eur, n_boot=100)
+        reports[name] = interval_report(calibration, shift(test), test[2], y_eur, seed=0,
+                                        n_boot=100)
     assert set(reports["ridge"]) == {"0.8", "0.9"}
-    assert set(reports["ridge"]["0.8"]["groups"]) == {"room_type", "price_band"}
+    assert set(reports["ridge"]["0.8"]["groups"]) == {"room_type", "predicted_band",
+                                                      "price_band"}
     assert list(reports["ridge"]["0.8"]["groups"]["price_band"]) == ["<30", "30-50", "50-80",
                                                                      "80-120", ">=120"]
 
@@ -295,16 +300,18 @@ def test_evaluation_groups_use_room_type_and_the_true_price_band():
 
 @pytest.fixture(scope="module")
 def calibrated(small_dataset):
-    """(ridge bundle fitted on the training part with intervals from the validation part, split)."""
-    split = make_split(small_dataset)
-    train, val = small_dataset.subset(split.train), small_dataset.subset(split.val)
+    """(ridge bundle fitted on the training part, split). The 40-listing fixture's calibration
+    part has 3 rows, too few for an 80% interval, so its validation rows calibrate too here."""
+    split = make_split(small_dataset, 42)
+    train = small_dataset.subset(split.train)
+    cal = small_dataset.subset(np.concatenate([split.cal, split.val]))
     preprocessor = feats.make_preprocessor().fit(train.frame)
     estimator = Ridge(alpha=3.0).fit(preprocessor.transform(train.frame),
                                      feats.log_target(train.prices))
     bundle = ModelBundle("ridge", ("tabular",), estimator, preprocessor=preprocessor,
                          deliverable="deliverable1")
-    bundle.intervals = fit_calibration(bundle.predict_log(val), feats.log_target(val.prices),
-                                       val.frame, bundle.predict_log(train),
+    bundle.intervals = fit_calibration(bundle.predict_log(cal), feats.log_target(cal.prices),
+                                       cal.frame, bundle.predict_log(train),
                                        feats.log_target(train.prices), train.frame)
     return bundle, split
 
@@ -312,12 +319,12 @@ def calibrated(small_dataset):
 def test_bundle_round_trip_keeps_the_calibration(calibrated, small_dataset, tmp_path):
     bundle, split = calibrated
     test = small_dataset.subset(split.test)
-    directory = bundle.save(tmp_path / "ridge")
-    loaded = ModelBundle.load(directory)
+    directory = save_bundle(bundle, tmp_path / "ridge")
+    loaded = load_bundle(directory)
 
     assert (directory / CALIBRATION_FILE).is_file()
     assert loaded.intervals.to_dict() == bundle.intervals.to_dict()
-    assert loaded.intervals.calibration_ids == tuple(sorted(split.val.tolist()))
+    assert loaded.intervals.calibration_ids == tuple(sorted(split.cal.tolist() + split.val.tolist()))
     pred = loaded.predict_log(test)
     for coverage in (0.5, 0.8):
         np.testing.assert_array_equal(loaded.intervals.interval(pred, test.frame, coverage),
@@ -327,20 +334,20 @@ def test_bundle_round_trip_keeps_the_calibration(calibrated, small_dataset, tmp_
 def test_bundle_without_or_with_a_broken_calibration(calibrated, tmp_path):
     bundle, _ = calibrated
     plain = ModelBundle(bundle.name, bundle.inputs, bundle.estimator, bundle.preprocessor)
-    assert ModelBundle.load(plain.save(tmp_path / "plain")).intervals is None
+    assert load_bundle(save_bundle(plain, tmp_path / "plain")).intervals is None
 
-    directory = bundle.save(tmp_path / "broken")
+    directory = save_bundle(bundle, tmp_path / "broken")
     (directory / CALIBRATION_FILE).write_text('{"format": 1, "scores": [0.3, 0.1]}')
     with pytest.raises(ModelLoadError, match="intervals.json: truncated or replaced"):  # its sha256 differs
-        ModelBundle.load(directory)
+        load_bundle(directory)
     write_metadata(directory, json.loads((directory / "metadata.json").read_text()))  # re-sealed
     with pytest.raises(ModelLoadError, match="intervals.json.*sorted.*retrain"):
-        ModelBundle.load(directory)
+        load_bundle(directory)
 
 
 @pytest.fixture
 def saved_calibrated(calibrated, tmp_path):
-    return calibrated[0].save(tmp_path / "models" / "ridge")
+    return save_bundle(calibrated[0], tmp_path / "models" / "ridge")
 
 
 @pytest.fixture
@@ -370,7 +377,7 @@ def test_predict_writes_interval_columns(saved_calibrated, priced_dir, tmp_path,
     assert "calibrated the intervals" not in text  # new listings only
     assert tree_state(priced_dir) == before
 
-    # the tiny fixture has 4 calibration rows: 0.6 uses the 3rd score, 0.8 the 4th
+    # the tiny fixture has 7 calibration rows: 0.6 uses the 5th score, 0.8 the 7th
     narrower = tmp_path / "pred" / "p60.csv"
     assert main(["predict", "--model", str(saved_calibrated), "--data-dir", str(priced_dir),
                  "--out", str(narrower), "--coverage", "0.6"]) == 0
@@ -381,13 +388,33 @@ def test_predict_writes_interval_columns(saved_calibrated, priced_dir, tmp_path,
         (table["price_high"] - table["price_low"]).sum()
 
 
+def test_predict_gives_a_room_type_never_seen_the_pooled_range(saved_calibrated, tmp_path,
+                                                                isolated_cache, capsys):
+    rows = synthetic_rows(6, seed=4, first_id=8000)
+    for row in rows:
+        row["Room Type"] = "Hotel room"  # absent from the calibration (and training) rows
+    data_dir = make_dataset_dir(tmp_path / "hotels", rows=rows)
+    for coverage in ("0.6", "0.8"):  # the 7-row fixture supports up to 7/8
+        out = tmp_path / f"p{coverage}.csv"
+        assert main(["predict", "--model", str(saved_calibrated), "--data-dir", str(data_dir),
+                     "--out", str(out), "--coverage", coverage]) == 0
+        table = pd.read_csv(out)
+        assert list(table.columns) == ["ID", "predicted_price", "price_low", "price_high"]
+        assert (table["price_low"] <= table["predicted_price"]).all()
+        assert (table["predicted_price"] <= table["price_high"]).all()
+    bundle = load_bundle(saved_calibrated)
+    pred = np.log(table["predicted_price"].to_numpy())
+    frame = pd.DataFrame({"Room Type": ["Hotel room"] * len(pred)})
+    assert set(bundle.intervals.group_of(pred, frame)) == {"all listings"}
+
+
 def test_predict_says_when_coverage_is_measured_on_calibration_rows(saved_calibrated, calibrated,
                                                                    small_dir, tmp_path,
                                                                    isolated_cache, capsys):
     assert main(["predict", "--model", str(saved_calibrated), "--data-dir", str(small_dir),
                  "--out", str(tmp_path / "p.csv")]) == 0
-    n_val = len(calibrated[1].val)
-    assert f"note: {n_val} of these listings calibrated the intervals" in capsys.readouterr().out
+    n_cal = len(calibrated[1].cal) + len(calibrated[1].val)
+    assert f"note: {n_cal} of these listings calibrated the intervals" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("bad", ["1.5", "0", "1", "-0.1", "abc", "nan"])
@@ -418,8 +445,8 @@ def test_predict_with_a_model_saved_without_intervals(small_dataset, priced_dir,
     preprocessor = feats.make_preprocessor().fit(small_dataset.frame)
     estimator = Ridge().fit(preprocessor.transform(small_dataset.frame),
                             feats.log_target(small_dataset.prices))
-    model = ModelBundle("old", ("tabular",), estimator, preprocessor=preprocessor,
-                        deliverable="deliverable1").save(tmp_path / "old")
+    model = save_bundle(ModelBundle("old", ("tabular",), estimator, preprocessor=preprocessor,
+                                    deliverable="deliverable1"), tmp_path / "old")
     out = tmp_path / "p.csv"
 
     assert main(["predict", "--model", str(model), "--data-dir", str(priced_dir),
@@ -436,8 +463,6 @@ def test_predict_with_a_model_saved_without_intervals(small_dataset, priced_dir,
 
 
 def test_interval_analysis_flags_models_whose_test_coverage_is_significantly_off():
-    from shared.intervals import interval_analysis
-
     def record(coverage, ci):
         return {"intervals": {"test": {"0.8": {"coverage": coverage, "coverage_ci95": ci,
                                                "median_width_eur": 30.0, "nominal": 0.8}}}}
@@ -447,6 +472,6 @@ def test_interval_analysis_flags_models_whose_test_coverage_is_significantly_off
     analysis = interval_analysis(results, {"ok": "tabular", "low": "fusion", "high": "photo"},
                                  {"tabular": "ok"})
     assert analysis["under_covered"] == ["low"] and analysis["over_covered"] == ["high"]
-    assert "low" in analysis["calibration_check"] and "selection bias" in analysis["calibration_check"]
+    assert "low" in analysis["calibration_check"] and "validation rows" in analysis["calibration_check"]
     fine = interval_analysis({"ok": results["ok"]}, {"ok": "tabular"}, {"tabular": "ok"})
     assert fine["under_covered"] == [] and "no model" in fine["calibration_check"]

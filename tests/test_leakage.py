@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 
 from fixtures import listing_row, synthetic_rows
-from shared import features as feats
-from shared.experiment import prepare
-from shared.features import (CATEGORICAL, FORBIDDEN_INPUTS, NUMERIC, engineer_features,
+from shared.features import tabular as feats
+from shared.run.start import prepare
+from shared.features.tabular import (CATEGORICAL, FORBIDDEN_INPUTS, NUMERIC, engineer_features,
                              make_preprocessor)
-from shared.schema import PRICE_DERIVED_COLUMNS
-from shared.split import make_split
+from shared.data.schema import PRICE_DERIVED_COLUMNS
+from shared.data.split import make_split
 
 
 @pytest.fixture(scope="module")
 def parts(small_dataset):
     """(train frame, test frame) of the 40-listing fixture under the shared split."""
-    split = make_split(small_dataset)
+    split = make_split(small_dataset, 42)
     return small_dataset.subset(split.train).frame, small_dataset.subset(split.test).frame
 
 

@@ -1,21 +1,25 @@
-"""shared.training: ModelBundle save/load round trips, load errors, Keras building blocks."""
+"""shared.models.fit: ModelBundle save/load round trips, load errors, Keras building blocks."""
 
 from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from shared import features as feats
-from shared.bundles import ModelBundle, ModelLoadError
-from shared.model_files import write_metadata
-from shared.search import Fitted, TrainingDiverged, tune_on_validation
+from shared.features import tabular as feats
+from shared.models.bundle import ModelBundle
+from shared.models.files import ModelLoadError
+from shared.models.files import write_metadata
+from shared.models.search import Fitted, TrainingDiverged, tune_on_validation
 from shared.models.layers import build_mlp, linear_head
-from shared.training import compile_regressor, fit_regressor
+from shared.models.fit import compile_regressor, fit_regressor
 from shared.ridge import ridge_path
-from shared.split import make_split
+from shared.data.split import make_split
+from shared.models.saved import load_bundle, save_bundle
 
 keras = pytest.importorskip("keras")
 
@@ -23,7 +27,7 @@ keras = pytest.importorskip("keras")
 @pytest.fixture(scope="module")
 def fitted(small_dataset):
     """(train Dataset, test Dataset, preprocessor fitted on train, X_train, y_train)."""
-    split = make_split(small_dataset)
+    split = make_split(small_dataset, 42)
     train, test = small_dataset.subset(split.train), small_dataset.subset(split.test)
     preprocessor = feats.make_preprocessor().fit(train.frame)
     x_train = preprocessor.transform(train.frame)
@@ -42,8 +46,8 @@ def test_sklearn_bundle_round_trip_gives_identical_predictions(fitted, tmp_path)
     bundle = sklearn_bundle(fitted)
     before = bundle.predict_log(test)
 
-    directory = bundle.save(tmp_path / "models" / "ridge")
-    loaded = ModelBundle.load(directory)
+    directory = save_bundle(bundle, tmp_path / "models" / "ridge")
+    loaded = load_bundle(directory)
 
     assert sorted(p.name for p in directory.iterdir()) == \
         ["estimator.skops", "metadata.json", "preprocessor.skops"]
@@ -70,7 +74,7 @@ def test_keras_mlp_bundle_round_trip_gives_identical_predictions(fitted, tmp_pat
 
     bundle = ModelBundle("mlp", ("tabular",), model, preprocessor=preprocessor)
     before = bundle.predict_log(test)
-    loaded = ModelBundle.load(bundle.save(tmp_path / "mlp"))
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "mlp"))
 
     assert loaded.is_keras and (tmp_path / "mlp" / "model.keras").is_file()
     np.testing.assert_array_equal(loaded.predict_log(test), before)
@@ -90,7 +94,7 @@ def test_keras_image_and_tabular_bundle_round_trip(fitted, tmp_path):
     bundle = ModelBundle("fusion", ("tabular", "image"), model, preprocessor=preprocessor,
                          image_size=16)
     before = bundle.predict_log(test, batch_size=4)
-    loaded = ModelBundle.load(bundle.save(tmp_path / "fusion"))
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "fusion"))
 
     assert loaded.image_size == 16 and loaded.inputs == ("tabular", "image")
     assert before.shape == (len(test.frame),) and np.isfinite(before).all()
@@ -98,13 +102,13 @@ def test_keras_image_and_tabular_bundle_round_trip(fitted, tmp_path):
 
 
 def test_loading_a_bundle_of_another_feature_set_fails_clearly(fitted, tmp_path):
-    directory = sklearn_bundle(fitted).save(tmp_path / "old")
+    directory = save_bundle(sklearn_bundle(fitted), tmp_path / "old")
     meta = json.loads((directory / "metadata.json").read_text())
     meta["feature_set_version"] = "features-v0"
     (directory / "metadata.json").write_text(json.dumps(meta))
 
     with pytest.raises(ModelLoadError) as info:
-        ModelBundle.load(directory)
+        load_bundle(directory)
     message = str(info.value)
     assert str(directory) in message and "features-v0" in message
     assert feats.FEATURE_SET_VERSION in message and "Retrain" in message
@@ -113,26 +117,26 @@ def test_loading_a_bundle_of_another_feature_set_fails_clearly(fitted, tmp_path)
 def test_loading_a_directory_without_metadata_fails_clearly(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="no metadata.json"):
-        ModelBundle.load(tmp_path / "empty")
+        load_bundle(tmp_path / "empty")
     with pytest.raises(ModelLoadError, match="no metadata.json"):
-        ModelBundle.load(tmp_path / "does-not-exist")
+        load_bundle(tmp_path / "does-not-exist")
 
 
 def test_loading_another_format_or_inconsistent_feature_names_fails(fitted, tmp_path):
-    directory = sklearn_bundle(fitted).save(tmp_path / "m")
+    directory = save_bundle(sklearn_bundle(fitted), tmp_path / "m")
     meta_path = directory / "metadata.json"
     meta = json.loads(meta_path.read_text())
 
     meta_path.write_text(json.dumps({**meta, "format": 99}))
     with pytest.raises(ModelLoadError, match="format 99"):
-        ModelBundle.load(directory)
+        load_bundle(directory)
 
     meta_path.write_text(json.dumps({**meta, "feature_names": meta["feature_names"][:-1]}))
     with pytest.raises(ModelLoadError, match="metadata.json: edited after the model was saved"):
-        ModelBundle.load(directory)
+        load_bundle(directory)
     write_metadata(directory, {**meta, "feature_names": meta["feature_names"][:-1]})  # re-sealed
     with pytest.raises(ModelLoadError, match="feature names"):
-        ModelBundle.load(directory)
+        load_bundle(directory)
 
 
 def test_save_replaces_the_directory_as_a_whole(fitted, tmp_path):
@@ -140,10 +144,10 @@ def test_save_replaces_the_directory_as_a_whole(fitted, tmp_path):
     target.mkdir(parents=True)
     (target / "image_reducer.skops").write_text("stale file of an older model")
 
-    sklearn_bundle(fitted).save(target)
+    save_bundle(sklearn_bundle(fitted), target)
 
     assert not (target / "image_reducer.skops").exists()
-    assert ModelBundle.load(target).image_reducer is None
+    assert load_bundle(target).image_reducer is None
     assert sorted(p.name for p in target.parent.iterdir()) == ["ridge"]  # no staging/backup left
 
 
@@ -232,8 +236,12 @@ class _ConstantModel:
         return np.full((len(x), 1), self.log_price)
 
 
-def test_mlp_search_goes_through_the_guarded_search(monkeypatch):
-    from shared.models import mlp
+def test_mlp_search_goes_through_the_guarded_search(monkeypatch, caplog):
+    from shared.models.families import mlp
+    from shared.run.budgets import budget_for
+    from shared.run.config import RunConfig
+
+    cfg = RunConfig(data_dir=Path("."), models_dir=Path("."), budget=budget_for(True), seed=0)
 
     x_val, y_val = np.zeros((4, 3), np.float32), np.array([40.0, 50.0, 60.0, 50.0])
     outputs = iter([np.nan, np.log(50.0), np.inf])   # candidate 1 diverged, 3 overflowed
@@ -242,9 +250,10 @@ def test_mlp_search_goes_through_the_guarded_search(monkeypatch):
         return Fitted(_ConstantModel(next(outputs)), {"loss": [1.0, 0.5], "val_loss": [1.0, 0.6]})
 
     monkeypatch.setattr(mlp, "fit_mlp", fake_fit)
-    lines = []
-    result = mlp.search_mlp(x_val, np.zeros(4), x_val, y_val, n_configs=3, seed=0, epochs=1,
-                            batch_size=8, progress=lines.append)
+    with caplog.at_level("INFO", logger="shared.models.search"):
+        result = mlp.search_mlp(x_val, np.zeros(4), x_val, y_val, n_configs=3, cfg=cfg, epochs=1,
+                                batch_size=8)
+    lines = [r.getMessage() for r in caplog.records if "mlp candidate" in r.getMessage()]
     assert result.params["index"] == 1 and result.val_mae == pytest.approx(5.0)
     assert result.history == {"loss": [1.0, 0.5], "val_loss": [1.0, 0.6]}
     assert [t["epochs_run"] for t in result.trials] == [2, 2, 2] and len(lines) == 3
@@ -253,5 +262,5 @@ def test_mlp_search_goes_through_the_guarded_search(monkeypatch):
 
     outputs = iter([np.nan, np.inf])
     with pytest.raises(TrainingDiverged, match="no candidate reached a finite validation MAE"):
-        mlp.search_mlp(x_val, np.zeros(4), x_val, y_val, n_configs=2, seed=0, epochs=1,
-                       batch_size=8, progress=None)
+        mlp.search_mlp(x_val, np.zeros(4), x_val, y_val, n_configs=2, cfg=cfg, epochs=1,
+                       batch_size=8)

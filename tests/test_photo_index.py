@@ -10,14 +10,14 @@ import shutil
 import pytest
 
 from fixtures import TRICKY_EXPECTED_DROPS, TRICKY_USABLE_IDS, tricky_dataset_dir
-from shared import dataset as dataset_module
-from shared import photo_index
-from shared.dataset import load_dataset
+from shared.data import dataset as dataset_module
+from shared.data import photo_index
+from shared.data.dataset import load_dataset
 
 
 @pytest.fixture
 def decodes(monkeypatch):
-    """Records the photos :func:`shared.dataset.check_photo` fully decodes (their file names)."""
+    """Records the photos :func:`shared.data.dataset.check_photo` fully decodes (their file names)."""
     seen = []
     original = dataset_module.check_photo
 

@@ -18,11 +18,11 @@ import pytest
 from PIL import Image
 
 from fixtures import tree_state
-from shared import features as feats
-from shared import schema
+from shared.features import tabular as feats
+from shared.data import schema
 from shared.cli import main
-from shared.dataset import load_dataset
-from shared.split import SPLIT_FILE, load_or_make_split, make_split
+from shared.data.dataset import load_dataset
+from shared.data.split import SPLIT_FILE, load_or_make_split, make_split
 
 pytestmark = pytest.mark.realdata
 
@@ -74,19 +74,19 @@ def test_real_dataset_loads_read_only(real, real_data_dir):
 
 def test_real_split_sizes_and_persistence(real, tmp_path):
     dataset, _, _ = real
-    split = load_or_make_split(dataset, tmp_path)
+    split = load_or_make_split(dataset, tmp_path, 42)
 
     assert tuple(len(ids) for ids in split.parts().values()) == REAL_SPLIT_SIZES
     union = np.concatenate(list(split.parts().values()))
     assert len(np.unique(union)) == REAL_USABLE and set(union) == set(dataset.ids.tolist())
-    for a, b in zip(split.parts().values(), make_split(dataset).parts().values(), strict=True):
+    for a, b in zip(split.parts().values(), make_split(dataset, 42).parts().values(), strict=True):
         assert np.array_equal(a, b)
     assert json.loads((tmp_path / SPLIT_FILE).read_text())["train"] == split.train.tolist()
 
 
 def test_real_features_have_no_nan_after_preprocessing(real):
     dataset, _, _ = real
-    preprocessor = _check_no_nan_after_preprocessing(dataset, make_split(dataset))
+    preprocessor = _check_no_nan_after_preprocessing(dataset, make_split(dataset, 42))
     names = [str(n) for n in preprocessor.get_feature_names_out()]
     for forbidden in feats.FORBIDDEN_INPUTS:
         assert not any(n.split("__", 1)[-1] == forbidden for n in names)
@@ -166,8 +166,8 @@ def test_unseen_directory_splits_and_preprocesses(unseen, real, tmp_path):
     n = len(dataset.frame)
 
     # a models dir holding the real data's split: the unseen data replaces it, never mixes
-    load_or_make_split(real[0], tmp_path)
-    split = load_or_make_split(dataset, tmp_path)
+    load_or_make_split(real[0], tmp_path, 42)
+    split = load_or_make_split(dataset, tmp_path, 42)
     test_size = int(np.ceil(0.2 * n))
     held = int(np.ceil(0.25 * (n - test_size)))
     cal_size = int(np.ceil(0.5 * held))

@@ -1,4 +1,4 @@
-"""shared.reporting.render_report: jupytext script -> executed ipynb + html + report outputs."""
+"""shared.reporting.notebook.render_report: jupytext script -> executed ipynb + html + report outputs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from fixtures import tree_state
-from shared.reporting import ReportError, build_notebook, render_report
+from shared.reporting.notebook import ReportError, build_notebook, render_report
 
 GOOD_SCRIPT = '''\
 # %% [markdown]
@@ -85,6 +85,20 @@ def test_render_report_writes_notebook_html_and_the_report_outputs(tmp_path, kee
     assert result["seconds"] > 0
 
 
+def test_the_html_page_shows_outputs_not_code_and_is_titled_by_the_first_heading(tmp_path, keep_path):
+    out = tmp_path / "docs"
+    render_report(write_script(tmp_path / "src", GOOD_SCRIPT), out, {"greeting": "hi"}, timeout=120)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<title>Tiny report</title>" in html
+    assert "MESSAGE: hi" in html                                   # the output
+    assert "write_text(json.dumps" not in html                     # not the code
+    assert not re.search(r'class="[^"]*(jp-CodeMirrorEditor|hl-ipython3)', html)
+    assert not re.search(r">(In&nbsp;|Out)\[[ 0-9]*\]:<", html)   # nor the prompts
+    notebook = nbformat.read(out / "report.ipynb", as_version=4)
+    assert any("write_text(json.dumps" in c.source for c in notebook.cells)  # the notebook keeps it
+    assert notebook.metadata["title"] == "Tiny report"
+
+
 def test_a_failing_cell_raises_and_leaves_the_previous_report_untouched(tmp_path, keep_path):
     out = tmp_path / "docs"
     out.mkdir()
@@ -111,7 +125,7 @@ def test_quiet_notebook_hides_tensorflow_start_up_lines_and_restores_stderr():
     import sys
 
     code = ("import os, sys\n"
-            "from shared.reporting import quiet_notebook\n"
+            "from shared.reporting.notebook import quiet_notebook\n"
             "quiet_notebook()\n"
             "import tensorflow as tf\n"
             "tf.constant(1.0) + 1.0\n"
@@ -126,10 +140,10 @@ def test_quiet_notebook_hides_tensorflow_start_up_lines_and_restores_stderr():
 
 
 def test_report_paths_are_project_relative_inside_or_beside_the_project(tmp_path):
-    from shared import config
-    from shared.reporting import display_path
+    from shared import environment
+    from shared.reporting.notebook import display_path
 
-    root = config.PROJECT_ROOT
+    root = environment.PROJECT_ROOT
     assert display_path(root / "models") == "models"
     # a folder beside the project (as ../shared/data is; a name that exists nowhere, so no
     # symlink on the test machine can move it)
@@ -151,7 +165,7 @@ def test_rendered_notebook_records_no_absolute_path_of_its_staging(tmp_path, kee
 def test_stderr_moves_from_the_notebook_to_the_log():
     import nbformat
 
-    from shared.reporting import move_stderr_to_log
+    from shared.reporting.notebook import move_stderr_to_log
 
     cell = nbformat.v4.new_code_cell("train()")
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr",

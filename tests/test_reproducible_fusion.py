@@ -35,7 +35,7 @@ REDUCER_SCRIPT = """
 import hashlib, json
 import numpy as np
 from threadpoolctl import threadpool_info
-from shared.models.early_fusion import make_image_reducer, reduced_features
+from shared.features.photo_reducers import make_image_reducer, reduced_features
 rng = np.random.default_rng(0)
 n, d = 300, 1280  # backbone-like features: a decaying spectrum plus noise, float32
 latent = rng.normal(size=(n, 40)) * (0.85 ** np.arange(40))
@@ -50,8 +50,8 @@ print(json.dumps({"digest": hashlib.sha256(out["train"].tobytes() + out["val"].t
 FUSION_SCRIPT = """
 import dataclasses, json, sys
 import numpy as np
-from shared.models import early_fusion
-from shared.experiment import start_run
+from shared.models.families import early_fusion
+from shared.run.start import start_run
 exp = start_run(sys.argv[1], sys.argv[2], smoke=True)
 # backbone-like photo features (a decaying spectrum plus noise, full rank), a function of the
 # listing ID: no backbone needed
@@ -64,12 +64,13 @@ def features(part):
                     + 0.05 * rng.normal(size=1280))
     return np.asarray(rows).astype(np.float32)
 raw = {part: features(part) for part in exp.data.parts}  # every part of the split
-cfg = dataclasses.replace(exp.cfg, budget=dataclasses.replace(exp.cfg.budget,
-                                                              fusion_components=(8, 16)))
+budget = exp.cfg.budget
+cfg = dataclasses.replace(exp.cfg, budget=budget.replace(
+    early_fusion=dataclasses.replace(budget.early_fusion, components=(8, 16))))
 early, reducers = early_fusion.train_early_fusion(exp.data, cfg, raw, "synthetic", 32)
-exp.evaluate(early, log=lambda *a: None)
+exp.evaluate(early, save=False)
 exp.evaluate(early_fusion.train_hgb_with_embeddings(exp.data, cfg, raw, reducers, "synthetic", 32),
-             log=lambda *a: None)
+             save=False)
 print(json.dumps({name: [r["val"]["mae"], r["test"]["mae"], r["params"].get("trials")]
                   for name, r in exp.results.items()}))
 """

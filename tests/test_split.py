@@ -1,4 +1,4 @@
-"""shared.split: 60/10/10/20, grouped by host and identical photo, disjoint and complete,
+"""shared.data.split: 60/10/10/20, grouped by host and identical photo, disjoint and complete,
 deterministic, stratified on price, persisted with its rule."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.dataset import Dataset, dataset_fingerprint
-from shared.split import (FRACTIONS, RANDOM_RULE, RULE, SPLIT_FILE, SplitError, listing_groups,
+from shared.data.dataset import Dataset, dataset_fingerprint
+from shared.data.split import (FRACTIONS, RANDOM_RULE, RULE, SPLIT_FILE, SplitError, listing_groups,
                           load_or_make_split, make_random_split, make_split)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def assert_grouped(dataset: Dataset, split) -> None:
 @pytest.mark.parametrize("n", [10, 15, 25, 57, 200, 814])
 def test_sizes_disjoint_and_complete(n):
     dataset = priced_dataset(n, seed=n)
-    split = make_split(dataset)
+    split = make_split(dataset, 42)
 
     parts = split.parts()
     for name, ids in parts.items():
@@ -102,10 +102,10 @@ def test_planted_host_and_photo_groups_never_straddle_two_parts(tmp_path):
     groups = listing_groups(dataset)
     hosts = dataset.frame["Host ID"].nunique()
     assert len(np.unique(groups)) < hosts  # identical photos merged some host groups
-    split = make_split(dataset)
+    split = make_split(dataset, 42)
     assert_grouped(dataset, split)
     # the random split of the same data (kept only to measure what it overstates) does not
-    random = make_random_split(dataset)
+    random = make_random_split(dataset, 42)
     part = pd.Series("", index=dataset.ids)
     for name, ids in random.parts().items():
         part[ids] = name
@@ -118,22 +118,22 @@ def test_too_few_groups_raise_split_error(tmp_path):
     dataset = priced_dataset(40)
     dataset.frame["Host ID"] = ["one host"] * 35 + ["a", "b", "c", "d", "e"]
     with pytest.raises(SplitError, match="at least 10 groups"):
-        make_split(dataset)
+        make_split(dataset, 42)
 
 
 @pytest.mark.realdata
 def test_the_real_data_is_split_by_host(real_data_dir):
-    from shared.dataset import load_dataset
+    from shared.data.dataset import load_dataset
 
     dataset = load_dataset(real_data_dir)
-    assert_grouped(dataset, make_split(dataset))
+    assert_grouped(dataset, make_split(dataset, 42))
 
 
 def test_same_split_twice_and_independent_of_row_order():
     dataset = priced_dataset(300, seed=3)
-    first, second = make_split(dataset), make_split(dataset)
+    first, second = make_split(dataset, 42), make_split(dataset, 42)
     shuffled = Dataset(dataset.frame.sample(frac=1.0, random_state=7).reset_index(drop=True))
-    third = make_split(shuffled)
+    third = make_split(shuffled, 42)
 
     for a, b, c in zip(first.parts().values(), second.parts().values(), third.parts().values(), strict=True):
         assert np.array_equal(a, b) and np.array_equal(a, c)
@@ -147,12 +147,12 @@ def test_another_seed_gives_another_split():
 def test_same_split_in_fresh_interpreters_with_other_hash_seeds(small_dir, small_dataset):
     code = textwrap.dedent(f"""
         import json
-        from shared.dataset import load_dataset
-        from shared.split import make_split
-        split = make_split(load_dataset({str(small_dir)!r}, check_photos=False))
+        from shared.data.dataset import load_dataset
+        from shared.data.split import make_split
+        split = make_split(load_dataset({str(small_dir)!r}, check_photos=False), 42)
         print(json.dumps({{k: v.tolist() for k, v in split.parts().items()}}))
     """)
-    here = {k: v.tolist() for k, v in make_split(small_dataset).parts().items()}
+    here = {k: v.tolist() for k, v in make_split(small_dataset, 42).parts().items()}
     hash_seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
     env = {**os.environ, "PYTHONHASHSEED": hash_seed,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -164,7 +164,7 @@ def test_same_split_in_fresh_interpreters_with_other_hash_seeds(small_dir, small
 
 def test_split_is_stratified_on_price():
     dataset = priced_dataset(1000, seed=11)  # one listing per group: stratification alone
-    split = make_split(dataset)
+    split = make_split(dataset, 42)
     prices = pd.Series(dataset.prices, index=dataset.ids)
     deciles = pd.qcut(prices.rank(method="first"), 10, labels=False)
 
@@ -180,18 +180,18 @@ def test_split_is_stratified_on_price():
 
 def test_too_few_or_unpriced_listings_raise_split_error():
     with pytest.raises(SplitError, match="at least 10"):
-        make_split(priced_dataset(9))
+        make_split(priced_dataset(9), 42)
     unpriced = priced_dataset(30)
     unpriced.frame.loc[3, "price"] = np.nan
     with pytest.raises(SplitError):
-        make_split(unpriced)
+        make_split(unpriced, 42)
 
 
 # --------------------------------------------------------------------------- persistence
 
 def test_load_or_make_split_persists_and_reuses(tmp_path):
     dataset = priced_dataset(120, seed=5)
-    split = load_or_make_split(dataset, tmp_path)
+    split = load_or_make_split(dataset, tmp_path, 42)
 
     path = tmp_path / SPLIT_FILE
     stored = json.loads(path.read_text())
@@ -203,7 +203,7 @@ def test_load_or_make_split_persists_and_reuses(tmp_path):
     stored["train"], stored["val"] = stored["train"][1:], stored["val"] + stored["train"][:1]
     path.write_text(json.dumps(stored))
     mtime = path.stat().st_mtime_ns
-    reused = load_or_make_split(dataset, tmp_path)
+    reused = load_or_make_split(dataset, tmp_path, 42)
     assert reused.val.tolist() == stored["val"] and reused.train.tolist() == stored["train"]
     assert path.stat().st_mtime_ns == mtime
 
@@ -212,26 +212,26 @@ def test_load_or_make_split_persists_and_reuses(tmp_path):
     old = {**stored, "fractions": {"train": 0.7, "val": 0.1, "test": 0.2}}
     del old["cal"]
     path.write_text(json.dumps(old))
-    remade = load_or_make_split(dataset, tmp_path)
+    remade = load_or_make_split(dataset, tmp_path, 42)
     assert remade.parts_sha256() == split.parts_sha256() and len(remade.cal) > 0
     assert json.loads(path.read_text())["fractions"]["cal"] == 0.1
     path.write_text(json.dumps({**json.loads(path.read_text()), "rule": RANDOM_RULE,
                                 "test": stored["train"][:5]}))
-    assert load_or_make_split(dataset, tmp_path).parts_sha256() == split.parts_sha256()
+    assert load_or_make_split(dataset, tmp_path, 42).parts_sha256() == split.parts_sha256()
     assert json.loads(path.read_text())["rule"] == RULE
 
 
 def test_load_or_make_split_replaces_the_file_of_another_dataset_or_seed(tmp_path):
     first = priced_dataset(120, seed=5)
-    load_or_make_split(first, tmp_path)
+    load_or_make_split(first, tmp_path, 42)
 
     other = first.subset(first.ids[:100])
-    split = load_or_make_split(other, tmp_path)
+    split = load_or_make_split(other, tmp_path, 42)
     stored = json.loads((tmp_path / SPLIT_FILE).read_text())
     assert stored["dataset_fingerprint"] == dataset_fingerprint(other)
     assert set(np.concatenate(list(split.parts().values())).tolist()) == set(other.ids.tolist())
-    assert split.parts().keys() == make_split(other).parts().keys()
-    for a, b in zip(split.parts().values(), make_split(other).parts().values(), strict=True):
+    assert split.parts().keys() == make_split(other, 42).parts().keys()
+    for a, b in zip(split.parts().values(), make_split(other, 42).parts().values(), strict=True):
         assert np.array_equal(a, b)
 
     reseeded = load_or_make_split(other, tmp_path, seed=7)

@@ -1,4 +1,4 @@
-"""shared.models.tabular_net: PLR embeddings and the TabM ensemble on small synthetic data."""
+"""shared.models.families.tabular_net: PLR embeddings and the TabM ensemble on small synthetic data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from shared.models import tabular_net as tn  # noqa: E402
+from shared.models.families import tabular_net as tn  # noqa: E402
 
 
 def synthetic(n=256, seed=0):
@@ -110,22 +110,20 @@ def test_stopped_by():
 def test_trainer_contract_on_a_smoke_budget(small_dir, tmp_path):
     """train_tabular_net on the project's preprocessed data: a Trained whose bundle predicts,
     with the chosen configuration and how training stopped in its params."""
-    from shared.experiment import prepare
+    from shared.run.start import prepare
 
     exp = prepare(small_dir, tmp_path / "models", smoke=True)
-    trained = tn.train_tabular_net(exp.data, exp.cfg, progress=None)
+    trained = tn.train_tabular_net(exp.data, exp.cfg)
     params = trained.bundle.params
     assert params["stopped_by"] in ("early_stopping", "epoch_limit")
-    assert 1 <= params["epochs_run"] <= exp.cfg.budget.tabular_net_epochs
-    assert len(params["trials"]) == exp.cfg.budget.tabular_net_configs
+    assert 1 <= params["epochs_run"] <= exp.cfg.budget.tabular_net.epochs
+    assert len(params["trials"]) == exp.cfg.budget.tabular_net.configs
     assert params["arch"] in tn.ARCHS and params["embedded_columns"] > 0
     pred = trained.bundle.predict_eur(exp.data.parts["val"])
     assert pred.shape == (len(exp.data.parts["val"].frame),) and np.all(np.isfinite(pred))
 
 
 def test_smoke_budget_of_tabular_net_stays_tiny():
-    from shared import settings
-
-    smoke, full = settings.SMOKE, settings.FULL
-    assert smoke.tabular_net_configs <= 2 and smoke.tabular_net_epochs <= 5
-    assert full.tabular_net_configs >= 1 and full.tabular_net_epochs >= 50
+    smoke, full = tn.FAMILY.sizes.smoke, tn.FAMILY.sizes.full
+    assert smoke.configs <= 2 and smoke.epochs <= 5
+    assert full.configs >= 1 and full.epochs >= 50

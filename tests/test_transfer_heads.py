@@ -8,7 +8,7 @@ import pytest
 
 
 def test_flip_inputs_double_the_training_rows_and_average_every_part():
-    from shared.models.transfer import head_inputs
+    from shared.models.families.transfer import head_inputs
 
     rng = np.random.default_rng(0)
     plain = {p: rng.normal(size=(n, 4)) for p, n in (("train", 5), ("val", 3))}
@@ -26,9 +26,9 @@ def test_flip_inputs_double_the_training_rows_and_average_every_part():
 def test_the_mlp_head_learns_what_a_linear_head_cannot_and_splits_as_a_fusion_branch():
     import keras
 
-    from shared.models.late_fusion import split_at_output
+    from shared.models.families.from_branches import split_at_output
     from shared.models.layers import photo_mlp_head
-    from shared.training import compile_regressor, fit_regressor
+    from shared.models.fit import compile_regressor, fit_regressor
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2000, 8)).astype("float32")
@@ -47,12 +47,12 @@ def test_the_mlp_head_learns_what_a_linear_head_cannot_and_splits_as_a_fusion_br
 
 
 def test_a_flip_averaging_bundle_averages_the_photo_and_its_mirror(monkeypatch):
-    import shared.feature_cache as cache
-    from shared.bundles import ModelBundle
+    import shared.features.cache as cache
+    from shared.models.bundle import ModelBundle
 
     plain, mirrored = np.full((2, 3), 1.0), np.full((2, 3), 3.0)
 
-    def fake_extract(paths, backbone, image_size, progress=False, flip=False):
+    def fake_extract(paths, backbone, image_size, flip=False, **options):
         return (mirrored if flip else plain), {}
 
     monkeypatch.setattr(cache, "extract_features", fake_extract)
@@ -67,7 +67,7 @@ def test_a_flip_averaging_bundle_averages_the_photo_and_its_mirror(monkeypatch):
 
 
 def test_an_unknown_head_is_refused_by_name():
-    from shared.models import transfer
+    from shared.models.families import transfer
 
     class Data:
         def y_log(self, part):
