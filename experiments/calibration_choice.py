@@ -107,26 +107,12 @@ def predict_part(bundle, dataset, part: str) -> np.ndarray:
     return np.asarray(bundle.predict_log(dataset), dtype=np.float64).reshape(-1)
 
 
-def training_sample(exp):
-    """The training rows whose residuals fit σ, by the rule of
-    :meth:`shared.run.experiment.Experiment.calibrate_intervals`: at most
-    ``budget.run.interval_difficulty_rows`` rows, sampled with the seed ``cfg.seed_for("run")``."""
-    train = exp.data.parts["train"]
-    rows = np.arange(len(train.frame))
-    cap = exp.cfg.budget.run.interval_difficulty_rows
-    if len(rows) > cap:
-        rng = np.random.default_rng(exp.cfg.seed_for("run"))
-        rows = np.sort(rng.choice(rows, size=cap, replace=False))
-        train = train.subset(train.ids[rows])
-    return train
-
-
 def model_rows(exp, bundle, with_x: bool) -> dict[str, Rows]:
     """{"train" (the sample), "val", "cal": :class:`Rows`} of ``bundle`` (host groups for val
     and cal, tabular features for val and cal when ``with_x``)."""
     out = {}
     for part in PREDICTED_PARTS:
-        dataset = training_sample(exp) if part == "train" else exp.data.parts[part]
+        dataset = exp.difficulty_sample()[1] if part == "train" else exp.data.parts[part]
         log.info("  %s: predicting %d %s rows", bundle.name, len(dataset.frame), part)
         rows = Rows(predict_part(bundle, dataset, part),
                     np.asarray(feats.log_target(dataset.prices), dtype=np.float64),

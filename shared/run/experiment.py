@@ -246,13 +246,10 @@ class Experiment:
         return trained.prices(part, self.data) if trained else bundle.predict_eur(
             self.data.parts[part])
 
-    def calibrate_intervals(self, bundle: ModelBundle, pred_eur: dict, train_pred_eur=None):
-        """Interval calibration of ``bundle``: conformal scores from its predictions on the
-        parts of :data:`~shared.evaluation.intervals.CALIBRATION_PARTS` (``pred_eur``: {part:
-        (n_part,) EUR}), width (difficulty) model from its predictions on a seeded sample of at
-        most ``budget.run.interval_difficulty_rows`` training rows (``train_pred_eur``,
-        (n_train,) EUR, when the trainer has them; otherwise predicted here). Test rows are
-        never used."""
+    def difficulty_sample(self):
+        """(rows, dataset): the training rows whose residuals fit the interval width model, at
+        most ``budget.run.interval_difficulty_rows`` of them sampled with the seed
+        ``cfg.seed_for("run")`` (``rows``: their positions in the training part)."""
         train = self.data.parts["train"]
         rows = np.arange(len(train.frame))
         cap = self.cfg.budget.run.interval_difficulty_rows
@@ -260,6 +257,16 @@ class Experiment:
             rng = np.random.default_rng(self.cfg.seed_for("run"))
             rows = np.sort(rng.choice(rows, size=cap, replace=False))
             train = train.subset(train.ids[rows])
+        return rows, train
+
+    def calibrate_intervals(self, bundle: ModelBundle, pred_eur: dict, train_pred_eur=None):
+        """Interval calibration of ``bundle``: conformal scores from its predictions on the
+        parts of :data:`~shared.evaluation.intervals.CALIBRATION_PARTS` (``pred_eur``: {part:
+        (n_part,) EUR}), width (difficulty) model from its predictions on a seeded sample of at
+        most ``budget.run.interval_difficulty_rows`` training rows (``train_pred_eur``,
+        (n_train,) EUR, when the trainer has them; otherwise predicted here). Test rows are
+        never used."""
+        rows, train = self.difficulty_sample()
         train_pred_log = (np.log(np.asarray(train_pred_eur, dtype=np.float64))[rows]
                           if train_pred_eur is not None else bundle.predict_log(train))
         pred = np.concatenate([np.asarray(pred_eur[p], dtype=np.float64)
