@@ -256,15 +256,15 @@ def test_twenty_concurrent_requests_are_all_answered_correctly(estimator):
 
 
 def test_a_blend_pick_asks_the_columns_its_members_read():
-    """A blend bundle has no preprocessor of its own: the form reads its members' (a 10k models
-    folder whose picks were blend and tabular_blend once built a form with no tabular field)."""
-    from types import SimpleNamespace
-
-    from shared.cli.serve.estimate import _preprocessors
+    """A blend bundle has no preprocessor of its own: the form (and predict's column check) read
+    its members' (a 10k models folder whose picks were blend and tabular_blend once built a form
+    with no tabular field)."""
+    from shared.models.bundle import ModelBundle
     from shared.models.families.blend import Blend
 
-    first, second = SimpleNamespace(preprocessor="p1"), SimpleNamespace(preprocessor="p2")
-    blend = SimpleNamespace(preprocessor=None, estimator=Blend(members=(first, second), weight=0.5))
-    assert _preprocessors(blend) == ["p1", "p2"]
-    assert _preprocessors(first) == ["p1"]
-    assert _preprocessors(SimpleNamespace(preprocessor=None, estimator=object())) == []
+    first = ModelBundle("a", ("tabular",), object(), preprocessor="p1")
+    second = ModelBundle("b", ("tabular",), object(), preprocessor="p2")
+    blend = ModelBundle("blend", ("tabular",), Blend((first, second), 0.5))
+    assert blend.preprocessors() == ["p1", "p2"]
+    assert first.preprocessors() == ["p1"]
+    assert ModelBundle("photo", ("image",), object()).preprocessors() == []

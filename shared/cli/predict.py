@@ -66,10 +66,9 @@ def no_calibration_message(bundle: ModelBundle) -> str:
 def check_model_columns(bundle: ModelBundle, dataset) -> None:
     """Raise :class:`DatasetError` (one line naming the file and every missing column) when the
     dataset lacks raw columns the bundle's preprocessor was fitted on; extra columns are fine."""
-    if bundle.preprocessor is None:
-        return
     try:
-        feats.check_input_columns(bundle.preprocessor, dataset.frame.columns)
+        for preprocessor in bundle.preprocessors():   # a blend's: its members'
+            feats.check_input_columns(preprocessor, dataset.frame.columns)
     except feats.MissingColumnsError as exc:
         raise DatasetError(f"{dataset.data_dir / 'listings.csv'} lacks column(s) model "
                            f"{bundle.name!r} was fitted on: {', '.join(exc.columns)}") from None

@@ -61,6 +61,13 @@ class ModelBundle:
         return hasattr(self.estimator, "save") and hasattr(self.estimator, "layers")
 
     # ------------------------------------------------------------------ inputs
+    def preprocessors(self) -> list:
+        """The fitted tabular preprocessors this bundle reads raw columns through: its own, or
+        (a composite estimator such as a blend) its members'."""
+        if self.preprocessor is not None:
+            return [self.preprocessor]
+        return [p for m in getattr(self.estimator, "members", ()) for p in m.preprocessors()]
+
     def tabular_matrix(self, dataset) -> np.ndarray:
         """(n, d_tab) float32 from the fitted preprocessor."""
         return np.asarray(self.preprocessor.transform(dataset.frame), dtype=np.float32)

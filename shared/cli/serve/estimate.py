@@ -163,14 +163,6 @@ def load_listing(data_dir: Path, converted_dir: Path):
     return dataset
 
 
-def _preprocessors(bundle) -> list:
-    """The fitted tabular preprocessors ``bundle`` reads through: its own, or (a blend) its
-    members'."""
-    if bundle.preprocessor is not None:
-        return [bundle.preprocessor]
-    return [p for m in getattr(bundle.estimator, "members", ()) for p in _preprocessors(m)]
-
-
 def build_estimator(models_dir, data_dir=None, overrides: dict | None = None):
     """Load everything once and run one warm-up estimate; returns (estimator, start-up seconds).
     Logs one progress line once the picks and the data directory are found.
@@ -184,7 +176,7 @@ def build_estimator(models_dir, data_dir=None, overrides: dict | None = None):
                 f"listings from {data_dir} ...")
     models = load_models(Path(models_dir), picks)
     listings = load_training_listings(data_dir, models_dir)
-    columns = [c for b in models.by_slot().values() for p in _preprocessors(b)
+    columns = [c for b in models.by_slot().values() for p in b.preprocessors()
                for c in input_columns(p)]
     estimator = Estimator(models, build_form(columns, listings.frame), listings)
     defaults = {f.key: ("on" if f.default is True else "" if f.default is False
