@@ -351,15 +351,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    environment.log_progress()
     models_dir = environment.resolve_models_dir(args.models_dir)
     try:
         data_dir = environment.resolve_data_dir(args.data_dir)
         if not models_dir.is_dir():
             raise ModelLoadError(f"models directory {models_dir} does not exist")
-        exp = prepare(data_dir, models_dir, smoke=False)
-        select(exp, models_dir, [n.strip() for n in args.models.split(",") if n.strip()],
-               args.reps, args.folds)
+        with environment.showing_progress("stderr"):   # this command's lines only
+            exp = prepare(data_dir, models_dir, smoke=False)
+            select(exp, models_dir, [n.strip() for n in args.models.split(",") if n.strip()],
+                   args.reps, args.folds)
     except (ModelLoadError, environment.DataDirError) as exc:
         print(f"calibration_choice: error: {exc}", file=sys.stderr)
         return 2

@@ -53,7 +53,6 @@ def training_main(run, deliverable: str, description: str, argv=None) -> int:
                                       "with --smoke: <models-dir>/smoke-metrics/<deliverable>/, "
                                       "the models dir being a scratch folder unless given)")
     args = parser.parse_args(argv)
-    environment.log_progress()
     models_dir = (environment.smoke_models_dir(args.models_dir) if args.smoke
                   else environment.resolve_models_dir(args.models_dir))
     if args.out:
@@ -62,7 +61,8 @@ def training_main(run, deliverable: str, description: str, argv=None) -> int:
         out = models_dir / "smoke-metrics" / deliverable
     else:
         out = environment.DOCS_DIR / deliverable
-    result = run(environment.resolve_data_dir(args.data_dir), models_dir, smoke=args.smoke,
-                 output_dir=out, budget=budget_for(args.smoke, args.budget))
+    with environment.showing_progress("stderr"):   # for this command only (a test calls it in-process)
+        result = run(environment.resolve_data_dir(args.data_dir), models_dir, smoke=args.smoke,
+                     output_dir=out, budget=budget_for(args.smoke, args.budget))
     print(f"metrics written to {result.metrics_path}")
     return 0
