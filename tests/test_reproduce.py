@@ -235,6 +235,14 @@ def published(deliverable: str) -> dict:
     return json.loads((ROOT / "docs" / deliverable / "metrics.json").read_text())
 
 
+def issue33_published(deliverable: str) -> dict:
+    """The published metrics.json issue 33's Zen 3 figures were measured against (the reports
+    of 2026-12-06, kept in tests/data/issue33/): the tests below quote that file's intervals and
+    seed bands, which a later render of docs/ changes."""
+    return json.loads((ROOT / "tests" / "data" / "issue33" / f"{deliverable}_metrics.json")
+                      .read_text())
+
+
 def test_the_committed_reports_agree_with_themselves_under_both_rules():
     for deliverable in ("deliverable1", "deliverable2"):
         reference = published(deliverable)
@@ -260,7 +268,7 @@ def zen3_deliverable1() -> dict:
     transfer_finetuned within 0.2% (+0.2% here), tabular_net test MAE 12.87 EUR (13.16
     published), MAPE -4.3%, R² log +3.8%; cnn_scratch R² log 0.200 (0.190 published, +5.6%);
     an mlp RMSE interval bound -6.6%."""
-    data = copy.deepcopy(published("deliverable1"))
+    data = copy.deepcopy(issue33_published("deliverable1"))
     data["run"]["cpu"] = ZEN3
     models = data["models"]
     for name in ("mean", "ridge", "hgb", "transfer_frozen", "transfer_finetuned"):
@@ -295,7 +303,7 @@ def run_command(deliverable: str, reference: dict, candidate: dict, tmp_path: Pa
 
 
 def test_deliverable1_from_zen3_agrees_and_a_metric_moved_outside_is_named(tmp_path, capsys):
-    reference, candidate = published("deliverable1"), zen3_deliverable1()
+    reference, candidate = issue33_published("deliverable1"), zen3_deliverable1()
     comparison = compare_metrics(reference, candidate)
     assert not comparison.exact and comparison.agrees
     quoted = statuses(comparison)
@@ -320,7 +328,7 @@ def test_deliverable1_from_zen3_agrees_and_a_metric_moved_outside_is_named(tmp_p
 
 
 def test_deliverable1_cnn_goal_is_undecided_in_both_runs_not_flipped(tmp_path, capsys):
-    reference, candidate = r2_verdicts(published("deliverable1")), r2_verdicts(zen3_deliverable1())
+    reference, candidate = r2_verdicts(issue33_published("deliverable1")), r2_verdicts(zen3_deliverable1())
     cnn_published, cnn_zen3 = reference["run"]["goals"][2], candidate["run"]["goals"][2]
     assert (cnn_published["verdict"], cnn_zen3["verdict"]) == (UNDECIDED, UNDECIDED)
     assert cnn_zen3["point"] >= 0.20 > cnn_published["point"]  # the old flags flipped here
@@ -332,7 +340,7 @@ def test_deliverable1_cnn_goal_is_undecided_in_both_runs_not_flipped(tmp_path, c
     # with the old flags (0.200 >= 0.20 "reached" vs 0.190 "not reached") the flip is named
     legacy = zen3_deliverable1()
     legacy["run"]["goals"][2]["reached"] = True
-    code, out = run_command("deliverable1", published("deliverable1"), legacy, tmp_path, capsys)
+    code, out = run_command("deliverable1", issue33_published("deliverable1"), legacy, tmp_path, capsys)
     assert code == 1
     assert out.splitlines()[-1] == "DIFFER: goal verdict flipped: cnn_scratch (no pretrained " \
         "weights) R² on log price >= 0.20"
@@ -344,7 +352,7 @@ ZEN3_BLEND_SEEDS = [12.08, 12.06, 12.11, 12.07, 12.09]
 
 
 def zen3_deliverable2(blend_mae: float = 12.08) -> dict:
-    data = copy.deepcopy(published("deliverable2"))
+    data = copy.deepcopy(issue33_published("deliverable2"))
     d1 = zen3_deliverable1()["models"]  # the deliverable-1 references of the same machine
     data["run"]["cpu"] = ZEN3
     for name in ("mlp", "tabular_net", "hgb", "transfer_frozen"):
@@ -364,7 +372,7 @@ def fusion_verdict(data: dict) -> dict:
     paired 95% interval of the difference (the published one shifted with the point for the Zen 3
     run, which the issue does not quote) and the seeds' relative differences, seed by seed."""
     hgb, blend = data["models"]["hgb"], data["models"]["blend"]
-    published_diff = published("deliverable2")["models"]["blend"]["test_vs_best_tabular"]
+    published_diff = issue33_published("deliverable2")["models"]["blend"]["test_vs_best_tabular"]
     diff = blend["test"]["mae"] - hgb["test"]["mae"]
     interval = [(bound - published_diff["mae_diff"] + diff) / hgb["test"]["mae"]
                 for bound in published_diff["mae_diff_ci95"]]
@@ -380,7 +388,7 @@ def test_deliverable2_from_zen3_names_the_blend_outside_its_seed_band(tmp_path, 
     interval, but the blend's 12.08 EUR lies just below its seed band [12.0816, 12.4680] (the
     published blend, tabular_net + late_fusion_from_branches, had seeds 12.195-12.369): the Zen 3
     run chose another blend, which is not "another seed" of the published one."""
-    reference, candidate = published("deliverable2"), zen3_deliverable2()
+    reference, candidate = issue33_published("deliverable2"), zen3_deliverable2()
     comparison = compare_metrics(reference, candidate)
     assert [(d.model, d.metric, d.rule) for d in comparison.failures] == [
         ("blend", "mae", "seed band")]
@@ -400,7 +408,7 @@ def test_deliverable2_from_zen3_names_the_blend_outside_its_seed_band(tmp_path, 
 def test_deliverable2_from_zen3_agrees_when_the_blend_is_inside_and_verdicts_are_decided(
         tmp_path, capsys):
     # 12.084 also rounds to the quoted 12.08: the quote alone cannot tell which side it is on
-    reference = fusion_verdict(published("deliverable2"))
+    reference = fusion_verdict(issue33_published("deliverable2"))
     candidate = fusion_verdict(zen3_deliverable2(blend_mae=12.084))
     assert reference["run"]["goal"]["verdict"] == UNDECIDED  # -1.6%, interval [-3.9%, +0.8%]
     assert candidate["run"]["goal"]["verdict"] == UNDECIDED  # -4.1%, interval [-6.3%, -1.6%]
