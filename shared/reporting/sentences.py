@@ -15,14 +15,12 @@ CHANGE_EUR = 0.05
 #: Two median widths within this relative difference are "about as wide".
 WIDTH_TOLERANCE = 0.05
 #: Said wherever the reports speak of test hygiene.
-CALIBRATION_RULE_NOTE = ("the rows that calibrate the price ranges (validation and calibration "
-                         "parts) were chosen after the test coverage of a calibration-part-only "
-                         "variant had been seen for hgb")
+_CALIBRATION_ROWS = "the rows that calibrate the price ranges (validation and calibration parts)"
+_CALIBRATION_READ = "the test coverage of a calibration-part-only variant had been seen for hgb"
+CALIBRATION_RULE_NOTE = f"{_CALIBRATION_ROWS} were chosen after {_CALIBRATION_READ}"
 SELECTION_RULE_NOTE = ("two rules were adopted after test results had been read: the one that "
                        "selects the blend (its cross-validated validation MAE), after an earlier "
-                       "render's, and the rows that calibrate the price ranges (validation and "
-                       "calibration parts), after the test coverage of a calibration-part-only "
-                       "variant had been seen for hgb")
+                       f"render's, and {_CALIBRATION_ROWS}, after {_CALIBRATION_READ}")
 
 
 def change_word(before: float, after: float, tolerance: float = CHANGE_EUR) -> str:
@@ -200,9 +198,10 @@ def coverage_goal_sentence(name: str, check: dict) -> str:
                   f"every judged group {inside}" if not c["off"] else
                   f"{outside}: " + ", ".join(_group_text(g) for g in c["off"]))
         parts.append(f"{overall}, {groups}")
-    small = next(iter(check.values()))["small"] if check else []
+    first = next(iter(check.values()), {"small": [], "groups": []})
+    small = first["small"]
     tail = ("; too few test listings to judge: " + ", ".join(_group_text(g, False) for g in small)
-            if small and len(small) < len(next(iter(check.values()))["groups"]) else "")
+            if small and len(small) < len(first["groups"]) else "")
     return f"`{name}`: " + "; ".join(parts) + tail + "."
 
 
